@@ -1,0 +1,64 @@
+"""The façade: loads and validates user input once, composes the stages, returns records.
+
+The CLI is a thin shell over these functions; tests and scripts can call them directly.
+Stages (topology, candidates, sweep, costmodel, search, emit) never import each other.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from . import candidates as candidates_stage
+from . import io
+from .engines import ENGINES, Engine
+from .errors import ConfigError, LayoutError
+from .records import Candidate
+from .specs import HardwareProfile, ModelSpec
+
+Ref = str | os.PathLike
+
+
+def load_model(ref: Ref) -> ModelSpec:
+    return io.load_model(ref)
+
+
+def load_profile(ref: Ref) -> HardwareProfile:
+    return io.load_profile(ref)
+
+
+def list_profiles() -> list[tuple[Path, HardwareProfile]]:
+    return io.bundled_profiles()
+
+
+def check_engine(engine: str) -> Engine:
+    if engine not in ENGINES:
+        raise ConfigError(f"{engine!r} is not an engine tpplan knows", field="--engine", expected=", ".join(ENGINES))
+    return engine  # type: ignore[return-value]
+
+
+def plan_candidates(
+    model_ref: Ref,
+    profile_ref: Ref,
+    engine: str = "vllm",
+    gpus: int | None = None,
+    max_model_len: int | None = None,
+    full_budget: bool = False,
+    tp: list[int] | None = None,
+    pp: list[int] | None = None,
+) -> tuple[ModelSpec, HardwareProfile, int, list[Candidate]]:
+    """Every layout of the GPU budget for `engine`; `tp`/`pp` restrict the degrees listed."""
+    eng = check_engine(engine)
+    model, profile = load_model(model_ref), load_profile(profile_ref)
+    budget = gpus or profile.total_gpus
+    for name, values in (("--tp", tp), ("--pp", pp)):
+        too_big = [v for v in values or [] if v > budget]
+        if too_big:
+            raise LayoutError(
+                f"{name} {too_big[0]} is larger than the GPU budget ({budget}: "
+                f"{'--gpus' if gpus else f'{profile.total_gpus} GPUs of profile {profile.name}'}); "
+                f"use {name} <= {budget} or raise --gpus"
+            )
+    found = candidates_stage.candidates(model, profile, eng, budget, max_model_len, full_budget)
+    found = [c for c in found if (not tp or c.tp in tp) and (not pp or c.pp in pp)]
+    return model, profile, budget, found

@@ -1,0 +1,185 @@
+"""Candidates: every TP × PP × replica layout of a GPU budget, judged for an engine.
+
+For each layout: the engine's own rules (engines.py), whether weights + activations + a
+KV cache of `max_model_len` tokens fit at the engine's default memory fraction (memory.py),
+and where it lands on the hardware: instances packed node by node, ranks laid out
+DP × PP × TP as vLLM does (TP innermost), so a TP group either stays inside one NVLink
+domain or crosses it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from . import engines, memory
+from .errors import LayoutError
+from .records import Candidate, Layout
+from .specs import HardwareProfile, ModelSpec
+
+# Memory outside torch tensors: CUDA context, NCCL buffers, CUDA-graph pools. Assumed, from the
+# 0.5–1.5 GiB vLLM reports as non-torch + cudagraph memory in its start-up log.
+RUNTIME_OVERHEAD_GIB = 1.5
+
+
+@dataclass(frozen=True)
+class Placement:
+    nodes: int
+    crosses_nvlink_domain: bool
+    crosses_node: bool
+    tp_fabric: str
+    problem: str | None
+
+
+def place(profile: HardwareProfile, layout: Layout, budget_gpus: int) -> Placement:
+    """Pack the instances onto nodes of the budget; say which links their TP/PP groups use."""
+    gpn, world = profile.gpus_per_node, layout.world_size
+    budget_nodes = math.ceil(budget_gpus / gpn)
+    starts: list[int] = []  # global index of each instance's rank 0
+    if world <= gpn:
+        per_node = gpn // world
+        for k in range(layout.replicas):
+            node, slot = divmod(k, per_node)
+            starts.append(node * gpn + slot * world)
+        nodes = math.ceil(layout.replicas / per_node)
+    else:
+        span = math.ceil(world / gpn)
+        starts = [k * span * gpn for k in range(layout.replicas)]
+        nodes = span * layout.replicas
+    problem = None
+    last_gpu = starts[-1] + world - 1
+    if nodes > budget_nodes or last_gpu >= budget_gpus:
+        problem = (
+            f"needs {nodes} node(s) of {gpn} GPUs to place {layout.replicas} instance(s) of {world} GPUs "
+            f"without splitting one across nodes; the budget of {budget_gpus} GPUs has {budget_nodes}"
+        )
+    s0 = starts[0]  # every instance has the same shape; the first one tells
+    tp_groups = [range(s0 + j * layout.tp, s0 + (j + 1) * layout.tp) for j in range(layout.pp)]
+    crosses_domain = any(len({profile.domain_of(g) for g in grp}) > 1 for grp in tp_groups)
+    tp_crosses_node = any(len({profile.node_of(g) for g in grp}) > 1 for grp in tp_groups)
+    crosses_node = len({profile.node_of(g) for g in range(s0, s0 + world)}) > 1
+    if layout.tp == 1:
+        fabric = "none"
+    elif not crosses_domain and profile.domain_size > 1:
+        fabric = "nvlink"
+    elif not tp_crosses_node:
+        fabric = "pcie"
+    else:
+        fabric = "network"
+    if crosses_node and profile.inter_node is None and problem is None:
+        problem = f"a TP or PP group spans nodes, but profile {profile.name} has no inter-node fabric"
+    return Placement(nodes, crosses_domain, crosses_node, fabric, problem)
+
+
+@dataclass(frozen=True)
+class MemoryFit:
+    """Per-GPU memory of one instance, in bytes (the tightest stage decides)."""
+
+    fraction: float
+    budget: float
+    weights_max: float
+    reserve: float
+    kv_free_min: float
+    kv_tokens: int
+
+
+def memory_fit(
+    model: ModelSpec, profile: HardwareProfile, tp: int, layers_per_stage: list[int], engine: engines.Engine,
+    kv_dtype: str,
+) -> MemoryFit:
+    """Budget = memory × the engine's fraction; what weights and activations leave is KV cache.
+    An instance holds as many tokens as its tightest stage can (vLLM takes the min over workers)."""
+    gpu = profile.gpu
+    eng = engines.defaults(engine, gpu.name, gpu.memory_gib.value, tp, len(layers_per_stage), model)
+    fraction = eng.memory_fraction
+    budget = gpu.memory_gib.value * memory.GIB * fraction
+    weights = memory.weight_bytes_per_stage(model, tp, layers_per_stage)
+    # Engines profile peak activations with one full batch of max_num_batched_tokens.
+    reserve = memory.activation_bytes(model, tp, eng.max_num_batched_tokens) + RUNTIME_OVERHEAD_GIB * memory.GIB
+    free = [budget - w - reserve for w in weights]
+    tokens = [
+        math.floor(f / memory.kv_bytes_per_token(model, tp, n, kv_dtype)) if n and f > 0 else 0
+        for f, n in zip(free, layers_per_stage, strict=True)
+    ]
+    return MemoryFit(fraction, budget, max(weights), reserve, min(free), min(tokens))
+
+
+def enumerate_layouts(budget_gpus: int, num_layers: int, full_budget: bool = False) -> list[Layout]:
+    """All tp × pp × replicas using at most (or, with full_budget, exactly) the budget."""
+    out = []
+    for tp in range(1, budget_gpus + 1):
+        for pp in range(1, min(budget_gpus // tp, num_layers) + 1):
+            for r in range(1, budget_gpus // (tp * pp) + 1):
+                if not full_budget or tp * pp * r == budget_gpus:
+                    out.append(Layout(tp=tp, pp=pp, replicas=r))
+    return out
+
+
+def judge(
+    model: ModelSpec,
+    profile: HardwareProfile,
+    layout: Layout,
+    engine: engines.Engine,
+    budget_gpus: int,
+    max_model_len: int | None = None,
+    kv_dtype: str | None = None,
+) -> Candidate:
+    """One layout's verdict: engine rules, memory fit, placement."""
+    if layout.gpus > budget_gpus:
+        raise LayoutError(f"{layout.label()} needs {layout.gpus} GPUs; the budget is {budget_gpus}")
+    verdict = engines.check(engine, model, layout.tp, layout.pp, tp_limit=budget_gpus)
+    reasons = list(verdict.reasons)
+    notes: list[str] = list(model.notes)
+    max_len = max_model_len or model.max_position_embeddings
+
+    mem = memory_fit(model, profile, layout.tp, verdict.layers_per_stage, engine, kv_dtype or model.dtype)
+    gib = memory.GIB
+    fits = mem.kv_free_min > 0 and mem.kv_tokens >= max_len
+    if mem.kv_free_min <= 0:
+        reasons.append(
+            f"weights {mem.weights_max / gib:.1f} GiB + {mem.reserve / gib:.1f} GiB activations/runtime per GPU "
+            f"exceed {mem.budget / gib:.1f} GiB ({profile.gpu.memory_gib.value:g} GiB × {mem.fraction:g} "
+            f"{engine} memory fraction)"
+        )
+    elif mem.kv_tokens < max_len:
+        reasons.append(
+            f"KV cache holds {mem.kv_tokens:,} tokens, fewer than max_model_len {max_len:,}; "
+            "lower --max-model-len or use more GPUs per instance"
+        )
+
+    where = place(profile, layout, budget_gpus)
+    if where.problem:
+        reasons.append(where.problem)
+    if where.crosses_nvlink_domain:
+        notes.append(
+            f"TP={layout.tp} crosses the NVLink domain ({profile.domain_size} GPUs): its all-reduces run over "
+            f"{'the inter-node network' if where.tp_fabric == 'network' else 'PCIe'}"
+        )
+    return Candidate(
+        tp=layout.tp, pp=layout.pp, replicas=layout.replicas, engine=engine,
+        engine_ok=verdict.ok, fits=fits, valid=verdict.ok and fits and where.problem is None,
+        reasons=reasons, notes=notes,
+        heads_per_rank=verdict.heads_per_rank, kv_heads_per_rank=verdict.kv_heads_per_rank,
+        layers_per_stage=verdict.layers_per_stage,
+        weights_gib_per_gpu=round(mem.weights_max / gib, 3),
+        activation_gib_per_gpu=round(mem.reserve / gib, 3),
+        memory_budget_gib_per_gpu=round(mem.budget / gib, 3),
+        kv_cache_gib_per_gpu=round(max(0.0, mem.kv_free_min) / gib, 3),
+        kv_cache_tokens=mem.kv_tokens, max_model_len=max_len,
+        crosses_nvlink_domain=where.crosses_nvlink_domain, crosses_node=where.crosses_node,
+        tp_fabric=where.tp_fabric, nodes=where.nodes, idle_gpus=budget_gpus - layout.gpus,
+    )
+
+
+def candidates(
+    model: ModelSpec,
+    profile: HardwareProfile,
+    engine: engines.Engine = "vllm",
+    budget_gpus: int | None = None,
+    max_model_len: int | None = None,
+    full_budget: bool = False,
+) -> list[Candidate]:
+    """Every layout of the budget (default: all GPUs of the profile), judged."""
+    budget = budget_gpus or profile.total_gpus
+    layouts = enumerate_layouts(budget, model.num_layers, full_budget)
+    return [judge(model, profile, lay, engine, budget, max_model_len) for lay in layouts]

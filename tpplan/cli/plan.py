@@ -1,0 +1,122 @@
+"""`tpplan profiles` and `tpplan candidates`."""
+
+from __future__ import annotations
+
+import textwrap
+
+import click
+
+from .common import echo_json, engine_option, int_list, json_option, positive_int, profile_option, table
+
+
+@click.command()
+@json_option
+def profiles(as_json: bool) -> None:
+    """List the bundled hardware profiles.
+
+    \b
+    Examples:
+      tpplan profiles
+      tpplan profiles --json | jq '.[].name'
+    """
+    from .. import api
+
+    found = api.list_profiles()
+    if as_json:
+        echo_json([{"name": p.name, "file": str(path), **p.model_dump(mode="json")} for path, p in found])
+        return
+    rows = [
+        (
+            p.name, p.gpu.name, p.gpus_per_node, p.nodes, p.domain_size,
+            p.inter_node.kind if p.inter_node else "-", f"{p.price.usd_per_gpu_hour.value:.2f}", p.price.date,
+        )
+        for _, p in found
+    ]
+    click.echo(table(rows, ["profile", "gpu", "gpus/node", "nodes", "nvlink domain", "network", "$/gpu-h", "price date"]))
+    click.echo("\nUse a name with --profile, or a path to your own YAML (`tpplan detect` writes one).")
+
+
+@click.command()
+@click.argument("model", metavar="MODEL")
+@profile_option()
+@click.option("--gpus", type=int, help="GPU budget (default: all GPUs of the profile; more than a node means several nodes).")
+@engine_option()
+@click.option("--max-model-len", type=int, help="Context length the KV cache must hold (default: the model's maximum).")
+@click.option("--tp", "tp_text", metavar="LIST", help="Only these TP degrees, e.g. 4,8.")
+@click.option("--pp", "pp_text", metavar="LIST", help="Only these PP degrees, e.g. 1,2.")
+@click.option("--full-budget", is_flag=True, help="Only layouts that use every GPU of the budget.")
+@click.option("--valid-only", is_flag=True, help="Hide layouts that are not valid.")
+@json_option
+def candidates(
+    model: str, profile: str, gpus: int | None, engine: str, max_model_len: int | None, tp_text: str | None,
+    pp_text: str | None, full_budget: bool, valid_only: bool, as_json: bool,
+) -> None:
+    """Every TP x PP x replica layout for a GPU budget: legal for the engine? fits? why not?
+
+    \b
+    Examples:
+      tpplan candidates llama-3.1-70b --profile dgx-h100
+      tpplan candidates sweeps/minicpm-2b.yaml --profile dgx-a100-80g --tp 8 --engine megatron
+      tpplan candidates config.json --profile dgx-h100 --gpus 16 --valid-only --json
+    """
+    from .. import api
+
+    positive_int("--gpus", gpus)
+    positive_int("--max-model-len", max_model_len)
+    spec, prof, budget, found = api.plan_candidates(
+        model, profile, engine, gpus, max_model_len, full_budget, int_list("--tp", tp_text), int_list("--pp", pp_text)
+    )
+    if valid_only:
+        found = [c for c in found if c.valid]
+    if as_json:
+        echo_json([c.model_dump(mode="json") for c in found])
+        return
+    for note in spec.notes:
+        click.echo(f"warning: {note}", err=True)
+    click.echo(
+        f"{spec.name} ({spec.num_attention_heads} heads, {spec.num_kv_heads} KV heads, {spec.num_layers} layers) "
+        f"on {budget} x {prof.gpu.name} [{prof.name}], {engine}; NVLink domain {prof.domain_size} GPUs"
+    )
+    rows = [
+        (
+            c.tp, c.pp, _replica_range(group), c.world_size, "yes" if c.valid else "no", c.engine_ok, c.fits,
+            c.heads_per_rank, c.kv_heads_per_rank, c.layers_per_stage, f"{c.weights_gib_per_gpu:.1f}",
+            f"{c.kv_cache_gib_per_gpu:.1f}", c.tp_fabric + (" (crosses)" if c.crosses_nvlink_domain else ""), _why(c),
+        )
+        for group in _group_replicas(found)
+        for c in [group[0]]
+    ]
+    headers = ["tp", "pp", "replicas", "gpus/inst", "valid", "engine", "fits", "heads/rank", "kv/rank",
+               "layers/stage", "weights GiB", "kv GiB", "tp link", "why not"]
+    click.echo(table(rows, headers))
+    n_valid = sum(c.valid for c in found)
+    click.echo(f"\n{n_valid} of {len(found)} layouts valid. GiB are per GPU at the {engine} memory fraction; "
+               "--json gives every field and the full reasons.")
+
+
+def _group_replicas(found: list) -> list[list]:
+    """Runs of layouts that differ only in replica count and share a verdict: one table row each."""
+    groups: list[list] = []
+    for c in found:
+        prev = groups[-1][-1] if groups else None
+        if prev and (prev.tp, prev.pp, prev.valid, prev.reasons) == (c.tp, c.pp, c.valid, c.reasons):
+            groups[-1].append(c)
+        else:
+            groups.append([c])
+    return groups
+
+
+def _replica_range(group: list) -> str:
+    lo, hi = group[0].replicas, group[-1].replicas
+    return str(lo) if lo == hi else f"{lo}-{hi}"
+
+
+def _why(c) -> str:
+    """The first reason, without its source citation, short enough for a table cell."""
+    if not c.reasons:
+        return ""
+    first = textwrap.shorten(c.reasons[0].split(" [")[0].split(";")[0], 64, placeholder="...")
+    return first + (f" (+{len(c.reasons) - 1} more)" if len(c.reasons) > 1 else "")
+
+
+COMMANDS = [profiles, candidates]

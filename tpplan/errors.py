@@ -1,0 +1,55 @@
+"""Errors a user can cause, each rendered as one line by the CLI (never a traceback).
+
+`ConfigError` names the file, the field, the offending value and what would be valid:
+
+    ConfigError: sweeps/m.yaml: num_attention_heads: 0 is out of range; expected an integer >= 1
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class TpplanError(Exception):
+    """Base of every error that is the user's to fix; the CLI prints it in one line."""
+
+    kind = "error"
+
+    def one_line(self) -> str:
+        return f"{self.kind}: " + " ".join(str(self).split())
+
+
+class ConfigError(TpplanError):
+    """Bad input: a file, field or flag whose value cannot be used."""
+
+    kind = "ConfigError"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | None = None,
+        field: str | None = None,
+        value: Any = None,
+        expected: str | None = None,
+    ) -> None:
+        self.file, self.field, self.value, self.expected = file, field, value, expected
+        parts = [p for p in (file, field) if p]
+        head = ": ".join(parts)
+        text = f"{head}: {message}" if head else message
+        if expected:
+            text += f"; expected {expected}"
+        super().__init__(text)
+
+
+class LayoutError(TpplanError):
+    """A requested layout that cannot exist on the given hardware (e.g. TP larger than the GPUs)."""
+
+    kind = "LayoutError"
+
+
+def show_value(value: Any, limit: int = 60) -> str:
+    """A value as it should appear inside an error line: repr'd, short, on one line."""
+    text = repr(value)
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."

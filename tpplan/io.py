@@ -1,0 +1,169 @@
+"""Reading user files into validated records, and writing records back out.
+
+Every way a file can be wrong (missing, a directory, not UTF-8, empty, bad YAML/JSON, not a
+mapping, a field of the wrong type or out of range) becomes one `ConfigError` line naming
+the file, the field, the value and what is valid.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from . import bundled
+from .errors import ConfigError, show_value
+from .specs import HardwareProfile, ModelSpec
+from .specs.hf import spec_fields_from_hf
+
+R = TypeVar("R", bound=BaseModel)
+
+# Keys that mark a Hugging Face config.json rather than tpplan's own model.yaml.
+HF_MARKERS = ("architectures", "model_type", "text_config", "num_hidden_layers", "n_layer")
+
+
+def read_text(path: Path) -> str:
+    if not path.exists():
+        raise ConfigError("no such file", file=str(path), expected="a path to a .yaml or .json file")
+    if path.is_dir():
+        raise ConfigError("is a directory", file=str(path), expected="a .yaml or .json file")
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise ConfigError(f"cannot be read ({e.strerror})", file=str(path)) from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(
+            f"is not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start})", file=str(path),
+            expected="a UTF-8 YAML or JSON file",
+        ) from None
+    if not text.strip():
+        raise ConfigError("is empty", file=str(path), expected="a YAML or JSON mapping of field: value")
+    return text
+
+
+def parse_mapping(text: str, file: str) -> dict[str, Any]:
+    """YAML or JSON text (JSON by suffix, YAML otherwise; YAML also reads JSON) → a dict."""
+    try:
+        data = json.loads(text) if file.endswith(".json") else yaml.safe_load(text)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"invalid JSON at line {e.lineno} column {e.colno}: {e.msg}", file=file) from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"invalid YAML{where}: {problem}", file=file) from None
+    if not isinstance(data, dict):
+        kind = type(data).__name__ if data is not None else "nothing"
+        raise ConfigError(f"top level is {kind}", file=file, expected="a mapping of field: value")
+    return data
+
+
+def load_mapping(path: Path) -> dict[str, Any]:
+    return parse_mapping(read_text(path), str(path))
+
+
+def validate(cls: type[R], data: Any, file: str, prefix: str = "") -> R:
+    """`cls.model_validate(data)` with pydantic's errors turned into one ConfigError line."""
+    try:
+        return cls.model_validate(data)
+    except ValidationError as e:
+        raise validation_error(e, file, prefix, cls) from None
+
+
+def validation_error(e: ValidationError, file: str, prefix: str = "", cls: type[BaseModel] | None = None) -> ConfigError:
+    errors = e.errors(include_url=False)
+    first = errors[0]
+    field = prefix + ".".join(str(p) for p in first["loc"])
+    msg = first["msg"]
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, ") :]
+    more = f" (and {len(errors) - 1} more problem{'s' * (len(errors) > 2)})" if len(errors) > 1 else ""
+    if first["type"] == "missing":
+        return ConfigError("is missing" + more, file=file, field=field or None, expected=_describe(cls, first["loc"]))
+    if first["type"] == "extra_forbidden":
+        return ConfigError(
+            f"unknown field (value {show_value(first['input'])}){more}", file=file, field=field,
+            expected="only the fields documented for this file",
+        )
+    value = first.get("input")
+    shown = "" if isinstance(value, dict) else f"{show_value(value)}: "
+    return ConfigError(f"{shown}{msg}{more}", file=file, field=field or None)
+
+
+def _describe(cls: type[BaseModel] | None, loc: tuple) -> str | None:
+    """The description of the field at `loc` in `cls`, to say what a missing field should hold."""
+    info = None
+    for part in loc:
+        fields = getattr(cls, "model_fields", None)
+        if not fields or part not in fields:
+            return None
+        info = fields[part]
+        cls = next((a for a in getattr(info.annotation, "__args__", (info.annotation,)) if hasattr(a, "model_fields")), None)
+    return info.description if info else None
+
+
+# ---- models ---------------------------------------------------------------------------
+def resolve(ref: str | os.PathLike, kind: str) -> Path:
+    """A path as given, else a bundled name (`dgx-h100`, `llama-3.1-70b`)."""
+    path = Path(ref)
+    if path.exists():
+        return path
+    found = bundled.find_bundled(kind, str(ref))
+    if found:
+        return found
+    what = "hardware profile" if kind == bundled.PROFILES else "model spec"
+    names = ", ".join(bundled.bundled_names(kind))
+    raise ConfigError(f"no such file or bundled {what}", file=str(ref), expected=f"a path or one of: {names}")
+
+
+def load_model(ref: str | os.PathLike) -> ModelSpec:
+    """A ModelSpec from tpplan's model.yaml or a Hugging Face config.json (by content)."""
+    path = resolve(ref, bundled.MODELS)
+    data = load_mapping(path)
+    return model_from_mapping(data, str(path), default_name=_model_name(data, path))
+
+
+def model_from_mapping(data: dict[str, Any], file: str, default_name: str) -> ModelSpec:
+    if any(k in data for k in HF_MARKERS) and "num_layers" not in data:
+        fields = spec_fields_from_hf(data, file, default_name)
+        fields.setdefault("source", f"Hugging Face config {Path(file).name}")
+        return validate(ModelSpec, fields, file)
+    return validate(ModelSpec, data, file)
+
+
+def _model_name(data: dict[str, Any], path: Path) -> str:
+    name = data.get("name") or data.get("_name_or_path")
+    if isinstance(name, str) and name.strip():
+        return name.strip().rstrip("/").split("/")[-1]
+    return path.parent.name if path.stem == "config" else path.stem
+
+
+# ---- hardware profiles ----------------------------------------------------------------
+def load_profile(ref: str | os.PathLike) -> HardwareProfile:
+    path = resolve(ref, bundled.PROFILES)
+    return validate(HardwareProfile, load_mapping(path), str(path))
+
+
+def bundled_profiles() -> list[tuple[Path, HardwareProfile]]:
+    d = bundled.data_dir(bundled.PROFILES)
+    return [(p, load_profile(p)) for p in sorted(d.glob("*.yaml"))]
+
+
+# ---- writing ----------------------------------------------------------------------------
+def to_yaml(record: BaseModel, header: str = "") -> str:
+    body = yaml.safe_dump(record.model_dump(mode="json", exclude_defaults=False), sort_keys=False, width=100)
+    return (header + "\n" if header else "") + body
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write through a temporary file and rename, so a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)

@@ -1,0 +1,197 @@
+"""Hugging Face `config.json` → ModelSpec, resolving fields the way vLLM does.
+
+KV heads follow vLLM 0.33 exactly (reference/engines/README.md §4.2, from
+`vllm/transformers_utils/config.py:57-63` and `model_arch_config_convertor.py:507-523`):
+a Falcon (falcon / RefinedWeb / RefinedWebModel) with `multi_query` and without
+`new_decoder_architecture` has 1 KV head (checked first: old configs also carry n_head_kv);
+otherwise the first present of n_head_kv, num_kv_heads, num_key_value_heads,
+multi_query_group_num, num_attention_groups; otherwise as many KV heads as query heads.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import ConfigError, show_value
+
+# HF field names, in the order they are tried, for each ModelSpec field.
+ALIASES: dict[str, tuple[str, ...]] = {
+    "num_layers": ("num_hidden_layers", "n_layer", "num_layers", "n_layers"),
+    "hidden_size": ("hidden_size", "n_embd", "d_model", "dim"),
+    "num_attention_heads": ("num_attention_heads", "n_head", "n_heads", "num_heads"),
+    "intermediate_size": ("intermediate_size", "ffn_dim", "n_inner", "ffn_hidden_size"),
+    "vocab_size": ("vocab_size", "padded_vocab_size"),
+    "max_position_embeddings": ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"),
+}
+KV_FIELDS = ("n_head_kv", "num_kv_heads", "num_key_value_heads", "multi_query_group_num", "num_attention_groups")
+FALCON_TYPES = ("falcon", "RefinedWeb", "RefinedWebModel")
+
+# model_type → what the config does not say. `ffn_x_hidden`: FFN width when the config omits it.
+FAMILIES: dict[str, dict[str, Any]] = {
+    "llama": {}, "llama4": {}, "llama4_text": {}, "mistral": {}, "mixtral": {}, "qwen2": {},
+    "qwen2_moe": {}, "qwen3": {}, "qwen3_moe": {}, "gemma": {"tie": True}, "gemma2": {"tie": True},
+    "phi3": {}, "minicpm": {}, "olmo2": {}, "gpt_oss": {}, "minimax_m2": {}, "deepseek_v2": {},
+    "deepseek_v3": {},
+    "falcon": {"gated": False, "tie": True, "ffn_x_hidden": 4},
+    "RefinedWeb": {"gated": False, "tie": True, "ffn_x_hidden": 4},
+    "RefinedWebModel": {"gated": False, "tie": True, "ffn_x_hidden": 4},
+    "gpt_neox": {"gated": False},
+    "opt": {"gated": False, "tie": True},
+    "gpt2": {"gated": False, "tie": True, "ffn_x_hidden": 4},
+    "gpt_bigcode": {"gated": False, "tie": True, "ffn_x_hidden": 4},
+    "starcoder2": {"gated": False, "tie": True},
+}
+DTYPES = {"bfloat16": "bf16", "float16": "fp16", "half": "fp16", "float32": "bf16", "float": "bf16"}
+
+
+def _first(cfg: dict, keys: tuple[str, ...]) -> tuple[str | None, Any]:
+    for k in keys:
+        if cfg.get(k) is not None:
+            return k, cfg[k]
+    return None, None
+
+
+def _positive_int(cfg: dict, key: str, file: str, where: str = "") -> int:
+    value = cfg[key]
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(
+            f"{show_value(value)} is not usable", file=file, field=where + key, expected="an integer >= 1"
+        )
+    return value
+
+
+def resolve_kv_heads(cfg: dict, model_type: str, num_heads: int) -> tuple[int, str]:
+    """Total KV heads as vLLM computes them, and the field (or rule) that decided it."""
+    if model_type in FALCON_TYPES and cfg.get("multi_query") and not cfg.get("new_decoder_architecture"):
+        return 1, "multi_query"
+    key, value = _first(cfg, KV_FIELDS)
+    if key is None:
+        return num_heads, "num_attention_heads (no KV-head field)"
+    return value, key
+
+
+def spec_fields_from_hf(raw: dict, file: str, name: str) -> dict[str, Any]:
+    """The ModelSpec fields of an HF config (not yet validated), with `notes` for anything guessed."""
+    archs = raw.get("architectures") or []
+    if not isinstance(archs, list) or not all(isinstance(a, str) for a in archs):
+        raise ConfigError(f"{show_value(archs)} is not a list of names", file=file, field="architectures")
+    cfg, where = raw, ""
+    if isinstance(raw.get("text_config"), dict):  # multimodal wrapper (Llama-4): shapes live in text_config
+        cfg, where = raw["text_config"], "text_config."
+    model_type = str(cfg.get("model_type") or raw.get("model_type") or "")
+    architecture = archs[0] if archs else (model_type or "unknown")
+    family = FAMILIES.get(model_type)
+    notes: list[str] = []
+    if family is None:
+        family = {}
+        notes.append(
+            f"architecture {architecture} (model_type {model_type or 'missing'}) is not one tpplan knows; "
+            "planned from its standard config fields"
+        )
+
+    found: dict[str, Any] = {}
+    missing: list[str] = []
+    for spec_field, keys in ALIASES.items():
+        key, _ = _first(cfg, keys)
+        if key is None:
+            if spec_field == "intermediate_size" and "ffn_x_hidden" in family and "hidden_size" in found:
+                found[spec_field] = family["ffn_x_hidden"] * found["hidden_size"]
+                continue
+            if spec_field == "max_position_embeddings":
+                found[spec_field] = 2048
+                notes.append("max_position_embeddings missing; assumed 2048 tokens")
+                continue
+            missing.append(" or ".join(keys[:3]))
+            continue
+        found[spec_field] = _positive_int(cfg, key, file, where)
+    if missing:
+        raise ConfigError(
+            "missing " + ", ".join(missing), file=file, field=where.rstrip(".") or None,
+            expected="the standard Hugging Face shape fields",
+        )
+
+    if cfg.get("intermediate_size_mlp") is not None:  # Llama-4: dense layers are wider than experts
+        found["intermediate_size"] = _positive_int(cfg, "intermediate_size_mlp", file, where)
+    heads, hidden = found["num_attention_heads"], found["hidden_size"]
+    kv, kv_key = resolve_kv_heads(cfg, model_type, heads)
+    if kv_key in KV_FIELDS:
+        kv = _positive_int(cfg, kv_key, file, where)
+
+    fields: dict[str, Any] = dict(found, name=name, architecture=architecture, num_kv_heads=kv)
+    fields["gated_mlp"] = family.get("gated", True)
+    fields["tie_word_embeddings"] = bool(cfg.get("tie_word_embeddings", raw.get("tie_word_embeddings", family.get("tie", False))))
+    # vLLM's Falcon sums attention and MLP before one all-reduce (reduce_row_parallel_results).
+    fields["parallel_attn_mlp"] = model_type in FALCON_TYPES and bool(
+        cfg.get("parallel_attn", True) or cfg.get("new_decoder_architecture", False)
+    )
+    dtype_text = str(cfg.get("torch_dtype") or cfg.get("dtype") or raw.get("torch_dtype") or "bfloat16")
+    fields["dtype"] = DTYPES.get(dtype_text, "bf16")
+    if dtype_text in ("float32", "float"):
+        notes.append("config dtype float32 is served as bf16 (vLLM's dtype=auto downcasts float32)")
+
+    window = cfg.get("sliding_window")
+    if isinstance(window, int) and not isinstance(window, bool) and window > 0 and cfg.get("use_sliding_window", True):
+        fields["sliding_window_tokens"] = window
+
+    mla = _mla(cfg)
+    if mla:
+        fields["mla"] = mla
+        fields["head_dim"] = mla["qk_nope_head_dim"] + mla["qk_rope_head_dim"]
+    else:
+        head_dim = cfg.get("head_dim")
+        if head_dim is None:
+            if hidden % heads:
+                raise ConfigError(
+                    f"hidden_size ({hidden}) is not divisible by num_attention_heads ({heads}) and head_dim is not set",
+                    file=file, field=where + "head_dim", expected="head_dim, or hidden_size a multiple of the heads",
+                )
+            head_dim = hidden // heads
+        fields["head_dim"] = head_dim
+    moe = _moe(cfg, fields["num_layers"], notes)
+    if moe:
+        fields["moe"] = moe
+    fields["notes"] = tuple(notes)
+    return fields
+
+
+def _mla(cfg: dict) -> dict[str, Any] | None:
+    if cfg.get("kv_lora_rank") is None:
+        return None
+    return {
+        "kv_lora_rank": cfg["kv_lora_rank"],
+        "qk_rope_head_dim": cfg.get("qk_rope_head_dim"),
+        "qk_nope_head_dim": cfg.get("qk_nope_head_dim"),
+        "v_head_dim": cfg.get("v_head_dim"),
+        "q_lora_rank": cfg.get("q_lora_rank") or 0,
+    }
+
+
+def _moe(cfg: dict, num_layers: int, notes: list[str]) -> dict[str, Any] | None:
+    _, experts = _first(cfg, ("num_local_experts", "num_experts", "n_routed_experts", "moe_num_experts"))
+    if not isinstance(experts, int) or isinstance(experts, bool) or experts < 2:
+        return None
+    _, topk = _first(cfg, ("num_experts_per_tok", "experts_per_token", "moe_topk", "num_selected_experts"))
+    _, width = _first(cfg, ("moe_intermediate_size", "intermediate_size"))
+    moe: dict[str, Any] = {"num_experts": experts, "experts_per_token": topk, "expert_intermediate_size": width}
+    if cfg.get("shared_expert_intermediate_size"):  # Qwen2-MoE
+        moe["shared_expert_intermediate_size"] = cfg["shared_expert_intermediate_size"]
+    elif cfg.get("n_shared_experts") and isinstance(width, int):  # DeepSeek: n copies of the expert width
+        moe["shared_expert_intermediate_size"] = cfg["n_shared_experts"] * width
+    elif cfg.get("shared_intermediate_size"):  # MiniMax
+        moe["shared_expert_intermediate_size"] = cfg["shared_intermediate_size"]
+    elif cfg.get("model_type") in ("llama4", "llama4_text") and isinstance(width, int):
+        moe["shared_expert_intermediate_size"] = width  # Llama-4 MoE layers add one shared expert
+    if cfg.get("first_k_dense_replace"):
+        moe["first_dense_layers"] = cfg["first_k_dense_replace"]
+    step = cfg.get("interleave_moe_layer_step") or cfg.get("decoder_sparse_step") or 1
+    if isinstance(step, int) and step > 1:
+        moe["moe_layer_step"] = step
+    if (cfg.get("moe_layer_freq") or 1) != 1:
+        notes.append(f"moe_layer_freq {cfg['moe_layer_freq']} approximated as every layer being MoE")
+    dense_only = cfg.get("mlp_only_layers") or []
+    if dense_only:
+        if list(dense_only) == list(range(len(dense_only))):
+            moe["first_dense_layers"] = len(dense_only)
+        else:
+            notes.append(f"mlp_only_layers {dense_only} treated as MoE layers (only a dense prefix is modelled)")
+    return moe
