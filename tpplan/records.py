@@ -6,6 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, computed_field
 
+from .specs import HardwareProfile, ModelSpec, Workload
 from .specs.base import Frozen
 
 Degree = Annotated[int, Field(ge=1, le=100_000)]
@@ -56,3 +57,24 @@ class Candidate(Layout):
     tp_fabric: TpFabric = Field(description="slowest link inside a TP group")
     nodes: int = Field(description="nodes the layout occupies")
     idle_gpus: int = Field(description="GPUs of the budget this layout leaves unused")
+
+
+class Plan(Frozen):
+    """What to launch, as `tpplan search` decides it and `tpplan emit` turns it into commands.
+
+    Carries the model and profile themselves (not paths), so a plan file is self-contained.
+    """
+
+    model: ModelSpec
+    model_path: str = Field("", description="what the engine loads (HF repo id or local dir); empty: model.name")
+    profile: HardwareProfile
+    engine: Literal["vllm", "megatron", "sglang"]
+    layout: Layout
+    max_num_seqs: Annotated[int, Field(ge=1, le=1_000_000)] = Field(description="concurrent sequences per replica")
+    max_model_len: Annotated[int, Field(ge=1, le=100_000_000)] = Field(description="context length per sequence")
+    dtype: Literal["bf16", "fp16", "fp8"] = Field("bf16", description="weight / compute dtype")
+    kv_cache_dtype: Literal["auto", "bf16", "fp16", "fp8"] = Field("auto", description="KV-cache dtype")
+    memory_fraction: Annotated[float, Field(gt=0, le=1)] | None = Field(
+        None, description="engine memory fraction; None means the engine's default"
+    )
+    workload: Workload | None = Field(None, description="the load the plan was chosen for")

@@ -10,7 +10,7 @@ from .. import __version__
 from .common import TpplanGroup
 
 # Each module defines click commands and a `COMMANDS` list; order is the order in --help.
-COMMAND_MODULES = ("plan",)
+COMMAND_MODULES = ("plan", "demo")
 
 
 @click.group(cls=TpplanGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
