@@ -92,8 +92,33 @@ def validation_error(e: ValidationError, file: str, prefix: str = "", cls: type[
             expected="only the fields documented for this file",
         )
     value = first.get("input")
+    expected = _expected(first)
+    if expected and not isinstance(value, dict):
+        return ConfigError(f"{show_value(value)} is not valid{more}", file=file, field=field or None, expected=expected)
     shown = "" if isinstance(value, dict) else f"{show_value(value)}: "
     return ConfigError(f"{shown}{msg}{more}", file=file, field=field or None)
+
+
+def _expected(err: dict) -> str | None:
+    """What a valid value looks like, for pydantic's common error kinds."""
+    ctx, kind = err.get("ctx") or {}, err["type"]
+    bounds = {"greater_than_equal": ">=", "greater_than": ">", "less_than_equal": "<=", "less_than": "<"}
+    if kind in bounds:
+        key = {"greater_than_equal": "ge", "greater_than": "gt", "less_than_equal": "le", "less_than": "lt"}[kind]
+        return f"a number {bounds[kind]} {ctx.get(key)}"
+    if kind in ("int_type", "int_parsing", "int_from_float"):
+        return "an integer"
+    if kind in ("float_type", "float_parsing", "finite_number"):
+        return "a finite number"
+    if kind == "bool_type":
+        return "true or false"
+    if kind == "string_type":
+        return "a string"
+    if kind == "literal_error":
+        return f"one of {ctx.get('expected')}"
+    if kind in ("string_too_short", "too_short"):
+        return "a non-empty value"
+    return None
 
 
 def _describe(cls: type[BaseModel] | None, loc: tuple) -> str | None:

@@ -33,5 +33,21 @@ for _name in COMMAND_MODULES:
         cli.add_command(_cmd)
 
 
-def main() -> None:
-    cli(prog_name="tpplan")
+def main(argv: list[str] | None = None) -> None:
+    """Entry point. Usage errors (unknown flag, bad choice) print as one line too, not click's block."""
+    try:
+        # standalone_mode=False returns the exit code of ctx.exit() (TpplanGroup's errors) instead of raising
+        rc = cli.main(argv, prog_name="tpplan", standalone_mode=False)
+        raise SystemExit(rc if isinstance(rc, int) else 0)
+    except click.exceptions.Exit as e:
+        raise SystemExit(e.exit_code) from None
+    except click.exceptions.Abort:
+        click.echo("interrupted", err=True)
+        raise SystemExit(130) from None
+    except click.exceptions.NoArgsIsHelpError as e:  # bare `tpplan`: show the help, as click would
+        click.echo(e.format_message())
+        raise SystemExit(0) from None
+    except click.ClickException as e:
+        hint = f" (see: {e.ctx.command_path} --help)" if getattr(e, "ctx", None) else ""
+        click.echo(f"error: {' '.join(e.format_message().split())}{hint}", err=True)
+        raise SystemExit(e.exit_code) from None
