@@ -135,3 +135,18 @@ def test_bundled_models_load():
 def test_float32_config_is_served_as_bf16(reference):
     m = io.load_model(reference / "models" / "hf_configs" / "OLMo-2-32B.json")
     assert m.dtype == "bf16" and any("float32" in n for n in m.notes)
+
+
+def test_default_context_follows_vllm_rope_rules(reference):
+    """vLLM multiplies max_model_len by the RoPE factor except for llama3/yarn/longrope types."""
+    cfgs = reference / "models" / "hf_configs"
+    assert io.load_model(cfgs / "MiniCPM-2B.json").max_position_embeddings == 65536 * 4  # dynamic, factor 4
+    assert io.load_model(cfgs / "gpt-oss-120b.json").max_position_embeddings == 131072  # yarn: as given
+    assert io.load_model(cfgs / "Llama-3.1-8B.json").max_position_embeddings == 131072  # llama3: as given
+
+
+def test_missing_length_falls_back_to_2048(tmp_path):
+    cfg = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "num_hidden_layers": 2, "hidden_size": 64,
+           "num_attention_heads": 4, "intermediate_size": 128, "vocab_size": 100}
+    m = _hf(tmp_path, "nolen", cfg)
+    assert m.max_position_embeddings == 2048 and any("2048" in n for n in m.notes)

@@ -21,8 +21,14 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "num_attention_heads": ("num_attention_heads", "n_head", "n_heads", "num_heads"),
     "intermediate_size": ("intermediate_size", "ffn_dim", "n_inner", "ffn_hidden_size"),
     "vocab_size": ("vocab_size", "padded_vocab_size"),
-    "max_position_embeddings": ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"),
 }
+# vLLM derives max_model_len from the smallest of these (vllm/config/model.py:2545-2660).
+POSITION_FIELDS = (
+    "max_position_embeddings", "n_positions", "max_seq_len", "seq_length", "model_max_length",
+    "max_target_positions", "max_sequence_length", "max_seq_length", "seq_len",
+)
+# RoPE types whose `factor` vLLM 0.33 does not multiply into max_model_len.
+ROPE_NOT_EXTENDING = ("su", "longrope", "llama3", "yarn", "deepseek_yarn")
 KV_FIELDS = ("n_head_kv", "num_kv_heads", "num_key_value_heads", "multi_query_group_num", "num_attention_groups")
 FALCON_TYPES = ("falcon", "RefinedWeb", "RefinedWebModel")
 
@@ -97,10 +103,6 @@ def spec_fields_from_hf(raw: dict, file: str, name: str) -> dict[str, Any]:
             if spec_field == "intermediate_size" and "ffn_x_hidden" in family and "hidden_size" in found:
                 found[spec_field] = family["ffn_x_hidden"] * found["hidden_size"]
                 continue
-            if spec_field == "max_position_embeddings":
-                found[spec_field] = 2048
-                notes.append("max_position_embeddings missing; assumed 2048 tokens")
-                continue
             missing.append(" or ".join(keys[:3]))
             continue
         found[spec_field] = _positive_int(cfg, key, file, where)
@@ -110,6 +112,7 @@ def spec_fields_from_hf(raw: dict, file: str, name: str) -> dict[str, Any]:
             expected="the standard Hugging Face shape fields",
         )
 
+    found["max_position_embeddings"] = _max_model_len(cfg, model_type, file, where, notes)
     if cfg.get("intermediate_size_mlp") is not None:  # Llama-4: dense layers are wider than experts
         found["intermediate_size"] = _positive_int(cfg, "intermediate_size_mlp", file, where)
     heads, hidden = found["num_attention_heads"], found["hidden_size"]
@@ -152,6 +155,24 @@ def spec_fields_from_hf(raw: dict, file: str, name: str) -> dict[str, Any]:
         fields["moe"] = moe
     fields["notes"] = tuple(notes)
     return fields
+
+
+def _max_model_len(cfg: dict, model_type: str, file: str, where: str, notes: list[str]) -> int:
+    """The context length vLLM serves by default: the smallest length field, extended by the RoPE
+    scaling factor unless the RoPE type already accounts for it (vllm/config/model.py:2545-2660)."""
+    lengths = [_positive_int(cfg, k, file, where) for k in POSITION_FIELDS if cfg.get(k) is not None]
+    if not lengths:
+        notes.append("no max_position_embeddings or similar field; 2048 tokens assumed, as vLLM does")
+        return 2048
+    length = min(lengths)
+    rope = cfg.get("rope_scaling")
+    if isinstance(rope, dict) and not model_type.startswith("gemma3"):
+        kind = rope.get("rope_type") or rope.get("type")
+        factor = rope.get("factor")
+        if kind not in ROPE_NOT_EXTENDING and isinstance(factor, int | float) and factor > 1:
+            notes.append(f"max_model_len {length} x RoPE {kind} factor {factor:g}, as vLLM derives it")
+            length = int(length * factor)
+    return length
 
 
 def _mla(cfg: dict) -> dict[str, Any] | None:

@@ -77,7 +77,7 @@ class ModelSpec(Frozen):
     intermediate_size: Dim = Field(description="FFN width of a dense layer")
     vocab_size: Annotated[int, Field(ge=1, le=10_000_000)] = Field(description="vocabulary entries")
     max_position_embeddings: Annotated[int, Field(ge=1, le=100_000_000)] = Field(
-        description="longest context the model supports, in tokens"
+        description="longest context the model serves, in tokens (after RoPE scaling, as vLLM derives max_model_len)"
     )
     gated_mlp: bool = Field(True, description="gate+up+down (SwiGLU/GeGLU) rather than up+down")
     parallel_attn_mlp: bool = Field(
