@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, computed_field
+from pydantic import Field, computed_field, model_validator
 
 from .specs import HardwareProfile, ModelSpec, Workload
 from .specs.base import Frozen
@@ -19,6 +19,27 @@ class Layout(Frozen):
     tp: Degree = Field(description="tensor-parallel degree (GPUs sharing each layer)")
     pp: Degree = Field(1, description="pipeline-parallel degree (stages of consecutive layers)")
     replicas: Degree = Field(1, description="independent instances (data parallelism)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _derived_fields_back(cls, data: Any) -> Any:
+        """A dumped Layout carries its computed `world_size` and `gpus`; accept them back when they
+        agree with tp, pp and replicas, so a plan or candidate file round-trips."""
+        if not isinstance(data, dict) or not {"world_size", "gpus"} & data.keys():
+            return data
+        data = dict(data)
+        tp, pp, replicas = data.get("tp"), data.get("pp", 1), data.get("replicas", 1)
+        derived = {"world_size": ("tp × pp", (tp, pp)), "gpus": ("tp × pp × replicas", (tp, pp, replicas))}
+        for key, (formula, factors) in derived.items():
+            given = data.pop(key, None)
+            if given is None or not all(type(f) is int for f in factors):
+                continue  # a bad tp/pp/replicas is reported by their own validation
+            expected = 1
+            for f in factors:
+                expected *= f
+            if given != expected:
+                raise ValueError(f"{key} ({given!r}) disagrees with {formula} ({expected}); drop it or fix it")
+        return data
 
     @computed_field  # in JSON output, so scripts need not multiply
     @property
