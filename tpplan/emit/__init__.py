@@ -27,7 +27,17 @@ def emit(
     node_addrs: tuple[str, ...] = (),
     checkpoint: str | None = None,
 ) -> Launch:
-    """The Launch for `plan` on `engine`; raises LayoutError when the engine refuses the plan."""
+    """The Launch for `plan` on `engine`; raises LayoutError when the engine refuses the plan.
+    One replica needs no data parallelism, so `dp` then means the same as `instances`."""
+    if plan.layout.replicas == 1:
+        replica_mode = "instances"
+    last_port = (base_port or 0) + plan.layout.replicas - 1
+    if base_port is not None and not (base_port >= 1 and last_port <= 65535):
+        raise ConfigError(
+            f"{base_port} leaves ports {base_port}-{last_port} for {plan.layout.replicas} replica(s)",
+            field="--port",
+            expected="a first port such that every replica's port is in 1-65535",
+        )
     target = Target(plan, engine, replica_mode, base_port, tuple(node_addrs), checkpoint)  # type: ignore[arg-type]
     launch = EMITTERS[engine].build(target)
     if target.model_path_notes():

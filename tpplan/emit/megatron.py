@@ -33,7 +33,7 @@ ENTRY_POINT_FLAGS = frozenset({"--port"})  # add_text_generate_args; not in the 
 TORCHRUN_FLAGS = frozenset(
     {"--standalone", "--nproc-per-node", "--nnodes", "--node-rank", "--master-addr", "--master-port"}
 )
-FLAGS = frozenset({
+PARSER_FLAGS = frozenset({
     "--tensor-model-parallel-size", "--pipeline-model-parallel-size", "--sequence-parallel", "--tp-comm-overlap",
     "--num-layers", "--hidden-size", "--num-attention-heads", "--group-query-attention", "--num-query-groups",
     "--ffn-hidden-size", "--kv-channels", "--max-position-embeddings", "--seq-length", "--swiglu",
@@ -45,6 +45,7 @@ FLAGS = frozenset({
     "--bf16", "--fp16", "--fp8-format", "--micro-batch-size", "--inference-max-requests",
     "--inference-max-seq-length", "--tokenizer-type", "--tokenizer-model", "--load", "--use-checkpoint-args",
 })  # fmt: skip
+FLAGS = PARSER_FLAGS | ENTRY_POINT_FLAGS  # every flag this module may write
 
 DEFAULT_PORT = 5000  # add_text_generate_args: --port default
 MASTER_PORT = 29500  # torchrun's default --master-port
