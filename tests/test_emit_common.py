@@ -66,13 +66,15 @@ def test_bash_runs_the_script_without_side_effects(tmp_path, engine):
     """Real bash sources the emitted script with the programs stubbed: nothing but the stubs runs,
     and each stub receives the hostile path as one argument."""
     path = NASTY[0] + " $(touch pwned2) `touch pwned3`"
-    launch = emit(make_plan(tp=4, pp=1, replicas=4, model_path=path), engine, checkpoint=path)
+    plan = make_plan(tp=4, pp=1, replicas=4, model_path=path)
+    hostile_name = plan.model.model_copy(update={"name": "Llama\ntouch pwned4\n"})  # lands in the header
+    launch = emit(plan.model_copy(update={"model": hostile_name}), engine, checkpoint=path)
     script = tmp_path / "launch.sh"
     script.write_text(render(launch))
     stub = 'printf "%s\\0" "$@" >> args.bin; printf "\\n" >> calls.txt'
     prelude = f"vllm() {{ {stub}; }}; python() {{ {stub}; }}; torchrun() {{ {stub}; }}"
     subprocess.run(["bash", "-c", f"{prelude}; source {script}"], cwd=tmp_path, check=True, timeout=60)
-    assert not any((tmp_path / f).exists() for f in ("pwned", "pwned2", "pwned3"))
+    assert not any((tmp_path / f).exists() for f in ("pwned", "pwned2", "pwned3", "pwned4"))
     assert (tmp_path / "calls.txt").read_text().count("\n") == len(launch.processes)
     args = (tmp_path / "args.bin").read_bytes().split(b"\0")
     assert args.count(path.encode()) >= len(launch.processes)
@@ -159,3 +161,14 @@ def test_env_refs_render_as_required_expansions():
 
     assert shell_word(ref) == '"${NODE0_ADDR:?}":20000'
     assert shell_word("a b") == "'a b'"
+
+
+@pytest.mark.parametrize("engine", ["vllm", "sglang"])
+def test_config_file_stays_yaml_with_hostile_values(engine):
+    path = NASTY[4]  # holds a newline
+    launch = emit(make_plan(tp=8, pp=2, model_path=path), engine, node_addrs=(path, "b"))
+    text = render(launch, "yaml", "c.yaml")
+    config = yaml.safe_load(text)
+    assert config.get("model", config.get("model-path")) == path
+    body = [line for line in text.splitlines() if not line.startswith("#")]
+    assert all(":" in line or line.startswith(" ") for line in body if line)

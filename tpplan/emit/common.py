@@ -180,13 +180,14 @@ def command_text(p: Process, command: list[Word] | None = None, options: list[Op
     return " \\\n    ".join(lines)
 
 
-def header(launch: Launch, comment: str = "# ") -> list[str]:
+def header(launch: Launch) -> list[str]:
+    """Comment lines; names from user files are folded onto one line so none can leave the comment."""
     out = [f"tpplan emit: {launch.title}"]
     out += [n if n.startswith("warning:") else f"note: {n}" for n in launch.notes]
     if launch.site_values:
         out.append("set on every node before running:")
         out += [f"  export {r.env}=...   # {r.meaning}" for r in launch.site_values]
-    return [comment + line for line in out]
+    return ["# " + " ".join(line.split()) for line in out]
 
 
 def _by_node(processes: list[Process]) -> dict[int, list[Process]]:
@@ -239,6 +240,8 @@ def render_config(launch: Launch, config_path: str, base: list[str], lead: dict[
         for p in node_procs:
             rest = [o for o in p.options if o not in shared]
             line = command_text(p, [*base, "--config", config_path], rest).replace(" \\\n    ", " ")
-            out.append(f"#   node {node}: {line}" + (" &" if len(node_procs) > 1 else ""))
+            line += " &" if len(node_procs) > 1 else ""
+            # a quoted value may hold a newline: every physical line stays a YAML comment
+            out.append(f"#   node {node}: " + "\n#   ".join(line.split("\n")))
     body = yaml.safe_dump(config, sort_keys=False, width=1000)
     return "\n".join(out) + "\n" + body
