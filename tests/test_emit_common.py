@@ -146,6 +146,14 @@ def test_gpu_names_resolve_to_compute_capability():
     assert compute_capability("CPU rank (gloo)") is None
 
 
+@pytest.mark.parametrize("engine", ["vllm", "sglang", "megatron"])
+def test_values_that_look_like_flags_are_refused(engine):
+    with pytest.raises(ConfigError, match="starts with '-'"):
+        emit(make_plan(model_path="--trust-remote-code"), engine)
+    with pytest.raises(ConfigError, match="node 0 address"):
+        emit(make_plan(tp=16), engine, node_addrs=("-x", "b"))
+
+
 def test_refusals_name_the_rule():
     with pytest.raises(LayoutError, match=r"num_attention_heads \(36\) is not divisible by tp \(8\)"):
         emit(make_plan("minicpm-2b", tp=8), "vllm")

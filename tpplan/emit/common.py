@@ -15,7 +15,7 @@ from typing import Literal
 import yaml
 
 from .. import engines
-from ..errors import LayoutError
+from ..errors import ConfigError, LayoutError
 from ..records import EnvRef, Launch, Option, Plan, Process, Word
 from .gpu_arch import compute_capability
 
@@ -124,6 +124,16 @@ def check_plan(t: Target) -> None:
             f"max_model_len ({plan.max_model_len}) exceeds {plan.model.name}'s max_position_embeddings "
             f"({plan.model.max_position_embeddings}); {name} rejects a context longer than the model's"
         )
+    for what, value in (
+        ("model_path", t.model_path),
+        ("checkpoint", t.checkpoint or ""),
+        *((f"node {i} address", a) for i, a in enumerate(t.node_addrs)),
+    ):
+        if value.startswith("-"):  # quoting keeps it one word, but the engine's parser would read a flag
+            raise ConfigError(
+                f"{what} {value!r} starts with '-', which {name}'s parser reads as a flag",
+                expected="a path or address; write ./" + value + " for a relative path",
+            )
     if t.node_addrs and len(t.node_addrs) < deployment_nodes(t):
         raise LayoutError(
             f"{len(t.node_addrs)} node address(es) given for a deployment of {deployment_nodes(t)} nodes; "
