@@ -25,6 +25,17 @@ def test_single_instance_carries_the_plan():
     assert p.env == {"CUDA_VISIBLE_DEVICES": "0,1,2,3"}
 
 
+@pytest.mark.parametrize(
+    "dtype,kv,written",
+    [("bf16", "auto", None), ("bf16", "bf16", None), ("bf16", "fp16", "float16"), ("fp8", "auto", "fp8"),
+     ("fp8", "bf16", None), ("fp16", "auto", None), ("bf16", "fp8", "fp8")],
+)  # fmt: skip
+def test_kv_cache_dtype_is_written_when_it_differs_from_the_activations(dtype, kv, written):
+    """A plan's "auto" KV means its weight dtype; vLLM's "auto" means the activation dtype."""
+    o = opts(emit(make_plan(tp=2, dtype=dtype, kv_cache_dtype=kv), "vllm").processes[0])
+    assert o.get("--kv-cache-dtype") == written
+
+
 def test_fp8_weights_quantize_and_a_foreign_fraction_is_not_carried():
     plan = make_plan(tp=2, dtype="fp8", memory_fraction=0.7, engine="sglang")
     launch = emit(plan, "vllm")

@@ -47,6 +47,19 @@ class Target:
         ]
 
     @property
+    def activation_dtype(self) -> str:
+        """What the engines compute in: fp8 weights still run bf16 activations."""
+        return "fp16" if self.plan.dtype == "fp16" else "bf16"
+
+    @property
+    def kv_dtype(self) -> str | None:
+        """The KV dtype to write, None when it is the engine's default (the activation dtype).
+        A plan's "auto" means its weight dtype (Workload.kv_dtype), so fp8 weights plan an fp8
+        cache, while the engines' own "auto" would keep the cache in bf16."""
+        kv = self.plan.dtype if self.plan.kv_cache_dtype == "auto" else self.plan.kv_cache_dtype
+        return None if kv == self.activation_dtype else kv
+
+    @property
     def compute_capability(self) -> float | None:
         return compute_capability(self.plan.profile.gpu.name)
 

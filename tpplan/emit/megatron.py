@@ -140,10 +140,10 @@ def parallel_options(t: Target, first: Slice) -> tuple[list[Option], list[str]]:
 
 def serving_options(t: Target) -> tuple[list[Option], list[str]]:
     plan, cc, notes = t.plan, t.compute_capability, []
-    if plan.kv_cache_dtype not in ("auto", plan.dtype):
+    if t.kv_dtype:
         raise LayoutError(
-            f"Megatron-LM has no KV-cache dtype flag (its cache uses the params dtype, {plan.dtype}); "
-            f"kv_cache_dtype {plan.kv_cache_dtype} cannot be emitted; plan it as auto"
+            f"Megatron-LM has no KV-cache dtype flag (its cache is in the params dtype, {t.activation_dtype}); "
+            f"the plan's {t.kv_dtype} cache cannot be emitted; plan kv_cache_dtype as {t.activation_dtype}"
         )
     o = [opt("--fp16" if plan.dtype == "fp16" else "--bf16")]
     if plan.dtype == "fp8":

@@ -30,7 +30,8 @@ DIST_INIT_PORT = 20000  # the port SGLang's multi-node docs use in --dist-init-a
 COMMAND = ["python", "-m", "sglang.launch_server"]
 DTYPE = {"bf16": "bfloat16", "fp16": "float16", "fp8": "bfloat16"}  # fp8 weights: --quantization fp8
 # SGLang's own KV vocabulary (--kv-cache-dtype choices: auto|fp8_e5m2|fp8_e4m3|mxfp8|bf16|bfloat16|
-# nvfp4|fp4_mx_block16). It has no fp16 choice; fp16 is reachable only as "auto" on an fp16 model.
+# nvfp4|fp4_mx_block16). It has no fp16 choice; fp16 is reachable only as "auto" on an fp16 model,
+# where no flag is written (tpplan writes one only when the cache differs from the activations).
 KV_DTYPE = {"bf16": "bf16", "fp8": "fp8_e4m3"}
 
 
@@ -50,14 +51,13 @@ def shared_options(t: Target, dp: int) -> tuple[list[Option], list[str]]:
         opts.insert(3, opt("--dp-size", dp))
     if plan.dtype == "fp8":
         opts.append(opt("--quantization", "fp8"))
-    kv = plan.kv_cache_dtype
-    if kv == "fp16" and plan.dtype != "fp16":
+    if t.kv_dtype == "fp16":
         raise LayoutError(
-            f"SGLang has no fp16 KV-cache dtype (choices: auto, fp8_e5m2, fp8_e4m3, bf16, ...); "
-            f"with {plan.dtype} weights plan kv_cache_dtype as auto, bf16 or fp8"
+            f"SGLang has no fp16 KV-cache dtype (choices: auto, fp8_e5m2, fp8_e4m3, bf16, ...), and with "
+            f"{plan.dtype} weights its cache is bf16; plan kv_cache_dtype as bf16 or fp8"
         )
-    if kv in KV_DTYPE:
-        opts.append(opt("--kv-cache-dtype", KV_DTYPE[kv]))
+    if t.kv_dtype:
+        opts.append(opt("--kv-cache-dtype", KV_DTYPE[t.kv_dtype]))
     return opts, [f"--mem-fraction-static {fraction:g}: {why}"]
 
 

@@ -38,7 +38,7 @@ DP_RPC_PORT = 13345  # the port vLLM's data-parallel docs use for --data-paralle
 # with bf16 activations and `--quantization fp8` (vLLM quantizes a bf16 checkpoint at load, and
 # reads an FP8 checkpoint's own scales).
 DTYPE = {"bf16": "bfloat16", "fp16": "float16", "fp8": "bfloat16"}
-# tpplan KV dtype → vLLM --kv-cache-dtype; "auto" (the model dtype) is vLLM's default, not written.
+# tpplan KV dtype → vLLM --kv-cache-dtype, written when it differs from the activation dtype.
 KV_DTYPE = {"bf16": "bfloat16", "fp16": "float16", "fp8": "fp8"}
 COMMAND = ["vllm", "serve"]
 
@@ -56,8 +56,8 @@ def shared_options(t: Target) -> tuple[list[Option], list[str]]:
     ]
     if plan.dtype == "fp8":
         opts.append(opt("--quantization", "fp8"))
-    if plan.kv_cache_dtype != "auto":
-        opts.append(opt("--kv-cache-dtype", KV_DTYPE[plan.kv_cache_dtype]))
+    if t.kv_dtype:
+        opts.append(opt("--kv-cache-dtype", KV_DTYPE[t.kv_dtype]))
     return opts, [f"--gpu-memory-utilization {fraction:g}: {why}"]
 
 
