@@ -21,6 +21,7 @@ NASTY = [
     "`touch pwned`",
     "a'b\"c $HOME \\ & | > pwned",
     "m\nrm -rf /tmp/x",
+    "m\rx: 1\u2028y: 2\x85z: 3",
 ]
 
 
@@ -173,10 +174,10 @@ def test_env_refs_render_as_required_expansions():
 
 @pytest.mark.parametrize("engine", ["vllm", "sglang"])
 def test_config_file_stays_yaml_with_hostile_values(engine):
-    path = NASTY[4]  # holds a newline
+    path = NASTY[4] + NASTY[5]  # line breaks for bash and for YAML
     launch = emit(make_plan(tp=8, pp=2, model_path=path), engine, node_addrs=(path, "b"))
-    text = render(launch, "yaml", "c.yaml")
+    text = render(launch, "yaml", "c\rx: 1\ny: 2.yaml")  # the file name is in the commented commands
     config = yaml.safe_load(text)
-    assert config.get("model", config.get("model-path")) == path
+    assert config.get("model", config.get("model-path")) == path and not {"x", "y"} & config.keys()
     body = [line for line in text.splitlines() if not line.startswith("#")]
     assert all(":" in line or line.startswith(" ") for line in body if line)

@@ -210,7 +210,7 @@ def header(launch: Launch) -> list[str]:
     if launch.site_values:
         out.append("set on every node before running:")
         out += [f"  export {r.env}=...   # {r.meaning}" for r in launch.site_values]
-    return ["# " + " ".join(line.split()) for line in out]
+    return ["# " + " ".join(line.splitlines()) for line in out]
 
 
 def _by_node(processes: list[Process]) -> dict[int, list[Process]]:
@@ -265,6 +265,6 @@ def render_config(launch: Launch, config_path: str, base: list[str], lead: dict[
             line = command_text(p, [*base, "--config", config_path], rest).replace(" \\\n    ", " ")
             line += " &" if len(node_procs) > 1 else ""
             # a quoted value may hold a newline: every physical line stays a YAML comment
-            out.append(f"#   node {node}: " + "\n#   ".join(line.split("\n")))
+            out.append(f"#   node {node}: " + "\n#   ".join(line.splitlines()))
     body = yaml.safe_dump(config, sort_keys=False, width=1000)
     return "\n".join(out) + "\n" + body
