@@ -10,12 +10,14 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from . import api, io
+from . import api, engines, io
+from .records import Candidate, Layout, Plan
 
 DEMO_MODEL = "llama-3.1-70b"
 DEMO_PROFILE = "dgx-h100"
 DEMO_GPUS = 16
 DEMO_MAX_MODEL_LEN = 8192
+DEMO_MODEL_PATH = "meta-llama/Llama-3.1-70B-Instruct"  # what `vllm serve` loads (HF repo id)
 
 Echo = Callable[[str], None]
 
@@ -35,8 +37,51 @@ def step_candidates(out: Path, echo: Echo) -> None:
     echo(f"  -> {out / 'candidates.json'}")
 
 
+def stand_in_plan(candidates: list[Candidate]) -> Plan:
+    """A plan from the candidates alone, until `tpplan search` writes the real one: the valid layout
+    whose KV caches hold the most full-context sequences over all replicas (capacity, not measured
+    speed), then the fewest stages and the smallest TP; max_num_seqs is what one replica's cache
+    holds, capped at vLLM's default."""
+    model, profile = api.load_model(DEMO_MODEL), api.load_profile(DEMO_PROFILE)
+
+    def seqs(c: Candidate) -> int:
+        cap = engines.defaults("vllm", profile.gpu.name, profile.gpu.memory_gib.value, c.tp, c.pp, model)
+        return max(1, min(cap.max_num_seqs, c.kv_cache_tokens // DEMO_MAX_MODEL_LEN))
+
+    best = min((c for c in candidates if c.valid), key=lambda c: (-c.replicas * seqs(c), c.pp, c.tp))
+    return Plan(
+        model=model, model_path=DEMO_MODEL_PATH, profile=profile, engine="vllm",
+        layout=Layout(tp=best.tp, pp=best.pp, replicas=best.replicas),
+        max_num_seqs=seqs(best), max_model_len=DEMO_MAX_MODEL_LEN,
+    )
+
+
+def step_plan(out: Path, echo: Echo) -> None:
+    """Writes plan.yaml, the file the emit step reads. The search step replaces this one."""
+    found = json.loads((out / "candidates.json").read_text())
+    plan = stand_in_plan([Candidate.model_validate(c) for c in found])
+    io.write_text(out / "plan.yaml", io.to_yaml(plan, header="# stand-in plan (no search yet): most KV capacity"))
+    lay = plan.layout
+    echo(f"  stand-in until `tpplan search`: the valid layout whose KV caches hold the most {plan.max_model_len}-token "
+         f"sequences: TP={lay.tp} PP={lay.pp} replicas={lay.replicas}, max_num_seqs={plan.max_num_seqs} per replica")
+    echo(f"  -> {out / 'plan.yaml'}")
+
+
+def step_emit(out: Path, echo: Echo) -> None:
+    script = out / "launch-vllm.sh"
+    launch, text = api.emit_plan(out / "plan.yaml", "vllm", "cli", script)
+    echo(f"  {len(launch.processes)} vllm serve process(es) on {launch.nodes} node(s); node 0:")
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("# ---- node"))
+    for line in lines[start : lines.index("", start) if "" in lines[start:] else len(lines)]:
+        echo("    " + line)
+    echo(f"  -> {script} (every process; `tpplan emit {out / 'plan.yaml'} --engine sglang|megatron` for the others)")
+
+
 STEPS: list[tuple[str, Callable[[Path, Echo], None]]] = [
     ("candidates: which layouts are legal and fit", step_candidates),
+    ("plan: the layout to launch (stand-in for search)", step_plan),
+    ("emit: the vLLM launch commands for the plan", step_emit),
 ]
 
 

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ValidationError
 
 from . import bundled
 from .errors import ConfigError, show_value
+from .records import Plan
 from .specs import HardwareProfile, ModelSpec
 from .specs.hf import spec_fields_from_hf
 
@@ -192,3 +193,10 @@ def write_text(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
+
+
+# ---- plans ------------------------------------------------------------------------------
+def load_plan(ref: str | os.PathLike) -> Plan:
+    """A Plan from the YAML or JSON file `tpplan search` writes."""
+    path = Path(ref)
+    return validate(Plan, load_mapping(path), str(path))

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, computed_field
+from pydantic import Field, computed_field, model_validator
 
 from .specs import HardwareProfile, ModelSpec, Workload
 from .specs.base import Frozen
@@ -19,6 +19,27 @@ class Layout(Frozen):
     tp: Degree = Field(description="tensor-parallel degree (GPUs sharing each layer)")
     pp: Degree = Field(1, description="pipeline-parallel degree (stages of consecutive layers)")
     replicas: Degree = Field(1, description="independent instances (data parallelism)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _derived_fields_back(cls, data: Any) -> Any:
+        """A dumped Layout carries its computed `world_size` and `gpus`; accept them back when they
+        agree with tp, pp and replicas, so a plan or candidate file round-trips."""
+        if not isinstance(data, dict) or not {"world_size", "gpus"} & data.keys():
+            return data
+        data = dict(data)
+        tp, pp, replicas = data.get("tp"), data.get("pp", 1), data.get("replicas", 1)
+        derived = {"world_size": ("tp × pp", (tp, pp)), "gpus": ("tp × pp × replicas", (tp, pp, replicas))}
+        for key, (formula, factors) in derived.items():
+            given = data.pop(key, None)
+            if given is None or not all(type(f) is int for f in factors):
+                continue  # a bad tp/pp/replicas is reported by their own validation
+            expected = 1
+            for f in factors:
+                expected *= f
+            if given != expected:
+                raise ValueError(f"{key} ({given!r}) disagrees with {formula} ({expected}); drop it or fix it")
+        return data
 
     @computed_field  # in JSON output, so scripts need not multiply
     @property
@@ -78,3 +99,66 @@ class Plan(Frozen):
         None, description="engine memory fraction; None means the engine's default"
     )
     workload: Workload | None = Field(None, description="the load the plan was chosen for")
+
+
+# ---- emit: the commands that launch a plan ---------------------------------------------------
+EnvName = Annotated[str, Field(pattern=r"^[A-Z_][A-Z0-9_]*$")]
+
+
+class EnvRef(Frozen):
+    """A site value the plan cannot know (a node's address, a checkpoint directory). The launch
+    text reads it from this environment variable, so the commands run as written once it is set."""
+
+    env: EnvName
+    meaning: str = Field(description="what to set the variable to")
+    suffix: str = Field("", description="literal text after the value, e.g. ':20000'")
+
+
+Word = str | EnvRef
+
+
+class Option(Frozen):
+    """One engine flag and its value; a switch has no value."""
+
+    flag: Annotated[str, Field(pattern=r"^--[a-z0-9][a-z0-9-]*$")]
+    value: int | float | str | EnvRef | None = None
+
+
+class Process(Frozen):
+    """One command to start on one node of the deployment (nodes numbered from 0)."""
+
+    node: Annotated[int, Field(ge=0)]
+    replicas: list[int] = Field(
+        description="replica indices this process serves (several with data parallelism)"
+    )
+    role: Literal["server", "head", "worker"] = Field(
+        description="server: a whole instance; head: node 0 of a multi-node instance (serves HTTP); worker: joins a head"
+    )
+    port: int | None = Field(description="HTTP port it serves on; None for workers")
+    gpus: list[int] = Field(description="local CUDA device indices (CUDA_VISIBLE_DEVICES)")
+    env: dict[str, Word] = Field(description="environment assignments placed before the command")
+    command: list[Word] = Field(
+        description="program words before the engine's options (launcher flags included)"
+    )
+    options: list[Option]
+
+
+class Launch(Frozen):
+    """Everything needed to start a plan on one engine."""
+
+    engine: Literal["vllm", "megatron", "sglang"]
+    title: str = Field(description="one line: model, hardware, engine, layout")
+    nodes: Annotated[int, Field(ge=1)]
+    processes: list[Process]
+    notes: list[str] = Field(description="what the commands assume and why a flag is (or is not) there")
+
+    @property
+    def site_values(self) -> list[EnvRef]:
+        """Environment variables the commands read, each once, in order of first use."""
+        found: dict[str, EnvRef] = {}
+        for p in self.processes:
+            words = [*p.env.values(), *p.command, *(o.value for o in p.options)]
+            for w in words:
+                if isinstance(w, EnvRef):
+                    found.setdefault(w.env, w)
+        return list(found.values())
