@@ -2,10 +2,11 @@
 
 from .base import Basis, Frozen, Sourced
 from .hardware import FabricSpec, GpuSpec, HardwareProfile, NvlinkSpec, PcieSpec, PriceSpec
+from .topology import GpuInfo, HcaPort, NvlinkLink, Topology
 from .model import DTYPE_BYTES, MLASpec, ModelSpec, MoESpec
 from .workload import Workload
 
 __all__ = [
     "Basis", "Frozen", "Sourced", "FabricSpec", "GpuSpec", "HardwareProfile", "NvlinkSpec", "PcieSpec",
-    "PriceSpec", "DTYPE_BYTES", "MLASpec", "ModelSpec", "MoESpec", "Workload",
+    "PriceSpec", "GpuInfo", "HcaPort", "NvlinkLink", "Topology", "DTYPE_BYTES", "MLASpec", "ModelSpec", "MoESpec", "Workload",
 ]
