@@ -2,8 +2,8 @@
 
 from .base import Basis, Frozen, Sourced
 from .hardware import FabricSpec, GpuSpec, HardwareProfile, NvlinkSpec, PcieSpec, PriceSpec
-from .topology import GpuInfo, HcaPort, NvlinkLink, Topology
 from .model import DTYPE_BYTES, MLASpec, ModelSpec, MoESpec
+from .topology import GpuInfo, HcaPort, NvlinkLink, Topology
 from .workload import Workload
 
 __all__ = [

@@ -39,8 +39,12 @@ class GpuInfo(Frozen):
     memory_mib: Index | None = Field(None, description="nvmlDeviceGetMemoryInfo total, MiB")
     pci_bus_id: str | None = Field(None, description="nvmlDeviceGetPciInfo busId, e.g. 00000000:07:00.0")
     numa_node: int | None = Field(None, description="NUMA node of the GPU's PCIe attach point")
-    cpu_affinity: str | None = Field(None, description="CPUs near the GPU (nvmlDeviceGetCpuAffinity), e.g. 48-63,176-191")
-    mig_mode: Literal["enabled", "disabled"] | None = Field(None, description="current MIG mode; None: not supported")
+    cpu_affinity: str | None = Field(
+        None, description="CPUs near the GPU (nvmlDeviceGetCpuAffinity), e.g. 48-63,176-191"
+    )
+    mig_mode: Literal["enabled", "disabled"] | None = Field(
+        None, description="current MIG mode; None: not supported"
+    )
     pcie_generation: int | None = Field(None, description="nvmlDeviceGetMaxPcieLinkGeneration")
     pcie_width: int | None = Field(None, description="nvmlDeviceGetMaxPcieLinkWidth (lanes)")
     nvlinks_active: Index = Field(0, description="NVLinks in state active")
@@ -53,7 +57,9 @@ class NvlinkLink(Frozen):
     gpu: Index = Field(description="local GPU index")
     link: Index = Field(description="link number on that GPU")
     active: bool = Field(description="nvmlDeviceGetNvLinkState is enabled")
-    remote_kind: RemoteKind | None = Field(None, description="what the link reaches; None when inactive or unread")
+    remote_kind: RemoteKind | None = Field(
+        None, description="what the link reaches; None when inactive or unread"
+    )
     remote_bus_id: str | None = Field(None, description="nvmlDeviceGetNvLinkRemotePciInfo busId")
     remote_gpu: Index | None = Field(None, description="local index of the peer GPU, when the remote is one")
     version: str | None = Field(None, description="NVLink version from nvmlDeviceGetNvLinkVersion, e.g. 3.1")
@@ -83,7 +89,9 @@ class HcaPort(Frozen):
     pci_bus_id: str | None = Field(None, description="PCI address of the adapter function, e.g. 0000:0c:00.0")
     numa_node: int | None = Field(None, description="NUMA node of the adapter")
     gpu_levels: list[str] = Field(description="connection to each GPU, in GPU order (PIX ... SYS)")
-    nearest_gpus: list[Index] = Field(description="GPUs at the nearest level, when that is within a NUMA node")
+    nearest_gpus: list[Index] = Field(
+        description="GPUs at the nearest level, when that is within a NUMA node"
+    )
 
     @property
     def label(self) -> str:
@@ -102,8 +110,12 @@ class Topology(Frozen):
     driver_version: str | None = Field(None, description="nvmlSystemGetDriverVersion")
     gpus: list[GpuInfo] = Field(description="GPUs in NVML index order")
     nvlinks: list[NvlinkLink] = Field(default_factory=list, description="every NVLink of every GPU")
-    nvswitches: list[str] = Field(default_factory=list, description="PCI bus ids of the NVSwitches the links reach")
-    domains: list[list[Index]] = Field(default_factory=list, description="NVLink domains: GPU indices, each sorted")
+    nvswitches: list[str] = Field(
+        default_factory=list, description="PCI bus ids of the NVSwitches the links reach"
+    )
+    domains: list[list[Index]] = Field(
+        default_factory=list, description="NVLink domains: GPU indices, each sorted"
+    )
     matrix: list[list[str]] = Field(default_factory=list, description="GPU x GPU cells as nvidia-smi topo -m")
     hcas: list[HcaPort] = Field(default_factory=list, description="InfiniBand / RoCE ports")
     warnings: list[str] = Field(default_factory=list, description="degraded links and other things to check")

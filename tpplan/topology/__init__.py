@@ -51,8 +51,11 @@ def detect(
     except nvml.NvmlUnavailable as e:
         reason = str(e)
         topo = Topology(
-            host=host, source=f"sysfs under {root}; NVML unavailable", gpus=[],
-            hcas=[_hca(p, []) for p in ports], errors=[reason, *sys_errors],
+            host=host,
+            source=f"sysfs under {root}; NVML unavailable",
+            gpus=[],
+            hcas=[_hca(p, []) for p in ports],
+            errors=[reason, *sys_errors],
         )
         cpu_local = next((p for p in bundled if p.name == "cpu-local"), None)
         if cpu_local is None:
@@ -63,16 +66,32 @@ def detect(
 
     gpus = [_numa_from_sysfs(root, g) for g in reading.gpus]
     paths = [sysfs.pci_path(root, nvml.sysfs_bdf(g.pci_bus_id)) if g.pci_bus_id else None for g in gpus]
-    hcas = [_hca(p, [sysfs.pcie_level(p.pci_path, p.numa_node, path, g.numa_node) for g, path in zip(gpus, paths)])
-            for p in ports]
+    hcas = [
+        _hca(
+            p,
+            [
+                sysfs.pcie_level(p.pci_path, p.numa_node, path, g.numa_node)
+                for g, path in zip(gpus, paths, strict=True)
+            ],
+        )
+        for p in ports
+    ]
     n = len(gpus)
     links = reading.links
     topo = Topology(
-        host=host, source=f"NVML (driver {reading.driver_version or 'unknown'}) and sysfs under {root}",
-        driver_version=reading.driver_version, gpus=gpus, nvlinks=links,
-        nvswitches=sorted({k.remote_bus_id for k in links if k.active and k.remote_kind == "nvswitch" and k.remote_bus_id}),
-        domains=graph.domains(n, links), matrix=graph.matrix(reading.pcie, graph.nvlink_counts(n, links)),
-        hcas=hcas, warnings=graph.degraded_links(gpus, links), errors=[*reading.errors, *sys_errors],
+        host=host,
+        source=f"NVML (driver {reading.driver_version or 'unknown'}) and sysfs under {root}",
+        driver_version=reading.driver_version,
+        gpus=gpus,
+        nvlinks=links,
+        nvswitches=sorted(
+            {k.remote_bus_id for k in links if k.active and k.remote_kind == "nvswitch" and k.remote_bus_id}
+        ),
+        domains=graph.domains(n, links),
+        matrix=graph.matrix(reading.pcie, graph.nvlink_counts(n, links)),
+        hcas=hcas,
+        warnings=graph.degraded_links(gpus, links),
+        errors=[*reading.errors, *sys_errors],
     )
     found, warnings = profile.gpu_profile(topo, bundled, node_count, price, date)
     return Detection(profile=found, gpu_found=True, warnings=[*topo.warnings, *warnings])
@@ -88,7 +107,15 @@ def _numa_from_sysfs(root: Path, g: GpuInfo) -> GpuInfo:
 
 def _hca(p: sysfs.Port, levels: list[str]) -> HcaPort:
     return HcaPort(
-        device=p.device, port=p.port, state=p.state, rate=p.rate, rate_gbit_per_s=p.rate_gbit_per_s,
-        link_layer=p.link_layer, kind=p.kind, pci_bus_id=p.pci_bus_id, numa_node=p.numa_node,
-        gpu_levels=levels, nearest_gpus=graph.nearest(levels),
+        device=p.device,
+        port=p.port,
+        state=p.state,
+        rate=p.rate,
+        rate_gbit_per_s=p.rate_gbit_per_s,
+        link_layer=p.link_layer,
+        kind=p.kind,
+        pci_bus_id=p.pci_bus_id,
+        numa_node=p.numa_node,
+        gpu_levels=levels,
+        nearest_gpus=graph.nearest(levels),
     )

@@ -42,7 +42,9 @@ def read_machine(host: str, proc: Path = Path("/proc")) -> Machine:
     else:
         cores, how = os.cpu_count() or 1, "os.cpu_count"
     mem = _meminfo(proc / "meminfo")
-    return Machine(host, cores, how, mem.get("MemTotal"), mem.get("MemAvailable"), _cpu_model(proc / "cpuinfo"))
+    return Machine(
+        host, cores, how, mem.get("MemTotal"), mem.get("MemAvailable"), _cpu_model(proc / "cpuinfo")
+    )
 
 
 def _meminfo(path: Path) -> dict[str, int]:
@@ -69,16 +71,27 @@ def _cpu_model(path: Path) -> str | None:
 
 
 def cpu_profile(
-    m: Machine, cpu_local: HardwareProfile, nodes: tuple[int, str], price: Sourced | None, date: str,
+    m: Machine,
+    cpu_local: HardwareProfile,
+    nodes: tuple[int, str],
+    price: Sourced | None,
+    date: str,
     topo: Topology,
 ) -> HardwareProfile:
     ranks = m.ranks
     src = f"bundled profile {cpu_local.name}"
-    kib, what = (m.mem_available_kib, "MemAvailable") if m.mem_available_kib else (m.mem_total_kib, "MemTotal")
-    memory = Sourced(
-        value=round(kib / GIB_KIB / ranks, 2), basis="derived",
-        source=f"/proc/meminfo on {m.host}: {what} {kib / GIB_KIB:.1f} GiB / {ranks} ranks",
-    ) if kib else cite(cpu_local.gpu.memory_gib, src)
+    kib, what = (
+        (m.mem_available_kib, "MemAvailable") if m.mem_available_kib else (m.mem_total_kib, "MemTotal")
+    )
+    memory = (
+        Sourced(
+            value=round(kib / GIB_KIB / ranks, 2),
+            basis="derived",
+            source=f"/proc/meminfo on {m.host}: {what} {kib / GIB_KIB:.1f} GiB / {ranks} ranks",
+        )
+        if kib
+        else cite(cpu_local.gpu.memory_gib, src)
+    )
     notes = [
         f"no GPU: {topo.errors[0]}" if topo.errors else "no GPU",
         f"{m.cores} usable CPU core(s) on {m.host} ({m.cores_source}); {ranks} gloo ranks "
@@ -92,19 +105,30 @@ def cpu_profile(
         description=f"{ranks} CPU ranks over gloo on {m.host} (no GPU found), detected by tpplan detect",
         backend="gloo",
         gpu={
-            "name": f"CPU rank (gloo) on {m.cpu_model or m.host}", "memory_gib": memory,
+            "name": f"CPU rank (gloo) on {m.cpu_model or m.host}",
+            "memory_gib": memory,
             "bf16_dense_tflops": cite(cpu_local.gpu.bf16_dense_tflops, src),
             "hbm_gbps": cite(cpu_local.gpu.hbm_gbps, src),
         },
-        gpus_per_node=ranks, nodes=nodes[0], nvlink=None,
-        pcie=cpu_local.pcie.model_copy(update={"per_gpu_unidir_gbps": cite(cpu_local.pcie.per_gpu_unidir_gbps, src)}),
-        inter_node=cpu_local.inter_node.model_copy(update={
-            "per_gpu_gbps": cite(cpu_local.inter_node.per_gpu_gbps, src),
-            "latency_us": cite(cpu_local.inter_node.latency_us, src),
-        }) if cpu_local.inter_node else None,
-        price=PriceSpec(usd_per_gpu_hour=price, date=date) if price else PriceSpec(
-            usd_per_gpu_hour=cite(cpu_local.price.usd_per_gpu_hour, src), date=cpu_local.price.date),
+        gpus_per_node=ranks,
+        nodes=nodes[0],
+        nvlink=None,
+        pcie=cpu_local.pcie.model_copy(
+            update={"per_gpu_unidir_gbps": cite(cpu_local.pcie.per_gpu_unidir_gbps, src)}
+        ),
+        inter_node=cpu_local.inter_node.model_copy(
+            update={
+                "per_gpu_gbps": cite(cpu_local.inter_node.per_gpu_gbps, src),
+                "latency_us": cite(cpu_local.inter_node.latency_us, src),
+            }
+        )
+        if cpu_local.inter_node
+        else None,
+        price=PriceSpec(usd_per_gpu_hour=price, date=date)
+        if price
+        else PriceSpec(
+            usd_per_gpu_hour=cite(cpu_local.price.usd_per_gpu_hour, src), date=cpu_local.price.date
+        ),
         notes=notes,
         topology=topo,
     )
-

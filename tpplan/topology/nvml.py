@@ -11,6 +11,7 @@ only a failed nvmlInit (or no GPU at all) raises `NvmlUnavailable`.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 from collections.abc import Mapping
@@ -35,8 +36,12 @@ INIT_REASONS = {
 # nvmlDeviceGetTopologyCommonAncestor levels → nvidia-smi topo -m words (nvml.h nvmlGpuTopologyLevel_t).
 # INTERNAL is two GPUs on one board behind its own switch, which topo -m has no word for: PIX.
 TOPOLOGY_WORDS = {
-    "NVML_TOPOLOGY_INTERNAL": "PIX", "NVML_TOPOLOGY_SINGLE": "PIX", "NVML_TOPOLOGY_MULTIPLE": "PXB",
-    "NVML_TOPOLOGY_HOSTBRIDGE": "PHB", "NVML_TOPOLOGY_NODE": "NODE", "NVML_TOPOLOGY_SYSTEM": "SYS",
+    "NVML_TOPOLOGY_INTERNAL": "PIX",
+    "NVML_TOPOLOGY_SINGLE": "PIX",
+    "NVML_TOPOLOGY_MULTIPLE": "PXB",
+    "NVML_TOPOLOGY_HOSTBRIDGE": "PHB",
+    "NVML_TOPOLOGY_NODE": "NODE",
+    "NVML_TOPOLOGY_SYSTEM": "SYS",
 }
 CPU_SET_WORDS = 16  # 64-bit words of nvmlDeviceGetCpuAffinity: room for 1024 CPUs
 
@@ -60,9 +65,16 @@ def load(env: Mapping[str, str] = os.environ) -> Any:
 def _load_fake(fixture: Path) -> Any:
     fake = Path(__file__).resolve().parents[2] / "tests" / "fakes" / "nvml.py"
     if not fake.is_file():
-        raise ConfigError("is a test hook that needs a tpplan source checkout (tests/fakes/nvml.py)", field=FAKE_ENV)
+        raise ConfigError(
+            "is a test hook that needs a tpplan source checkout (tests/fakes/nvml.py)", field=FAKE_ENV
+        )
     if not fixture.is_file():
-        raise ConfigError("no such fixture file", file=str(fixture), field=FAKE_ENV, expected="a tests/fixtures/topology/*.yaml")
+        raise ConfigError(
+            "no such fixture file",
+            file=str(fixture),
+            field=FAKE_ENV,
+            expected="a tests/fixtures/topology/*.yaml",
+        )
     spec = importlib.util.spec_from_file_location("tpplan_fake_nvml", fake)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -118,10 +130,8 @@ def read(nvml: Any) -> NvmlReading:
     try:
         return _read(Session(nvml))
     finally:
-        try:
+        with contextlib.suppress(nvml.NVMLError):
             nvml.nvmlShutdown()
-        except nvml.NVMLError:
-            pass
 
 
 def _read(s: Session) -> NvmlReading:
@@ -138,8 +148,12 @@ def _read(s: Session) -> NvmlReading:
     for g, h in zip(base, handles, strict=True):
         mine = _links(s, g.index, h, bus_to_gpu) if h is not None else []
         links += mine
-        gpus.append(g.model_copy(update={"nvlinks_total": len(mine), "nvlinks_active": sum(k.active for k in mine)}))
-    return NvmlReading(_text(s.call("nvmlSystemGetDriverVersion", what="driver")), gpus, links, _pcie(s, handles), s.errors)
+        gpus.append(
+            g.model_copy(update={"nvlinks_total": len(mine), "nvlinks_active": sum(k.active for k in mine)})
+        )
+    return NvmlReading(
+        _text(s.call("nvmlSystemGetDriverVersion", what="driver")), gpus, links, _pcie(s, handles), s.errors
+    )
 
 
 def _gpu(s: Session, i: int, h: Any) -> GpuInfo:
@@ -151,13 +165,16 @@ def _gpu(s: Session, i: int, h: Any) -> GpuInfo:
     mig = s.call("nvmlDeviceGetMigMode", h, what=what)
     affinity = s.call("nvmlDeviceGetCpuAffinity", h, CPU_SET_WORDS, what=what)
     return GpuInfo(
-        index=i, name=_text(s.call("nvmlDeviceGetName", h, what=what)) or "",
+        index=i,
+        name=_text(s.call("nvmlDeviceGetName", h, what=what)) or "",
         uuid=_text(s.call("nvmlDeviceGetUUID", h, what=what)),
         memory_mib=int(mem.total) // 2**20 if mem is not None else None,
         pci_bus_id=_text(pci.busId) if pci is not None else None,
         numa_node=_nonneg(s.call("nvmlDeviceGetNumaNodeId", h, what=what)),
         cpu_affinity=cpu_list(affinity) if affinity is not None else None,
-        mig_mode=None if mig is None else ("enabled" if mig[0] == s.nvml.NVML_DEVICE_MIG_ENABLE else "disabled"),
+        mig_mode=None
+        if mig is None
+        else ("enabled" if mig[0] == s.nvml.NVML_DEVICE_MIG_ENABLE else "disabled"),
         pcie_generation=s.call("nvmlDeviceGetMaxPcieLinkGeneration", h, what=what),
         pcie_width=s.call("nvmlDeviceGetMaxPcieLinkWidth", h, what=what),
     )
@@ -166,16 +183,25 @@ def _gpu(s: Session, i: int, h: Any) -> GpuInfo:
 def _links(s: Session, gpu: int, h: Any, bus_to_gpu: dict[str, int]) -> list[NvlinkLink]:
     """Links 0, 1, ... until NVML says there are no more (NOT_SUPPORTED / INVALID_ARGUMENT)."""
     nvml, what, out = s.nvml, f"GPU {gpu}", []
-    end = {nvml.NVML_ERROR_NOT_SUPPORTED, nvml.NVML_ERROR_INVALID_ARGUMENT, nvml.NVML_ERROR_FUNCTION_NOT_FOUND}
+    end = {
+        nvml.NVML_ERROR_NOT_SUPPORTED,
+        nvml.NVML_ERROR_INVALID_ARGUMENT,
+        nvml.NVML_ERROR_FUNCTION_NOT_FOUND,
+    }
     speed = _link_speed_gbps(s, h, what)
-    versions = {getattr(nvml, n): n.removeprefix("NVML_NVLINK_VERSION_").replace("_", ".")
-                for n in dir(nvml) if n.startswith("NVML_NVLINK_VERSION_") and n != "NVML_NVLINK_VERSION_INVALID"}
+    versions = {
+        getattr(nvml, n): n.removeprefix("NVML_NVLINK_VERSION_").replace("_", ".")
+        for n in dir(nvml)
+        if n.startswith("NVML_NVLINK_VERSION_") and n != "NVML_NVLINK_VERSION_INVALID"
+    }
     for link in range(nvml.NVML_NVLINK_MAX_LINKS):
         state, err = s.try_call("nvmlDeviceGetNvLinkState", h, link)
         if err is not None and err.value in end:
             break
         if err is not None:
-            s.errors.append(f"{what} NVLink {link}: nvmlDeviceGetNvLinkState failed with {error_name(nvml, err)} ({err})")
+            s.errors.append(
+                f"{what} NVLink {link}: nvmlDeviceGetNvLinkState failed with {error_name(nvml, err)} ({err})"
+            )
         if state != nvml.NVML_FEATURE_ENABLED:
             out.append(NvlinkLink(gpu=gpu, link=link, active=False))
             continue
@@ -186,19 +212,29 @@ def _links(s: Session, gpu: int, h: Any, bus_to_gpu: dict[str, int]) -> list[Nvl
         if bus is not None:
             kind = _remote_kind(nvml, s.call("nvmlDeviceGetNvLinkRemoteDeviceType", h, link, what=where))
             kind = "gpu" if sysfs_bdf(bus) in bus_to_gpu else kind
-        out.append(NvlinkLink(
-            gpu=gpu, link=link, active=True, remote_kind=kind, remote_bus_id=bus,
-            remote_gpu=bus_to_gpu.get(sysfs_bdf(bus)) if bus else None,
-            version=versions.get(s.call("nvmlDeviceGetNvLinkVersion", h, link, what=where)), speed_gbps=speed,
-        ))
+        out.append(
+            NvlinkLink(
+                gpu=gpu,
+                link=link,
+                active=True,
+                remote_kind=kind,
+                remote_bus_id=bus,
+                remote_gpu=bus_to_gpu.get(sysfs_bdf(bus)) if bus else None,
+                version=versions.get(s.call("nvmlDeviceGetNvLinkVersion", h, link, what=where)),
+                speed_gbps=speed,
+            )
+        )
     return out
 
 
 def _remote_kind(nvml: Any, device_type: int | None) -> str:
     """A remote that is not one of our GPUs: NVML's device type when the driver reports it;
     without it the remote is taken for an NVSwitch (the only non-GPU NVLink peer on x86)."""
-    kinds = {nvml.NVML_NVLINK_DEVICE_TYPE_GPU: "gpu", nvml.NVML_NVLINK_DEVICE_TYPE_SWITCH: "nvswitch",
-             nvml.NVML_NVLINK_DEVICE_TYPE_IBMNPU: "cpu"}
+    kinds = {
+        nvml.NVML_NVLINK_DEVICE_TYPE_GPU: "gpu",
+        nvml.NVML_NVLINK_DEVICE_TYPE_SWITCH: "nvswitch",
+        nvml.NVML_NVLINK_DEVICE_TYPE_IBMNPU: "cpu",
+    }
     return "nvswitch" if device_type is None else kinds.get(device_type, "unknown")
 
 
@@ -208,8 +244,12 @@ def _link_speed_gbps(s: Session, h: Any, what: str) -> float | None:
     values = s.call("nvmlDeviceGetFieldValues", h, [s.nvml.NVML_FI_DEV_NVLINK_SPEED_MBPS_COMMON], what=what)
     if not values or values[0].nvmlReturn != s.nvml.NVML_SUCCESS:
         return None
-    member = {s.nvml.NVML_VALUE_TYPE_UNSIGNED_INT: "uiVal", s.nvml.NVML_VALUE_TYPE_UNSIGNED_LONG: "ulVal",
-              s.nvml.NVML_VALUE_TYPE_UNSIGNED_LONG_LONG: "ullVal", s.nvml.NVML_VALUE_TYPE_DOUBLE: "dVal"}
+    member = {
+        s.nvml.NVML_VALUE_TYPE_UNSIGNED_INT: "uiVal",
+        s.nvml.NVML_VALUE_TYPE_UNSIGNED_LONG: "ulVal",
+        s.nvml.NVML_VALUE_TYPE_UNSIGNED_LONG_LONG: "ullVal",
+        s.nvml.NVML_VALUE_TYPE_DOUBLE: "dVal",
+    }
     mbps = getattr(values[0].value, member.get(values[0].valueType, "uiVal"))
     return round(mbps / 1000, 3) if mbps else None
 
@@ -222,7 +262,9 @@ def _pcie(s: Session, handles: list[Any]) -> list[list[str]]:
         for j in range(i + 1, n):
             if handles[i] is None or handles[j] is None:
                 continue
-            level = s.call("nvmlDeviceGetTopologyCommonAncestor", handles[i], handles[j], what=f"GPU {i} - GPU {j}")
+            level = s.call(
+                "nvmlDeviceGetTopologyCommonAncestor", handles[i], handles[j], what=f"GPU {i} - GPU {j}"
+            )
             cells[i][j] = cells[j][i] = words.get(level, "?")
     return cells
 

@@ -67,13 +67,25 @@ def read_ports(root: Path) -> tuple[list[Port], list[str]]:
                 continue
             m = RATE.match(rate)
             if not m:
-                errors.append(f"{dev.name} port {p.name}: rate {rate!r} is not of the form '200 Gb/sec (4X HDR)'")
+                errors.append(
+                    f"{dev.name} port {p.name}: rate {rate!r} is not of the form '200 Gb/sec (4X HDR)'"
+                )
                 continue
             kind = "roce" if layer == "Ethernet" else IB_KINDS.get(m.group(3) or "")
-            ports.append(Port(
-                dev.name, int(p.name), state.split(":", 1)[-1].strip(), rate, float(m.group(1)), layer, kind,
-                bdf, numa, path,
-            ))
+            ports.append(
+                Port(
+                    dev.name,
+                    int(p.name),
+                    state.split(":", 1)[-1].strip(),
+                    rate,
+                    float(m.group(1)),
+                    layer,
+                    kind,
+                    bdf,
+                    numa,
+                    path,
+                )
+            )
     return ports, errors
 
 
@@ -93,7 +105,9 @@ def numa_node(root: Path, bdf: str) -> int | None:
     return _numa(root / "sys" / "bus" / "pci" / "devices" / bdf / "numa_node")
 
 
-def pcie_level(a: tuple[str, ...] | None, numa_a: int | None, b: tuple[str, ...] | None, numa_b: int | None) -> str:
+def pcie_level(
+    a: tuple[str, ...] | None, numa_a: int | None, b: tuple[str, ...] | None, numa_b: int | None
+) -> str:
     """nvidia-smi's word for the PCIe path between two devices, from their sysfs PCI paths.
 
     Different host bridges: NODE within one NUMA node, else SYS. One host bridge, different root
