@@ -109,7 +109,9 @@ def test_links_name_their_remote_end(tmp_path, bundled):
     found, _, _ = detect("dgx-a100", tmp_path, bundled)
     topo = found.profile.topology
     assert topo.nvswitches == [f"00000000:C{i}:00.0" for i in range(4, 10)]
-    assert {k.remote_kind for k in topo.nvlinks} == {"nvswitch"} and {k.version for k in topo.nvlinks} == {"3.1"}
+    assert {k.remote_kind for k in topo.nvlinks} == {"nvswitch"} and {k.version for k in topo.nvlinks} == {
+        "3.1"
+    }
     assert topo.nvlinks[0].remote_label() == "NVSwitch 00000000:C7:00.0"
     pairs, _, _ = detect("a100-pcie-nvlink-pairs", tmp_path / "b", bundled)
     assert {k.remote_label() for k in pairs.profile.topology.nvlinks if k.gpu == 2} == {"GPU3"}
@@ -119,10 +121,18 @@ def test_hca_ports_and_nearest_gpus(tmp_path, bundled):
     found, _, _ = detect("dgx-h100", tmp_path, bundled)
     hcas = {h.label: h for h in found.profile.topology.hcas}
     assert hcas["mlx5_0"].rate == "400 Gb/sec (4X NDR)" and hcas["mlx5_0"].rate_gbit_per_s == 400
-    assert (hcas["mlx5_0"].state, hcas["mlx5_0"].kind, hcas["mlx5_0"].pci_bus_id) == ("ACTIVE", "ib-ndr", "0000:18:00.0")
+    assert (hcas["mlx5_0"].state, hcas["mlx5_0"].kind, hcas["mlx5_0"].pci_bus_id) == (
+        "ACTIVE",
+        "ib-ndr",
+        "0000:18:00.0",
+    )
     assert hcas["mlx5_0"].nearest_gpus == [0] and hcas["mlx5_11"].nearest_gpus == [7]
     assert hcas["mlx5_1"].nearest_gpus == [0, 1, 2, 3]  # storage port: nearest is its socket
-    assert (hcas["mlx5_2"].state, hcas["mlx5_2"].link_layer, hcas["mlx5_2"].kind) == ("DOWN", "Ethernet", "roce")
+    assert (hcas["mlx5_2"].state, hcas["mlx5_2"].link_layer, hcas["mlx5_2"].kind) == (
+        "DOWN",
+        "Ethernet",
+        "roce",
+    )
     a100, _, _ = detect("dgx-a100", tmp_path / "a", bundled)
     storage = {h.label: h for h in a100.profile.topology.hcas}["mlx5_4"]
     assert storage.nearest_gpus == [] and storage.numa_node == 0  # a NUMA node without GPUs
@@ -140,8 +150,10 @@ def test_init_failure_falls_back_to_a_cpu_profile(tmp_path, bundled):
 
 
 def test_a_gpu_that_stops_answering_is_reported_and_the_rest_written(tmp_path, bundled):
-    lost = {"nvmlDeviceGetMemoryInfo:3": "NVML_ERROR_GPU_IS_LOST",
-            "nvmlDeviceGetNvLinkRemotePciInfo:6:4": "NVML_ERROR_UNKNOWN"}
+    lost = {
+        "nvmlDeviceGetMemoryInfo:3": "NVML_ERROR_GPU_IS_LOST",
+        "nvmlDeviceGetNvLinkRemotePciInfo:6:4": "NVML_ERROR_UNKNOWN",
+    }
     found, _, _ = detect("dgx-a100", tmp_path, bundled, errors=lost)
     topo = found.profile.topology
     assert topo.errors == [
@@ -155,7 +167,9 @@ def test_a_gpu_that_stops_answering_is_reported_and_the_rest_written(tmp_path, b
 
 
 def test_a_gpu_lost_entirely_keeps_the_node_shape(tmp_path, bundled):
-    found, _, _ = detect("dgx-a100", tmp_path, bundled, errors={"nvmlDeviceGetHandleByIndex:5": "NVML_ERROR_GPU_IS_LOST"})
+    found, _, _ = detect(
+        "dgx-a100", tmp_path, bundled, errors={"nvmlDeviceGetHandleByIndex:5": "NVML_ERROR_GPU_IS_LOST"}
+    )
     p = found.profile
     assert p.gpus_per_node == 8 and p.domain_size == 8
     assert p.topology.gpus[5].name == "" and p.topology.matrix[5] == ["?"] * 5 + ["X"] + ["?"] * 2
