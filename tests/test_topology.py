@@ -117,6 +117,21 @@ def test_links_name_their_remote_end(tmp_path, bundled):
     assert {k.remote_label() for k in pairs.profile.topology.nvlinks if k.gpu == 2} == {"GPU3"}
 
 
+def test_pairs_carry_link_count_and_rate(tmp_path, bundled):
+    a100 = detect("dgx-a100-link-down", tmp_path, bundled)[0].profile.topology
+    assert len(a100.pairs) == 28
+    assert {(q.links, q.gbps) for q in a100.pairs if 3 in q.gpus} == {(11, 275.0)}
+    assert {(q.links, q.gbps) for q in a100.pairs if 3 not in q.gpus} == {(12, 300.0)}
+    bridged = detect("a100-pcie-nvlink-pairs", tmp_path / "b", bundled)[0].profile.topology
+    assert [(q.gpus, q.links) for q in bridged.pairs] == [
+        ([0, 1], 12),
+        ([2, 3], 12),
+        ([4, 5], 12),
+        ([6, 7], 12),
+    ]
+    assert detect("l40s-8x-pcie", tmp_path / "c", bundled)[0].profile.topology.pairs == []
+
+
 def test_hca_ports_and_nearest_gpus(tmp_path, bundled):
     found, _, _ = detect("dgx-h100", tmp_path, bundled)
     hcas = {h.label: h for h in found.profile.topology.hcas}

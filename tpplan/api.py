@@ -10,10 +10,10 @@ import os
 from pathlib import Path
 
 from . import candidates as candidates_stage
-from . import io
+from . import io, topology
 from .engines import ENGINES, Engine
 from .errors import ConfigError, LayoutError
-from .records import Candidate
+from .records import Candidate, Detection
 from .specs import HardwareProfile, ModelSpec
 
 Ref = str | os.PathLike
@@ -62,3 +62,16 @@ def plan_candidates(
     found = candidates_stage.candidates(model, profile, eng, budget, max_model_len, full_budget)
     found = [c for c in found if (not tp or c.tp in tp) and (not pp or c.pp in pp)]
     return model, profile, budget, found
+
+
+def detect(out: Path | None, nodes: int | None = None, price_usd_per_gpu_hour: float | None = None) -> Detection:
+    """Read this machine (NVML + sysfs, or its CPUs when no GPU answers) and write its profile to `out`."""
+    found = topology.detect([p for _, p in io.bundled_profiles()], nodes, price_usd_per_gpu_hour)
+    if out is not None:
+        header = (
+            f"# Written by `tpplan detect` on {found.profile.topology.host}. Every number says where it came\n"
+            "# from (basis: measured here, derived, published in a bundled profile, or assumed).\n"
+            f"# Use it: tpplan candidates MODEL --profile {out}"
+        )
+        io.write_text(out, io.to_yaml(found.profile, header))
+    return found

@@ -74,6 +74,18 @@ class NvlinkLink(Frozen):
         return f"{names.get(self.remote_kind or '', 'unknown')} {self.remote_bus_id or '?'}"
 
 
+class NvlinkPair(Frozen):
+    """Two GPUs joined by NVLink, directly or through NVSwitch: what NV# in the matrix counts."""
+
+    gpus: list[Index] = Field(min_length=2, max_length=2, description="the two GPU indices, lower first")
+    links: Index = Field(
+        description="NV#: direct links, plus through NVSwitch the weaker GPU's links into it"
+    )
+    gbps: float | None = Field(
+        None, description="links x per-link rate, one direction, GB/s; None if NVML gave no rate"
+    )
+
+
 class HcaPort(Frozen):
     """One port of an InfiniBand / RoCE adapter, from /sys/class/infiniband/<device>/ports/<port>/."""
 
@@ -117,6 +129,9 @@ class Topology(Frozen):
         default_factory=list, description="NVLink domains: GPU indices, each sorted"
     )
     matrix: list[list[str]] = Field(default_factory=list, description="GPU x GPU cells as nvidia-smi topo -m")
+    pairs: list[NvlinkPair] = Field(
+        default_factory=list, description="GPU pairs joined by NVLink: count and rate"
+    )
     hcas: list[HcaPort] = Field(default_factory=list, description="InfiniBand / RoCE ports")
     warnings: list[str] = Field(default_factory=list, description="degraded links and other things to check")
     errors: list[str] = Field(default_factory=list, description="NVML calls and sysfs reads that failed")

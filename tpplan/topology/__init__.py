@@ -6,7 +6,7 @@ nvml.py reads GPUs and NVLinks, sysfs.py the InfiniBand/RoCE ports and PCIe path
 turns links into NVLink domains and the `nvidia-smi topo -m` matrix, profile.py and cpu.py
 write the profile (a GPU node, or this machine's CPUs as gloo ranks when no GPU answers).
 
-Inputs are parameters so tests run without a GPU: `nvml` (a module answering pynvml's names),
+Inputs are parameters so tests run without a GPU: `nvml_module` (a module answering pynvml's names),
 `sysfs_root`, `env`, `host`, `proc`. The test-only environment variables TPPLAN_FAKE_NVML
 (a fixture for tests/fakes/nvml.py) and TPPLAN_SYSFS_ROOT (a fake /sys tree) do the same for
 the CLI; without them the real NVML and `/` are read.
@@ -49,52 +49,51 @@ def detect(
     try:
         reading = nvml.read(nvml_module if nvml_module is not None else nvml.load(env))
     except nvml.NvmlUnavailable as e:
-        reason = str(e)
         topo = Topology(
             host=host,
             source=f"sysfs under {root}; NVML unavailable",
             gpus=[],
             hcas=[_hca(p, []) for p in ports],
-            errors=[reason, *sys_errors],
+            errors=[str(e), *sys_errors],
         )
         cpu_local = next((p for p in bundled if p.name == "cpu-local"), None)
         if cpu_local is None:
             raise TpplanError("bundled profile cpu-local is missing; reinstall tpplan") from None
-        machine = cpu.read_machine(host, proc)
-        found = cpu.cpu_profile(machine, cpu_local, node_count, price, date, topo)
-        return Detection(profile=found, gpu_found=False, fallback_reason=reason)
+        found = cpu.cpu_profile(cpu.read_machine(host, proc), cpu_local, node_count, price, date, topo)
+        return Detection(profile=found, gpu_found=False, fallback_reason=str(e))
+    topo = _gpu_topology(host, root, reading, ports, sys_errors)
+    found, warnings = profile.gpu_profile(topo, bundled, node_count, price, date)
+    return Detection(profile=found, gpu_found=True, warnings=[*topo.warnings, *warnings])
 
+
+def _gpu_topology(
+    host: str, root: Path, reading: nvml.NvmlReading, ports: list[sysfs.Port], sys_errors: list[str]
+) -> Topology:
     gpus = [_numa_from_sysfs(root, g) for g in reading.gpus]
     paths = [sysfs.pci_path(root, nvml.sysfs_bdf(g.pci_bus_id)) if g.pci_bus_id else None for g in gpus]
-    hcas = [
-        _hca(
-            p,
-            [
-                sysfs.pcie_level(p.pci_path, p.numa_node, path, g.numa_node)
-                for g, path in zip(gpus, paths, strict=True)
-            ],
-        )
-        for p in ports
-    ]
-    n = len(gpus)
-    links = reading.links
-    topo = Topology(
+    n, links = len(gpus), reading.links
+    counts = graph.nvlink_counts(n, links)
+    switches = {
+        k.remote_bus_id for k in links if k.active and k.remote_kind == "nvswitch" and k.remote_bus_id
+    }
+    return Topology(
         host=host,
         source=f"NVML (driver {reading.driver_version or 'unknown'}) and sysfs under {root}",
         driver_version=reading.driver_version,
         gpus=gpus,
         nvlinks=links,
-        nvswitches=sorted(
-            {k.remote_bus_id for k in links if k.active and k.remote_kind == "nvswitch" and k.remote_bus_id}
-        ),
+        nvswitches=sorted(switches),
         domains=graph.domains(n, links),
-        matrix=graph.matrix(reading.pcie, graph.nvlink_counts(n, links)),
-        hcas=hcas,
+        matrix=graph.matrix(reading.pcie, counts),
+        pairs=graph.pairs(counts, links),
+        hcas=[_hca(p, [_level(p, g, path) for g, path in zip(gpus, paths, strict=True)]) for p in ports],
         warnings=graph.degraded_links(gpus, links),
         errors=[*reading.errors, *sys_errors],
     )
-    found, warnings = profile.gpu_profile(topo, bundled, node_count, price, date)
-    return Detection(profile=found, gpu_found=True, warnings=[*topo.warnings, *warnings])
+
+
+def _level(port: sysfs.Port, gpu: GpuInfo, gpu_path: tuple[str, ...] | None) -> str:
+    return sysfs.pcie_level(port.pci_path, port.numa_node, gpu_path, gpu.numa_node)
 
 
 def _numa_from_sysfs(root: Path, g: GpuInfo) -> GpuInfo:

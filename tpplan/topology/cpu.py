@@ -102,7 +102,9 @@ def cpu_profile(
         notes.append(f"{ranks} ranks share {m.cores} core(s): step times include time-sharing")
     return HardwareProfile(
         name=f"detected-{m.host}-cpu",
-        description=f"{ranks} CPU ranks over gloo on {m.host} (no GPU found), detected by tpplan detect",
+        description=f"{ranks} gloo ranks on {m.host}: {m.cores} usable CPU core(s), "
+        + (f"{kib / GIB_KIB:.1f} GiB RAM {what[3:].lower()}" if kib else "RAM unknown")
+        + " (no GPU found)",
         backend="gloo",
         gpu={
             "name": f"CPU rank (gloo) on {m.cpu_model or m.host}",

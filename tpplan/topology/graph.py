@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 
-from ..specs import GpuInfo, NvlinkLink
+from ..specs import GpuInfo, NvlinkLink, NvlinkPair
 from ..specs.topology import PCIE_LEVELS
 
 
@@ -67,6 +67,19 @@ def matrix(pcie: list[list[str]], counts: list[list[int]]) -> list[list[str]]:
     return [
         [f"NV{counts[i][j]}" if i != j and counts[i][j] else cell for j, cell in enumerate(row)]
         for i, row in enumerate(pcie)
+    ]
+
+
+def pairs(counts: list[list[int]], links: list[NvlinkLink]) -> list[NvlinkPair]:
+    """Every GPU pair with NV# > 0, with its one-direction rate (NV# x the slowest link's rate)."""
+    speeds = [k.speed_gbps for k in links if k.active and k.speed_gbps]
+    rate = min(speeds) if speeds else None
+    n = len(counts)
+    return [
+        NvlinkPair(gpus=[i, j], links=counts[i][j], gbps=round(counts[i][j] * rate, 3) if rate else None)
+        for i in range(n)
+        for j in range(i + 1, n)
+        if counts[i][j]
     ]
 
 

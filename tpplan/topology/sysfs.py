@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +31,7 @@ RATE = re.compile(r"^\s*([\d.]+)\s*Gb/sec(?:\s*\((\d+)X\s*([A-Z]+)\))?")
 IB_KINDS = {"HDR": "ib-hdr", "NDR": "ib-ndr", "XDR": "ib-xdr"}
 
 
-def root_from_env(env: os._Environ | dict = os.environ) -> Path:
+def root_from_env(env: Mapping[str, str] = os.environ) -> Path:
     return Path(env.get(SYSFS_ENV) or "/")
 
 
