@@ -189,6 +189,7 @@ def test_out_dash_prints_the_profile_yaml(tmp_path):
         (["--price-usd-per-gpu-hour", "-2"], {}, "--price-usd-per-gpu-hour: -2.0 is not a price"),
         ([], {"SLURM_NNODES": "many"}, "environment variable SLURM_NNODES: 'many' is not a node count"),
         ([], {"TPPLAN_FAKE_NVML": "/nonexistent.yaml"}, "no such fixture file"),
+        (["--out", "."], {}, ".: --out: is a directory; expected a file path"),
     ],
 )
 def test_bad_input_is_one_line_exit_2(args, env, message, tmp_path):

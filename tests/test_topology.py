@@ -67,12 +67,17 @@ def test_profile_numbers_and_their_sources(name, tmp_path, bundled):
     assert [w.split(" (check")[0] for w in found.warnings] == expect["warnings"]
 
 
+@pytest.mark.parametrize("compact", [False, True])
 @pytest.mark.parametrize("name", GPU_MACHINES)
-def test_written_profile_loads_back_unchanged(name, tmp_path, bundled):
+def test_written_profile_loads_back_unchanged(name, compact, tmp_path, bundled):
     found, _, _ = detect(name, tmp_path, bundled)
     out = tmp_path / "profile.yaml"
-    io.write_text(out, io.to_yaml(found.profile))
+    text = io.to_yaml(found.profile, compact=compact)
+    io.write_text(out, text)
     assert io.load_profile(out) == found.profile
+    if compact:  # a matrix row and an NVLink pair each on one line
+        assert "\n  - [X, " in text
+        assert "\n  - {gpus: [" in text or "pairs: []" in text
 
 
 @pytest.mark.parametrize(

@@ -66,6 +66,8 @@ def plan_candidates(
 
 def detect(out: Path | None, nodes: int | None = None, price_usd_per_gpu_hour: float | None = None) -> Detection:
     """Read this machine (NVML + sysfs, or its CPUs when no GPU answers) and write its profile to `out`."""
+    if out is not None and out.is_dir():
+        raise ConfigError("is a directory", file=str(out), field="--out", expected="a file path such as profile.yaml")
     found = topology.detect([p for _, p in io.bundled_profiles()], nodes, price_usd_per_gpu_hour)
     if out is not None:
         header = (
@@ -73,5 +75,8 @@ def detect(out: Path | None, nodes: int | None = None, price_usd_per_gpu_hour: f
             "# from (basis: measured here, derived, published in a bundled profile, or assumed).\n"
             f"# Use it: tpplan candidates MODEL --profile {out}"
         )
-        io.write_text(out, io.to_yaml(found.profile, header))
+        try:
+            io.write_text(out, io.to_yaml(found.profile, header, compact=True))
+        except OSError as e:
+            raise ConfigError(f"cannot be written ({e.strerror})", file=str(out), field="--out") from None
     return found
