@@ -137,7 +137,8 @@ def read(nvml: Any) -> NvmlReading:
 def _read(s: Session) -> NvmlReading:
     count = s.call("nvmlDeviceGetCount", what="NVML")
     if not count:
-        raise NvmlUnavailable("NVML started but reports no GPU (nvmlDeviceGetCount is 0 or failed)")
+        why = "; ".join(s.errors) or "nvmlDeviceGetCount is 0"
+        raise NvmlUnavailable(f"NVML started but reports no GPU ({why})")
     handles = [s.call("nvmlDeviceGetHandleByIndex", i, what=f"GPU {i}") for i in range(count)]
     if all(h is None for h in handles):
         raise NvmlUnavailable(f"NVML reports {count} GPU(s) but none answers: " + "; ".join(s.errors))
