@@ -118,6 +118,15 @@ def test_nvl72_tray_takes_the_domain_from_the_bundled_rack(tmp_path, bundled):
     assert any("spans 72 GPUs across nodes" in w for w in found.warnings)
 
 
+def test_half_a_dgx_in_a_container_keeps_its_own_domain(tmp_path, bundled):
+    fake, root, fixture = machine("dgx-a100", tmp_path)
+    m = fixture["nvml"]
+    m["gpus"], m["nvlink"]["links"] = m["gpus"][:4], m["nvlink"]["links"][:4]
+    m["pcie"] = [" ".join(row.split()[:4]) for row in m["pcie"][:4]]
+    found = topology.detect(bundled, nvml_module=fake, sysfs_root=root, env={}, host="pod", date="2026-01-01")
+    assert found.profile.gpus_per_node == 4 and found.profile.domain_size == 4
+
+
 def test_domains_join_direct_links_and_switches():
     links = [
         NvlinkLink(gpu=0, link=0, active=True, remote_kind="gpu", remote_bus_id="b1", remote_gpu=1),

@@ -170,8 +170,12 @@ def _nvlink(topo: Topology, match: HardwareProfile | None, warnings: list[str]) 
             f"domains of {d} GPU(s) (GPU i in domain i // {d}), which never overstates them"
         )
     nvswitch = any(k.active and k.remote_kind == "nvswitch" for k in topo.nvlinks)
-    if match and match.nvlink and nvswitch and d == n and match.nvlink.domain_size_gpus > n:
-        d = match.nvlink.domain_size_gpus  # NVL72: the switch trays join GPUs of other hosts too
+    # NVL72: NVSwitch trays join this host's GPUs to other hosts', which NVML on one host cannot
+    # see. Only a bundled profile whose own domain spans nodes of this size says so; a container
+    # seeing 4 of a DGX's 8 GPUs keeps the 4 it has.
+    spans_nodes = match and match.nvlink and match.nvlink.domain_size_gpus > match.gpus_per_node == n
+    if spans_nodes and nvswitch and d == n:
+        d = match.nvlink.domain_size_gpus
         warnings.append(
             f"NVML on one host sees {n} GPUs on NVSwitch; bundled profile {match.name} says the "
             f"domain spans {d} GPUs across nodes, which the profile uses"
