@@ -6,7 +6,7 @@ import pytest
 from fakes import FIXTURES, load_fixture, sysfs
 
 from tpplan.topology import graph
-from tpplan.topology.sysfs import pci_path, pcie_level, read_ports
+from tpplan.topology.sysfs import numa_node, pci_path, pcie_level, read_ports
 
 
 def path(text: str) -> tuple[str, ...]:
@@ -100,3 +100,19 @@ def test_nearest_gpus_stop_at_the_numa_node():
     assert graph.nearest(["PXB", "PXB", "SYS"]) == [0, 1]
     assert graph.nearest(["NODE", "SYS", "NODE"]) == [0, 2]
     assert graph.nearest(["SYS", "SYS"]) == [] and graph.nearest(["?", "?"]) == []
+
+
+@pytest.mark.parametrize("name", ["dgx-a100", "dgx-h100", "l40s-8x-pcie", "a100-pcie-nvlink-pairs"])
+def test_sysfs_levels_of_gpu_pairs_agree_with_nvml(name, tmp_path):
+    """The GPU x GPU levels NVML answers (nvmlDeviceGetTopologyCommonAncestor, from the captures)
+    and the ones pcie_level derives from the same machine's PCI paths must be the same words."""
+    fixture = load_fixture(FIXTURES / f"{name}.yaml")
+    root = sysfs.build(fixture, tmp_path)
+    bdfs = [p.split("/")[-1] for p in fixture["sysfs"]["gpus"]]
+    paths = [pci_path(root, b) for b in bdfs]
+    numa = [numa_node(root, b) for b in bdfs]
+    derived = [
+        [pcie_level(paths[i], numa[i], paths[j], numa[j]) if i != j else "X" for j in range(len(bdfs))]
+        for i in range(len(bdfs))
+    ]
+    assert derived == [row.split() for row in fixture["nvml"]["pcie"]]
