@@ -188,11 +188,18 @@ def _nvlink(topo: Topology, match: HardwareProfile | None, warnings: list[str]) 
     versions = Counter(k.version for k in topo.nvlinks if k.active and k.version)
     major = versions.most_common(1)[0][0].split(".")[0] if versions else None
     if speeds:
+        # NVML's rate is the link's signalling rate (H100: 26.562 GB/s where NVIDIA quotes 25 of
+        # payload); the published figure is kept beside it for comparison.
+        quoted = (
+            f"; published: {match.nvlink.per_gpu_unidir_gbps.value:g} GB/s ({match.name})"
+            if (match and match.nvlink)
+            else ""
+        )
         per_gpu = Sourced(
             value=round(links * min(speeds), 2),
             basis="derived",
             source=f"NVML on {topo.host}: {links} active NVLinks per GPU (fewest of any GPU) x "
-            f"{min(speeds):g} GB/s per link per direction (NVLINK_SPEED_MBPS_COMMON)",
+            f"{min(speeds):g} GB/s per link per direction (NVLINK_SPEED_MBPS_COMMON){quoted}",
         )
     elif match and match.nvlink:
         per_gpu = cite(match.nvlink.per_gpu_unidir_gbps, f"bundled profile {match.name}")
