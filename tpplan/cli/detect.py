@@ -69,7 +69,7 @@ def detect(out: str, nodes: int | None, price: float | None, as_json: bool) -> N
 
 
 def _fallback_line(found) -> str:
-    return f"no NVIDIA GPU found: {found.fallback_reason}; profiling this machine's CPUs instead: {found.profile.description}"
+    return f"no NVIDIA GPU found: {found.fallback_reason}; profiling its CPUs instead: {found.profile.description}"
 
 
 def _show(found, path: Path) -> None:

@@ -103,8 +103,7 @@ def cpu_profile(
     return HardwareProfile(
         name=f"detected-{m.host}-cpu",
         description=f"{ranks} gloo ranks on {m.host}: {m.cores} usable CPU core(s), "
-        + (f"{kib / GIB_KIB:.1f} GiB RAM {what[3:].lower()}" if kib else "RAM unknown")
-        + " (no GPU found)",
+        + (f"{kib / GIB_KIB:.1f} GiB RAM {what[3:].lower()}" if kib else "RAM unknown"),
         backend="gloo",
         gpu={
             "name": f"CPU rank (gloo) on {m.cpu_model or m.host}",
