@@ -63,7 +63,7 @@ def detect(out: str, nodes: int | None, price: float | None, as_json: bool) -> N
     if as_json:
         echo_json({"out": str(path) if path else None, **found.model_dump(mode="json")})
     elif path is None:
-        click.echo(io.to_yaml(found.profile), nl=False)
+        click.echo(io.to_yaml(found.profile, compact=True), nl=False)
     else:
         _show(found, path)
 
