@@ -22,6 +22,22 @@ DEMO_MODEL_PATH = "meta-llama/Llama-3.1-70B-Instruct"  # what `vllm serve` loads
 Echo = Callable[[str], None]
 
 
+def step_detect(out: Path, echo: Echo) -> None:
+    """This machine through NVML and /sys; without a GPU, its CPUs as gloo ranks."""
+    path = out / "profile.yaml"
+    found = api.detect(path)
+    p = found.profile
+    if not found.gpu_found:
+        echo(f"  no NVIDIA GPU found: {found.fallback_reason}")
+    else:
+        topo = p.topology
+        echo(f"  {len(topo.gpus)} x {p.gpu.name}; NVLink domains {topo.domains}; {len(topo.hcas)} HCA port(s)")
+    echo(f"  {p.description}")
+    for w in found.warnings:
+        echo(f"  warning: {w}")
+    echo(f"  -> {path} (backend {p.backend}); use it with --profile {path}")
+
+
 def step_candidates(out: Path, echo: Echo) -> None:
     model, profile, budget, found = api.plan_candidates(
         DEMO_MODEL, DEMO_PROFILE, "vllm", DEMO_GPUS, DEMO_MAX_MODEL_LEN, full_budget=True
@@ -79,6 +95,7 @@ def step_emit(out: Path, echo: Echo) -> None:
 
 
 STEPS: list[tuple[str, Callable[[Path, Echo], None]]] = [
+    ("detect: this machine's topology as a hardware profile", step_detect),
     ("candidates: which layouts are legal and fit", step_candidates),
     ("plan: the layout to launch (stand-in for search)", step_plan),
     ("emit: the vLLM launch commands for the plan", step_emit),

@@ -182,9 +182,35 @@ def bundled_profiles() -> list[tuple[Path, HardwareProfile]]:
 
 
 # ---- writing ----------------------------------------------------------------------------
-def to_yaml(record: BaseModel, header: str = "") -> str:
-    body = yaml.safe_dump(record.model_dump(mode="json", exclude_defaults=False), sort_keys=False, width=100)
+def to_yaml(record: BaseModel, header: str = "", compact: bool = False) -> str:
+    """Block-style YAML; `compact` puts each short collection of plain values on one line
+    (`[X, NV12, PXB]`, `{gpu: 0, link: 3, active: true}`), for records with long tables."""
+    data = record.model_dump(mode="json", exclude_defaults=False)
+    dumper = _CompactDumper if compact else yaml.SafeDumper
+    body = yaml.dump(data, Dumper=dumper, sort_keys=False, width=200 if compact else 100, allow_unicode=False)
     return (header + "\n" if header else "") + body
+
+
+class _CompactDumper(yaml.SafeDumper):
+    pass
+
+
+def _one_line(values: list) -> bool:
+    """Plain values (or short lists of them) that fit on one line of `to_yaml(compact=True)`."""
+    flat = [x for v in values for x in (v if isinstance(v, list) else [v])]
+    plain = all(v is None or isinstance(v, str | int | float | bool) for v in flat)
+    return plain and sum(len(str(v)) + 4 for v in flat) <= 180
+
+
+_CompactDumper.add_representer(
+    list, lambda d, v: d.represent_sequence("tag:yaml.org,2002:seq", v, flow_style=_one_line(v))
+)
+_CompactDumper.add_representer(
+    dict,
+    lambda d, v: d.represent_mapping(
+        "tag:yaml.org,2002:map", v.items(), flow_style=_one_line([*v, *v.values()])
+    ),
+)
 
 
 def write_text(path: Path, text: str) -> None:

@@ -162,3 +162,13 @@ class Launch(Frozen):
                 if isinstance(w, EnvRef):
                     found.setdefault(w.env, w)
         return list(found.values())
+
+
+# ---- topology (tpplan detect) ---------------------------------------------------------------
+class Detection(Frozen):
+    """What `tpplan detect` found: the profile it writes, and whether a GPU answered at all."""
+
+    profile: HardwareProfile
+    gpu_found: bool = Field(description="NVML reported at least one GPU; False: a CPU (gloo) profile")
+    fallback_reason: str | None = Field(None, description="why no GPU was read (nvmlInit error, no GPU)")
+    warnings: list[str] = Field(default_factory=list, description="degraded links, unsourced numbers")

@@ -10,7 +10,7 @@ from .. import __version__
 from .common import TpplanGroup
 
 # Each module defines click commands and a `COMMANDS` list; order is the order in --help.
-COMMAND_MODULES = ("plan", "emit", "demo")
+COMMAND_MODULES = ("detect", "plan", "emit", "demo")
 
 
 @click.group(cls=TpplanGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -20,6 +20,7 @@ def cli() -> None:
 
     \b
     The path from a machine to a launch command:
+      tpplan detect                                     this machine's GPUs, NVLink domains, HCAs -> profile
       tpplan profiles                                   bundled hardware profiles
       tpplan candidates MODEL --profile dgx-h100        every TP x PP x replica layout: legal? fits? why not?
       tpplan emit PLAN --engine vllm                    the plan's launch commands (vllm, megatron, sglang)

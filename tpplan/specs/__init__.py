@@ -3,9 +3,10 @@
 from .base import Basis, Frozen, Sourced
 from .hardware import FabricSpec, GpuSpec, HardwareProfile, NvlinkSpec, PcieSpec, PriceSpec
 from .model import DTYPE_BYTES, MLASpec, ModelSpec, MoESpec
+from .topology import GpuInfo, HcaPort, NvlinkLink, NvlinkPair, Topology
 from .workload import Workload
 
 __all__ = [
     "Basis", "Frozen", "Sourced", "FabricSpec", "GpuSpec", "HardwareProfile", "NvlinkSpec", "PcieSpec",
-    "PriceSpec", "DTYPE_BYTES", "MLASpec", "ModelSpec", "MoESpec", "Workload",
+    "PriceSpec", "GpuInfo", "HcaPort", "NvlinkLink", "NvlinkPair", "Topology", "DTYPE_BYTES", "MLASpec", "ModelSpec", "MoESpec", "Workload",
 ]

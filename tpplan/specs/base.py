@@ -2,7 +2,8 @@
 
 Every hardware number in tpplan carries where it came from (`source`) and how it was
 obtained (`basis`): taken from a publication, measured on a machine, fitted from
-measurements, derived by arithmetic from sourced numbers, or assumed for lack of a source.
+measurements, derived by arithmetic from sourced numbers, given by the user on the command
+line, or assumed for lack of a source.
 
 Units: `_gbps` is GB/s (10^9 bytes/s, as nccl-tests reports busbw), `_gib` is 2^30 bytes,
 `_tflops` is 10^12 FLOP/s, `_us`/`_ms` are micro/milliseconds.
@@ -14,7 +15,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-Basis = Literal["published", "measured", "fitted", "derived", "assumed"]
+Basis = Literal["published", "measured", "fitted", "derived", "given", "assumed"]
 
 
 class Frozen(BaseModel):
@@ -29,7 +30,7 @@ class Sourced(Frozen):
 
     value: float = Field(description="the number, in the unit its field name gives")
     source: str = Field(min_length=1, description="where it came from: a URL, a file, a command")
-    basis: Basis = Field("published", description="published | measured | fitted | derived | assumed")
+    basis: Basis = Field("published", description="published | measured | fitted | derived | given | assumed")
 
     def describe(self) -> str:
         return f"{self.value:g} ({self.basis}: {self.source})"

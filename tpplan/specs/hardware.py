@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 from pydantic import BeforeValidator, Field, model_validator
 
 from .base import Frozen, Name, bounded
+from .topology import Topology
 
 GiB = bounded(0, 16_384, "GiB")
 TFlops = bounded(0, 1_000_000, "TFLOP/s")
@@ -29,6 +30,11 @@ class GpuSpec(Frozen):
     bf16_dense_tflops: TFlops = Field(description="peak dense BF16 tensor throughput (no sparsity)")
     fp8_dense_tflops: TFlops | None = Field(None, description="peak dense FP8 throughput; absent when unsupported")
     hbm_gbps: GBps = Field(description="peak device-memory bandwidth")
+    nvml_names: tuple[Name, ...] = Field(
+        (), strict=False,
+        description="names NVML reports for this GPU (nvmlDeviceGetName, without the NVIDIA prefix); "
+        "`tpplan detect` fills in this profile's numbers for a GPU of that name",
+    )
 
     @property
     def supports_fp8(self) -> bool:
@@ -82,6 +88,9 @@ class HardwareProfile(Frozen):
     inter_node: FabricSpec | None = Field(None, description="fabric between nodes; absent if none is known")
     price: PriceSpec
     notes: tuple[str, ...] = Field((), strict=False, description="caveats about these numbers")
+    topology: Topology | None = Field(
+        None, description="what `tpplan detect` read from the machine (GPUs, NVLinks, domains, matrix, HCAs)"
+    )
 
     @model_validator(mode="after")
     def _domain_fits_nodes(self) -> HardwareProfile:
