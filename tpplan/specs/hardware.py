@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 from pydantic import BeforeValidator, Field, model_validator
 
 from .base import Frozen, Name, bounded
+from .efficiency import Efficiency
 
 GiB = bounded(0, 16_384, "GiB")
 TFlops = bounded(0, 1_000_000, "TFLOP/s")
@@ -82,6 +83,9 @@ class HardwareProfile(Frozen):
     inter_node: FabricSpec | None = Field(None, description="fabric between nodes; absent if none is known")
     price: PriceSpec
     notes: tuple[str, ...] = Field((), strict=False, description="caveats about these numbers")
+    efficiency: Efficiency | None = Field(
+        None, description="achieved fractions, overheads and collective curves (fitted); absent: documented priors"
+    )
 
     @model_validator(mode="after")
     def _domain_fits_nodes(self) -> HardwareProfile:

@@ -1,0 +1,1 @@
+"""Cost model (pure Python, no torch): step times, collectives, serving steady state, calibration."""
