@@ -46,20 +46,23 @@ HBM_FRACTION = Param(
     "reference/hardware.md §1 (Azure AI-benchmarking-guide): HBM stream A100 79-86%, H100 87-95%, GB200 92%",
     "published",
 )
-# Engine software costs when the profile has none fitted for the engine. Orders of magnitude from the
-# H100 fit (hardware_profiles/dgx-h100.yaml); other engines borrow vLLM's.
+# Engine software costs when the profile has none fitted for the engine: the H100 fits of
+# hardware_profiles/dgx-h100.yaml, rounded (SGLang and Megatron-LM borrow vLLM's).
 OVERHEAD_PRIORS: dict[str, tuple[float, float, float, float, float]] = {
     # engine: (step_ms, per_layer_us, per_seq_us, request_ms, cohort_fraction)
-    "vllm": (1.5, 10.0, 30.0, 40.0, 0.15),
-    "sglang": (1.5, 10.0, 30.0, 40.0, 0.15),
-    "megatron": (3.0, 20.0, 30.0, 40.0, 0.15),
-    "trtllm": (1.0, 10.0, 20.0, 40.0, 0.15),
+    "vllm": (3.0, 10.0, 60.0, 40.0, 0.15),
+    "sglang": (3.0, 10.0, 60.0, 40.0, 0.15),
+    "megatron": (3.0, 10.0, 60.0, 40.0, 0.15),
+    "trtllm": (1.3, 10.0, 27.0, 110.0, 0.15),
     "tpplan-sweep": (0.2, 10.0, 0.0, 0.0, 0.0),
 }
-OVERHEAD_SOURCE = (
-    "assumed: order of the per-step and per-layer costs fitted on H100 (dgx-h100.yaml efficiency), "
-    "used for engines and hardware without a fit"
-)
+OVERHEAD_SOURCES = {
+    "step_ms": "assumed: order of the H100 fits (1.3 ms TensorRT-LLM, 3.3 ms vLLM; dgx-h100.yaml)",
+    "per_layer_us": "assumed: ~5 kernels per layer at a ~2 us floor each (launch and tail of small kernels)",
+    "per_seq_us": "assumed: order of the H100 fits (27-60 us per sequence per step; dgx-h100.yaml)",
+    "request_ms": "assumed: order of the H100 fits (42-110 ms; dgx-h100.yaml)",
+    "cohort_fraction": "assumed: the H100 fits of both engines agree on 0.14-0.15 (dgx-h100.yaml)",
+}
 P2P_ALPHA_US = Param(
     "p2p_alpha_us",
     10.0,
@@ -192,13 +195,13 @@ class Params:
                 from_sourced(f"{engine}.request_ms", "ms", fitted.request_ms),
                 from_sourced(f"{engine}.cohort_fraction", "", fitted.cohort_fraction),
             )
-        step, layer, seq, request, cohort = OVERHEAD_PRIORS.get(engine, OVERHEAD_PRIORS["vllm"])
+        values = OVERHEAD_PRIORS.get(engine, OVERHEAD_PRIORS["vllm"])
+        units = ("ms", "us", "us", "ms", "")
         return Overhead(
-            Param(f"{engine}.step_ms", step, "ms", OVERHEAD_SOURCE, "assumed"),
-            Param(f"{engine}.per_layer_us", layer, "us", OVERHEAD_SOURCE, "assumed"),
-            Param(f"{engine}.per_seq_us", seq, "us", OVERHEAD_SOURCE, "assumed"),
-            Param(f"{engine}.request_ms", request, "ms", OVERHEAD_SOURCE, "assumed"),
-            Param(f"{engine}.cohort_fraction", cohort, "", OVERHEAD_SOURCE, "assumed"),
+            *(
+                Param(f"{engine}.{name}", v, unit, OVERHEAD_SOURCES[name], "assumed")
+                for name, v, unit in zip(OVERHEAD_SOURCES, values, units, strict=True)
+            )
         )
 
     def allreduce_curve(

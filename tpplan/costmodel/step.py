@@ -21,7 +21,7 @@ from ..memory import stage_layer_ranges
 from ..specs import ModelSpec
 from .collectives import allreduce_time, p2p_time_us
 from .params import Params
-from .work import ACTIVATION_BYTES, Batch, StageShape, stage_shape, stage_work
+from .work import Batch, StageShape, stage_shape, stage_work
 
 CATEGORIES = ("compute", "weight_reads", "kv_reads", "allreduce", "p2p", "overhead", "bubble")
 
@@ -112,7 +112,10 @@ def step_cost(inst: Instance, params: Params, batch: Batch) -> StepCost:
     micro = batch.scaled(1 / inst.pp)
     stages = [stage_cost(inst, params, s, micro) for s in range(inst.pp)]
     p2p_ms = (
-        p2p_time_us(params, micro.tokens * inst.model.hidden_size * ACTIVATION_BYTES, inst.pp_fabric) / 1e3
+        p2p_time_us(
+            params, micro.tokens * inst.model.hidden_size * inst.shapes[0].activation_bytes, inst.pp_fabric
+        )
+        / 1e3
     )
     path = sum(s.time_ms for s in stages) + (inst.pp - 1) * p2p_ms
     round_ms = max(path, inst.pp * max(s.time_ms for s in stages))

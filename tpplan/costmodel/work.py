@@ -25,6 +25,11 @@ from ..specs import DTYPE_BYTES, ModelSpec
 ACTIVATION_BYTES = 2  # engines all-reduce bf16/fp16 activations, also when weights are fp8
 
 
+def activation_bytes(dtype: str) -> int:
+    """Bytes per activation element: fp32 models (CPU sweeps) carry fp32 activations."""
+    return 4 if dtype == "fp32" else ACTIVATION_BYTES
+
+
 @dataclass(frozen=True)
 class Batch:
     """What one forward step of one micro-batch processes."""
@@ -87,6 +92,7 @@ class StageShape:
     hidden: int
     allreduces_per_layer: int  # 0 at tp = 1
     window: int | None
+    activation_bytes: int
 
 
 def _attention_flops_per_token_ctx(model: ModelSpec, tp: int, decode: bool) -> float:
@@ -127,6 +133,7 @@ def stage_shape(
         hidden=h,
         allreduces_per_layer=model.allreduces_per_layer if tp > 1 else 0,
         window=model.sliding_window_tokens,
+        activation_bytes=activation_bytes(model.dtype),
     )
 
 
@@ -164,5 +171,5 @@ def stage_work(s: StageShape, batch: Batch) -> StageWork:
             Op("lm_head", 2 * batch.logits_rows * s.lm_head_params, s.lm_head_params * w, "weights", low)
         )
     return StageWork(
-        tuple(ops), s.layers, s.layers * s.allreduces_per_layer, m_tokens * s.hidden * ACTIVATION_BYTES
+        tuple(ops), s.layers, s.layers * s.allreduces_per_layer, m_tokens * s.hidden * s.activation_bytes
     )
