@@ -240,9 +240,14 @@ def calibrate_nccl(
         f"fitted by tpplan calibrate from nccl-tests all_reduce_perf output {label} ({len(points)} sizes)"
     )
     old = profile.efficiency.allreduce_fit(fabric, "backend") if profile.efficiency else None
-    curves = {c.ranks: c for c in (old.curves if old and old.basis == "fitted" else ())}
+    kept = {
+        c.ranks: c for c in (old.curves if old and old.basis == "fitted" else ()) if c.ranks != parsed.ranks
+    }
     new_curve = fit_curve(points, parsed.ranks)
-    curves[parsed.ranks] = new_curve
+    if kept and old:  # the other rank counts keep their own provenance
+        others = ", ".join(map(str, sorted(kept)))
+        source = f"{parsed.ranks} ranks: {source}; {others} ranks: {old.source}"
+    curves = {**kept, parsed.ranks: new_curve}
     fit = AllReduceFit(
         fabric=fabric,
         implementation="backend",

@@ -57,11 +57,11 @@ OVERHEAD_PRIORS: dict[str, tuple[float, float, float, float, float]] = {
     "tpplan-sweep": (0.2, 10.0, 0.0, 0.0, 0.0),
 }
 OVERHEAD_SOURCES = {
-    "step_ms": "assumed: order of the H100 fits (1.3 ms TensorRT-LLM, 3.3 ms vLLM; dgx-h100.yaml)",
-    "per_layer_us": "assumed: ~5 kernels per layer at a ~2 us floor each (launch and tail of small kernels)",
-    "per_seq_us": "assumed: order of the H100 fits (27-60 us per sequence per step; dgx-h100.yaml)",
-    "request_ms": "assumed: order of the H100 fits (42-110 ms; dgx-h100.yaml)",
-    "cohort_fraction": "assumed: the H100 fits of both engines agree on 0.14-0.15 (dgx-h100.yaml)",
+    "step_ms": "order of the H100 fits (1.3 ms TensorRT-LLM, 3.3 ms vLLM; dgx-h100.yaml)",
+    "per_layer_us": "~5 kernels per layer at a ~2 us floor each (launch and tail of small kernels)",
+    "per_seq_us": "order of the H100 fits (27-60 us per sequence per step; dgx-h100.yaml)",
+    "request_ms": "order of the H100 fits (42-110 ms; dgx-h100.yaml)",
+    "cohort_fraction": "the H100 fits of both engines agree on 0.14-0.15 (dgx-h100.yaml)",
 }
 P2P_ALPHA_US = Param(
     "p2p_alpha_us",

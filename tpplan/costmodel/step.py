@@ -102,31 +102,47 @@ def stage_cost(inst: Instance, params: Params, stage: int, batch: Batch) -> Step
 
 
 def step_cost(inst: Instance, params: Params, batch: Batch) -> StepCost:
-    """One round: every decoding sequence advances one token."""
+    """One round: every decoding sequence advances one token.
+
+    With PP the decodes are split into pp micro-batches; a prompt chunk rides whole in one of them
+    (a request's prefill is not split across micro-batches). Each stage works through all pp
+    micro-batches per round; the chunk's micro-batch must also cross every stage in turn:
+        round = max(max_s busy_s, Σ_s T_s(chunk micro-batch) + (pp−1)·t_p2p)
+    The breakdown is the stages' mean busy time by category, the P2P on the path, and the rest bubble.
+    """
     over = params.overhead(inst.engine)
     step_ms = over.step_ms.value + batch.logits_rows * over.per_seq_us.value / 1e3
-    if inst.pp == 1:
+    pp = inst.pp
+    if pp == 1:
         cost = stage_cost(inst, params, 0, batch)
         cost.parts["overhead"] += step_ms
         return cost
-    micro = batch.scaled(1 / inst.pp)
-    stages = [stage_cost(inst, params, s, micro) for s in range(inst.pp)]
-    p2p_ms = (
-        p2p_time_us(
-            params, micro.tokens * inst.model.hidden_size * inst.shapes[0].activation_bytes, inst.pp_fabric
-        )
-        / 1e3
+    finishing = batch.logits_rows - batch.decode_seqs  # prompts that complete in this round
+    plain = Batch(
+        batch.decode_seqs / pp, batch.decode_context, 0.0, batch.prefill_context, batch.decode_seqs / pp
     )
-    path = sum(s.time_ms for s in stages) + (inst.pp - 1) * p2p_ms
-    round_ms = max(path, inst.pp * max(s.time_ms for s in stages))
+    carrier = Batch(
+        plain.decode_seqs,
+        batch.decode_context,
+        batch.prefill_tokens,
+        batch.prefill_context,
+        plain.decode_seqs + finishing,
+    )
+    carrying = [stage_cost(inst, params, s, carrier) for s in range(pp)]
+    others = [stage_cost(inst, params, s, plain) for s in range(pp)]
+    busy = [c.time_ms + (pp - 1) * o.time_ms for c, o in zip(carrying, others, strict=True)]
+    act = inst.shapes[0].activation_bytes * inst.model.hidden_size
+    p2p_ms = (pp - 1) * p2p_time_us(params, carrier.tokens * act, inst.pp_fabric) / 1e3
+    round_ms = max(max(busy), sum(c.time_ms for c in carrying) + p2p_ms)
     total = StepCost()
-    for s in stages:
-        total.add(s)
-    busiest = max(stages, key=lambda s: s.allreduce_count)
-    total.allreduce_count = sum(s.allreduce_count for s in stages)
-    total.allreduce_bytes, total.allreduce_us_each = busiest.allreduce_bytes, busiest.allreduce_us_each
-    total.allreduce_implementation = busiest.allreduce_implementation
-    total.parts["p2p"] = (inst.pp - 1) * p2p_ms
-    total.parts["bubble"] = round_ms - path
+    for c, o in zip(carrying, others, strict=True):
+        for k in CATEGORIES:
+            total.parts[k] += (c.parts[k] + (pp - 1) * o.parts[k]) / pp
+    total.parts["p2p"] = p2p_ms
+    total.parts["bubble"] = max(0.0, round_ms - sum(busy) / pp - p2p_ms)
     total.parts["overhead"] += step_ms
+    busiest = max(carrying, key=lambda s: s.allreduce_count)
+    total.allreduce_count = sum(s.allreduce_count for s in carrying)
+    total.allreduce_bytes, total.allreduce_us_each = others[0].allreduce_bytes, others[0].allreduce_us_each
+    total.allreduce_implementation = busiest.allreduce_implementation
     return total
