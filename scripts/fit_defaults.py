@@ -33,13 +33,19 @@ MARKER = "# ---- efficiency: fitted by scripts/fit_defaults.py"
 
 # profile -> (collectives table, published nccl-tests tables of that system: (source prefix, hardware prefix))
 SYSTEMS = {
-    "dgx-a100-80g": ("allreduce_a100_sxm.csv", [
-        ("github:stas00/ml-engineering network/README.md 'Real network", "8x A100 SXM"),
-        ("github:Azure/AI-benchmarking-guide Azure_Results/ND_A100_v4", "Azure ND A100 v4"),
-    ]),
-    "dgx-h100": ("allreduce_h100_sxm.csv", [
-        ("github:Azure/AI-benchmarking-guide Azure Results/ND_H100_v5", "Azure ND H100 v5"),
-    ]),
+    "dgx-a100-80g": (
+        "allreduce_a100_sxm.csv",
+        [
+            ("github:stas00/ml-engineering network/README.md 'Real network", "8x A100 SXM"),
+            ("github:Azure/AI-benchmarking-guide Azure_Results/ND_A100_v4", "Azure ND A100 v4"),
+        ],
+    ),
+    "dgx-h100": (
+        "allreduce_h100_sxm.csv",
+        [
+            ("github:Azure/AI-benchmarking-guide Azure Results/ND_H100_v5", "Azure ND H100 v5"),
+        ],
+    ),
 }
 SERVING_FIT = {"dgx-h100": "reference/serving/silicon_calibration.csv"}
 CUSTOM_KERNEL = "vLLM_custom_graph"
@@ -110,8 +116,12 @@ def fit_profile(name: str, shared: Path = SHARED):
     extra = published_points(shared, published)
     nccl[8] = nccl[8] + extra
     nccl_src += f" + {len(extra)} single-node 8-GPU rows of reference/published_results.csv"
-    eff = costmodel.with_allreduce(None, costmodel.fit_allreduce(nccl, "nvlink", "backend", "fitted to " + nccl_src))
-    eff = costmodel.with_allreduce(eff, costmodel.fit_allreduce(custom, "nvlink", "custom", "fitted to " + custom_src))
+    eff = costmodel.with_allreduce(
+        None, costmodel.fit_allreduce(nccl, "nvlink", "backend", "fitted to " + nccl_src)
+    )
+    eff = costmodel.with_allreduce(
+        eff, costmodel.fit_allreduce(custom, "nvlink", "custom", "fitted to " + custom_src)
+    )
     profile = profile.model_copy(update={"efficiency": eff})
     if name in SERVING_FIT:
         here = Path.cwd()
@@ -125,7 +135,9 @@ def fit_profile(name: str, shared: Path = SHARED):
 
 def efficiency_block(profile) -> str:
     body = yaml.safe_dump(
-        {"efficiency": profile.efficiency.model_dump(mode="json", exclude_none=True)}, sort_keys=False, width=120
+        {"efficiency": profile.efficiency.model_dump(mode="json", exclude_none=True)},
+        sort_keys=False,
+        width=120,
     )
     return f"{MARKER}; re-run it to reproduce (the tool never reads ../shared).\n{body}"
 
@@ -144,7 +156,9 @@ def write(name: str, profile) -> bool:
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="only report whether the shipped sections are current")
+    parser.add_argument(
+        "--check", action="store_true", help="only report whether the shipped sections are current"
+    )
     args = parser.parse_args(argv)
     if not (SHARED / "reference").is_dir():
         print(f"{SHARED / 'reference'} not found: the fit needs the reference set beside the checkout")

@@ -178,3 +178,17 @@ def _bundled_model_for(model_path: str, label: str) -> str:
         return name
     raise ConfigError(f"no model spec for {model_path!r}", file=label, field="model_path",
                       expected=f"--model {model_path}=SPEC, or one of the bundled: {', '.join(bundled.bundled_names(bundled.MODELS))}")
+
+
+def evaluate_serving(
+    profile_ref: Ref | HardwareProfile, source_ref: Ref, models: dict[str, str] | None = None
+) -> list[tuple[costmodel.sources.ServingPoint, float, float]]:
+    """Each measured serving point of a CSV with the profile's predicted (TPOT, TTFT)."""
+    profile = profile_ref if isinstance(profile_ref, HardwareProfile) else load_profile(profile_ref)
+    src = costmodel.read_source(Path(source_ref))
+    if src.kind != costmodel.SERVING:
+        raise ConfigError(f"is {src.kind} output, not serving points", file=str(source_ref),
+                          expected="a CSV of measured serving points")
+    params = costmodel.Params(profile)
+    cases = _serving_cases(profile, src, models or {}, str(source_ref))
+    return [(p, *c(params)) for p, c in zip(src.points, cases, strict=True)]
