@@ -49,8 +49,13 @@ def held_out_tp8() -> None:
         train.write_text("\n".join([header] + [r for r in body if r.split(",")[tp_col] != "8"]) + "\n")
         test.write_text("\n".join([header] + [r for r in body if r.split(",")[tp_col] == "8"]) + "\n")
         base = io.load_profile("dgx-h100")
-        base = base.model_copy(update={"efficiency": base.efficiency.model_copy(
-            update={"gemm_fraction": None, "hbm_fraction": None, "overheads": ()})})
+        base = base.model_copy(
+            update={
+                "efficiency": base.efficiency.model_copy(
+                    update={"gemm_fraction": None, "hbm_fraction": None, "overheads": ()}
+                )
+            }
+        )
         _, fitted = api.calibrate([train], base)
         rows = api.evaluate_serving(fitted, test)
     print("(a) held out: fit on TP 1/2/4, predict TP 8:")
@@ -67,15 +72,22 @@ def collective_accuracy() -> None:
         nccl, _, custom, _ = fd.collective_groups(REFERENCE.parent, table)
         nccl[8] = nccl[8] + fd.published_points(REFERENCE.parent, published)
         for impl, groups in (("backend", nccl), ("custom", custom)):
-            pairs = [(curve_time_us(params.allreduce_curve("nvlink", impl, n)[0], s), t)
-                     for n, pts in groups.items() for s, t in pts]
+            pairs = [
+                (curve_time_us(params.allreduce_curve("nvlink", impl, n)[0], s), t)
+                for n, pts in groups.items()
+                for s, t in pts
+            ]
             print(_row(f"{name} {impl} (2/4/8 GPUs)", pairs))
     est = api.estimate_allreduce("dgx-a100-80g", 4096 * 4096 * 2, 8)
-    print(f"  seed case, 8x A100 all-reduce of 4096x4096 bf16 (32 MiB): {est.latency_us:.0f} us predicted; "
-          "published 424 us (ml-engineering), 442 us (Azure); the seed's 80-120 us is off by 3-5x")
+    print(
+        f"  seed case, 8x A100 all-reduce of 4096x4096 bf16 (32 MiB): {est.latency_us:.0f} us predicted; "
+        "published 424 us (ml-engineering), 442 us (Azure); the seed's 80-120 us is off by 3-5x"
+    )
     big = api.estimate_allreduce("dgx-a100-80g", 1 << 30, 16)
-    print(f"  held out, 2x DGX-A100 (8x HDR each), 1 GiB: busbw {big.busbw_gbps:.0f} GB/s predicted; published "
-          "192 GB/s (NVIDIA/nccl#812) - the model sums the intra- and inter-node phases, NCCL overlaps them")
+    print(
+        f"  held out, 2x DGX-A100 (8x HDR each), 1 GiB: busbw {big.busbw_gbps:.0f} GB/s predicted; published "
+        "192 GB/s (NVIDIA/nccl#812) - the model sums the intra- and inter-node phases, NCCL overlaps them"
+    )
 
 
 def cpu_sweep() -> None:
@@ -90,8 +102,19 @@ def cpu_sweep() -> None:
         runs = {}
         for label, tokens, tps in (("train", 128, "1,2"), ("tp4", 128, "4"), ("tokens", 256, "1,2")):
             out = Path(d, label)
-            cmd = [*tpplan, "sweep", "sweeps/tiny.yaml", "--tp", tps, "--dtype", "fp32", "--tokens", str(tokens),
-                   "--out", str(out)]
+            cmd = [
+                *tpplan,
+                "sweep",
+                "sweeps/tiny.yaml",
+                "--tp",
+                tps,
+                "--dtype",
+                "fp32",
+                "--tokens",
+                str(tokens),
+                "--out",
+                str(out),
+            ]
             subprocess.run(cmd, cwd=REPO, check=True, capture_output=True, text=True, timeout=600)
             runs[label] = out / "results.jsonl"
         cal, profile = api.calibrate([runs["train"]], "cpu-local", sweep_model="tiny", dtype="fp32")
@@ -99,7 +122,9 @@ def cpu_sweep() -> None:
         model = io.load_model("tiny")
         fabric = {t: ("pcie" if t > 1 else "none") for t in (1, 2, 4)}
         fit_err = next(e for e in cal.sources[0].errors if e.metric == "step")
-        print(f"  fit on TP 1,2 at 128 tokens: step median |err| {fit_err.median_abs_pct:.1f}% (n={fit_err.points})")
+        print(
+            f"  fit on TP 1,2 at 128 tokens: step median |err| {fit_err.median_abs_pct:.1f}% (n={fit_err.points})"
+        )
         for label, what in (("tp4", "TP=4, 128 tokens"), ("tokens", "TP=1,2, 256 tokens")):
             points = costmodel.read_source(runs[label]).points
             pairs = [(costmodel.sweep_case(p, model, fabric[p.tp])(params)[0], p.step_ms) for p in points]

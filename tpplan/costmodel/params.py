@@ -11,8 +11,6 @@ from dataclasses import dataclass
 
 from ..specs import AllReduceCurve, AllReduceFit, HardwareProfile, Sourced
 
-MIB = 1024**2
-
 
 @dataclass(frozen=True)
 class Param:
@@ -90,8 +88,10 @@ NIC_FRACTION = Param(
 NVLINK_BUSBW_FRACTION, NVLS_BUSBW_FRACTION, PCIE_BUSBW_FRACTION = 0.78, 1.07, 0.5
 # Latency floors: ~10 us for 2 GPUs to ~35 us for 8 without CUDA graphs (hardware.md §3), linear in n.
 ALPHA_2_US, ALPHA_PER_RANK_US = 10.0, 25.0 / 6
-# Shape of the busbw ramp: typical of the curves fitted to the reference tables (scripts/fit_defaults.py).
-PRIOR_HALF_BYTES, PRIOR_SHAPE = 4 * MIB, 0.7
+# The busbw ramp, typical of the curves fitted to the reference tables (scripts/fit_defaults.py): busbw is
+# half its peak at the size that takes ~20 us to move at the peak (6-42 us across the A100/H100 fits),
+# so a slower link ramps up at smaller messages.
+PRIOR_RAMP_US, PRIOR_SHAPE = 20.0, 0.5
 
 
 def prior_curve(profile: HardwareProfile, fabric: str, ranks: int) -> tuple[AllReduceCurve, str]:
@@ -108,8 +108,9 @@ def prior_curve(profile: HardwareProfile, fabric: str, ranks: int) -> tuple[AllR
             f"PCIe {profile.pcie.per_gpu_unidir_gbps.value:g} GB/s",
         )
     alpha = ALPHA_2_US + ALPHA_PER_RANK_US * (ranks - 2)
+    half = peak * 1e3 * PRIOR_RAMP_US  # bytes moved in PRIOR_RAMP_US at the peak (GB/s = 1e3 B/us)
     curve = AllReduceCurve(
-        ranks=ranks, alpha_us=alpha, peak_busbw_gbps=peak, half_bytes=PRIOR_HALF_BYTES, shape=PRIOR_SHAPE
+        ranks=ranks, alpha_us=alpha, peak_busbw_gbps=peak, half_bytes=half, shape=PRIOR_SHAPE
     )
     why = (
         f"prior: busbw peak {frac:g} x {link} (nccl-tests ratios, reference/hardware.md §2-3), "
