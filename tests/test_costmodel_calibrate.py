@@ -41,9 +41,9 @@ def test_nccl_tests_calibration_fits_the_curve_and_says_so(tmp_path):
 
 def test_sweep_lines_that_failed_or_were_cut_off_are_skipped_and_counted():
     parsed = read_source(SWEEP)
-    assert parsed.kind == "sweep" and len(parsed.points) == 18
+    assert parsed.kind == "sweep" and len(parsed.points) == 12  # TP 1, 2 x 3 token counts x 2 dtypes
     reasons = " | ".join(parsed.skipped)
-    for word in ("timeout", "failed", "oom", "not valid JSON"):
+    for word in ("timeout", "failed", "oom", "not valid JSON", "oversubscribe"):
         assert word in reasons
 
 
@@ -56,8 +56,15 @@ def test_sweep_calibration_recovers_achieved_flops_and_gloo_collectives(tmp_path
     assert two.alpha_us == pytest.approx(95, rel=0.15)
     assert curve_time_us(two, 128 * 512 * 2) == pytest.approx(95 + 131072 / 1.6e3, rel=0.05)
     step = next(e for e in cal.sources[0].errors if e.metric == "step")
-    assert step.points == 9 and step.median_abs_pct < 5
+    assert step.points == 6 and step.median_abs_pct < 5
     assert params.gemm_fraction.basis == "fitted" and "sweep_cpu_results.jsonl" in params.gemm_fraction.source
+
+
+def test_the_swept_model_is_found_by_the_name_the_sweep_recorded():
+    cal, _ = api.calibrate(
+        [SWEEP], "cpu-local"
+    )  # lines say "model": "tiny-llama", the spec in sweeps/tiny.yaml
+    assert cal.sources[0].points == 6
 
 
 def test_sweep_dtype_can_be_chosen():

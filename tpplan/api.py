@@ -147,9 +147,22 @@ def _sweep_model(src, sweep_model: Ref | None, label: str) -> ModelSpec:
     if specs:
         return io.validate(ModelSpec, specs[0], label, prefix="model.")
     if len(named) == 1:
-        return load_model(named.pop())
-    raise ConfigError("does not say which model was swept", file=label, field="model",
-                      expected="--model SPEC (the model the sweep ran)")
+        found = _bundled_model_named(named.pop())
+        if found:
+            return found
+    raise ConfigError("does not say which model was swept in a form tpplan can load", file=label, field="model",
+                      expected="--sweep-model SPEC (the model the sweep ran)")
+
+
+def _bundled_model_named(name: str) -> ModelSpec | None:
+    """A bundled spec by file name (`tiny`) or by the name inside it (`tiny-llama`, as a sweep records it)."""
+    if bundled.find_bundled(bundled.MODELS, name):
+        return load_model(name)
+    for file_name in bundled.bundled_names(bundled.MODELS):
+        spec = load_model(file_name)
+        if spec.name.lower() == name.lower():
+            return spec
+    return None
 
 
 def _serving_cases(profile: HardwareProfile, src, models: dict[str, str], label: str) -> list:

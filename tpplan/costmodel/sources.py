@@ -131,6 +131,9 @@ def parse_sweep(text: str, path: str) -> Parsed:
         if status not in OK_STATUSES:
             out.skipped.append(f"line {n}: status {status!r} ({rec.get('reason') or 'no reason given'})")
             continue
+        if rec.get("representative") is False:
+            out.skipped.append(f"line {n}: ranks oversubscribe the CPU cores (representative: false)")
+            continue
         try:
             if int(rec.get("pp", 1)) != 1 or int(rec.get("replicas", 1)) != 1:
                 out.skipped.append(
