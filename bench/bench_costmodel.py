@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import tempfile
@@ -90,46 +91,63 @@ def collective_accuracy() -> None:
     )
 
 
+def _sweep(out: Path, tps: str, tokens: int) -> Path:
+    cmd = [
+        sys.executable,
+        "-m",
+        "tpplan",
+        "sweep",
+        "sweeps/tiny.yaml",
+        "--tp",
+        tps,
+        "--dtype",
+        "fp32",
+        "--tokens",
+        str(tokens),
+        "--out",
+        str(out),
+    ]
+    subprocess.run(cmd, cwd=REPO, check=True, capture_output=True, text=True, timeout=900)
+    return out / "results.jsonl"
+
+
 def cpu_sweep() -> None:
     from tpplan.cli import cli
 
-    print("(b) this machine: calibrate on a CPU sweep at TP 1,2; predict TP 4 and another token count:")
+    print(
+        "(b) this machine: calibrate on a CPU sweep at TP 1,2 (64 and 128 tokens); predict TP 4 and 256 tokens:"
+    )
     if "sweep" not in cli.commands:
         print("  skipped: needs tpplan sweep (issue 7); run `make bench` after it is merged")
         return
-    tpplan = [sys.executable, "-m", "tpplan"]
     with tempfile.TemporaryDirectory() as d:
-        runs = {}
-        for label, tokens, tps in (("train", 128, "1,2"), ("tp4", 128, "4"), ("tokens", 256, "1,2")):
-            out = Path(d, label)
-            cmd = [
-                *tpplan,
-                "sweep",
-                "sweeps/tiny.yaml",
-                "--tp",
-                tps,
-                "--dtype",
-                "fp32",
-                "--tokens",
-                str(tokens),
-                "--out",
-                str(out),
-            ]
-            subprocess.run(cmd, cwd=REPO, check=True, capture_output=True, text=True, timeout=600)
-            runs[label] = out / "results.jsonl"
-        cal, profile = api.calibrate([runs["train"]], "cpu-local", sweep_model="tiny", dtype="fp32")
-        params = costmodel.Params(profile)
-        model = io.load_model("tiny")
-        fabric = {t: ("pcie" if t > 1 else "none") for t in (1, 2, 4)}
-        fit_err = next(e for e in cal.sources[0].errors if e.metric == "step")
+        train = Path(d, "train.jsonl")
+        lines = [
+            _sweep(Path(d, "t64"), "1,2", 64).read_text(),
+            _sweep(Path(d, "t128"), "1,2", 128).read_text(),
+        ]
+        train.write_text("".join(lines))
+        tp4, t256 = _sweep(Path(d, "tp4"), "4", 128), _sweep(Path(d, "t256"), "1,2", 256)
+        cal, profile = api.calibrate([train], "cpu-local", sweep_model="tiny", dtype="fp32")
+        params, model = costmodel.Params(profile), io.load_model("tiny")
+        fit = next(e for e in cal.sources[0].errors if e.metric == "step")
         print(
-            f"  fit on TP 1,2 at 128 tokens: step median |err| {fit_err.median_abs_pct:.1f}% (n={fit_err.points})"
+            f"  fit: {fit.points} steps, median |err| {fit.median_abs_pct:.1f}%; achieved "
+            f"{params.gemm_fraction.value * profile.gpu.bf16_dense_tflops.value * 1e3:.1f} GFLOP/s per rank"
         )
-        for label, what in (("tp4", "TP=4, 128 tokens"), ("tokens", "TP=1,2, 256 tokens")):
-            points = costmodel.read_source(runs[label]).points
-            pairs = [(costmodel.sweep_case(p, model, fabric[p.tp])(params)[0], p.step_ms) for p in points]
+        for path, what in ((tp4, "TP=4, 128 tokens"), (t256, "TP=1,2, 256 tokens")):
+            points = costmodel.read_source(path, representative_only=False).points
+            pairs = [
+                (costmodel.sweep_case(p, model, "pcie" if p.tp > 1 else "none")(params)[0], p.step_ms)
+                for p in points
+            ]
             print(_row(f"step time, {what} (held out)", pairs))
-        print("  (2 cores: TP=4 oversubscribes them, so its measured steps are not representative)")
+        cores = os.cpu_count() or 1
+        if cores < 4:
+            print(
+                f"  ({cores} cores: TP=4 oversubscribes them and other jobs share them; those steps are not "
+                "representative of a rank per core, which the model assumes)"
+            )
 
 
 def main() -> None:

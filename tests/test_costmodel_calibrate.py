@@ -105,3 +105,13 @@ def test_shipped_h100_profile_meets_the_tpot_accuracy_bar(reference):
     rows = api.evaluate_serving("dgx-h100", reference / "serving" / "silicon_calibration.csv")
     med, p90 = abs_error_stats([(tpot, point.tpot_ms) for point, tpot, _ in rows])
     assert len(rows) == 267 and med <= 15 and p90 <= 30
+
+
+def test_collective_fits_stay_physical_on_noisy_few_point_data():
+    """A loaded CPU box can time a larger all-reduce faster than a smaller one; the fit must not explode."""
+    from tpplan.costmodel.calibrate import fit_curve
+
+    curve = fit_curve([(131072, 1500.0), (262144, 1400.0)], 2)
+    measured = 262144 / (1400.0 * 1e3)  # busbw = algbw at 2 ranks
+    assert curve.peak_busbw_gbps <= 10 * measured and curve.alpha_us <= 1400
+    assert curve_time_us(curve, 200_000) == pytest.approx(1450, rel=0.1)

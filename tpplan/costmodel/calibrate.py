@@ -41,6 +41,7 @@ from .work import Batch
 FULL_CURVE_MIN_SIZES = 4
 SWEEP_ENGINE = "tpplan-sweep"  # the sweep harness's own per-step cost, kept apart from serving engines
 MAX_PEAK_OVER_MEASURED = 1.15  # a busbw plateau is what large messages show, not far beyond it
+MAX_PEAK_OVER_MEASURED_FEW = 10.0  # with one or two sizes the bandwidth term is barely constrained
 
 
 def _round(x: float, digits: int = 4) -> float:
@@ -58,10 +59,17 @@ def fit_curve(points: Sequence[tuple[float, float]], ranks: int) -> AllReduceCur
     f = ring_factor(ranks)
     measured_busbw = max(s * f / (t * 1e3) for s, t in points)
     sizes = {s for s, _ in points}
+    t_min = min(t for _, t in points)
 
     def unpack(x: Sequence[float]) -> tuple[float, float, float, float]:
-        if len(x) == 2:  # too few sizes for a ramp: constant busbw
-            return x[0], x[1], 1.0, 1.0
+        if len(x) == 2:  # too few sizes for a ramp: constant busbw, at most 10x what was measured
+            # (latency that does not grow with size says only that the link is fast, not how fast)
+            return (
+                min(x[0], t_min),
+                measured_busbw * (1 + min(x[1], MAX_PEAK_OVER_MEASURED_FEW - 1)),
+                1.0,
+                1.0,
+            )
         alpha, over, half, shape = x
         return (
             alpha,
@@ -74,12 +82,7 @@ def fit_curve(points: Sequence[tuple[float, float]], ranks: int) -> AllReduceCur
         a, peak, half, shape = unpack(x)
         return [log_error(allreduce_us(a, peak, half, shape, ranks, s), t) for s, t in points]
 
-    t_min = min(t for _, t in points)
-    x0 = (
-        [0.8 * t_min, 0.05, 4 * 2**20, 0.7]
-        if len(sizes) >= FULL_CURVE_MIN_SIZES
-        else [0.8 * t_min, measured_busbw]
-    )
+    x0 = [0.8 * t_min, 0.05, 4 * 2**20, 0.7] if len(sizes) >= FULL_CURVE_MIN_SIZES else [0.8 * t_min, 1.0]
     a, peak, half, shape = unpack(fit_log(residuals, x0))
     errs = [abs(allreduce_us(a, peak, half, shape, ranks, s) / t - 1) * 100 for s, t in points]
     return AllReduceCurve(
@@ -139,13 +142,25 @@ class Case:
 def apply(
     profile: HardwareProfile, values: dict[Var, float], source: str, exact: bool = True
 ) -> HardwareProfile:
-    """The profile with these parameters set as fitted (exact while searching; rounded when written)."""
+    """The profile with these parameters set as fitted (exact while searching; rounded when written).
+    A fraction above 1 means the profile's peak is too low (a guessed CPU peak, say): the peak is
+    raised to what was achieved, marked fitted, and the fraction set to 1."""
     base = Params(profile)
     eff = profile.efficiency or Efficiency()
     update: dict = {}
-    for name in ("gemm_fraction", "hbm_fraction"):
-        if (name, None) in values:
-            update[name] = fitted(min(values[(name, None)], 1.0), source, exact)
+    gpu_update: dict = {}
+    for name, peak_field in (("gemm_fraction", "bf16_dense_tflops"), ("hbm_fraction", "hbm_gbps")):
+        if (name, None) not in values:
+            continue
+        v = values[(name, None)]
+        if v > 1.0:
+            peak = getattr(profile.gpu, peak_field)
+            why = f"raised to the throughput achieved ({v:.3g}x the profile's {peak.value:g}); {source}"
+            gpu_update[peak_field] = fitted(peak.value * v, why, exact)
+            v = 1.0
+        update[name] = fitted(v, source, exact)
+    if gpu_update:
+        profile = profile.model_copy(update={"gpu": profile.gpu.model_copy(update=gpu_update)})
     overheads = []
     for engine in sorted({e for _, e in values if e}):
         prior = base.overhead(engine)

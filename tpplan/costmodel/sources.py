@@ -99,10 +99,14 @@ def sniff(path: Path, text: str) -> str:
     )
 
 
-def read_source(path: Path) -> Parsed:
+def read_source(path: Path, representative_only: bool = True) -> Parsed:
+    """Parse a calibration source; `representative_only=False` keeps sweep lines whose ranks
+    oversubscribed the CPU cores (to compare predictions with, never to fit)."""
     text = read_text(path)
     kind = sniff(path, text)
-    return {SWEEP: parse_sweep, NCCL_TESTS: parse_nccl_tests, SERVING: parse_serving}[kind](text, str(path))
+    if kind == SWEEP:
+        return parse_sweep(text, str(path), representative_only)
+    return {NCCL_TESTS: parse_nccl_tests, SERVING: parse_serving}[kind](text, str(path))
 
 
 # ---- (a) sweep results.jsonl ------------------------------------------------------------------
@@ -114,7 +118,7 @@ def _get(d: Any, *keys: str) -> Any:
     return d
 
 
-def parse_sweep(text: str, path: str) -> Parsed:
+def parse_sweep(text: str, path: str, representative_only: bool = True) -> Parsed:
     out = Parsed(SWEEP, path)
     for n, raw in enumerate(text.splitlines(), 1):
         if not raw.strip():
@@ -131,7 +135,7 @@ def parse_sweep(text: str, path: str) -> Parsed:
         if status not in OK_STATUSES:
             out.skipped.append(f"line {n}: status {status!r} ({rec.get('reason') or 'no reason given'})")
             continue
-        if rec.get("representative") is False:
+        if representative_only and rec.get("representative") is False:
             out.skipped.append(f"line {n}: ranks oversubscribe the CPU cores (representative: false)")
             continue
         try:
