@@ -91,7 +91,7 @@ def _deployment(model: ModelSpec, profile: HardwareProfile, layout: Layout, engi
 def estimate_allreduce(profile_ref: Ref, nbytes: int, ranks: int) -> AllReduceEstimate:
     """One all-reduce over `ranks` GPUs of the profile, placed from GPU 0 (more than a node: several nodes)."""
     profile = load_profile(profile_ref)
-    layout = Layout(tp=ranks)
+    layout = io.validate(Layout, {"tp": ranks}, "command line", prefix="--ranks as ")
     where = candidates_stage.place(profile, layout, max(ranks, profile.total_gpus))
     if where.problem and where.tp_fabric == "network":
         raise LayoutError(f"{ranks} ranks span nodes, but profile {profile.name} has no inter-node fabric")
@@ -122,12 +122,12 @@ def calibrate(
     fits = []
     for label, src in sorted(parsed, key=lambda p: rank[p[1].kind]):
         if src.kind == costmodel.NCCL_TESTS:
-            fabric = candidates_stage.place(profile, Layout(tp=src.ranks), max(src.ranks, profile.total_gpus)).tp_fabric
+            fabric = _tp_fabric(profile, src.ranks, label)
             profile, fit = costmodel.calibrate_nccl(profile, src, fabric, label)
         elif src.kind == costmodel.SWEEP:
             model = _sweep_model(src, sweep_model, label)
             tps = {p.tp for p in src.points}
-            fabric_of = {t: candidates_stage.place(profile, Layout(tp=t), max(t, profile.total_gpus)).tp_fabric for t in tps}
+            fabric_of = {t: _tp_fabric(profile, t, label) for t in tps}
             profile, fit = costmodel.calibrate_sweep(profile, src, model, fabric_of, label, dtype)
         else:
             profile, fit = costmodel.calibrate_serving(profile, src, _serving_cases(profile, src, models or {}, label), label)
@@ -137,6 +137,12 @@ def calibrate(
         header = "# Calibrated by `tpplan calibrate " + " ".join(map(str, source_refs)) + f" --profile {profile.name}`"
         io.write_text(Path(out), io.to_yaml(profile, header))
     return cal, profile
+
+
+def _tp_fabric(profile: HardwareProfile, tp: int, label: str) -> str:
+    """The link a TP group of `tp` ranks placed from GPU 0 uses (several nodes when it must)."""
+    layout = io.validate(Layout, {"tp": tp}, label, prefix="tp as ")
+    return candidates_stage.place(profile, layout, max(tp, profile.total_gpus)).tp_fabric
 
 
 def _sweep_model(src, sweep_model: Ref | None, label: str) -> ModelSpec:
@@ -172,7 +178,7 @@ def _serving_cases(profile: HardwareProfile, src, models: dict[str, str], label:
         if p.model not in specs:
             specs[p.model] = load_model(models.get(p.model) or _bundled_model_for(p.model, label))
         model = specs[p.model].model_copy(update={"dtype": p.dtype})
-        layout = Layout(tp=p.tp, pp=p.pp)
+        layout = io.validate(Layout, {"tp": p.tp, "pp": p.pp}, label, prefix=f"line {p.line}: ")
         key = (p.model, p.tp, p.pp, p.engine, p.dtype)
         if key not in deps:
             deps[key] = _deployment(model, profile, layout, p.engine, p.dtype, p.isl + p.osl)

@@ -163,9 +163,11 @@ def serve(
     if as_json:
         echo_json(est.model_dump(mode="json"))
         return
+    where = f"TP over {est.tp_fabric}" + (", crosses the NVLink domain" if est.crosses_nvlink_domain else "")
+    if est.nodes > 1:
+        where += f"; {est.nodes} nodes"
     click.echo(
-        f"{est.model} on {est.profile}, {engine}, TP={tp} PP={pp} x{replicas} ({est.gpus} GPUs, TP over "
-        f"{est.tp_fabric}{', crosses the NVLink domain' if est.crosses_nvlink_domain else ''}); "
+        f"{est.model} on {est.profile}, {engine}, TP={tp} PP={pp} x{replicas} ({est.gpus} GPUs, {where}); "
         f"ISL {isl}, OSL {osl}, concurrency {concurrency}, {dtype}"
     )
     if not est.fits:
