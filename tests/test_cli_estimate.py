@@ -69,6 +69,11 @@ def test_serve_json_and_table():
             ["estimate", "allreduce", "--profile", "nope", "--bytes", "1M", "--ranks", "2"],
             "bundled hardware profile",
         ),
+        (["estimate", "allreduce", "--profile", "dgx-h100", "--bytes", "1M", "--ranks", "100001"], "--ranks"),
+        (
+            ["estimate", "allreduce", "--profile", "l40s-8x-pcie", "--bytes", "1M", "--ranks", "16"],
+            "no inter-node",
+        ),
         (
             [
                 "estimate",
