@@ -109,7 +109,7 @@ def test_shipped_h100_profile_meets_the_tpot_accuracy_bar(reference):
 
 def test_collective_fits_stay_physical_on_noisy_few_point_data():
     """A loaded CPU box can time a larger all-reduce faster than a smaller one; the fit must not explode."""
-    from tpplan.costmodel.calibrate import fit_curve
+    from tpplan.costmodel.profile_fit import fit_curve
 
     curve = fit_curve([(131072, 1500.0), (262144, 1400.0)], 2)
     measured = 262144 / (1400.0 * 1e3)  # busbw = algbw at 2 ranks

@@ -13,14 +13,13 @@ from .calibrate import (
     calibrate_nccl,
     calibrate_serving,
     calibrate_sweep,
-    fit_allreduce,
     fitted_parameters,
     serving_case,
     sweep_case,
-    with_allreduce,
 )
 from .estimate import Deployment, estimate_allreduce, estimate_serve
 from .params import Params
+from .profile_fit import fit_allreduce, with_allreduce
 from .serving import EngineConfig
 from .sources import NCCL_TESTS, SERVING, SWEEP, read_source
 
