@@ -9,13 +9,17 @@ space), L_p (prefill, up to its first token) and (O−1)·TPOT (decode) — Litt
 n = λ·(L_p + (O−1)·TPOT) requests are resident in the engine (at most its slots: max_num_seqs, and
 what the KV cache holds); d = λ·(O−1)·TPOT of them decode. New requests keep arriving as old ones
 finish, and their prompts share steps with everyone's decodes (chunked prefill, a token budget B per
-step): q = λ·T·⌈I/c⌉ of the steps carry a prefill chunk of c = min(I, B − d) tokens, so
+step). Requests that finished together come back together, so arrivals come in cohorts of
+k = 1 + κ·(n − 1) (κ, cohort_fraction, fitted: ~0.15 for both engines of the H100 calibration set).
+A cohort's k·I prompt tokens fill steps of c = min(k·I, B − d) tokens, and q = (λ/k)·T·(k·I / (B − d))
+of the steps carry such a chunk:
 
     TPOT = (1 − q)·step(d decodes) + q·step(d decodes + a prefill chunk)
 
-and a new request waits behind the prefill work ahead of it (an M/D/1 queue on the budget,
-utilization ρ = λ·T·I / (B − d)) before its own ⌈I/c⌉ chunk-steps. TTFT therefore grows with C
-and with the others' prompt load; pricing a lone prefill would under-predict it several-fold.
+A new request waits for the part of its cohort ahead of it ((k − 1)/2 prompts) and behind earlier
+prefill work (an M/D/1 queue on the budget, utilization ρ = λ·T·I / (B − d)), then its own chunks.
+TTFT therefore grows with C and with the others' prompt load; pricing a lone prefill under-predicts
+it several-fold at high concurrency.
 The equations are solved together by damped fixed-point iteration.
 """
 
