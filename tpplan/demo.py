@@ -92,11 +92,33 @@ def step_emit(out: Path, echo: Echo) -> None:
     for line in lines[start : lines.index("", start) if "" in lines[start:] else len(lines)]:
         echo("    " + line)
     echo(f"  -> {script} (every process; `tpplan emit {out / 'plan.yaml'} --engine sglang|megatron` for the others)")
+DEMO_WORKLOAD = {"input_tokens": 1024, "output_tokens": 256, "concurrency": 64}
+
+
+def step_estimate(out: Path, echo: Echo) -> None:
+    """The cost model's view of the valid full-budget layouts of the candidates step."""
+    from .records import Layout
+    from .specs import Workload
+
+    workload = Workload(**DEMO_WORKLOAD)
+    _, _, _, found = api.plan_candidates(DEMO_MODEL, DEMO_PROFILE, "vllm", DEMO_GPUS, DEMO_MAX_MODEL_LEN, full_budget=True)
+    layouts = [Layout(tp=c.tp, pp=c.pp, replicas=c.replicas) for c in found if c.valid]
+    estimates = [api.estimate_serve(DEMO_MODEL, DEMO_PROFILE, lay, workload) for lay in layouts]
+    io.write_text(out / "estimates.json", json.dumps([e.model_dump(mode="json") for e in estimates], indent=1))
+    echo(f"  ISL {workload.input_tokens}, OSL {workload.output_tokens}, {workload.concurrency} requests in flight "
+         f"over {DEMO_GPUS} GPUs (vLLM, bf16); cost model fitted on H100 serving measurements:")
+    for e in sorted(estimates, key=lambda e: -e.output_tokens_per_usd):
+        b = e.breakdown
+        echo(f"  {e.layout.label():<12} TTFT {e.ttft_ms:7.1f} ms  TPOT {e.tpot_ms:6.2f} ms  "
+             f"{e.output_tokens_per_s:7,.0f} tok/s  {e.output_tokens_per_usd:9,.0f} tok/$  "
+             f"(all-reduce {100 * b.allreduce_ms / b.total_ms:.0f}% of a step, TP over {e.tp_fabric})")
+    echo(f"  -> {out / 'estimates.json'}")
 
 
 STEPS: list[tuple[str, Callable[[Path, Echo], None]]] = [
     ("detect: this machine's topology as a hardware profile", step_detect),
     ("candidates: which layouts are legal and fit", step_candidates),
+    ("estimate: TTFT, TPOT and tokens per dollar of the valid layouts", step_estimate),
     ("plan: the layout to launch (stand-in for search)", step_plan),
     ("emit: the vLLM launch commands for the plan", step_emit),
 ]

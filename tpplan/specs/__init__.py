@@ -1,12 +1,14 @@
 """Input specs: what the user tells tpplan (model, hardware, workload), validated once."""
 
 from .base import Basis, Frozen, Sourced
+from .efficiency import AllReduceCurve, AllReduceFit, Efficiency, EngineOverhead
 from .hardware import FabricSpec, GpuSpec, HardwareProfile, NvlinkSpec, PcieSpec, PriceSpec
 from .model import DTYPE_BYTES, MLASpec, ModelSpec, MoESpec
 from .topology import GpuInfo, HcaPort, NvlinkLink, NvlinkPair, Topology
 from .workload import Workload
 
 __all__ = [
-    "Basis", "Frozen", "Sourced", "FabricSpec", "GpuSpec", "HardwareProfile", "NvlinkSpec", "PcieSpec",
-    "PriceSpec", "GpuInfo", "HcaPort", "NvlinkLink", "NvlinkPair", "Topology", "DTYPE_BYTES", "MLASpec", "ModelSpec", "MoESpec", "Workload",
+    "Basis", "Frozen", "Sourced", "AllReduceCurve", "AllReduceFit", "Efficiency", "EngineOverhead",
+    "FabricSpec", "GpuSpec", "HardwareProfile", "NvlinkSpec", "PcieSpec", "PriceSpec", "GpuInfo", "HcaPort",
+    "NvlinkLink", "NvlinkPair", "Topology", "DTYPE_BYTES", "MLASpec", "ModelSpec", "MoESpec", "Workload",
 ]

@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 from pydantic import BeforeValidator, Field, model_validator
 
 from .base import Frozen, Name, bounded
+from .efficiency import Efficiency
 from .topology import Topology
 
 GiB = bounded(0, 16_384, "GiB")
@@ -90,6 +91,9 @@ class HardwareProfile(Frozen):
     notes: tuple[str, ...] = Field((), strict=False, description="caveats about these numbers")
     topology: Topology | None = Field(
         None, description="what `tpplan detect` read from the machine (GPUs, NVLinks, domains, matrix, HCAs)"
+    )
+    efficiency: Efficiency | None = Field(
+        None, description="achieved fractions, overheads and collective curves (fitted); absent: documented priors"
     )
 
     @model_validator(mode="after")

@@ -1,0 +1,161 @@
+"""Cost-model accuracy, side by side in one run.
+
+(a) against the reference tables the shipped profiles were fitted on (../shared/reference): TPOT and
+    TTFT median / p90 |error| on the 267 measured serving points, the all-reduce curves against their
+    nccl-tests tables, the seed's 32 MiB case, and two held-out checks — TP=8 predicted by a fit on
+    TP<8 only, and 2-node busbw against a published number no fit saw;
+(b) this machine: calibrate on a CPU sweep at TP in {1, 2}, predict TP=4 and another token count,
+    compare with what the sweep measured.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from tpplan import api, costmodel, io
+from tpplan.costmodel.collectives import curve_time_us
+from tpplan.costmodel.fit import abs_error_stats
+
+REPO = Path(__file__).resolve().parent.parent
+REFERENCE = REPO.parent / "shared" / "reference"
+SILICON = REFERENCE / "serving" / "silicon_calibration.csv"
+
+
+def _row(label: str, pairs: list[tuple[float, float]]) -> str:
+    med, p90 = abs_error_stats(pairs)
+    return f"  {label:<44} n={len(pairs):>3}  median |err| {med:5.1f}%  p90 {p90:5.1f}%"
+
+
+def serving_accuracy() -> None:
+    rows = api.evaluate_serving("dgx-h100", SILICON)
+    print("(a) serving calibration set, shipped dgx-h100 parameters (fitted on these points):")
+    for engine in ("vllm", "trtllm", None):
+        mine = [r for r in rows if engine is None or r[0].engine == engine]
+        name = engine or "all"
+        print(_row(f"TPOT {name}", [(tpot, p.tpot_ms) for p, tpot, _ in mine]))
+        print(_row(f"TTFT {name}", [(ttft, p.ttft_ms) for p, _, ttft in mine]))
+
+
+def held_out_tp8() -> None:
+    """Fit on the TP<8 points only, predict the TP=8 ones (a layout the fit never saw)."""
+    lines = SILICON.read_text().splitlines()
+    header, body = lines[0], lines[1:]
+    tp_col = header.split(",").index("tp_size")
+    with tempfile.TemporaryDirectory() as d:
+        train, test = Path(d, "train.csv"), Path(d, "test.csv")
+        train.write_text("\n".join([header] + [r for r in body if r.split(",")[tp_col] != "8"]) + "\n")
+        test.write_text("\n".join([header] + [r for r in body if r.split(",")[tp_col] == "8"]) + "\n")
+        base = io.load_profile("dgx-h100")
+        base = base.model_copy(
+            update={
+                "efficiency": base.efficiency.model_copy(
+                    update={"gemm_fraction": None, "hbm_fraction": None, "overheads": ()}
+                )
+            }
+        )
+        _, fitted = api.calibrate([train], base)
+        rows = api.evaluate_serving(fitted, test)
+    print("(a) held out: fit on TP 1/2/4, predict TP 8:")
+    print(_row("TPOT at TP=8", [(tpot, p.tpot_ms) for p, tpot, _ in rows]))
+    print(_row("TTFT at TP=8", [(ttft, p.ttft_ms) for p, _, ttft in rows]))
+
+
+def collective_accuracy() -> None:
+    import scripts.fit_defaults as fd  # the same tables the fit read
+
+    print("(a) all-reduce curves vs their nccl-tests tables (fitted on them):")
+    for name, (table, published) in fd.SYSTEMS.items():
+        params = costmodel.Params(io.load_profile(name))
+        nccl, _, custom, _ = fd.collective_groups(REFERENCE.parent, table)
+        nccl[8] = nccl[8] + fd.published_points(REFERENCE.parent, published)
+        for impl, groups in (("backend", nccl), ("custom", custom)):
+            pairs = [
+                (curve_time_us(params.allreduce_curve("nvlink", impl, n)[0], s), t)
+                for n, pts in groups.items()
+                for s, t in pts
+            ]
+            print(_row(f"{name} {impl} (2/4/8 GPUs)", pairs))
+    est = api.estimate_allreduce("dgx-a100-80g", 4096 * 4096 * 2, 8)
+    print(
+        f"  seed case, 8x A100 all-reduce of 4096x4096 bf16 (32 MiB): {est.latency_us:.0f} us predicted; "
+        "published 424 us (ml-engineering), 442 us (Azure); the seed's 80-120 us is off by 3-5x"
+    )
+    big = api.estimate_allreduce("dgx-a100-80g", 1 << 30, 16)
+    print(
+        f"  held out, 2x DGX-A100 (8x HDR each), 1 GiB: busbw {big.busbw_gbps:.0f} GB/s predicted; published "
+        "192 GB/s (NVIDIA/nccl#812) - the model sums the intra- and inter-node phases, NCCL overlaps them"
+    )
+
+
+def _sweep(out: Path, tps: str, tokens: int) -> Path:
+    cmd = [
+        sys.executable,
+        "-m",
+        "tpplan",
+        "sweep",
+        "sweeps/tiny.yaml",
+        "--tp",
+        tps,
+        "--dtype",
+        "fp32",
+        "--tokens",
+        str(tokens),
+        "--out",
+        str(out),
+    ]
+    subprocess.run(cmd, cwd=REPO, check=True, capture_output=True, text=True, timeout=900)
+    return out / "results.jsonl"
+
+
+def cpu_sweep() -> None:
+    from tpplan.cli import cli
+
+    print(
+        "(b) this machine: calibrate on a CPU sweep at TP 1,2 (64 and 128 tokens); predict TP 4 and 256 tokens:"
+    )
+    if "sweep" not in cli.commands:
+        print("  skipped: needs tpplan sweep (issue 7); run `make bench` after it is merged")
+        return
+    with tempfile.TemporaryDirectory() as d:
+        train = Path(d, "train.jsonl")
+        lines = [
+            _sweep(Path(d, "t64"), "1,2", 64).read_text(),
+            _sweep(Path(d, "t128"), "1,2", 128).read_text(),
+        ]
+        train.write_text("".join(lines))
+        tp4, t256 = _sweep(Path(d, "tp4"), "4", 128), _sweep(Path(d, "t256"), "1,2", 256)
+        cal, profile = api.calibrate([train], "cpu-local", sweep_model="tiny", dtype="fp32")
+        params, model = costmodel.Params(profile), io.load_model("tiny")
+        fit = next(e for e in cal.sources[0].errors if e.metric == "step")
+        print(
+            f"  fit: {fit.points} steps, median |err| {fit.median_abs_pct:.1f}%; achieved "
+            f"{params.gemm_fraction.value * profile.gpu.bf16_dense_tflops.value * 1e3:.1f} GFLOP/s per rank"
+        )
+        for path, what in ((tp4, "TP=4, 128 tokens"), (t256, "TP=1,2, 256 tokens")):
+            points = costmodel.read_source(path, representative_only=False).points
+            pairs = [
+                (costmodel.sweep_case(p, model, "pcie" if p.tp > 1 else "none")(params)[0], p.step_ms)
+                for p in points
+            ]
+            print(_row(f"step time, {what} (held out)", pairs))
+        cores = os.cpu_count() or 1
+        if cores < 4:
+            print(
+                f"  ({cores} cores: TP=4 oversubscribes them and other jobs share them; those steps are not "
+                "representative of a rank per core, which the model assumes)"
+            )
+
+
+def main() -> None:
+    if not REFERENCE.is_dir():
+        print("(a) skipped: ../shared/reference is not beside this checkout")
+    else:
+        sys.path.insert(0, str(REPO))
+        serving_accuracy()
+        held_out_tp8()
+        collective_accuracy()
+    cpu_sweep()

@@ -1,0 +1,153 @@
+"""`tpplan estimate` and `tpplan calibrate` on the command line: help, JSON, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from tpplan.cli import cli
+
+DATA = Path(__file__).parent / "data"
+
+
+def run(*args: str):
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+@pytest.mark.parametrize(
+    "cmd", [["estimate"], ["estimate", "allreduce"], ["estimate", "serve"], ["calibrate"]]
+)
+def test_help_has_examples(cmd):
+    r = run(*cmd, "--help")
+    assert r.exit_code == 0 and "Examples:" in r.output
+
+
+def test_allreduce_json_has_the_issue_fields():
+    r = run(
+        "estimate", "allreduce", "--profile", "dgx-a100-80g", "--bytes", "32MiB", "--ranks", "8", "--json"
+    )
+    data = json.loads(r.output)
+    assert {"latency_us", "algbw_gbps", "busbw_gbps", "fabric"} <= data.keys()
+    assert data["bytes"] == 33554432 and data["fabric"] == "nvlink"
+
+
+def test_serve_json_and_table():
+    args = [
+        "estimate",
+        "serve",
+        "llama-3.1-70b",
+        "--profile",
+        "dgx-h100",
+        "--tp",
+        "8",
+        "--isl",
+        "1024",
+        "--osl",
+        "256",
+        "--concurrency",
+        "32",
+    ]
+    data = json.loads(run(*args, "--json").output)
+    assert data["layout"]["tp"] == 8 and data["breakdown"]["total_ms"] == pytest.approx(
+        data["tpot_ms"], rel=1e-3
+    )
+    table = run(*args).output
+    assert "TTFT" in table and "all-reduce" in table and "from:" in table
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["estimate", "allreduce", "--profile", "dgx-h100", "--bytes", "lots", "--ranks", "8"], "--bytes"),
+        (["estimate", "allreduce", "--profile", "dgx-h100", "--bytes", "1M", "--ranks", "0"], "--ranks"),
+        (
+            ["estimate", "allreduce", "--profile", "nope", "--bytes", "1M", "--ranks", "2"],
+            "bundled hardware profile",
+        ),
+        (["estimate", "allreduce", "--profile", "dgx-h100", "--bytes", "1M", "--ranks", "100001"], "--ranks"),
+        (
+            ["estimate", "allreduce", "--profile", "l40s-8x-pcie", "--bytes", "1M", "--ranks", "16"],
+            "no inter-node",
+        ),
+        (
+            [
+                "estimate",
+                "serve",
+                "tiny",
+                "--profile",
+                "cpu-local",
+                "--tp",
+                "3",
+                "--isl",
+                "8",
+                "--osl",
+                "8",
+                "--concurrency",
+                "0",
+            ],
+            "--concurrency",
+        ),
+        (
+            [
+                "estimate",
+                "serve",
+                "llama-3.1-8b",
+                "--profile",
+                "dgx-a100-80g",
+                "--tp",
+                "1",
+                "--isl",
+                "8",
+                "--osl",
+                "8",
+                "--concurrency",
+                "1",
+                "--dtype",
+                "fp8",
+            ],
+            "FP8",
+        ),
+        (
+            ["calibrate", str(DATA.parent / "conftest.py"), "--profile", "cpu-local"],
+            "not a calibration source",
+        ),
+        (
+            ["calibrate", str(DATA / "sweep_cpu_results.jsonl"), "--profile", "cpu-local", "--model", "x"],
+            "NAME=SPEC",
+        ),
+    ],
+)
+def test_bad_input_is_one_line_exit_2(args, needle):
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 2, r.output
+    lines = [line for line in r.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and needle in lines[0] and "Traceback" not in r.output
+
+
+def test_calibrate_prints_the_error_per_source_and_writes_the_profile(tmp_path):
+    out = tmp_path / "cal.yaml"
+    r = run(
+        "calibrate",
+        str(DATA / "sweep_cpu_results.jsonl"),
+        str(DATA / "nccl_all_reduce_perf_8xa100.txt"),
+        "--profile",
+        "cpu-local",
+        "--out",
+        str(out),
+    )
+    assert r.exit_code == 0
+    assert "median |err| %" in r.output and "nccl-tests" in r.output and "sweep" in r.output
+    assert "basis: fitted" in out.read_text()
+
+
+def test_costmodel_imports_neither_torch_nor_optuna():
+    code = (
+        "import sys, tpplan.costmodel, tpplan.api; "
+        "bad = [m for m in ('torch', 'optuna') if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)"
+    )
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0

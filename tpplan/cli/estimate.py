@@ -1,0 +1,301 @@
+"""`tpplan estimate allreduce|serve` and `tpplan calibrate`."""
+
+from __future__ import annotations
+
+import re
+
+import click
+
+from ..errors import ConfigError
+from .common import echo_json, engine_option, json_option, positive_int, profile_option, table
+
+UNITS = {
+    "": 1,
+    "B": 1,
+    "K": 1e3,
+    "KB": 1e3,
+    "M": 1e6,
+    "MB": 1e6,
+    "G": 1e9,
+    "GB": 1e9,
+    "KIB": 2**10,
+    "MIB": 2**20,
+    "GIB": 2**30,
+}
+
+
+def parse_bytes(text: str) -> int:
+    """'33554432', '32MiB', '4M' -> bytes."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*", text)
+    unit = m.group(2).upper() if m else None
+    if not m or unit not in UNITS or float(m.group(1)) * UNITS[unit] < 1:
+        raise ConfigError(
+            f"{text!r} is not a size",
+            field="--bytes",
+            expected="a positive byte count such as 33554432, 32MiB or 4M",
+        )
+    return int(float(m.group(1)) * UNITS[unit])
+
+
+@click.group()
+def estimate() -> None:
+    """Price collectives and serving with the cost model (no GPU needed).
+
+    \b
+    Examples:
+      tpplan estimate allreduce --profile dgx-a100-80g --bytes 32MiB --ranks 8
+      tpplan estimate serve llama-3.1-70b --profile dgx-h100 --tp 8 --isl 1024 --osl 256 --concurrency 32
+    """
+
+
+@estimate.command("allreduce")
+@profile_option()
+@click.option(
+    "--bytes", "size", required=True, metavar="N", help="Message size: bytes, or with a unit (32MiB, 4M)."
+)
+@click.option(
+    "--ranks", type=int, required=True, help="Ranks in the all-reduce (more than a node: several nodes)."
+)
+@json_option
+def allreduce(profile: str, size: str, ranks: int, as_json: bool) -> None:
+    """One all-reduce: latency, algbw, busbw (nccl-tests conventions) and the link it runs over.
+
+    \b
+    Examples:
+      tpplan estimate allreduce --profile dgx-a100-80g --bytes 33554432 --ranks 8
+      tpplan estimate allreduce --profile dgx-h100 --bytes 512KiB --ranks 16 --json
+    """
+    from .. import api
+
+    positive_int("--ranks", ranks)
+    est = api.estimate_allreduce(profile, parse_bytes(size), ranks)
+    if as_json:
+        echo_json(est.model_dump(mode="json"))
+        return
+    rows = [
+        (
+            est.bytes,
+            est.ranks,
+            est.fabric,
+            est.implementation,
+            f"{est.latency_us:.1f}",
+            f"{est.algbw_gbps:.2f}",
+            f"{est.busbw_gbps:.2f}",
+        )
+    ]
+    click.echo(
+        table(rows, ["bytes", "ranks", "fabric", "implementation", "latency us", "algbw GB/s", "busbw GB/s"])
+    )
+    for p in est.provenance:
+        click.echo(f"  from: {p}")
+
+
+@estimate.command("serve")
+@click.argument("model", metavar="MODEL")
+@profile_option()
+@click.option("--tp", type=int, required=True, help="Tensor-parallel degree.")
+@click.option("--pp", type=int, default=1, show_default=True, help="Pipeline stages.")
+@click.option(
+    "--replicas", type=int, default=1, show_default=True, help="Independent instances sharing the load."
+)
+@click.option("--isl", type=int, required=True, help="Input (prompt) tokens per request.")
+@click.option("--osl", type=int, required=True, help="Output tokens per request.")
+@click.option(
+    "--concurrency", type=int, required=True, help="Requests in flight across all replicas (closed loop)."
+)
+@click.option("--dtype", type=click.Choice(["bf16", "fp16", "fp8"]), default="bf16", show_default=True)
+@click.option(
+    "--kv-cache-dtype", type=click.Choice(["auto", "bf16", "fp16", "fp8"]), default="auto", show_default=True
+)
+@engine_option(("vllm", "sglang"))
+@json_option
+def serve(
+    model: str,
+    profile: str,
+    tp: int,
+    pp: int,
+    replicas: int,
+    isl: int,
+    osl: int,
+    concurrency: int,
+    dtype: str,
+    kv_cache_dtype: str,
+    engine: str,
+    as_json: bool,
+) -> None:
+    """TTFT, TPOT, throughput and tokens per dollar at a closed-loop concurrency.
+
+    Numbers as `vllm bench serve --max-concurrency C` reports them: C clients each keep one request of
+    ISL prompt and OSL output tokens in flight, split evenly over the replicas.
+
+    \b
+    Examples:
+      tpplan estimate serve llama-3.1-70b --profile dgx-h100 --tp 8 --isl 1024 --osl 256 --concurrency 64
+      tpplan estimate serve mixtral-8x7b --profile dgx-h100 --tp 4 --replicas 2 --isl 2048 --osl 512 --concurrency 32
+      tpplan estimate serve deepseek-v3 --profile dgx-h100 --tp 8 --pp 2 --dtype fp8 --isl 1024 --osl 1024 --concurrency 64 --json
+    """
+    from .. import api, io
+    from ..records import Layout
+    from ..specs import Workload
+
+    for name, v in (
+        ("--tp", tp),
+        ("--pp", pp),
+        ("--replicas", replicas),
+        ("--isl", isl),
+        ("--osl", osl),
+        ("--concurrency", concurrency),
+    ):
+        positive_int(name, v)
+    layout = io.validate(Layout, {"tp": tp, "pp": pp, "replicas": replicas}, "command line")
+    workload = io.validate(
+        Workload,
+        {
+            "input_tokens": isl,
+            "output_tokens": osl,
+            "concurrency": concurrency,
+            "dtype": dtype,
+            "kv_cache_dtype": kv_cache_dtype,
+        },
+        "command line",
+    )
+    est = api.estimate_serve(model, profile, layout, workload, engine)
+    if as_json:
+        echo_json(est.model_dump(mode="json"))
+        return
+    where = f"TP over {est.tp_fabric}" + (", crosses the NVLink domain" if est.crosses_nvlink_domain else "")
+    if est.nodes > 1:
+        where += f"; {est.nodes} nodes"
+    click.echo(
+        f"{est.model} on {est.profile}, {engine}, TP={tp} PP={pp} x{replicas} ({est.gpus} GPUs, {where}); "
+        f"ISL {isl}, OSL {osl}, concurrency {concurrency}, {dtype}"
+    )
+    if not est.fits:
+        click.echo("does NOT fit: " + "; ".join(r.split(" [")[0] for r in est.reasons))
+    rows = [
+        ("TTFT", f"{est.ttft_ms:,.1f} ms", "mean time to first token"),
+        ("TPOT", f"{est.tpot_ms:.2f} ms", "mean time per output token"),
+        (
+            "output tokens/s",
+            f"{est.output_tokens_per_s:,.0f}",
+            f"{est.output_tokens_per_s_per_instance:,.0f} per instance",
+        ),
+        ("requests/s", f"{est.requests_per_s:.3f}", f"{est.requests_per_s_per_instance:.3f} per instance"),
+        ("USD/hour", f"{est.usd_per_hour:.2f}", f"{est.gpus} GPUs"),
+        ("output tokens/USD", f"{est.output_tokens_per_usd:,.0f}", ""),
+        (
+            "KV cache",
+            f"{est.kv_cache_tokens:,} tokens",
+            f"per instance; max concurrency {est.max_concurrency:,}",
+        ),
+        (
+            "in engine",
+            f"{est.resident_per_instance:.1f}",
+            f"per instance; {est.decode_batch:.1f} decoding, "
+            f"{est.prefill_tokens_per_step:.0f} prompt tokens/step, wait {est.queue_wait_ms:.0f} ms",
+        ),
+    ]
+    click.echo(table(rows, ["", "value", "note"], align="lrl"))
+    b = est.breakdown
+    parts = [
+        ("compute", b.compute_ms),
+        ("weight reads", b.weight_reads_ms),
+        ("KV reads", b.kv_reads_ms),
+        ("all-reduce", b.allreduce_ms),
+        ("P2P", b.p2p_ms),
+        ("overhead", b.overhead_ms),
+        ("bubble", b.bubble_ms),
+    ]
+    click.echo("\nmean step (= TPOT):")
+    click.echo(
+        table([(n, f"{v:.3f}", f"{100 * v / b.total_ms:.0f}%") for n, v in parts], ["", "ms", "share"], "lrr")
+    )
+    click.echo(
+        f"all-reduce: {b.allreduce_count} per step x {b.allreduce_us_each:.1f} us ({b.allreduce_implementation}, "
+        f"{b.allreduce_bytes / 1024:.0f} KiB each)"
+    )
+    click.echo("\nfrom: " + "\n      ".join(f"{k} = {v}" for k, v in est.provenance.items()))
+
+
+@click.command()
+@click.argument("sources", nargs=-1, required=True, metavar="SOURCE...")
+@profile_option()
+@click.option("--out", type=click.Path(dir_okay=False), help="Write the calibrated profile here.")
+@click.option(
+    "--model",
+    "model_map",
+    multiple=True,
+    metavar="NAME=SPEC",
+    help="Model spec for a serving CSV's model_path (default: the bundled spec of that name).",
+)
+@click.option(
+    "--sweep-model", metavar="SPEC", help="The model a sweep ran, if its results.jsonl does not say."
+)
+@click.option(
+    "--dtype", type=click.Choice(["bf16", "fp16", "fp32", "fp8"]), help="Fit a sweep's lines of this dtype."
+)
+@json_option
+def calibrate(
+    sources: tuple[str, ...],
+    profile: str,
+    out: str | None,
+    model_map: tuple[str, ...],
+    sweep_model: str | None,
+    dtype: str | None,
+    as_json: bool,
+) -> None:
+    """Fit a profile's efficiency parameters to measurements and report the fit error per source.
+
+    SOURCE is any of: a sweep's results.jsonl, the text output of nccl-tests all_reduce_perf, or measured
+    serving points (CSV columns backend, model_path, isl, osl, batch_size, tp_size, silicon_ttft_ms,
+    silicon_tpot_ms). The written profile's fitted numbers say `basis: fitted` and what they came from.
+
+    \b
+    Examples:
+      tpplan calibrate runs/sweep/results.jsonl --profile cpu-local --out cpu-calibrated.yaml
+      tpplan calibrate all_reduce_perf.txt --profile dgx-a100-80g --out my-a100.yaml
+      tpplan calibrate serving.csv --profile dgx-h100 --model Qwen/Qwen3-32B=qwen3-32b --out h100.yaml --json
+    """
+    from .. import api
+
+    models = {}
+    for item in model_map:
+        name, sep, spec = item.partition("=")
+        if not sep or not name or not spec:
+            raise ConfigError(
+                f"{item!r} is not NAME=SPEC", field="--model", expected="e.g. Qwen/Qwen3-32B=qwen3-32b"
+            )
+        models[name] = spec
+    cal, _ = api.calibrate(list(sources), profile, out, models, sweep_model, dtype)
+    if as_json:
+        echo_json(cal.model_dump(mode="json"))
+        return
+    rows = [
+        (
+            f.source,
+            f.kind,
+            f.points,
+            len(f.skipped),
+            e.metric,
+            e.points,
+            f"{e.median_abs_pct:.1f}",
+            f"{e.p90_abs_pct:.1f}",
+        )
+        for f in cal.sources
+        for e in f.errors
+    ]
+    click.echo(
+        table(rows, ["source", "kind", "used", "skipped", "metric", "n", "median |err| %", "p90 |err| %"])
+    )
+    for f in cal.sources:
+        for s in f.skipped[:5]:
+            click.echo(f"  skipped in {f.source}: {s}")
+        if len(f.skipped) > 5:
+            click.echo(f"  ... and {len(f.skipped) - 5} more skipped in {f.source}")
+    click.echo("\nfitted:")
+    for name, text in cal.parameters.items():
+        click.echo(f"  {name} = {text}")
+    click.echo(f"\nwrote {out}" if out else "\n(not written: pass --out FILE)")
+
+
+COMMANDS = [estimate, calibrate]

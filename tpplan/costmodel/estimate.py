@@ -1,0 +1,158 @@
+"""The cost model's answers: one all-reduce, and serving a workload at a layout.
+
+Placement and memory (which link a TP group uses, how many KV tokens fit) are the candidates
+stage's business; the façade passes them in as a `Deployment`, so this module prices a layout
+without re-deriving where it lands.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..records import AllReduceEstimate, Layout, ServeEstimate, StepBreakdown
+from ..specs import HardwareProfile, ModelSpec, Workload
+from .collectives import allreduce_time, ring_factor
+from .params import Params
+from .serving import EngineConfig, Load, steady_state
+from .step import CATEGORIES, Instance, StepCost
+from .work import ACTIVATION_BYTES
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """Where a layout lands and what memory leaves for the KV cache (from the candidates stage)."""
+
+    layers_per_stage: tuple[int, ...]
+    tp_fabric: str
+    pp_fabric: str
+    kv_tokens: int  # per instance
+    reasons: tuple[str, ...]  # why it cannot run as asked (engine rules, memory, placement)
+    crosses_nvlink_domain: bool
+    nodes: int
+    memory_note: str  # how kv_tokens was derived, for provenance
+
+
+def estimate_allreduce(profile: HardwareProfile, nbytes: int, ranks: int, fabric: str) -> AllReduceEstimate:
+    """One all-reduce of `nbytes` over `ranks` ranks of `profile` whose slowest link is `fabric`."""
+    t = allreduce_time(Params(profile), nbytes, ranks, fabric)
+    algbw = nbytes / (t.latency_us * 1e3) if t.latency_us else 0.0
+    return AllReduceEstimate(
+        bytes=nbytes,
+        ranks=ranks,
+        fabric=t.fabric,
+        implementation=t.implementation,  # type: ignore[arg-type]
+        latency_us=round(t.latency_us, 3),
+        algbw_gbps=round(algbw, 3),
+        busbw_gbps=round(algbw * ring_factor(ranks), 3) if ranks > 1 else 0.0,
+        provenance=list(t.provenance),
+    )
+
+
+def _mean_breakdown(decode: StepCost, mixed: StepCost, q: float) -> StepBreakdown:
+    parts = {k: round((1 - q) * decode.parts[k] + q * mixed.parts[k], 4) for k in CATEGORIES}
+    return StepBreakdown(
+        compute_ms=parts["compute"],
+        weight_reads_ms=parts["weight_reads"],
+        kv_reads_ms=parts["kv_reads"],
+        allreduce_ms=parts["allreduce"],
+        p2p_ms=parts["p2p"],
+        overhead_ms=parts["overhead"],
+        bubble_ms=parts["bubble"],
+        allreduce_count=decode.allreduce_count,
+        allreduce_bytes=decode.allreduce_bytes,
+        allreduce_us_each=round(decode.allreduce_us_each, 3),
+        allreduce_implementation=decode.allreduce_implementation,
+    )
+
+
+def _provenance(
+    params: Params, engine: EngineConfig, inst: Instance, dep: Deployment, decode_seqs: float
+) -> dict[str, str]:
+    gpu = params.profile.gpu
+    over = params.overhead(engine.name)
+    out = {
+        "bf16_dense_tflops": gpu.bf16_dense_tflops.describe(),
+        "hbm_gbps": gpu.hbm_gbps.describe(),
+        "gemm_fraction": params.gemm_fraction.describe(),
+        "hbm_fraction": params.hbm_fraction.describe(),
+        "step_ms": over.step_ms.describe(),
+        "per_layer_us": over.per_layer_us.describe(),
+        "per_seq_us": over.per_seq_us.describe(),
+        "request_ms": over.request_ms.describe(),
+        "cohort_fraction": over.cohort_fraction.describe(),
+        "kv_cache_tokens": dep.memory_note,
+        "engine_limits": f"max_num_batched_tokens {engine.max_num_batched_tokens}, max_num_seqs "
+        f"{engine.max_num_seqs} ({engine.source})",
+        "price": params.profile.price.usd_per_gpu_hour.describe(),
+    }
+    if inst.model.dtype == "fp8" and gpu.fp8_dense_tflops:
+        out["fp8_dense_tflops"] = gpu.fp8_dense_tflops.describe()
+    if inst.tp > 1:
+        nbytes = max(decode_seqs, 1.0) * inst.model.hidden_size * ACTIVATION_BYTES
+        ar = allreduce_time(params, nbytes, inst.tp, inst.tp_fabric, inst.engine_kernels)
+        out["allreduce"] = "; ".join(ar.provenance)
+    if inst.pp > 1:
+        out["p2p_alpha_us"] = params.p2p_alpha_us.describe()
+    return out
+
+
+def estimate_serve(
+    model: ModelSpec,
+    profile: HardwareProfile,
+    layout: Layout,
+    workload: Workload,
+    engine: EngineConfig,
+    dep: Deployment,
+) -> ServeEstimate:
+    """Serving `workload` (concurrency across all replicas, split evenly) on `layout` of `profile`."""
+    params = Params(profile)
+    served = model.model_copy(update={"dtype": workload.dtype})
+    inst = Instance(
+        served, layout.tp, dep.layers_per_stage, engine.name, workload.kv_dtype, dep.tp_fabric, dep.pp_fabric
+    )
+    per_instance = workload.concurrency / layout.replicas
+    load = Load(workload.input_tokens, workload.output_tokens, per_instance)
+    st = steady_state(inst, params, engine, load, dep.kv_tokens)
+    seq_tokens = workload.input_tokens + workload.output_tokens
+    reasons = list(dep.reasons)
+    if dep.kv_tokens < seq_tokens and not any("KV cache" in r or "exceed" in r for r in reasons):
+        reasons.append(f"KV cache holds {dep.kv_tokens:,} tokens, fewer than one request's {seq_tokens:,}")
+    rate_s = st.requests_per_ms * 1e3
+    tokens_s = rate_s * workload.output_tokens
+    usd_h = layout.gpus * profile.price.usd_per_gpu_hour.value
+    total_tokens_s = tokens_s * layout.replicas
+    return ServeEstimate(
+        model=model.name,
+        profile=profile.name,
+        engine=engine.name,
+        layout=layout,
+        input_tokens=workload.input_tokens,
+        output_tokens=workload.output_tokens,
+        concurrency=workload.concurrency,
+        dtype=workload.dtype,
+        kv_cache_dtype=workload.kv_dtype,
+        ttft_ms=round(st.ttft_ms, 3),
+        tpot_ms=round(st.tpot_ms, 4),
+        output_tokens_per_s=round(total_tokens_s, 2),
+        requests_per_s=round(rate_s * layout.replicas, 4),
+        output_tokens_per_s_per_instance=round(tokens_s, 2),
+        requests_per_s_per_instance=round(rate_s, 4),
+        gpus=layout.gpus,
+        usd_per_hour=round(usd_h, 4),
+        output_tokens_per_usd=round(total_tokens_s * 3600 / usd_h, 1) if usd_h else 0.0,
+        fits=not reasons,
+        reasons=reasons,
+        kv_cache_tokens=dep.kv_tokens,
+        max_concurrency=layout.replicas * (dep.kv_tokens // seq_tokens),
+        max_num_seqs=engine.max_num_seqs,
+        resident_per_instance=round(st.resident, 2),
+        decode_batch=round(st.decode_seqs, 2),
+        prefill_tokens_per_step=round(st.prefill_tokens_per_step, 1),
+        queue_wait_ms=round(st.queue_wait_ms, 3),
+        tp_fabric=dep.tp_fabric,
+        crosses_nvlink_domain=dep.crosses_nvlink_domain,
+        nodes=dep.nodes,  # type: ignore[arg-type]
+        breakdown=_mean_breakdown(st.decode_step, st.mixed_step, st.prefill_step_fraction),
+        provenance=_provenance(params, engine, inst, dep, st.decode_seqs),
+        converged=st.converged,
+    )

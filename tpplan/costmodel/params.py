@@ -1,0 +1,226 @@
+"""The cost model's parameters: the profile's fitted `efficiency:` values where present, else priors.
+
+Every number the model uses is a `Param` with a unit, a source and a basis, so an estimate can say
+which of its inputs were fitted, which were taken from the profile, and which are priors. The priors
+below are the documented defaults for profiles without an `efficiency:` section.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..specs import AllReduceCurve, AllReduceFit, HardwareProfile, Sourced
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    value: float
+    unit: str
+    source: str
+    basis: str
+
+    def describe(self) -> str:
+        return f"{self.value:.4g} {self.unit} ({self.basis}: {self.source})"
+
+
+def from_sourced(name: str, unit: str, q: Sourced) -> Param:
+    return Param(name, q.value, unit, q.source, q.basis)
+
+
+# ---- priors ----------------------------------------------------------------------------------
+GEMM_FRACTION = Param(
+    "gemm_fraction",
+    0.70,
+    "of peak",
+    "reference/hardware.md §1 (Azure AI-benchmarking-guide): A100 cuBLASLt 81% of peak at 8192^3, "
+    "H100 FP8 65-70%; 0.70 taken between",
+    "published",
+)
+HBM_FRACTION = Param(
+    "hbm_fraction",
+    0.85,
+    "of peak",
+    "reference/hardware.md §1 (Azure AI-benchmarking-guide): HBM stream A100 79-86%, H100 87-95%, GB200 92%",
+    "published",
+)
+# Engine software costs when the profile has none fitted for the engine: the H100 fits of
+# hardware_profiles/dgx-h100.yaml, rounded (SGLang and Megatron-LM borrow vLLM's).
+OVERHEAD_PRIORS: dict[str, tuple[float, float, float, float, float]] = {
+    # engine: (step_ms, per_layer_us, per_seq_us, request_ms, cohort_fraction)
+    "vllm": (3.0, 10.0, 60.0, 40.0, 0.15),
+    "sglang": (3.0, 10.0, 60.0, 40.0, 0.15),
+    "megatron": (3.0, 10.0, 60.0, 40.0, 0.15),
+    "trtllm": (1.3, 10.0, 27.0, 110.0, 0.15),
+    "tpplan-sweep": (0.2, 10.0, 0.0, 0.0, 0.0),
+}
+OVERHEAD_SOURCES = {
+    "step_ms": "order of the H100 fits (1.3 ms TensorRT-LLM, 3.3 ms vLLM; dgx-h100.yaml)",
+    "per_layer_us": "~5 kernels per layer at a ~2 us floor each (launch and tail of small kernels)",
+    "per_seq_us": "order of the H100 fits (27-60 us per sequence per step; dgx-h100.yaml)",
+    "request_ms": "order of the H100 fits (42-110 ms; dgx-h100.yaml)",
+    "cohort_fraction": "the H100 fits of both engines agree on 0.14-0.15 (dgx-h100.yaml)",
+}
+P2P_ALPHA_US = Param(
+    "p2p_alpha_us",
+    10.0,
+    "us",
+    "assumed: p2p write latency ~3 us on DGX-A100 (nccl-tests#123) plus NCCL send/recv launch",
+    "assumed",
+)
+NETWORK_ALPHA_US = Param(
+    "network_alpha_us",
+    45.0,
+    "us",
+    "reference/hardware.md §3: small all-reduces across 2 nodes sit at ~45-50 us (NVIDIA/nccl#1244)",
+    "published",
+)
+NIC_FRACTION = Param(
+    "nic_fraction",
+    0.92,
+    "of link",
+    "NCCL sees 46-48 GB/s per 50 GB/s NDR NIC (NVIDIA/nccl-tests#290)",
+    "published",
+)
+# nccl-tests busbw over NVLink reaches ~78% of the unidirectional link rate (8x A100: 235 of 300 GB/s,
+# ml-engineering); NVLS raises it above the link rate for more than 4 GPUs (480 of 450 on 8x H100,
+# NVIDIA/nccl#1455); PCIe-only 8-GPU boxes reach 28-35 of 63 GB/s (NVIDIA/nccl#1639).
+NVLINK_BUSBW_FRACTION, NVLS_BUSBW_FRACTION, PCIE_BUSBW_FRACTION = 0.78, 1.07, 0.5
+# Latency floors: ~10 us for 2 GPUs to ~35 us for 8 without CUDA graphs (hardware.md §3), linear in n.
+ALPHA_2_US, ALPHA_PER_RANK_US = 10.0, 25.0 / 6
+# The busbw ramp, typical of the curves fitted to the reference tables (scripts/fit_defaults.py): busbw is
+# half its peak at the size that takes ~20 us to move at the peak (6-42 us across the A100/H100 fits),
+# so a slower link ramps up at smaller messages.
+PRIOR_RAMP_US, PRIOR_SHAPE = 20.0, 0.5
+
+
+def prior_curve(profile: HardwareProfile, fabric: str, ranks: int) -> tuple[AllReduceCurve, str]:
+    """An all-reduce curve from the profile's link numbers and the published ratios above."""
+    if fabric == "nvlink" and profile.nvlink:
+        nv = profile.nvlink
+        nvls = nv.in_switch_reduction and ranks > 4
+        frac = NVLS_BUSBW_FRACTION if nvls else NVLINK_BUSBW_FRACTION
+        peak, link = nv.per_gpu_unidir_gbps.value * frac, f"NVLink {nv.per_gpu_unidir_gbps.value:g} GB/s"
+    else:
+        frac = PCIE_BUSBW_FRACTION
+        peak, link = (
+            profile.pcie.per_gpu_unidir_gbps.value * frac,
+            f"PCIe {profile.pcie.per_gpu_unidir_gbps.value:g} GB/s",
+        )
+    alpha = ALPHA_2_US + ALPHA_PER_RANK_US * (ranks - 2)
+    half = peak * 1e3 * PRIOR_RAMP_US  # bytes moved in PRIOR_RAMP_US at the peak (GB/s = 1e3 B/us)
+    curve = AllReduceCurve(
+        ranks=ranks, alpha_us=alpha, peak_busbw_gbps=peak, half_bytes=half, shape=PRIOR_SHAPE
+    )
+    why = (
+        f"prior: busbw peak {frac:g} x {link} (nccl-tests ratios, reference/hardware.md §2-3), "
+        f"alpha {alpha:.1f} us (hardware.md §3 floors)"
+    )
+    return curve, why
+
+
+def curve_for(fit: AllReduceFit, ranks: int) -> AllReduceCurve:
+    """The fitted curve at `ranks`: exact, interpolated between measured rank counts (linear in n for
+    alpha and shape, in log for bandwidths), or the nearest measured one outside their range."""
+    curves = sorted(fit.curves, key=lambda c: c.ranks)
+    below = [c for c in curves if c.ranks <= ranks]
+    above = [c for c in curves if c.ranks >= ranks]
+    if not below:
+        return above[0]
+    if not above:
+        return below[-1]
+    lo, hi = below[-1], above[0]
+    if lo.ranks == hi.ranks:
+        return lo
+    w = (ranks - lo.ranks) / (hi.ranks - lo.ranks)
+
+    def lin(a: float, b: float) -> float:
+        return a + w * (b - a)
+
+    def geo(a: float, b: float) -> float:
+        return a * (b / a) ** w
+
+    return AllReduceCurve(
+        ranks=ranks,
+        alpha_us=lin(lo.alpha_us, hi.alpha_us),
+        peak_busbw_gbps=geo(lo.peak_busbw_gbps, hi.peak_busbw_gbps),
+        half_bytes=geo(lo.half_bytes, hi.half_bytes),
+        shape=lin(lo.shape, hi.shape),
+        points=0,
+    )
+
+
+@dataclass(frozen=True)
+class Overhead:
+    step_ms: Param
+    per_layer_us: Param
+    per_seq_us: Param
+    request_ms: Param
+    cohort_fraction: Param
+
+
+class Params:
+    """Every cost-model parameter for one profile, fitted where the profile has it, else the prior.
+    Resolved once per (engine | fabric, implementation, ranks) and cached: the step model asks often."""
+
+    def __init__(self, profile: HardwareProfile) -> None:
+        self.profile = profile
+        self.eff = profile.efficiency
+        e = self.eff
+        self.gemm_fraction = (
+            from_sourced("gemm_fraction", "of peak", e.gemm_fraction)
+            if e and e.gemm_fraction
+            else GEMM_FRACTION
+        )
+        self.hbm_fraction = (
+            from_sourced("hbm_fraction", "of peak", e.hbm_fraction) if e and e.hbm_fraction else HBM_FRACTION
+        )
+        self.p2p_alpha_us = (
+            from_sourced("p2p_alpha_us", "us", e.p2p_alpha_us) if e and e.p2p_alpha_us else P2P_ALPHA_US
+        )
+        self._overheads: dict[str, Overhead] = {}
+        self._curves: dict[tuple[str, str, int], tuple[AllReduceCurve, str, str] | None] = {}
+
+    def overhead(self, engine: str) -> Overhead:
+        if engine not in self._overheads:
+            self._overheads[engine] = self._resolve_overhead(engine)
+        return self._overheads[engine]
+
+    def _resolve_overhead(self, engine: str) -> Overhead:
+        fitted = self.eff.overhead(engine) if self.eff else None
+        if fitted:
+            return Overhead(
+                from_sourced(f"{engine}.step_ms", "ms", fitted.step_ms),
+                from_sourced(f"{engine}.per_layer_us", "us", fitted.per_layer_us),
+                from_sourced(f"{engine}.per_seq_us", "us", fitted.per_seq_us),
+                from_sourced(f"{engine}.request_ms", "ms", fitted.request_ms),
+                from_sourced(f"{engine}.cohort_fraction", "", fitted.cohort_fraction),
+            )
+        values = OVERHEAD_PRIORS.get(engine, OVERHEAD_PRIORS["vllm"])
+        units = ("ms", "us", "us", "ms", "")
+        return Overhead(
+            *(
+                Param(f"{engine}.{name}", v, unit, OVERHEAD_SOURCES[name], "assumed")
+                for name, v, unit in zip(OVERHEAD_SOURCES, values, units, strict=True)
+            )
+        )
+
+    def allreduce_curve(
+        self, fabric: str, implementation: str, ranks: int
+    ) -> tuple[AllReduceCurve, str, str] | None:
+        """(curve, source, basis) for this fabric and implementation; None when a custom kernel has no fit."""
+        key = (fabric, implementation, ranks)
+        if key not in self._curves:
+            self._curves[key] = self._resolve_curve(fabric, implementation, ranks)
+        return self._curves[key]
+
+    def _resolve_curve(
+        self, fabric: str, implementation: str, ranks: int
+    ) -> tuple[AllReduceCurve, str, str] | None:
+        fit = self.eff.allreduce_fit(fabric, implementation) if self.eff else None
+        if fit:
+            return curve_for(fit, ranks), fit.source, fit.basis
+        if implementation == "custom":
+            return None
+        curve, why = prior_curve(self.profile, fabric, ranks)
+        return curve, why, "assumed"
