@@ -62,3 +62,49 @@ def plan_candidates(
     found = candidates_stage.candidates(model, profile, eng, budget, max_model_len, full_budget)
     found = [c for c in found if (not tp or c.tp in tp) and (not pp or c.pp in pp)]
     return model, profile, budget, found
+
+
+# ---- sweep ------------------------------------------------------------------------------------
+def default_sweep_profile() -> str:
+    """cpu-local on a machine without GPUs; with GPUs the user names their profile."""
+    from .sweep.plan import has_nvidia_gpu
+
+    if has_nvidia_gpu():
+        raise ConfigError("this machine has NVIDIA GPUs; name their profile", field="--profile",
+                          expected="a profile (`tpplan detect --out gpus.yaml` writes one), or cpu-local for CPU ranks")
+    return "cpu-local"
+
+
+def sweep(model_ref: Ref, profile_ref: Ref | None, request, out: Path, resume: bool = False, host: str = "127.0.0.1",
+          progress: bool = True) -> tuple[ModelSpec, list, str]:
+    """Measure every case of `request` (a sweep.plan.Request) locally, or as one rank under torchrun.
+
+    Returns the model, the measurements of the requested cases (including ones `--resume` found
+    already recorded) and a sentence on the layer sample."""
+    from .sweep import plan, runner
+
+    model = load_model(model_ref)
+    profile = load_profile(profile_ref or default_sweep_profile())
+    check_host(host)
+    world = runner.torchrun_world()
+    limit = (world, f"the torchrun world of {world} ranks") if world else None
+    settings, cases, skipped, layers_why = plan.prepare(model, profile, request, limit)
+    keys = {c.key for c in cases} | {m.key for m in skipped}
+    if world:
+        found = runner.run_under_torchrun(settings, [c for c in cases if c.ranks == world], skipped, out, resume)
+    else:
+        bar = runner.Progress([c for c in cases], settings, enabled=progress)
+        found = runner.run_sweep(settings, cases, skipped, out, resume, host, bar)
+    return model, [m for m in found if m.key in keys], layers_why
+
+
+def check_host(host: str) -> None:
+    """The rendezvous address must be one this machine can listen on."""
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+            s.bind((host, 0))
+    except OSError as e:
+        raise ConfigError(f"{host!r} cannot be listened on here ({e.strerror})", field="--host",
+                          expected="an address of this machine, such as 127.0.0.1 (the default)") from None
