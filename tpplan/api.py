@@ -67,7 +67,7 @@ def plan_candidates(
 # ---- sweep ------------------------------------------------------------------------------------
 def default_sweep_profile() -> str:
     """cpu-local on a machine without GPUs; with GPUs the user names their profile."""
-    from .sweep.plan import has_nvidia_gpu
+    from .sweep.request import has_nvidia_gpu
 
     if has_nvidia_gpu():
         raise ConfigError("this machine has NVIDIA GPUs; name their profile", field="--profile",
@@ -77,18 +77,19 @@ def default_sweep_profile() -> str:
 
 def sweep(model_ref: Ref, profile_ref: Ref | None, request, out: Path, resume: bool = False, host: str = "127.0.0.1",
           progress: bool = True) -> tuple[ModelSpec, list, str]:
-    """Measure every case of `request` (a sweep.plan.Request) locally, or as one rank under torchrun.
+    """Measure every case of `request` (a sweep.request.Request) locally, or as one rank under torchrun.
 
     Returns the model, the measurements of the requested cases (including ones `--resume` found
     already recorded) and a sentence on the layer sample."""
-    from .sweep import plan, runner
+    from .sweep import request as sweep_request
+    from .sweep import runner
 
     model = load_model(model_ref)
     profile = load_profile(profile_ref or default_sweep_profile())
     check_host(host)
     world = runner.torchrun_world()
     limit = (world, f"the torchrun world of {world} ranks") if world else None
-    settings, cases, skipped, layers_why = plan.prepare(model, profile, request, limit)
+    settings, cases, skipped, layers_why = sweep_request.prepare(model, profile, request, limit)
     keys = {c.key for c in cases} | {m.key for m in skipped}
     if world:
         found = runner.run_under_torchrun(settings, [c for c in cases if c.ranks == world], skipped, out, resume)

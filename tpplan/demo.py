@@ -35,8 +35,29 @@ def step_candidates(out: Path, echo: Echo) -> None:
     echo(f"  -> {out / 'candidates.json'}")
 
 
+def step_sweep(out: Path, echo: Echo) -> None:
+    from .sweep import RESULTS
+    from .sweep.request import Request
+
+    run_dir = out / "sweep"
+    (run_dir / RESULTS).unlink(missing_ok=True)  # the demo re-measures on every run
+    request = Request(tp=[1, 2], dtypes="fp32,bf16", tokens=64, batch=2, warmup=2, iters=8)
+    model, found, layers_why = api.sweep("tiny", "cpu-local", request, run_dir, progress=False)
+    echo(f"{model.name} on local CPU ranks (gloo), {layers_why}, 64x2 tokens per step, 8 timed steps:")
+    for m in found:
+        if m.status != "ok" or m.step_ms is None:
+            echo(f"  TP={m.tp} {m.dtype}: {m.status}: {m.reason}")
+            continue
+        ar = f"all-reduce p50 {m.allreduce.latency_us.p50:,.0f} us ({m.allreduce.share_of_step:.0%} of step)" \
+            if m.allreduce else "no all-reduce"
+        drift = f"vs TP=1 max|d| {m.drift.max_abs:.1e} {'ok' if m.drift.allclose else 'FAILS allclose'}" if m.drift else ""
+        echo(f"  TP={m.tp} {m.dtype}: step p50 {m.step_ms.p50:.1f} ms, {ar}, {m.tokens_per_s:,.0f} tok/s; {drift}")
+    echo(f"  -> {run_dir / RESULTS}")
+
+
 STEPS: list[tuple[str, Callable[[Path, Echo], None]]] = [
     ("candidates: which layouts are legal and fit", step_candidates),
+    ("sweep: real sharded forward passes on this machine, measured", step_sweep),
 ]
 
 

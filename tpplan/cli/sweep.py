@@ -107,7 +107,7 @@ def sweep(
     Only the cases whose ranks equal the torchrun world are run there.
     """
     from .. import api
-    from ..sweep.plan import Request
+    from ..sweep.request import Request
 
     request = Request(
         tp=int_list("--tp", tp_text),

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from ..records import Measurement
 from . import collect
+from .faults import PRIORITY
 from .plan import Case, SweepJob, SweepSettings, cores_ratio
 from .progress import Progress
 from .results import ResultsFile
@@ -32,8 +33,6 @@ from .results import ResultsFile
 EVENT_PREFIX = "@tpplan "  # = worker.EVENT_PREFIX (not imported: the worker module imports torch)
 START_S = 300  # a loaded machine may take minutes to start 8 ranks importing torch
 FAULT_GRACE_S = 2.0  # after the first fault signal, how long to wait for the others (to find the root cause)
-# Which fault explains a case best when several ranks report: the root cause beats its echoes.
-PRIORITY = ("oom", "died", "timeout", "failed")
 
 
 @dataclass

@@ -7,10 +7,7 @@ rank, reporting on stdout in `@tpplan {json}` lines; or, across nodes, by torchr
 Ranks are laid out replica × stage × tp, TP innermost as vLLM does. A step is one forward pass of
 `batch` sequences of `tokens` tokens; with PP it goes through the stages in micro-batches of one
 sequence, activations passed with send/recv.
-
-Test-only fault injection (never set it otherwise): TPPLAN_TEST_FAULTS="kind:rank:key-part[;...]"
-makes `rank` fail in the first timed step of the case whose key contains `key-part`, really:
-`exit` ends the process, `sleep` sleeps past the collective timeout, `oom` allocates 1 PiB.
+Tests inject faults through faults.inject (TPPLAN_TEST_FAULTS).
 """
 
 from __future__ import annotations
@@ -30,7 +27,7 @@ import torch.distributed as dist
 
 from ..memory import pp_split, stage_layer_ranges
 from ..records import Measurement
-from . import collect
+from . import collect, faults
 from . import dist as tpdist
 from .model import (
     TORCH_DTYPES,
@@ -41,12 +38,14 @@ from .model import (
     reference_forward,
     sample_input,
 )
-from .plan import Case, SweepJob, SweepSettings, cpu_cores
+from .plan import PADDED_REFUSED, UNEVEN_REFUSED, Case, SweepJob, SweepSettings, cpu_cores, ffn_width
+from .request import layer_params
 from .shard import apply_tp
 from .timing import NvmlSampler, clock_for
 
 EVENT_PREFIX = "@tpplan "
 IDLE_WAIT_FACTOR = 20  # store waits (building, idling, drift reference) allow this × --timeout-s
+SERIAL_BUILD_BYTES = 256 * 2**20  # a full fp32 layer larger than this is built by one rank at a time
 
 
 def emit(event: dict) -> None:
@@ -91,45 +90,10 @@ class Log:
     ar_bytes: int = 0
 
 
-class Fault(Exception):
-    def __init__(self, status: str, reason: str) -> None:
-        super().__init__(reason)
-        self.status, self.reason = status, reason
-
-
-def classify(e: BaseException) -> tuple[str, str]:
-    """An exception on a rank → (status, one-line reason)."""
-    if isinstance(e, Fault):
-        return e.status, e.reason
-    text = " ".join(str(e).split()) or type(e).__name__
-    if "] " in text[:200] and text.startswith("["):  # drop gloo's "[/path/file.cc:553] " prefix
-        text = text.split("] ", 1)[1]
-    text = text[:300]
-    low = text.lower()
-    if isinstance(e, torch.OutOfMemoryError) or "out of memory" in low or "can't allocate memory" in low:
-        return "oom", f"out of memory: {text}"
-    if isinstance(e, TimeoutError) or "timed out" in low or "timeout" in low:
-        return "timeout", f"timed out: {text}"
-    return "failed", f"{type(e).__name__}: {text}"
-
-
-def _inject_fault(rank: int, case: Case, device: torch.device, timeout_s: float) -> None:
-    for spec in filter(None, os.environ.get("TPPLAN_TEST_FAULTS", "").split(";")):
-        kind, fault_rank, part = spec.split(":", 2)
-        if int(fault_rank) != rank or part not in case.key:
-            continue
-        if kind == "exit":
-            os._exit(17)
-        elif kind == "sleep":
-            time.sleep(3 * timeout_s + 2)
-        elif kind == "oom":
-            torch.empty(1 << 50, dtype=torch.uint8, device=device)
-
-
 class CaseRun:
     """One case on one rank: its groups, its shard, its pipeline step."""
 
-    def __init__(self, world: tpdist.World, s: SweepSettings, case: Case) -> None:
+    def __init__(self, world: tpdist.World, s: SweepSettings, idx: int, case: Case) -> None:
         self.world, self.s, self.case = world, s, case
         self.place = Place(world.rank, case.tp, case.pp)
         self.dtype = TORCH_DTYPES[case.dtype]
@@ -147,11 +111,18 @@ class CaseRun:
         self.instance_group = inst.get(p.replica)
         layers = stage_layer_ranges(pp_split(s.layers, case.pp))[p.stage]
         self.last_stage = p.stage == case.pp - 1
+        # Build one full layer at a time and keep only this rank's shard. A large layer is built by
+        # one rank at a time, so the host holds a single full layer however many ranks it runs.
+        serial = layer_params(s.model) * 4 > SERIAL_BUILD_BYTES
+        if serial and world.rank > 0:
+            world.get(f"c{idx}/build/{world.rank}", IDLE_WAIT_FACTOR * s.timeout_s + 60)
         blocks = []
-        for i in layers:  # build one full layer at a time, keep only this rank's shard
+        for i in layers:
             block = build_block(s.model, i, s.seed)
             self.heads = apply_tp([block], case.tp, p.tp_rank, case.heads_mode, self._all_reduce)
             blocks.append(block.to(device=world.device, dtype=self.dtype))
+        if serial:
+            world.put(f"c{idx}/build/{world.rank + 1}", "go")
         norm = build_norm(s.model, s.seed) if self.last_stage else None
         self.stack = Stack(blocks, norm, s.model.head_dim).to(device=world.device, dtype=self.dtype)
         self.microbatches = s.batch if case.pp > 1 else 1
@@ -205,7 +176,7 @@ class CaseRun:
             self.clock.sync()
             cpu0, t0 = time.thread_time(), self.clock.mark()
             if inject and i == self.s.warmup:
-                _inject_fault(self.world.rank, self.case, self.world.device, self.s.timeout_s)
+                faults.inject(self.world.rank, self.case.key, self.world.device, self.s.timeout_s)
             self.step()
             t1 = self.clock.mark()
             self.clock.sync()
@@ -225,7 +196,9 @@ class CaseRun:
         assert self.output is not None
         ref = reference_forward(self.s.model, self.s.layers, self.x, self.s.seed)
         out, ref32 = self.output.float(), ref.float()
-        logits, ref_logits = (last_token_logits(self.s.model, t, self.s.seed) for t in (self.output, ref))
+        logits, ref_logits = last_token_logits(
+            self.s.model, torch.cat([self.output, ref]), self.s.seed
+        ).chunk(2)
         d = (logits - ref_logits).abs()
         close = torch.allclose(logits, ref_logits, self.s.atol, self.s.rtol) and torch.allclose(
             out, ref32, self.s.atol, self.s.rtol
@@ -245,7 +218,7 @@ def run_case(
 ) -> Measurement | None:
     """Measure `case` on every rank; rank 0 returns the Measurement, the others None."""
     wait_s = IDLE_WAIT_FACTOR * s.timeout_s + 60
-    c = CaseRun(world, s, case)
+    c = CaseRun(world, s, idx, case)
     p = c.place
     world.store_barrier(f"c{idx}/built", world.size, wait_s)
     tick("built", 0, 0)
@@ -294,7 +267,6 @@ def ranks_per_core(world: tpdist.World) -> float:
 
 
 def case_notes(s: SweepSettings, case: Case) -> list[str]:
-    from .plan import PADDED_REFUSED, UNEVEN_REFUSED, ffn_width
 
     m, notes = s.model, []
     if s.layers < m.num_layers:
@@ -353,7 +325,7 @@ def run(job: SweepJob, sink: Callable[[Measurement], None], skip: set[str] | Non
         try:
             result = run_case(world, s, idx, case, tick)
         except Exception as e:
-            status, reason = classify(e)
+            status, reason = faults.classify(e)
             _report_fault(world, s, idx, case, (status, f"rank {world.rank}: {reason}"), sink, local)
             os._exit(1)  # the group is broken; the runner (or torchrun) starts a new one
         if result is not None:
@@ -384,13 +356,10 @@ def _report_fault(
                 for r in range(world.size)
                 if world.store.check([f"c{idx}/fault/{r}"])
             ]
-            status, reason = min(found, key=lambda f: FAULT_PRIORITY.index(f[0]))
+            status, reason = min(found, key=lambda f: faults.PRIORITY.index(f[0]))
             sink(collect.failure(s, case, status, reason, ranks_per_core(world)))
     except Exception:  # the store may be gone with the rank that hosted it; torchrun restarts the group
         pass
-
-
-FAULT_PRIORITY = ("oom", "timeout", "failed")
 
 
 def _watch_parent() -> None:
