@@ -207,7 +207,7 @@ def summary(found: list) -> list[str]:
                     r.cpu_ms if not m.representative and r.cpu_ms is not None else r.compute_ms
                 )
             parts = ", ".join(
-                f"{h} heads: {sum(v) / len(v):.2f} ms ({len(v)} ranks)" for h, v in sorted(by.items())
+                f"{h} heads: {sum(v) / len(v):.2f} ms ({len(v)} ranks)" for h, v in sorted(by.items(), reverse=True)
             )
             basis = "CPU time" if not m.representative else "compute time"
             lines.append(
