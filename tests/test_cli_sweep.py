@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from tpplan.cli import cli
 from tpplan.cli.sweep import summary
 from tpplan.io import load_model
-from tpplan.sweep.collect import measurement
+from tpplan.sweep.collect import measurement, with_padding_cost
 from tpplan.sweep.plan import Case, SweepSettings
 
 
@@ -51,9 +51,14 @@ def test_bad_flags_are_one_line(args, text, tmp_path):
 
 
 def test_records_and_the_sweep_package_do_not_import_torch():
-    code = "import sys, tpplan.api, tpplan.sweep, tpplan.records, tpplan.cli.sweep; print('torch' in sys.modules)"
+    code = "import sys, tpplan.api, tpplan.sweep, tpplan.records; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+    code = (
+        "import sys, tpplan.cli; print(sorted({'torch', 'pydantic'} & set(sys.modules)))"  # `tpplan --help`
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
 
 
 def _m(mode: str, heads: list[int], cpu: list[float], step: float, per_core: float = 2.0):
@@ -104,9 +109,13 @@ def _m(mode: str, heads: list[int], cpu: list[float], step: float, per_core: flo
 
 def test_summary_shows_busy_time_by_head_count_and_the_padding_cost():
     uneven = _m("uneven", [5, 5, 5, 5, 4, 4, 4, 4], [10.0] * 4 + [8.0] * 4, 100.0)
-    padded = _m("padded", [5] * 8, [10.0] * 8, 110.0)
+    padded = with_padding_cost(_m("padded", [5] * 8, [10.0] * 8, 110.0), uneven)
+    assert padded.padding_cost_pct == pytest.approx(100 * (80 / 72 - 1))
     text = "\n".join(summary([uneven, padded]))
     assert "5 heads: 10.00 ms (4 ranks), 4 heads: 8.00 ms (4 ranks); spread 2.00 ms (20.0%)" in text
     assert "padding adds 4 zero heads (36 -> 40, +11% attention work)" in text
-    assert "step p50 110.00 ms vs 100.00 ms uneven (+10.0%)" in text
+    assert (
+        "costs +11.1% busy time over all ranks vs uneven; step p50 110.00 ms vs 100.00 ms uneven, wall clock"
+        in text
+    )
     assert "not representative" in text

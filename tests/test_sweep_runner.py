@@ -83,6 +83,7 @@ def test_uneven_and_padded_heads_are_measured_and_padded_matches(tmp_path):
     assert (uneven.heads_mode, padded.heads_mode) == ("uneven", "padded")
     assert uneven.heads_per_rank == [2, 2, 1, 1] and padded.heads_per_rank == [2, 2, 2, 2]
     assert padded.padding_heads == 2 and uneven.padding_heads == 0
+    assert padded.padding_cost_pct is not None and uneven.padding_cost_pct is None
     assert uneven.engines_accepting == padded.engines_accepting == []
     for m in (uneven, padded):
         assert m.status == "ok" and m.drift.allclose and m.drift.hidden_max_abs < 1e-4

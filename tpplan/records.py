@@ -175,6 +175,9 @@ class Measurement(Layout):
     heads_per_rank: list[int] = Field(default_factory=list, description="query heads per TP rank")
     kv_heads_per_rank: list[int] = Field(default_factory=list)
     padding_heads: int = Field(0, description="zero heads added so heads divide by tp (padded form)")
+    padding_cost_pct: float | None = Field(
+        None, description="padded form: busy time summed over ranks vs the uneven form measured in the same sweep, +%"
+    )
     engines_accepting: list[str] = Field(default_factory=list, description="engines whose rules accept this layout and heads form")
     imbalance_pct: float | None = Field(
         None, description="max over TP groups of (slowest − fastest rank compute) / slowest × 100"

@@ -190,6 +190,8 @@ def _f(v: float | None, digits: int = 2) -> str:
 
 def summary(found: list) -> list[str]:
     """What a reader should take away beyond the table: faults, imbalance by head count, padding, drift."""
+    from ..sweep.collect import busy_ms
+
     lines: list[str] = []
     if any(not m.representative for m in found):
         worst = max(m.ranks_per_core for m in found)
@@ -203,42 +205,33 @@ def summary(found: list) -> list[str]:
         if m.heads_mode == "uneven" and m.status == "ok":
             by = defaultdict(list)
             for r in m.ranks:
-                by[r.heads].append(
-                    r.cpu_ms if not m.representative and r.cpu_ms is not None else r.compute_ms
-                )
+                by[r.heads].append(busy_ms(r, m.representative))
             parts = ", ".join(
-                f"{h} heads: {sum(v) / len(v):.2f} ms ({len(v)} ranks)" for h, v in sorted(by.items(), reverse=True)
+                f"{h} heads: {sum(v) / len(v):.2f} ms ({len(v)} ranks)"
+                for h, v in sorted(by.items(), reverse=True)
             )
-            basis = "CPU time" if not m.representative else "compute time"
+            basis = "compute time" if m.representative else "CPU time"
             lines.append(
                 f"{_label(m)}: busy {basis} per rank by heads: {parts}; spread {m.busy_spread_ms:.2f} ms "
                 f"({m.imbalance_pct:.1f}%)"
             )
     for m in found:
         if m.heads_mode == "padded" and m.status == "ok" and m.step_ms:
-            twin = next(
-                (
-                    u
-                    for u in found
-                    if u.heads_mode == "uneven"
-                    and u.status == "ok"
-                    and u.step_ms
-                    and (u.tp, u.pp, u.replicas, u.dtype) == (m.tp, m.pp, m.replicas, m.dtype)
-                ),
-                None,
-            )
             total = sum(m.heads_per_rank)
             text = (
                 f"{_label(m)}: padding adds {m.padding_heads} zero heads ({total - m.padding_heads} -> {total}, "
                 f"+{100 * m.padding_heads / (total - m.padding_heads):.0f}% attention work)"
             )
-            if twin:
-                cost = 100 * (m.step_ms.p50 / twin.step_ms.p50 - 1)
+            if m.padding_cost_pct is not None:
+                twin = next(u for u in found if u.heads_mode == "uneven" and _layout(u) == _layout(m))
+                clock = "" if m.representative else ", wall clock, not representative"
                 text += (
-                    f"; step p50 {m.step_ms.p50:.2f} ms vs {twin.step_ms.p50:.2f} ms uneven ({cost:+.1f}%)"
+                    f"; costs {m.padding_cost_pct:+.1f}% busy time over all ranks vs uneven; step p50 "
+                    f"{m.step_ms.p50:.2f} ms vs {twin.step_ms.p50:.2f} ms uneven{clock}"
                 )
             if m.drift:
-                text += f"; output vs unpadded TP=1: max |d| {m.drift.hidden_max_abs:.1e}"
+                ok = "allclose" if m.drift.allclose else "NOT allclose"
+                text += f"; output vs unpadded TP=1: max |d| {m.drift.hidden_max_abs:.1e} ({ok})"
             lines.append(text)
     advice = {a for m in found if m.drift and not m.drift.allclose for a in m.drift.advice}
     failing = [_label(m) for m in found if m.drift and not m.drift.allclose]
@@ -246,6 +239,10 @@ def summary(found: list) -> list[str]:
         lines.append(f"drift: {', '.join(failing)} fail allclose(atol, rtol) against TP=1; remedies:")
         lines += [f"  - {a}" for a in sorted(advice)]
     return ["", *lines] if lines else []
+
+
+def _layout(m) -> tuple:
+    return (m.tp, m.pp, m.replicas, m.dtype)
 
 
 def _label(m) -> str:

@@ -100,13 +100,18 @@ def _rank_timing(s: Sample) -> RankTiming:
     )
 
 
-def _imbalance(ranks: list[RankTiming], use_cpu: bool) -> tuple[float | None, float | None]:
+def busy_ms(r: RankTiming, representative: bool) -> float:
+    """A rank's busy time: its compute time, or, when ranks wait for a core, its CPU time (which
+    waiting does not inflate)."""
+    return r.compute_ms if representative or r.cpu_ms is None else r.cpu_ms
+
+
+def _imbalance(ranks: list[RankTiming], representative: bool) -> tuple[float | None, float | None]:
     """Max over TP groups of (slowest − fastest busy time) / slowest, and that spread in ms."""
     worst: tuple[float, float] | None = None
     groups: dict[tuple[int, int], list[float]] = {}
     for r in ranks:
-        busy = r.cpu_ms if use_cpu and r.cpu_ms is not None else r.compute_ms
-        groups.setdefault((r.replica, r.stage), []).append(busy)
+        groups.setdefault((r.replica, r.stage), []).append(busy_ms(r, representative))
     for busy in groups.values():
         if len(busy) > 1 and max(busy) > 0:
             spread = max(busy) - min(busy)
@@ -142,7 +147,7 @@ def measurement(
             f"{ranks_per_core:g} ranks per CPU core: ranks wait for a core, so wall-clock timings are "
             "not representative; imbalance is computed from per-rank CPU time"
         ]
-    imbalance, spread = _imbalance(ranks, use_cpu=not representative)
+    imbalance, spread = _imbalance(ranks, representative)
     first = [s for s in samples if s["replica"] == 0 and s["stage"] == 0]
     total_heads = sum(s["heads"] for s in first)
     tps = sum(per_instance.values())
@@ -190,6 +195,14 @@ def measurement(
         notes=notes,
         measured_at=now(),
     )
+
+
+def with_padding_cost(padded: Measurement, uneven: Measurement) -> Measurement:
+    """The padded form's cost against the uneven form of the same layout: extra busy time summed
+    over ranks (the zero heads' work), in % — what padding spends to even out the ranks."""
+    total = [sum(busy_ms(r, m.representative) for r in m.ranks) for m in (padded, uneven)]
+    cost = 100 * (total[0] / total[1] - 1) if total[1] > 0 else None
+    return padded.model_copy(update={"padding_cost_pct": cost})
 
 
 def failure(

@@ -319,6 +319,7 @@ def run(job: SweepJob, sink: Callable[[Measurement], None], skip: set[str] | Non
         if world.rank == 0:
             world.put("skip", json.dumps(sorted(skip or ())))
         skip = set(json.loads(world.get("skip", IDLE_WAIT_FACTOR * s.timeout_s)))
+    uneven: dict[tuple, Measurement] = {}  # the uneven form of a layout, to price its padded form
     for idx, case in enumerate(job.cases):
         if skip and case.key in skip:
             continue
@@ -329,6 +330,11 @@ def run(job: SweepJob, sink: Callable[[Measurement], None], skip: set[str] | Non
             _report_fault(world, s, idx, case, (status, f"rank {world.rank}: {reason}"), sink, local)
             os._exit(1)  # the group is broken; the runner (or torchrun) starts a new one
         if result is not None:
+            layout = (case.tp, case.pp, case.replicas, case.dtype)
+            if case.heads_mode == "uneven":
+                uneven[layout] = result
+            elif case.heads_mode == "padded" and layout in uneven:
+                result = collect.with_padding_cost(result, uneven[layout])
             sink(result)
     tpdist.teardown()
 
