@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -114,19 +115,7 @@ def test_kill_9_of_the_whole_sweep_then_resume_measures_each_layout_once(tmp_pat
         "-m",
         "tpplan",
         "sweep",
-        "tiny",
-        "--tp",
-        "1,2",
-        "--dtype",
-        "fp32,bf16",
-        "--tokens",
-        "16",
-        "--warmup",
-        "1",
-        "--iters",
-        "3",
-        "--layers",
-        "2",
+        *shlex.split("tiny --tp 1,2 --dtype fp32,bf16 --tokens 16 --warmup 1 --iters 3 --layers 2"),
         "--out",
         str(out),
     ]

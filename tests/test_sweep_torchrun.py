@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -42,19 +43,7 @@ def test_two_torchrun_agents_on_loopback_run_the_sweep(tmp_path):
         "-m",
         "tpplan",
         "sweep",
-        "tiny",
-        "--tp",
-        "1,2",
-        "--dtype",
-        "fp32",
-        "--tokens",
-        "16",
-        "--warmup",
-        "1",
-        "--iters",
-        "3",
-        "--layers",
-        "2",
+        *shlex.split("tiny --tp 1,2 --dtype fp32 --tokens 16 --warmup 1 --iters 3 --layers 2"),
         "--out",
         str(out),
     ]

@@ -11,6 +11,7 @@ import statistics
 from datetime import UTC, datetime
 from typing import Any
 
+from ..engines import split
 from ..records import AllReduceStats, Drift, Latency, Measurement, RankTiming, Stats
 from .plan import Case, SweepSettings
 from .timing import algbw_gbps, busbw_gbps, percentile, summarize
@@ -160,20 +161,8 @@ def measurement(
             advice=[] if drift["allclose"] else advice(case.dtype),
         )
     return Measurement(
-        key=case.key,
-        tp=case.tp,
-        pp=case.pp,
-        replicas=case.replicas,
-        model=spec.name,
-        dtype=case.dtype,
-        tokens=settings.tokens,
-        batch=settings.batch,
-        microbatches=microbatches,
-        heads_mode=case.heads_mode,
+        **_identity(settings, case, ranks_per_core, microbatches),
         status="ok",
-        backend=settings.backend,
-        layers_measured=settings.layers,
-        layers_total=spec.num_layers,
         step_ms=Stats(**stats),
         step_ms_full_depth=stats["p50"] * depth,
         allreduce=_allreduce(samples, case.tp, stats["p50"]),
@@ -181,19 +170,13 @@ def measurement(
         heads_per_rank=[s["heads"] for s in first],
         kv_heads_per_rank=[s["kv_heads"] for s in first],
         padding_heads=total_heads - spec.num_attention_heads if case.heads_mode == "padded" else 0,
-        engines_accepting=case.engines_accepting,
         imbalance_pct=imbalance,
         busy_spread_ms=spread,
         drift=drift_rec,
         tokens_per_s=tps,
         tokens_per_s_alone=alone_tps,
         replica_scaling=tps / (case.replicas * alone_tps) if alone_tps else None,
-        ranks_per_core=ranks_per_core,
-        representative=representative,
-        warmup=settings.warmup,
-        iters=settings.iters,
         notes=notes,
-        measured_at=now(),
     )
 
 
@@ -208,8 +191,19 @@ def with_padding_cost(padded: Measurement, uneven: Measurement) -> Measurement:
 def failure(
     settings: SweepSettings, case: Case, status: str, reason: str, ranks_per_core: float
 ) -> Measurement:
-    """A case that ended in a fault: what it was and why, nothing measured."""
+    """A case that ended in a fault (or was skipped): what it was and why, nothing measured."""
+    h, tp = settings.model.num_attention_heads, case.tp
+    heads = [-(-h // tp)] * tp if case.heads_mode == "padded" else split(h, tp)
     return Measurement(
+        **_identity(settings, case, ranks_per_core, 1), status=status, reason=reason, heads_per_rank=heads
+    )
+
+
+def _identity(
+    settings: SweepSettings, case: Case, ranks_per_core: float, microbatches: int
+) -> dict[str, Any]:
+    """The fields every Measurement of `case` has, measured or not."""
+    return dict(
         key=case.key,
         tp=case.tp,
         pp=case.pp,
@@ -218,11 +212,9 @@ def failure(
         dtype=case.dtype,
         tokens=settings.tokens,
         batch=settings.batch,
-        microbatches=1,
+        microbatches=microbatches,
         heads_mode=case.heads_mode,
-        status=status,
-        reason=reason,
-        backend=settings.backend,  # type: ignore[arg-type]
+        backend=settings.backend,
         layers_measured=settings.layers,
         layers_total=settings.model.num_layers,
         engines_accepting=case.engines_accepting,

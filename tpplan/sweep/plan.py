@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from .. import engines
-from ..records import HeadsMode, Measurement, SweepDtype
+from ..records import HeadsMode, SweepDtype
 from ..specs import ModelSpec
 from ..specs.base import Frozen
 
@@ -102,8 +102,9 @@ def plan_cases(
     replicas: list[int],
     dtypes: list[SweepDtype],
     heads: list[HeadsMode] | None,
-) -> tuple[list[Case], list[Measurement]]:
-    """Cases to run, smallest process group first, and the layouts skipped (with why) as Measurements."""
+) -> tuple[list[Case], list[Case]]:
+    """Cases to run, smallest process group first, and cases no engine accepts that were not asked
+    for (`heads_refused` says why)."""
     cases, skipped = [], []
     h = model.num_attention_heads
     for tp in tps:
@@ -113,58 +114,28 @@ def plan_cases(
                 forms: list[tuple[HeadsMode, list[str]]]
                 forms = [("even", accepted)] if h % tp == 0 else [(f, []) for f in heads or []]
                 for dtype in dtypes:
-                    if not forms:
-                        skipped.append(
-                            skipped_case(model, settings, tp, pp, r, dtype, cores_ratio(tp * pp * r))
-                        )
-                    for form, ok in forms:
+                    for form, ok in forms or [("uneven", [])]:
                         key = case_key(model, settings, tp, pp, r, dtype, form)
-                        cases.append(
-                            Case(
-                                key=key,
-                                tp=tp,
-                                pp=pp,
-                                replicas=r,
-                                dtype=dtype,
-                                heads_mode=form,
-                                engines_accepting=ok,
-                            )
+                        case = Case(
+                            key=key,
+                            tp=tp,
+                            pp=pp,
+                            replicas=r,
+                            dtype=dtype,
+                            heads_mode=form,
+                            engines_accepting=ok,
                         )
+                        (cases if forms else skipped).append(case)
     cases.sort(key=lambda c: c.ranks)  # stable: one process group per size, reused by its cases
     return cases, skipped
 
 
-def cores_ratio(ranks: int) -> float:
-    return round(ranks / cpu_cores(), 3)
-
-
-def skipped_case(
-    model: ModelSpec, s: SweepSettings, tp: int, pp: int, r: int, dtype: SweepDtype, ranks_per_core: float
-) -> Measurement:
-    h = model.num_attention_heads
-    reason = (
-        f"{h} heads do not divide by tp {tp}; {UNEVEN_REFUSED}; {PADDED_REFUSED}. "
+def heads_refused(model: ModelSpec, tp: int) -> str:
+    return (
+        f"{model.num_attention_heads} heads do not divide by tp {tp}; {UNEVEN_REFUSED}; {PADDED_REFUSED}. "
         "Measure it anyway with --heads uneven,padded"
     )
-    return Measurement(
-        key=case_key(model, s, tp, pp, r, dtype, "uneven"),
-        tp=tp,
-        pp=pp,
-        replicas=r,
-        model=model.name,
-        dtype=dtype,
-        tokens=s.tokens,
-        batch=s.batch,
-        microbatches=1,
-        heads_mode="uneven",
-        status="skipped",
-        reason=reason,
-        backend=s.backend,
-        layers_measured=s.layers,
-        layers_total=model.num_layers,
-        heads_per_rank=engines.split(h, tp),
-        ranks_per_core=ranks_per_core,
-        representative=ranks_per_core <= 1,
-        warmup=s.warmup,
-        iters=s.iters,
-    )
+
+
+def cores_ratio(ranks: int) -> float:
+    return round(ranks / cpu_cores(), 3)

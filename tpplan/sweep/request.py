@@ -14,7 +14,18 @@ from ..memory import GIB
 from ..records import HeadsMode, Measurement, SweepDtype
 from ..specs import DTYPE_BYTES, HardwareProfile, ModelSpec
 from ..specs.base import Frozen
-from .plan import DTYPES, HEADS_FORMS, Case, SweepSettings, cpu_cores, ffn_width, plan_cases
+from .collect import failure
+from .plan import (
+    DTYPES,
+    HEADS_FORMS,
+    Case,
+    SweepSettings,
+    cores_ratio,
+    cpu_cores,
+    ffn_width,
+    heads_refused,
+    plan_cases,
+)
 
 # More local ranks than this per core only measures the scheduler; TP=8 on 2 cores is the edge.
 MAX_RANKS_PER_CORE = 4
@@ -267,7 +278,10 @@ def prepare(
         rtol=r.rtol,
         seed=r.seed,
     )
-    cases, skipped = plan_cases(model, settings, tps, r.pp, r.replicas, dtypes, heads)
+    cases, refused = plan_cases(model, settings, tps, r.pp, r.replicas, dtypes, heads)
+    skipped = [
+        failure(settings, c, "skipped", heads_refused(model, c.tp), cores_ratio(c.ranks)) for c in refused
+    ]
     return settings, cases, skipped, why_layers
 
 
