@@ -102,9 +102,10 @@ def sweep(
 
     \b
     Across nodes, run the same command under torchrun on every node (rank 0 writes OUT):
-      torchrun --nnodes 2 --nproc-per-node 4 --rdzv-backend c10d \\
+      torchrun --nnodes 2 --nproc-per-node 4 --rdzv-backend c10d --max-restarts 0 \\
                --rdzv-endpoint HOST0:29500 -m tpplan sweep MODEL --tp 8 --out runs/x
-    Only the cases whose ranks equal the torchrun world are run there.
+    Only the cases whose ranks equal the torchrun world run there. A fault is recorded by rank 0
+    and ends the group; run the same command with --resume to go on.
     """
     from .. import api
     from ..sweep.request import Request

@@ -4,8 +4,9 @@ Two launchers, one contract (the torchrun environment: RANK, WORLD_SIZE, LOCAL_R
 LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT):
 - tpplan's own runner binds the rendezvous socket itself (port 0, so never a port clash) and
   passes it to rank 0 as TPPLAN_STORE_FD; rank 0 serves the TCPStore on it.
-- under torchrun the agents' c10d store is used (TORCHELASTIC_USE_AGENT_STORE), with a prefix per
-  restart so a restarted group never reads the previous attempt's keys.
+- under torchrun the group forms through torchrun's own env:// rendezvous; tpplan's messages go
+  to the same store under a fresh random prefix, so a restarted group never reads an earlier
+  attempt's keys.
 Rendezvous is on 127.0.0.1 unless the user names an address; gloo is then told to use loopback too.
 """
 
@@ -15,6 +16,7 @@ import datetime
 import ipaddress
 import os
 import socket
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -97,22 +99,27 @@ def init(backend: str, timeout_s: float) -> World:
         ifname = _loopback_ifname()
         if ifname:
             os.environ["GLOO_SOCKET_IFNAME"] = ifname
-    fd = os.environ.get("TPPLAN_STORE_FD")
-    connect = _seconds(STORE_CONNECT_S)
-    if fd is not None:
-        store = dist.TCPStore(host, port, size, True, connect, master_listen_fd=int(fd))
-    elif under_torchrun():
-        agent_store = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
-        base = dist.TCPStore(host, port, size, rank == 0 and not agent_store, connect)
-        store = dist.PrefixStore(f"tpplan/{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}", base)
-    else:
-        store = dist.TCPStore(host, port, size, False, connect)
     if backend == "nccl":
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
     else:
         device = torch.device("cpu")
-    dist.init_process_group(backend, store=store, rank=rank, world_size=size, timeout=_seconds(timeout_s))
+    timeout = _seconds(timeout_s)
+    connect = _seconds(STORE_CONNECT_S)
+    fd = os.environ.get("TPPLAN_STORE_FD")
+    if under_torchrun():
+        # torchrun's own rendezvous for the group; then a namespace of our own keys that no earlier
+        # attempt (a torchrun restart) can have written to: rank 0 draws it, a broadcast shares it
+        dist.init_process_group(backend, init_method="env://", rank=rank, world_size=size, timeout=timeout)
+        token = [uuid.uuid4().hex if rank == 0 else None]
+        dist.broadcast_object_list(token, src=0)
+        store = dist.PrefixStore(f"tpplan/{token[0]}", dist.TCPStore(host, port, size, False, connect))
+    else:
+        if fd is not None:
+            store = dist.TCPStore(host, port, size, True, connect, master_listen_fd=int(fd))
+        else:
+            store = dist.TCPStore(host, port, size, False, connect)
+        dist.init_process_group(backend, store=store, rank=rank, world_size=size, timeout=timeout)
     return World(rank, size, local_rank, local_size, backend, device, timeout_s, store)
 
 

@@ -267,7 +267,7 @@ def ranks_per_core(world: tpdist.World) -> float:
 
 
 def case_notes(s: SweepSettings, case: Case) -> list[str]:
-
+    """What a reader of this case's numbers must know about how they were obtained."""
     m, notes = s.model, []
     if s.layers < m.num_layers:
         notes.append(
@@ -352,11 +352,11 @@ def _report_fault(
     if local:
         emit({"ev": "fault", "rank": world.rank, "status": status, "reason": reason})
         return
-    # under torchrun there is no runner: rank 0 records the case, preferring another rank's root cause
+    # Under torchrun there is no runner: rank 0 records the case at once (its agent stops it as soon
+    # as it learns of the failure), with the most telling cause any rank has reported by then.
     try:
         world.put(f"c{idx}/fault/{world.rank}", json.dumps([status, reason]))
         if world.rank == 0:
-            time.sleep(2)  # let the rank that really failed say so
             found = [
                 json.loads(world.store.get(f"c{idx}/fault/{r}"))
                 for r in range(world.size)
