@@ -94,8 +94,7 @@ def sweep(model_ref: Ref, profile_ref: Ref | None, request, out: Path, resume: b
     if world:
         found = runner.run_under_torchrun(settings, [c for c in cases if c.ranks == world], skipped, out, resume)
     else:
-        bar = runner.Progress([c for c in cases], settings, enabled=progress)
-        found = runner.run_sweep(settings, cases, skipped, out, resume, host, bar)
+        found = runner.run_sweep(settings, cases, skipped, out, resume, host, show_progress=progress)
     return model, [m for m in found if m.key in keys], layers_why
 
 

@@ -92,6 +92,7 @@ def sweep(
     ranks), sharded as Megatron/vLLM shard them, and times steps and every all-reduce like
     nccl-tests. Also checks TP=N against TP=1 (allclose) and measures head imbalance. Each case is
     appended to OUT/results.jsonl as it finishes; faults (hang, dead rank, OOM) become results.
+    Without --profile, a machine with no GPU runs cpu-local (CPU ranks over gloo).
 
     \b
     Examples:

@@ -193,7 +193,7 @@ def run_sweep(
     out_dir: Path,
     resume: bool,
     host: str = "127.0.0.1",
-    progress: Progress | None = None,
+    show_progress: bool = False,
 ) -> list[Measurement]:
     """Measure every case not already in out_dir/results.jsonl; returns every measurement of the file."""
     results = ResultsFile(out_dir, resume)
@@ -202,7 +202,7 @@ def run_sweep(
             if m.key not in results.keys:
                 results.append(m)
         todo = [c for c in cases if c.key not in results.keys]
-        progress = progress or Progress(todo, settings, enabled=False)
+        progress = Progress(todo, settings, enabled=show_progress)
         sizes = sorted({c.ranks for c in todo})
         for ranks in sizes:
             remaining = [c for c in todo if c.ranks == ranks]
@@ -263,7 +263,7 @@ def run_under_torchrun(
     if results is None:
         worker.run(SweepJob(settings=settings, cases=cases), lambda m: None)
         return []
-    progress = Progress(cases, settings)
+    progress = Progress([c for c in cases if c.key not in results.keys], settings)
 
     def record(m: Measurement) -> None:
         results.append(m)
