@@ -4,10 +4,14 @@
   inside its timed steps (what spawning ranks, building groups and shards, warm-up and drift cost);
 - fidelity: the sweep's all-reduce p50 at TP 2 and 4 ÷ a bare `torch.distributed.all_reduce`
   loop of the same bytes, dtype and ranks (nccl-tests style: barrier, warm-up, timed calls).
+  A ratio above 1 is mostly real, not harness: in a step each all-reduce follows compute, so
+  gloo's waiting ranks sleep and must be woken and the buffers are cold, which a back-to-back loop
+  hides. On a loaded 2-core machine both numbers move by 2x from run to run; the load is printed.
 """
 
 from __future__ import annotations
 
+import os
 import statistics
 import tempfile
 import time
@@ -66,6 +70,9 @@ def main() -> None:
         f"{settings.warmup}+{settings.iters} steps per case ({len(found)} cases, {len(bad)} not ok)"
     )
     print(f"  harness overhead: wall {wall:.1f} s / timed steps {timed_s:.2f} s = {wall / timed_s:.1f}x")
+    print(
+        f"  (load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; timed = step p50 x timed steps)"
+    )
     print("  all-reduce fidelity (sweep p50 / bare all_reduce loop p50, same bytes and ranks):")
     for m in found:
         if m.allreduce is None:
