@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import candidates as candidates_stage
 from . import io
 from .engines import ENGINES, Engine
 from .errors import ConfigError, LayoutError
-from .records import Candidate
+from .records import Candidate, Measurement
 from .specs import HardwareProfile, ModelSpec
+
+if TYPE_CHECKING:
+    from .sweep.request import Request
 
 Ref = str | os.PathLike
 
@@ -75,9 +79,9 @@ def default_sweep_profile() -> str:
     return "cpu-local"
 
 
-def sweep(model_ref: Ref, profile_ref: Ref | None, request, out: Path, resume: bool = False, host: str = "127.0.0.1",
-          progress: bool = True) -> tuple[ModelSpec, list, str]:
-    """Measure every case of `request` (a sweep.request.Request) locally, or as one rank under torchrun.
+def sweep(model_ref: Ref, profile_ref: Ref | None, request: Request, out: Path, resume: bool = False,
+          host: str = "127.0.0.1", progress: bool = True) -> tuple[ModelSpec, list[Measurement], str]:
+    """Measure every case of `request` locally, or as one rank under torchrun.
 
     Returns the model, the measurements of the requested cases (including ones `--resume` found
     already recorded) and a sentence on the layer sample."""
