@@ -113,11 +113,30 @@ def step_estimate(out: Path, echo: Echo) -> None:
              f"{e.output_tokens_per_s:7,.0f} tok/s  {e.output_tokens_per_usd:9,.0f} tok/$  "
              f"(all-reduce {100 * b.allreduce_ms / b.total_ms:.0f}% of a step, TP over {e.tp_fabric})")
     echo(f"  -> {out / 'estimates.json'}")
+def step_sweep(out: Path, echo: Echo) -> None:
+    from .sweep import RESULTS
+    from .sweep.request import Request
+
+    run_dir = out / "sweep"
+    (run_dir / RESULTS).unlink(missing_ok=True)  # the demo re-measures on every run
+    request = Request(tp=[1, 2], dtypes="fp32,bf16", tokens=64, batch=2, warmup=2, iters=8)
+    model, found, layers_why = api.sweep("tiny", "cpu-local", request, run_dir, progress=False)
+    echo(f"{model.name} on local CPU ranks (gloo), {layers_why}, 64x2 tokens per step, 8 timed steps:")
+    for m in found:
+        if m.status != "ok" or m.step_ms is None:
+            echo(f"  TP={m.tp} {m.dtype}: {m.status}: {m.reason}")
+            continue
+        ar = f"all-reduce p50 {m.allreduce.latency_us.p50:,.0f} us ({m.allreduce.share_of_step:.0%} of step)" \
+            if m.allreduce else "no all-reduce"
+        drift = f"vs TP=1 max|d| {m.drift.max_abs:.1e} {'ok' if m.drift.allclose else 'FAILS allclose'}" if m.drift else ""
+        echo(f"  TP={m.tp} {m.dtype}: step p50 {m.step_ms.p50:.1f} ms, {ar}, {m.tokens_per_s:,.0f} tok/s; {drift}")
+    echo(f"  -> {run_dir / RESULTS}")
 
 
 STEPS: list[tuple[str, Callable[[Path, Echo], None]]] = [
     ("detect: this machine's topology as a hardware profile", step_detect),
     ("candidates: which layouts are legal and fit", step_candidates),
+    ("sweep: real sharded forward passes on this machine, measured", step_sweep),
     ("estimate: TTFT, TPOT and tokens per dollar of the valid layouts", step_estimate),
     ("plan: the layout to launch (stand-in for search)", step_plan),
     ("emit: the vLLM launch commands for the plan", step_emit),

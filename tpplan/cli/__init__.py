@@ -10,7 +10,7 @@ from .. import __version__
 from .common import TpplanGroup
 
 # Each module defines click commands and a `COMMANDS` list; order is the order in --help.
-COMMAND_MODULES = ("detect", "plan", "estimate", "emit", "demo")
+COMMAND_MODULES = ("detect", "plan", "sweep", "estimate", "emit", "demo")
 
 
 @click.group(cls=TpplanGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -23,6 +23,7 @@ def cli() -> None:
       tpplan detect                                     this machine's GPUs, NVLink domains, HCAs -> profile
       tpplan profiles                                   bundled hardware profiles
       tpplan candidates MODEL --profile dgx-h100        every TP x PP x replica layout: legal? fits? why not?
+      tpplan sweep MODEL --tp 1,2,4                     measure layouts: real sharded forward passes, timed
       tpplan estimate serve MODEL --profile dgx-h100 ...  TTFT, TPOT, tokens/$ from the cost model
       tpplan calibrate SOURCE --profile P --out P.yaml  fit the cost model to measurements
       tpplan emit PLAN --engine vllm                    the plan's launch commands (vllm, megatron, sglang)

@@ -1,0 +1,79 @@
+"""DIR/results.jsonl: one `Measurement` per line, appended and flushed to disk as each case ends.
+
+Each line goes out in one `write` on an O_APPEND descriptor and is fsync'd, so a sweep killed at
+any moment leaves whole lines; a line cut by a crash mid-write is the only damage possible, and
+reading the file for `--resume` trims it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from ..errors import ConfigError
+from ..io import validation_error
+from ..records import Measurement
+
+RESULTS = "results.jsonl"
+
+
+def read_results(path: Path, repair: bool = False) -> list[Measurement]:
+    """Every measurement in `path`; with `repair`, a final line cut off mid-write is removed from the file."""
+    if not path.exists():
+        return []
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        cut = data.rfind(b"\n") + 1
+        if not repair:
+            data = data[:cut]
+        else:
+            with open(path, "r+b") as f:
+                f.truncate(cut)
+            print(f"{path}: removed a last line cut off mid-write ({len(data) - cut} bytes)", file=sys.stderr)
+            data = data[:cut]
+    out = []
+    for n, line in enumerate(data.decode("utf-8", errors="replace").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            out.append(Measurement.model_validate(json.loads(line)))
+        except json.JSONDecodeError as e:
+            raise ConfigError(
+                f"line {n} is not JSON ({e.msg})",
+                file=str(path),
+                expected="one Measurement per line, as `tpplan sweep` writes",
+            ) from None
+        except ValidationError as e:
+            raise validation_error(e, f"{path}:{n}") from None
+    return out
+
+
+class ResultsFile:
+    """The sweep's output file, opened for appending."""
+
+    def __init__(self, out_dir: Path, resume: bool) -> None:
+        self.path = out_dir / RESULTS
+        out_dir.mkdir(parents=True, exist_ok=True)
+        existing = read_results(self.path, repair=resume)
+        if existing and not resume:
+            raise ConfigError(
+                f"already holds {len(existing)} results",
+                file=str(self.path),
+                expected="--resume to continue that sweep, or another --out directory",
+            )
+        self.measurements = existing
+        self.keys = {m.key for m in existing}
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+
+    def append(self, m: Measurement) -> None:
+        os.write(self._fd, (m.model_dump_json() + "\n").encode())
+        os.fsync(self._fd)
+        self.measurements.append(m)
+        self.keys.add(m.key)
+
+    def close(self) -> None:
+        os.close(self._fd)
