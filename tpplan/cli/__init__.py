@@ -10,7 +10,7 @@ from .. import __version__
 from .common import TpplanGroup
 
 # Each module defines click commands and a `COMMANDS` list; order is the order in --help.
-COMMAND_MODULES = ("detect", "plan", "estimate", "emit", "demo")
+COMMAND_MODULES = ("detect", "plan", "estimate", "search", "emit", "demo")
 
 
 @click.group(cls=TpplanGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -25,6 +25,7 @@ def cli() -> None:
       tpplan candidates MODEL --profile dgx-h100        every TP x PP x replica layout: legal? fits? why not?
       tpplan estimate serve MODEL --profile dgx-h100 ...  TTFT, TPOT, tokens/$ from the cost model
       tpplan calibrate SOURCE --profile P --out P.yaml  fit the cost model to measurements
+      tpplan search MODEL --profile dgx-h100 --isl 2048 --osl 256 --slo-tpot-ms 50   best tokens/$ -> plan.yaml
       tpplan emit PLAN --engine vllm                    the plan's launch commands (vllm, megatron, sglang)
 
     MODEL is a tpplan model.yaml, a Hugging Face config.json, or a bundled name
