@@ -9,115 +9,22 @@ import hashlib
 import json
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from . import api, costmodel, engines, io
+from . import api, engines, io
 from . import candidates as candidates_stage
 from . import search as search_stage
+from .api_measured import Measured, apply_calibration, with_measured
 from .errors import ConfigError, TpplanError
-from .records import Layout, Plan, ScoredConfig, SearchResult, ServeEstimate
+from .records import Layout, Plan, ScoredConfig, SearchResult
 from .search import Config, Evaluation, Question
 from .specs import HardwareProfile, ModelSpec, Workload
 
 # Bump when the space or the objective changes meaning: a study of an older search is not resumed.
 SEARCH_VERSION = 1
 DEFAULT_OUT = Path("runs/search")
-
-
-@dataclass
-class Measured:
-    """Serving points measured at exact configurations: (profile, engine, dtype, tp, pp, isl, osl, C) ->
-    (ttft_ms, tpot_ms, where)."""
-
-    points: dict[tuple, tuple[float, float, str]] = field(default_factory=dict)
-
-
-def _model_key(name: str) -> str:
-    """`meta-llama/Llama-3.1-70B-Instruct` and `Llama-3.1-70B` name the same model."""
-    key = name.rstrip("/").split("/")[-1].lower()
-    for suffix in ("-instruct", "-chat", "-base", "-hf"):
-        key = key.removesuffix(suffix)
-    return key
-
-
-def _split_entry(entry: str, profiles: dict[str, HardwareProfile]) -> tuple[str | None, Path]:
-    """`[PROFILE=]FILE`: which profile the measurements were taken on."""
-    name, sep, rest = entry.partition("=")
-    if sep and name in profiles:
-        return name, Path(rest)
-    return None, Path(entry)
-
-
-def apply_calibration(
-    entries: list[str], profiles: dict[str, HardwareProfile], model: ModelSpec, model_ref: str
-) -> tuple[dict[str, HardwareProfile], Measured, list[str]]:
-    """Each `--calibration`: a calibrated profile replaces the profile of its name; a measurement (a
-    sweep run dir or results.jsonl, nccl-tests output, serving CSV) is fitted into its profile by
-    `api.calibrate`, and serving points of the searched model are kept to stand in for estimates."""
-    measured, notes = Measured(), []
-    for entry in entries:
-        target, path = _split_entry(entry, profiles)
-        if path.is_dir():
-            path = path / "results.jsonl"
-            if not path.is_file():
-                raise ConfigError(
-                    "has no results.jsonl",
-                    file=str(path.parent),
-                    field="--calibration",
-                    expected="a sweep run directory, or a results.jsonl / nccl-tests / serving CSV file",
-                )
-        if target is None:
-            if path.suffix not in (".yaml", ".yml") and len(profiles) > 1:
-                raise ConfigError(
-                    f"{entry!r} does not say which profile it was measured on",
-                    field="--calibration",
-                    expected=f"PROFILE=FILE with PROFILE one of {', '.join(profiles)}",
-                )
-            target = next(iter(profiles))
-        if path.suffix in (".yaml", ".yml"):
-            calibrated = api.load_profile(path)
-            name = calibrated.name if calibrated.name in profiles else target
-            profiles[name] = calibrated
-            notes.append(f"{name}: calibrated profile {path}")
-            continue
-        src = costmodel.read_source(path)
-        ours = {
-            p.model: model_ref
-            for p in src.points
-            if src.kind == costmodel.SERVING and _model_key(p.model) == _model_key(model.name)
-        }
-        cal, profiles[target] = api.calibrate([path], profiles[target], models=ours)
-        notes.append(f"{target}: fitted {', '.join(f for s in cal.sources for f in s.fitted)} to {path}")
-        for p in src.points if src.kind == costmodel.SERVING else []:
-            if _model_key(p.model) == _model_key(model.name):
-                key = (target, p.engine, p.dtype, p.tp, p.pp, p.isl, p.osl, p.concurrency)
-                measured.points[key] = (p.ttft_ms, p.tpot_ms, f"{path} line {p.line}")
-    return profiles, measured, notes
-
-
-def with_measured(e: ServeEstimate, ttft_ms: float, tpot_ms: float, where: str) -> ServeEstimate:
-    """The estimate with measured TTFT/TPOT; throughput from them by Little's law: each replica's
-    C clients complete C / (TTFT + (O−1)·TPOT) requests per unit time."""
-    per_instance_c = e.concurrency / e.layout.replicas
-    rate_s = per_instance_c / (ttft_ms + (e.output_tokens - 1) * tpot_ms) * 1e3
-    tokens_s = rate_s * e.output_tokens * e.layout.replicas
-    return e.model_copy(
-        update={
-            "ttft_ms": round(ttft_ms, 3),
-            "tpot_ms": round(tpot_ms, 4),
-            "output_tokens_per_s": round(tokens_s, 2),
-            "requests_per_s": round(rate_s * e.layout.replicas, 4),
-            "output_tokens_per_s_per_instance": round(tokens_s / e.layout.replicas, 2),
-            "requests_per_s_per_instance": round(rate_s, 4),
-            "output_tokens_per_usd": round(tokens_s * 3600 / e.usd_per_hour, 1) if e.usd_per_hour else 0.0,
-            "provenance": {
-                **e.provenance,
-                "measured": f"TTFT {ttft_ms:g} ms and TPOT {tpot_ms:g} ms measured at this "
-                f"layout and load ({where}); throughput by Little's law, C / (TTFT + (O-1)·TPOT)",
-            },
-        }
-    )
+DEFAULT_TRIALS, DEFAULT_TRIALS_FRACTION = 200, 0.10  # --trials: at least 200, or a tenth of the space
 
 
 def evaluator(
@@ -268,7 +175,25 @@ def check_numbers(gpus, isl, osl, concurrency, slo_ttft_ms, slo_tpot_ms, trials,
         )
 
 
-def search(
+@dataclass
+class Prepared:
+    """A validated question and everything a study of it needs."""
+
+    model: ModelSpec
+    profiles: dict[str, HardwareProfile]
+    question: Question
+    space: search_stage.Space
+    evaluate: Callable[[Config], Evaluation]
+    fingerprint: dict
+    notes: list[str]
+
+    @property
+    def study_name(self) -> str:
+        digest = hashlib.sha256(json.dumps(self.fingerprint, sort_keys=True).encode()).hexdigest()[:10]
+        return f"{self.model.name}-{self.question.engine}-{digest}"
+
+
+def prepare(
     model_ref: str,
     profile_refs: list[str],
     input_tokens: int,
@@ -279,25 +204,14 @@ def search(
     slo_ttft_ms: float | None = None,
     slo_tpot_ms: float | None = None,
     engine: str = "vllm",
-    trials: int = 200,
-    seed: int = 0,
-    storage: str | None = None,
-    study: str | None = None,
     calibration: list[str] | None = None,
     pareto: bool = False,
-    out: str | Path | None = None,
     dtypes: list[str] | None = None,
     kv_cache_dtypes: list[str] | None = None,
     max_model_len: int | None = None,
-    model_path: str | None = None,
-    progress: Callable[[str], None] | None = None,
-) -> tuple[SearchResult, Plan]:
-    """Run (or join, or resume) the study for this question and write the winner's plan."""
-    from .search import study as study_mod  # optuna: only when a search runs
-
-    check_numbers(
-        gpus, input_tokens, output_tokens, concurrency, slo_ttft_ms, slo_tpot_ms, trials, max_model_len
-    )
+) -> Prepared:
+    """Validate the question once, apply calibration, build the space and the evaluator."""
+    check_numbers(gpus, input_tokens, output_tokens, concurrency, slo_ttft_ms, slo_tpot_ms, 1, max_model_len)
     eng = api.check_engine(engine)
     if not profile_refs:
         raise ConfigError("no profile given", field="--profile", expected="one or more hardware profiles")
@@ -310,8 +224,7 @@ def search(
         profiles[p.name] = p
     profiles, measured, notes = apply_calibration(list(calibration or []), profiles, model, str(model_ref))
     budgets = {n: gpus or p.total_gpus for n, p in profiles.items()}
-    dtypes = list(dtypes or [model.dtype])
-    kv_dtypes = list(kv_cache_dtypes or ["auto"])
+    dtypes, kv_dtypes = list(dtypes or [model.dtype]), list(kv_cache_dtypes or ["auto"])
     q = Question(
         model.name,
         eng,
@@ -324,64 +237,70 @@ def search(
         pareto,
     )
     space, space_notes = build_space(model, profiles, budgets, eng, dtypes, kv_dtypes, concurrency)
-    notes += space_notes
-    run_dir, plan_file = plan_paths(out)
-    question = fingerprint(q, model, profiles, budgets, dtypes, kv_dtypes)
-    name = (
-        study
-        or f"{model.name}-{eng}-{hashlib.sha256(json.dumps(question, sort_keys=True).encode()).hexdigest()[:10]}"
+    return Prepared(
+        model,
+        profiles,
+        q,
+        space,
+        evaluator(model, profiles, budgets, q, measured),
+        fingerprint(q, model, profiles, budgets, dtypes, kv_dtypes),
+        notes + space_notes,
     )
+
+
+def exhaustive(prep: Prepared) -> list[ScoredConfig]:
+    """Every configuration of the space, scored (the ground truth the bench and tests hold the search to)."""
+    return [search_stage.score(c, prep.evaluate(c), prep.question) for c in prep.space.configs()]
+
+
+def search(
+    model_ref: str,
+    profile_refs: list[str],
+    input_tokens: int,
+    output_tokens: int,
+    *,
+    trials: int | None = None,
+    seed: int = 0,
+    storage: str | None = None,
+    study: str | None = None,
+    out: str | Path | None = None,
+    model_path: str | None = None,
+    progress: Callable[[str], None] | None = None,
+    **question,
+) -> tuple[SearchResult, Plan]:
+    """Run (or join, or resume) the study for this question and write the winner's plan; `question` is
+    prepare()'s keywords (gpus, concurrency, SLOs, engine, calibration, pareto, dtypes, max_model_len)."""
+    from .search import study as study_mod  # optuna: only when a search runs
+
+    ensure(trials is None or (isinstance(trials, int) and trials >= 1), "--trials", trials, "an integer >= 1")
+    prep = prepare(model_ref, profile_refs, input_tokens, output_tokens, **question)
+    q, space, notes = prep.question, prep.space, list(prep.notes)
+    run_dir, plan_file = plan_paths(out)
+    name = study or prep.study_name
     url = storage or f"sqlite:///{(run_dir / 'study.db').resolve()}"
+    if trials is None:  # the bench's median is ~2% of the space, its worst seed ~4%: a 10% budget
+        trials = max(DEFAULT_TRIALS, math.ceil(space.size * DEFAULT_TRIALS_FRACTION))
     if trials > space.size:
         notes.append(f"the space has {space.size} configurations: {space.size} trials evaluate them all")
         trials = space.size
-    rdb = study_mod.open_storage(url)
-    st, joined = study_mod.open_study(rdb, name, question, pareto)
-    evaluate = evaluator(model, profiles, budgets, q, measured)
-    collected = study_mod.run(space, q, evaluate, st, trials, seed, joined, progress)
+    st, joined = study_mod.open_study(study_mod.open_storage(url), name, prep.fingerprint, q.pareto)
+    collected = study_mod.run(space, q, prep.evaluate, st, trials, seed, joined, progress)
     feasible = [r for r in collected.results if r.feasible]
     if not feasible:
         raise no_winner(collected.results, q, collected.trials, space.size, name)
     ranked = sorted(feasible, key=lambda r: (-r.output_tokens_per_usd, -r.output_tokens_per_s, r.tpot_ms))
     best = ranked[0]
-    near = search_stage.neighbours(space, best, evaluate, q)
-    winner_ev = evaluate(
-        Config(
-            best.profile, best.tp, best.pp, best.replicas, best.max_num_seqs, best.dtype, best.kv_cache_dtype
-        )
-    )
-    plan = Plan(
-        model=model,
-        model_path=model_path or "",
-        profile=profiles[best.profile],
-        engine=eng,
-        layout=Layout(tp=best.tp, pp=best.pp, replicas=best.replicas),
-        max_num_seqs=best.max_num_seqs,
-        max_model_len=q.max_model_len,
-        dtype=best.dtype,
-        kv_cache_dtype=best.kv_cache_dtype,  # type: ignore[arg-type]
-        workload=Workload(
-            input_tokens=input_tokens,
-            output_tokens=output_tokens,
-            concurrency=best.concurrency,
-            dtype=best.dtype,
-            kv_cache_dtype=best.kv_cache_dtype,  # type: ignore[arg-type]
-            slo_ttft_ms=slo_ttft_ms,
-            slo_tpot_ms=slo_tpot_ms,
-        ),
-        estimate=best,
-        provenance=winner_ev.estimate.provenance,
-        why=[n.lost_on for n in near],
-    )
+    near = search_stage.neighbours(space, best, prep.evaluate, q)
+    plan = _plan(prep, best, near, model_path)
     header = (
         f"# Written by `tpplan search` (study {name} in {url}): the configuration with the most output\n"
         f"# tokens per USD that fits and meets the SLOs; numbers are {best.basis} (see estimate, provenance).\n"
-        f"# Launch it: tpplan emit {plan_file} --engine {eng}"
+        f"# Launch it: tpplan emit {plan_file} --engine {q.engine}"
     )
     io.write_text(plan_file, io.to_yaml(plan, header))
     result = SearchResult(
-        model=model.name,
-        engine=eng,
+        model=prep.model.name,
+        engine=q.engine,
         best=best,
         top=ranked[:5],
         pareto=search_stage.pareto_front(collected.results),
@@ -397,3 +316,31 @@ def search(
         notes=notes,
     )
     return result, plan
+
+
+def _plan(prep: Prepared, best: ScoredConfig, near: list, model_path: str | None) -> Plan:
+    q = prep.question
+    winner = search_stage.config_of(best)
+    return Plan(
+        model=prep.model,
+        model_path=model_path or "",
+        profile=prep.profiles[best.profile],
+        engine=q.engine,  # type: ignore[arg-type]
+        layout=Layout(tp=best.tp, pp=best.pp, replicas=best.replicas),
+        max_num_seqs=best.max_num_seqs,
+        max_model_len=q.max_model_len,
+        dtype=best.dtype,
+        kv_cache_dtype=best.kv_cache_dtype,  # type: ignore[arg-type]
+        workload=Workload(
+            input_tokens=q.input_tokens,
+            output_tokens=q.output_tokens,
+            concurrency=best.concurrency,
+            dtype=best.dtype,
+            kv_cache_dtype=best.kv_cache_dtype,  # type: ignore[arg-type]
+            slo_ttft_ms=q.slo_ttft_ms,
+            slo_tpot_ms=q.slo_tpot_ms,
+        ),
+        estimate=best,
+        provenance=prep.evaluate(winner).estimate.provenance,
+        why=[n.lost_on for n in near],
+    )

@@ -10,8 +10,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from . import api, engines, io
-from .records import Candidate, Layout, Plan
+from . import api, io
 
 DEMO_MODEL = "llama-3.1-70b"
 DEMO_PROFILE = "dgx-h100"
@@ -53,34 +52,25 @@ def step_candidates(out: Path, echo: Echo) -> None:
     echo(f"  -> {out / 'candidates.json'}")
 
 
-def stand_in_plan(candidates: list[Candidate]) -> Plan:
-    """A plan from the candidates alone, until `tpplan search` writes the real one: the valid layout
-    whose KV caches hold the most full-context sequences over all replicas (capacity, not measured
-    speed), then the fewest stages and the smallest TP; max_num_seqs is what one replica's cache
-    holds, capped at vLLM's default."""
-    model, profile = api.load_model(DEMO_MODEL), api.load_profile(DEMO_PROFILE)
+DEMO_SEARCH = {"input_tokens": 2048, "output_tokens": 256, "slo_tpot_ms": 50.0}
 
-    def seqs(c: Candidate) -> int:
-        cap = engines.defaults("vllm", profile.gpu.name, profile.gpu.memory_gib.value, c.tp, c.pp, model)
-        return max(1, min(cap.max_num_seqs, c.kv_cache_tokens // DEMO_MAX_MODEL_LEN))
 
-    best = min((c for c in candidates if c.valid), key=lambda c: (-c.replicas * seqs(c), c.pp, c.tp))
-    return Plan(
-        model=model, model_path=DEMO_MODEL_PATH, profile=profile, engine="vllm",
-        layout=Layout(tp=best.tp, pp=best.pp, replicas=best.replicas),
-        max_num_seqs=seqs(best), max_model_len=DEMO_MAX_MODEL_LEN,
+def step_search(out: Path, echo: Echo) -> None:
+    """The Optuna study on the real H100 profile; writes plan.yaml, the file the emit step reads."""
+    w = DEMO_SEARCH
+    result, _ = api.search(
+        DEMO_MODEL, [DEMO_PROFILE], w["input_tokens"], w["output_tokens"], gpus=DEMO_GPUS,
+        slo_tpot_ms=w["slo_tpot_ms"], max_model_len=DEMO_MAX_MODEL_LEN, model_path=DEMO_MODEL_PATH,
+        out=out / "plan.yaml",
     )
-
-
-def step_plan(out: Path, echo: Echo) -> None:
-    """Writes plan.yaml, the file the emit step reads. The search step replaces this one."""
-    found = json.loads((out / "candidates.json").read_text())
-    plan = stand_in_plan([Candidate.model_validate(c) for c in found])
-    io.write_text(out / "plan.yaml", io.to_yaml(plan, header="# stand-in plan (no search yet): most KV capacity"))
-    lay = plan.layout
-    echo(f"  stand-in until `tpplan search`: the valid layout whose KV caches hold the most {plan.max_model_len}-token "
-         f"sequences: TP={lay.tp} PP={lay.pp} replicas={lay.replicas}, max_num_seqs={plan.max_num_seqs} per replica")
-    echo(f"  -> {out / 'plan.yaml'}")
+    b = result.best
+    echo(f"  ISL {w['input_tokens']}, OSL {w['output_tokens']}, TPOT <= {w['slo_tpot_ms']:g} ms on {DEMO_GPUS} GPUs: "
+         f"{result.trials} trials, {result.feasible} of {result.evaluations} configurations feasible (space {result.space_size})")
+    echo(f"  winner: TP={b.tp} PP={b.pp} x{b.replicas}, max_num_seqs {b.max_num_seqs}: {b.output_tokens_per_usd:,.0f} "
+         f"tokens/USD, TPOT {b.tpot_ms:.1f} ms, TTFT {b.ttft_ms:,.0f} ms ({b.basis} numbers)")
+    for n in result.neighbours:
+        echo(f"    {n.lost_on}")
+    echo(f"  -> {result.plan} (study {result.study} in {result.storage}; optuna-dashboard opens it)")
 
 
 def step_emit(out: Path, echo: Echo) -> None:
@@ -119,7 +109,7 @@ STEPS: list[tuple[str, Callable[[Path, Echo], None]]] = [
     ("detect: this machine's topology as a hardware profile", step_detect),
     ("candidates: which layouts are legal and fit", step_candidates),
     ("estimate: TTFT, TPOT and tokens per dollar of the valid layouts", step_estimate),
-    ("plan: the layout to launch (stand-in for search)", step_plan),
+    ("search: the most tokens per USD under a TPOT SLO (Optuna)", step_search),
     ("emit: the vLLM launch commands for the plan", step_emit),
 ]
 

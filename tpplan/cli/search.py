@@ -47,9 +47,8 @@ def _dtype_list(flag: str, text: str | None, allowed: tuple[str, ...]) -> list[s
 @click.option(
     "--trials",
     type=int,
-    default=200,
-    show_default=True,
-    help="Trials in the study (shared by every worker on it; a re-run continues up to this many).",
+    help="Trials in the study, shared by every worker on it; a re-run continues up to this many "
+    "[default: 200 or a tenth of the space, whichever is more; never more than the space].",
 )
 @click.option(
     "--seed", type=int, default=0, show_default=True, help="Sampler seed (a joining worker adds its pid)."
@@ -101,7 +100,7 @@ def search(
     slo_ttft_ms: float | None,
     slo_tpot_ms: float | None,
     engine: str,
-    trials: int,
+    trials: int | None,
     seed: int,
     storage: str | None,
     study_name: str | None,

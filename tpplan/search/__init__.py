@@ -10,7 +10,7 @@ stage and the cost model, and writes the plan.
 """
 
 from .explain import neighbours
-from .objective import CONSTRAINTS, Evaluate, Evaluation, Question, better, pareto_front, score
+from .objective import CONSTRAINTS, Evaluate, Evaluation, Question, better, config_of, pareto_front, score
 from .space import Arm, Config, Space, dtype_pairs
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "Question",
     "Space",
     "better",
+    "config_of",
     "dtype_pairs",
     "neighbours",
     "pareto_front",

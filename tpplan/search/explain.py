@@ -11,7 +11,7 @@ PP=1 one): what it scores at the winner's value is said too when that differs.
 from __future__ import annotations
 
 from ..records import Neighbour, ScoredConfig
-from .objective import Evaluate, Evaluation, Question, score
+from .objective import Evaluate, Evaluation, Question, config_of, score
 from .space import Config, Space
 
 STEP_PARTS = {
@@ -42,15 +42,7 @@ def _seqs_index(space: Space, c: Config) -> int:
 
 
 def neighbours(space: Space, winner: ScoredConfig, evaluate: Evaluate, q: Question) -> list[Neighbour]:
-    w = Config(
-        winner.profile,
-        winner.tp,
-        winner.pp,
-        winner.replicas,
-        winner.max_num_seqs,
-        winner.dtype,
-        winner.kv_cache_dtype,
-    )
+    w = config_of(winner)
     budget = space.arm(w.profile).budget_gpus
     w_ev = evaluate(w)
     k = _seqs_index(space, w)

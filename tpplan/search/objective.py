@@ -146,6 +146,11 @@ def score(config: Config, ev: Evaluation, q: Question, trial: int | None = None)
     )
 
 
+def config_of(s: ScoredConfig) -> Config:
+    """The configuration a result was scored for."""
+    return Config(s.profile, s.tp, s.pp, s.replicas, s.max_num_seqs, s.dtype, s.kv_cache_dtype)
+
+
 def objective_values(s: ScoredConfig, pareto: bool) -> tuple[float, ...]:
     """Single objective: output tokens per USD (maximize). Pareto: also TPOT and TTFT (minimize)."""
     return (s.output_tokens_per_usd, s.tpot_ms, s.ttft_ms) if pareto else (s.output_tokens_per_usd,)

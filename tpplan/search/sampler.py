@@ -5,9 +5,12 @@ space, three trials in four repeated a configuration already evaluated, and the 
 the TPOT SLO was often never drawn. This wrapper keeps the inner sampler (seeded TPE, or NSGA-II for
 the Pareto front) in charge of *where* to look and makes each draw count: a proposal that names a
 configuration already taken (evaluated, or running in another worker), or none within the budget,
-becomes the nearest configuration that is free, by L1 distance over the normalised sampled indices
-(another profile counts as the farthest step), ties broken by the seeded RNG. Before the inner sampler
+becomes the nearest configuration that is free, by L1 distance in steps of doubling (TP, PP, replicas, max_num_seqs;
+another GPU type counts as farther than any one step), ties broken by the seeded RNG. Before the inner sampler
 has a model (TPE's startup trials, NSGA-II's first generation) it draws free configurations uniformly.
+
+Workers share one study: a trial claims its configuration in its system attrs as soon as it is chosen
+(Optuna's own samplers keep their state there too), and `_taken` counts claims of running trials.
 
 The relative search space is the space's fixed one, so the inner sampler models every parameter
 jointly from the first trial on. Spaces with more than MAX_DRAWS draws pass proposals through as they
@@ -16,6 +19,7 @@ are (repeats are then answered from the study's cache).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -25,9 +29,12 @@ from optuna.samplers import BaseSampler
 from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 
-from .space import Space
+from .space import LOG_DIMS, Space
 
 MAX_DRAWS = 500_000
+OTHER_PROFILE = 4.0  # another GPU type is farther than any one doubling step
+CLAIM = "tpplan:config"  # trial system attr: the configuration a running trial has taken
+CLAIM_ATTEMPTS = 8
 TAKEN = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
 
 
@@ -36,9 +43,10 @@ class DistinctSampler(BaseSampler):
         self._inner, self._space = inner, space
         self._rng = np.random.RandomState(seed)
         self._dists: dict[str, BaseDistribution] = {"profile": CategoricalDistribution(space.profiles)}
-        self._dists.update({name: IntDistribution(lo, hi) for name, (lo, hi) in space.dims.items()})
+        self._dists.update(
+            {name: IntDistribution(lo, hi, log=name in LOG_DIMS) for name, (lo, hi) in space.dims.items()}
+        )
         self._names = list(space.dims)
-        self._spans = np.array([max(1, hi - lo) for lo, hi in space.dims.values()], dtype=float)
         draws = []
         for params, config in space.draws():
             draws.append((params, config.key))
@@ -46,15 +54,17 @@ class DistinctSampler(BaseSampler):
                 draws = []
                 break
         self._params = [p for p, _ in draws]
+        self._keys = [k for _, k in draws]
         self._rows_of: dict[str, list[int]] = {}
-        for row, (_, key) in enumerate(draws):
+        for row, key in enumerate(self._keys):
             self._rows_of.setdefault(key, []).append(row)
         self._coords = np.array([self._coord(p) for p in self._params], dtype=float).reshape(len(draws), -1)
 
     def _coord(self, params: dict[str, Any]) -> list[float]:
-        """Profile index, then each integer parameter scaled to [0, 1] by its range."""
+        """Profile index, then each parameter in steps of doubling: TP, PP, max_num_seqs and dtype are
+        indices already, replicas count in log2 (8 -> 16 is as far as TP 4 -> 8)."""
         return [float(self._space.profiles.index(params["profile"]))] + [
-            params[n] / s for n, s in zip(self._names, self._spans, strict=True)
+            math.log2(params[n]) if n in LOG_DIMS else float(params[n]) for n in self._names
         ]
 
     def infer_relative_search_space(self, study: Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
@@ -64,35 +74,54 @@ class DistinctSampler(BaseSampler):
         self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
     ) -> dict[str, Any]:
         proposal = self._inner.sample_relative(study, trial, search_space)
-        if not self._params:
+        if not self._params or "fixed_params" in trial.system_attrs:  # a re-queued trial keeps its params
             return proposal
-        taken = self._taken(study, trial.number)
+        shunned: set[str] = set()
+        for _ in range(CLAIM_ATTEMPTS):
+            taken = self._taken(study, trial.number) | shunned
+            chosen = self._choose(proposal, taken)
+            if chosen is None:  # every configuration is taken: let the proposal repeat one
+                return proposal
+            params, key = chosen
+            # Claim it where other workers look, then look again: of two workers that claimed the same
+            # configuration, the later writer sees the earlier claim and chooses again.
+            study._storage.set_trial_system_attr(trial._trial_id, CLAIM, key)
+            if key not in self._taken(study, trial.number):
+                return params
+            shunned.add(key)
+        return params
+
+    def _choose(self, proposal: dict[str, Any], taken: set[str]) -> tuple[dict[str, Any], str] | None:
+        """The proposal when it names a free configuration, else the nearest free one (uniformly at
+        random before the inner sampler has a model); None when nothing is free."""
         free = np.ones(len(self._params), dtype=bool)
         for key in taken:
             free[self._rows_of.get(key, [])] = False
-        if not free.any():  # every configuration is taken: let the proposal repeat one
-            return proposal
+        if not free.any():
+            return None
         if len(proposal) == len(self._dists):
             config, _ = self._space.decode(proposal)
             if config is not None and config.key not in taken:
-                return proposal
+                return proposal, config.key
             d = self._distance(self._coord(proposal))
             d[~free] = np.inf
             choices = np.flatnonzero(d == d.min())
-        else:  # no model yet: a free configuration, uniformly
+        else:
             choices = np.flatnonzero(free)
-        return dict(self._params[int(self._rng.choice(choices))])
+        row = int(self._rng.choice(choices))
+        return dict(self._params[row]), self._keys[row]
 
     def _distance(self, coord: list[float]) -> np.ndarray:
-        other_profile = (self._coords[:, 0] != coord[0]).astype(float)
+        other_profile = (self._coords[:, 0] != coord[0]).astype(float) * OTHER_PROFILE
         return other_profile + np.abs(self._coords[:, 1:] - np.array(coord[1:])).sum(axis=1)
 
     def _taken(self, study: Study, number: int) -> set[str]:
+        """Configurations of every other trial: evaluated, running (claimed) or queued."""
         taken = set()
         for t in study.get_trials(deepcopy=False, states=TAKEN):
             if t.number == number:
                 continue
-            key = t.user_attrs.get("config")
+            key = t.user_attrs.get("config") or t.system_attrs.get(CLAIM)
             if key is None and len(t.params) == len(self._dists):
                 config, _ = self._space.decode(t.params)
                 key = config.key if config else None

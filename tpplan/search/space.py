@@ -11,17 +11,18 @@ counted once (`size`):
 - `max_num_seqs` takes powers of two from 1 to 2**SEQS_MAX_LOG2; memory bounds it per layout (a
   constraint, not a range, so the sampler learns where the KV cache runs out);
 - replicas: with a client load C (`--concurrency`), 1 to what the budget leaves; the C clients are
-  split evenly, and `max_num_seqs` is a replica's share ⌈C/R⌉, or half, a quarter, ... of it (more than
-  the share admits the same requests as the share). Without C the deployment is sized to the budget
-  (replicas = budget // (TP·PP)) and runs full: each replica holds `max_num_seqs` requests, C = R·seqs.
+  split evenly, and `max_num_seqs` above a replica's share ⌈C/R⌉ admits the same requests as the share
+  itself, so it is that configuration (the powers of two up to the share, and the share). Without C the
+  deployment is sized to the budget (replicas = budget // (TP·PP)) and runs full: each replica holds
+  `max_num_seqs` requests, C = R·seqs.
   Tokens per USD do not depend on R then (each replica is the same machine at the same load), so the
   budget decides R and the search looks for the concurrency per replica that meets the SLOs best.
 - dtypes: the pairs (weights, KV cache) asked for that the GPU runs (fp8 needs FP8 tensor cores).
 
-A trial draws integers with fixed ranges (tp_index, pp_log2, replicas, seqs_log2, dtype_index), so a
-sampler models them jointly and neighbouring values are neighbouring configurations; a draw outside a
-profile's budget names no configuration (`decode`), and the search's sampler (sampler.py) only makes
-draws that name one not yet taken.
+A trial draws integers with fixed ranges (tp_index, pp_log2, replicas on a log scale, seqs_log2,
+dtype_index), so a sampler models them jointly and neighbouring values are neighbouring configurations;
+a draw outside a profile's budget names no configuration (`decode`), and the search's sampler
+(sampler.py) only makes draws that name one not yet taken.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from typing import Any, Protocol
 
 SEQS_MAX_LOG2 = 10  # max_num_seqs up to 1024, vLLM's default cap on 80 GiB+ GPUs (get_batch_defaults)
 SEQS = tuple(2**k for k in range(SEQS_MAX_LOG2 + 1))
+LOG_DIMS = ("replicas",)  # the other integers are already indices of doubling values
 
 
 class TrialLike(Protocol):
@@ -41,7 +43,7 @@ class TrialLike(Protocol):
 
     def suggest_categorical(self, name: str, choices: Any) -> Any: ...
 
-    def suggest_int(self, name: str, low: int, high: int) -> int: ...
+    def suggest_int(self, name: str, low: int, high: int, *, log: bool = False) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -112,11 +114,10 @@ class Space:
         return math.ceil(self.concurrency / replicas) if self.concurrency else None
 
     def seqs_at(self, k: int, replicas: int) -> int:
-        """max_num_seqs of index k. With a client load, index 0 admits a replica's whole share and each
-        step halves it, so the indices are distinct configurations (none above the share, where the
-        engine would admit the same requests as at the share); without, the powers of two."""
+        """max_num_seqs of index k: 2**k, or a replica's share of the clients when that is less (a cap
+        above the share admits the same requests as the share: one configuration, counted once)."""
         share = self.share(replicas)
-        return self.seqs[k] if share is None else max(1, math.ceil(share / 2**k))
+        return self.seqs[k] if share is None else min(self.seqs[k], share)
 
     # ---- the sampled indices: fixed ranges, so a sampler models them jointly ----------------------
     @cached_property
@@ -131,7 +132,7 @@ class Space:
             "dtype_index": (0, max(len(a.dtypes) for a in self.arms) - 1),
         }
         if self.concurrency:
-            dims["replicas"] = (1, max(a.budget_gpus for a in self.arms))
+            dims["replicas"] = (1, max(a.budget_gpus for a in self.arms))  # sampled on a log scale (LOG_DIMS)
         return dims
 
     @property
@@ -189,7 +190,7 @@ class Space:
         """Draw one configuration through the trial (every parameter, every time: fixed ranges)."""
         params: dict[str, Any] = {"profile": trial.suggest_categorical("profile", self.profiles)}
         for name, (low, high) in self.dims.items():
-            params[name] = trial.suggest_int(name, low, high)
+            params[name] = trial.suggest_int(name, low, high, log=name in LOG_DIMS)
         return self.decode(params)
 
 

@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import math
 import os
+import random
 import socket
 import sqlite3
+import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -30,7 +32,7 @@ import optuna
 from optuna.storages import RDBStorage
 from optuna.study import MaxTrialsCallback
 from optuna.trial import TrialState
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
 from ..errors import ConfigError, TpplanError
 from ..records import ScoredConfig
@@ -40,6 +42,8 @@ from .space import Space
 
 HEARTBEAT_S, GRACE_S = 10, 30  # a trial takes milliseconds; a worker silent for 30 s is gone
 SQLITE_TIMEOUT_S = 60  # wait this long for another worker's write lock before giving up
+CREATE_ATTEMPTS = 10
+SCHEMA_RACE = ("already exists", "locked", "UNIQUE constraint", "duplicate key")
 COUNTED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
 URL_EXAMPLE = "sqlite:///runs/search/study.db or postgresql+psycopg2://user:pass@host/db"
 
@@ -75,15 +79,24 @@ def open_storage(url: str) -> RDBStorage:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         engine_kwargs = {"connect_args": {"timeout": SQLITE_TIMEOUT_S, "factory": _SqliteConnection}}
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return RDBStorage(
-                url,
-                engine_kwargs=engine_kwargs,
-                heartbeat_interval=HEARTBEAT_S,
-                grace_period=GRACE_S,
-                **_stale_trial_retry(),
-            )
+        for attempt in range(CREATE_ATTEMPTS):
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                    return RDBStorage(
+                        url,
+                        engine_kwargs=engine_kwargs,
+                        heartbeat_interval=HEARTBEAT_S,
+                        grace_period=GRACE_S,
+                        **_stale_trial_retry(),
+                    )
+            except (OperationalError, IntegrityError) as e:
+                # Two workers starting on a new database both create the schema; the loser sees "table
+                # ... already exists", a lock, or alembic's version row taken, and finds it made next time.
+                if attempt == CREATE_ATTEMPTS - 1 or not any(w in str(e) for w in SCHEMA_RACE):
+                    raise
+                time.sleep(0.1 + 0.2 * random.random())
+        raise AssertionError("unreachable")
     except Exception as e:  # SQLAlchemy's ArgumentError, a missing driver, a refused connection
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ConfigError(
@@ -168,9 +181,11 @@ def run(
     seed: int,
     joined: bool = False,
     progress: Progress | None = None,
+    callbacks: Sequence[Callable[[optuna.Study, optuna.trial.FrozenTrial], None]] = (),
 ) -> Collected:
-    """Add trials to the study until it holds `trials` of them (shared with other workers). A joining
-    worker samples with a seed of its own: the creator's seed would draw the creator's points."""
+    """Add trials to the study until it holds `trials` of them (shared with other workers), or a callback
+    stops it. A joining worker samples with a seed of its own: the creator's seed would draw the
+    creator's points."""
     worker = f"{socket.gethostname()}:{os.getpid()}"
     violations: dict[str, list[float]] = {}  # configuration -> constraint values, for constraints_func
     evaluated: dict[str, tuple[int, ScoredConfig]] = {}
@@ -204,11 +219,11 @@ def run(
     )
     remaining = trials - len(study.get_trials(deepcopy=False, states=COUNTED))
     if remaining > 0:
-        callbacks: list[Callable] = [MaxTrialsCallback(trials, states=COUNTED)]
+        every: list[Callable] = [MaxTrialsCallback(trials, states=COUNTED), *callbacks]
         if progress:
-            callbacks.append(_reporter(trials, progress))
+            every.append(_reporter(trials, progress))
         try:
-            study.optimize(objective, n_trials=remaining, callbacks=callbacks, catch=())
+            study.optimize(objective, n_trials=remaining, callbacks=every, catch=())
         except (optuna.exceptions.StorageInternalError, SQLAlchemyError) as e:
             raise TpplanError(f"the study's storage failed: {str(e).splitlines()[0]}") from None
     return collect(study)
