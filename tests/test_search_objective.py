@@ -22,7 +22,10 @@ def scored(prep, tp, pp, replicas, seqs, dtype="bf16", profile="dgx-h100"):
 def test_a_feasible_configuration_has_its_slo_margin_and_no_reasons(h100):
     s = scored(h100, 8, 1, 2, 32)
     assert s.feasible and s.reasons == []
-    assert s.violations["slo_tpot"] == pytest.approx(s.tpot_ms / 50 - 1, abs=1e-5) and s.violations["slo_tpot"] < 0
+    assert (
+        s.violations["slo_tpot"] == pytest.approx(s.tpot_ms / 50 - 1, abs=1e-5)
+        and s.violations["slo_tpot"] < 0
+    )
     assert s.concurrency == 64 and s.gpus == 16  # without a client load each replica runs max_num_seqs
 
 
@@ -53,15 +56,31 @@ def test_a_tp_the_engine_refuses_is_an_engine_violation(h100):
 def test_basis_says_fitted_or_from_the_profile():
     fitted = api_search.prepare("llama-3.1-70b", ["dgx-h100"], 1024, 128, gpus=8)
     plain = api_search.prepare("llama-3.1-70b", ["l40s-8x-pcie"], 1024, 128, gpus=8)
-    assert scored(fitted, 8, 1, 1, 16).basis == "fitted"  # the bundled H100 profile is fitted to serving points
+    assert (
+        scored(fitted, 8, 1, 1, 16).basis == "fitted"
+    )  # the bundled H100 profile is fitted to serving points
     assert scored(plain, 8, 1, 1, 16, profile="l40s-8x-pcie").basis == "profile"
 
 
 def result(tpu, tpot, ttft, feasible=True) -> ScoredConfig:
     return ScoredConfig(
-        profile="p", tp=1, pp=1, replicas=1, gpus=1, concurrency=1, max_num_seqs=1, dtype="bf16",
-        kv_cache_dtype="bf16", output_tokens_per_s=1.0, output_tokens_per_usd=tpu, ttft_ms=ttft, tpot_ms=tpot,
-        feasible=feasible, violations={}, reasons=[], basis="profile",
+        profile="p",
+        tp=1,
+        pp=1,
+        replicas=1,
+        gpus=1,
+        concurrency=1,
+        max_num_seqs=1,
+        dtype="bf16",
+        kv_cache_dtype="bf16",
+        output_tokens_per_s=1.0,
+        output_tokens_per_usd=tpu,
+        ttft_ms=ttft,
+        tpot_ms=tpot,
+        feasible=feasible,
+        violations={},
+        reasons=[],
+        basis="profile",
     )
 
 

@@ -13,17 +13,28 @@ from tpplan.search import Arm, Config, Space, dtype_pairs
 
 def arm(profile: str = "dgx-h100", budget: int = 16, model: str = "llama-3.1-70b") -> Arm:
     m = api.load_model(model)
-    return Arm(profile, budget, tuple(engines.accepted_tp("vllm", m, budget)), min(m.num_layers, budget), (("bf16", "bf16"),))
+    return Arm(
+        profile,
+        budget,
+        tuple(engines.accepted_tp("vllm", m, budget)),
+        min(m.num_layers, budget),
+        (("bf16", "bf16"),),
+    )
 
 
 def test_dtype_pairs_follow_the_gpu_and_the_engine():
-    assert dtype_pairs(["bf16", "fp8"], ["auto", "fp8"], supports_fp8=False, engine="vllm") == (("bf16", "bf16"),)
+    assert dtype_pairs(["bf16", "fp8"], ["auto", "fp8"], supports_fp8=False, engine="vllm") == (
+        ("bf16", "bf16"),
+    )
     assert dtype_pairs(["bf16", "fp8"], ["auto", "fp8"], supports_fp8=True, engine="vllm") == (
-        ("bf16", "bf16"), ("bf16", "fp8"), ("fp8", "fp8"),
+        ("bf16", "bf16"),
+        ("bf16", "fp8"),
+        ("fp8", "fp8"),
     )
     # Megatron-LM keeps its cache in the activation dtype: fp8 weights with a bf16 cache, no fp8 cache
     assert dtype_pairs(["bf16", "fp8"], ["auto", "fp8"], supports_fp8=True, engine="megatron") == (
-        ("bf16", "bf16"), ("fp8", "bf16"),
+        ("bf16", "bf16"),
+        ("fp8", "bf16"),
     )
 
 
@@ -61,7 +72,14 @@ def test_every_draw_decodes_to_a_configuration_within_the_budget():
 
 def test_a_draw_over_the_budget_names_no_configuration_and_says_why():
     space = Space((arm("dgx-h100", 16), arm("dgx-a100-80g", 8)), concurrency=64)
-    params = {"profile": "dgx-a100-80g", "tp_index": 3, "pp_log2": 0, "replicas": 2, "seqs_log2": 0, "dtype_index": 0}
+    params = {
+        "profile": "dgx-a100-80g",
+        "tp_index": 3,
+        "pp_log2": 0,
+        "replicas": 2,
+        "seqs_log2": 0,
+        "dtype_index": 0,
+    }
     config, why = space.decode(params)  # TP=8 x2 on an 8-GPU budget
     assert config is None and "needs 16 GPUs; the budget is 8" in why
 
@@ -89,3 +107,12 @@ def test_a_trial_asks_every_parameter_with_fixed_ranges(concurrency):
     assert isinstance(config, Config) and config.tp == 1 and config.pp == 1
     assert set(t.asked) == {"profile", *space.dims}
     assert ("replicas" in t.asked) == (concurrency is not None)
+
+
+def test_optuna_is_imported_only_when_a_study_runs():
+    import subprocess
+    import sys
+
+    code = "import sys, tpplan.api, tpplan.api_search, tpplan.search; print('optuna' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"

@@ -26,7 +26,9 @@ def sqlite(tmp_path, name="study.db") -> str:
 def test_every_trial_draws_a_configuration_not_yet_taken_until_none_is_left(tmp_path):
     prep = api_search.prepare("llama-3.1-8b", ["dgx-h100"], 1024, 128, **SMALL)
     n = prep.space.size
-    study, joined = study_mod.open_study(study_mod.open_storage(sqlite(tmp_path)), "s", prep.fingerprint, False)
+    study, joined = study_mod.open_study(
+        study_mod.open_storage(sqlite(tmp_path)), "s", prep.fingerprint, False
+    )
     collected = study_mod.run(prep.space, prep.question, prep.evaluate, study, n + 3, seed=1, joined=joined)
     assert collected.trials == n + 3 and collected.repeats == 3 and len(collected.results) == n
     assert {r.trial for r in collected.results} == set(range(n))  # the first n trials: all distinct
@@ -77,7 +79,9 @@ def test_the_search_finds_the_exhaustive_optimum_within_a_quarter_of_the_space(t
         found.append(hit[0] if hit else math.inf)
         if sum(f <= cap for f in found) >= 3 or sum(f > cap for f in found) >= 3:
             break  # the median of five is decided
-    assert sum(f <= cap for f in found) >= 3, f"trials to the optimum per seed: {found}, space {prep.space.size}"
+    assert sum(f <= cap for f in found) >= 3, (
+        f"trials to the optimum per seed: {found}, space {prep.space.size}"
+    )
 
 
 def test_a_study_refuses_another_question(tmp_path):
@@ -103,10 +107,34 @@ def test_a_rerun_continues_the_study_and_keeps_its_trials(tmp_path):
 
 
 def worker(tmp_path, trials: int) -> subprocess.Popen:
-    argv = [sys.executable, "-m", "tpplan", "search", "llama-3.1-70b", "--profile", "dgx-h100", "--gpus", "8",
-            "--isl", "2048", "--osl", "256", "--concurrency", "64", "--slo-tpot-ms", "50", "--trials", str(trials),
-            "--storage", sqlite(tmp_path, "shared.db"), "--study", "shared", "--out", str(tmp_path / f"w{os.urandom(3).hex()}"),
-            "--json"]
+    argv = [
+        sys.executable,
+        "-m",
+        "tpplan",
+        "search",
+        "llama-3.1-70b",
+        "--profile",
+        "dgx-h100",
+        "--gpus",
+        "8",
+        "--isl",
+        "2048",
+        "--osl",
+        "256",
+        "--concurrency",
+        "64",
+        "--slo-tpot-ms",
+        "50",
+        "--trials",
+        str(trials),
+        "--storage",
+        sqlite(tmp_path, "shared.db"),
+        "--study",
+        "shared",
+        "--out",
+        str(tmp_path / f"w{os.urandom(3).hex()}"),
+        "--json",
+    ]
     return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -116,7 +144,9 @@ def test_two_worker_processes_share_one_sqlite_study(tmp_path):
     procs = [worker(tmp_path, trials), worker(tmp_path, trials)]
     outs = [p.communicate(timeout=300) for p in procs]
     assert all(p.returncode == 0 for p in procs), [err[-500:] for _, err in outs]
-    study = optuna.load_study(study_name="shared", storage=study_mod.open_storage(sqlite(tmp_path, "shared.db")))
+    study = optuna.load_study(
+        study_name="shared", storage=study_mod.open_storage(sqlite(tmp_path, "shared.db"))
+    )
     ts = study.trials
     # MaxTrialsCallback stops both; two workers finishing at the same moment may add one more
     assert trials <= len(ts) <= trials + 1

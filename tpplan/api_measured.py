@@ -13,6 +13,8 @@ from .errors import ConfigError
 from .records import ServeEstimate
 from .specs import HardwareProfile, ModelSpec
 
+SOURCES = "a calibrated profile YAML, a sweep run dir or results.jsonl, nccl-tests output, or a serving CSV"
+
 
 @dataclass
 class Measured:
@@ -47,6 +49,10 @@ def apply_calibration(
     measured, notes = Measured(), []
     for entry in entries:
         target, path = _split_entry(entry, profiles)
+        if not path.exists():
+            raise ConfigError(
+                "no such file or directory", file=str(path), field="--calibration", expected=SOURCES
+            )
         if path.is_dir():
             path = path / "results.jsonl"
             if not path.is_file():
@@ -54,7 +60,7 @@ def apply_calibration(
                     "has no results.jsonl",
                     file=str(path.parent),
                     field="--calibration",
-                    expected="a sweep run directory, or a results.jsonl / nccl-tests / serving CSV file",
+                    expected=SOURCES,
                 )
         if target is None:
             if path.suffix not in (".yaml", ".yml") and len(profiles) > 1:

@@ -24,6 +24,7 @@ from .specs import HardwareProfile, ModelSpec, Workload
 # Bump when the space or the objective changes meaning: a study of an older search is not resumed.
 SEARCH_VERSION = 1
 DEFAULT_OUT = Path("runs/search")
+CONFIRM_NO_WINNER = 5000  # configurations scored (~1.5 ms each) to confirm that none is feasible
 DEFAULT_TRIALS, DEFAULT_TRIALS_FRACTION = 200, 0.10  # --trials: at least 200, or a tenth of the space
 
 
@@ -138,20 +139,31 @@ def plan_paths(out: str | Path | None) -> tuple[Path, Path]:
 
 
 def no_winner(
-    results: list[ScoredConfig], q: Question, trials: int, space_size: int, study: str
+    results: list[ScoredConfig], every: list[ScoredConfig] | None, q: Question, trials: int, study: str
 ) -> TpplanError:
+    """Nothing feasible in the trials. `every` is the whole space scored when it is small enough: then
+    the message says whether no configuration at all meets the SLOs, or the trials missed some."""
     slos = [
         f"{n} <= {v:g} ms" for n, v in (("TTFT", q.slo_ttft_ms), ("TPOT", q.slo_tpot_ms)) if v is not None
     ]
-    closest = sorted(results, key=lambda r: sum(v for v in r.violations.values() if v > 0))[:3]
-    shown = (
-        "; ".join(f"{r.profile} {r.label()}: {r.reasons[0]}" for r in closest if r.reasons)
-        or "none evaluated"
+    what = f"meets the SLOs ({', '.join(slos)})" if slos else "fits and runs"
+    if every is not None and any(r.feasible for r in every):
+        n = sum(r.feasible for r in every)
+        return TpplanError(
+            f"no configuration {what} in {trials} trials (study {study}), but {n} of the "
+            f"{len(every)} configurations do; raise --trials"
+        )
+    pool = every if every is not None else results
+    closest = sorted(pool, key=lambda r: sum(v for v in r.violations.values() if v > 0))[:3]
+    shown = "; ".join(f"{r.profile} {r.label()}: {r.reasons[0]}" for r in closest if r.reasons) or "none"
+    scope = (
+        f"none of the {len(every)} configurations"
+        if every is not None
+        else f"no configuration in {trials} trials"
     )
-    what = f"met the SLOs ({', '.join(slos)})" if slos else "fits and runs"
     return TpplanError(
-        f"no configuration {what} in {trials} trials of {space_size} configurations (study {study}); "
-        f"closest: {shown}; relax the SLOs, raise --gpus, add a --profile or allow --dtype fp8"
+        f"{scope} {what} (study {study}); closest: {shown}; relax the SLOs, raise --gpus, add a --profile "
+        "or allow --dtype fp8"
     )
 
 
@@ -286,8 +298,9 @@ def search(
     st, joined = study_mod.open_study(study_mod.open_storage(url), name, prep.fingerprint, q.pareto)
     collected = study_mod.run(space, q, prep.evaluate, st, trials, seed, joined, progress)
     feasible = [r for r in collected.results if r.feasible]
-    if not feasible:
-        raise no_winner(collected.results, q, collected.trials, space.size, name)
+    if not feasible:  # score the whole space when that is quick, to say whether anything could pass
+        every = exhaustive(prep) if space.size <= CONFIRM_NO_WINNER else None
+        raise no_winner(collected.results, every, q, collected.trials, name)
     ranked = sorted(feasible, key=lambda r: (-r.output_tokens_per_usd, -r.output_tokens_per_s, r.tpot_ms))
     best = ranked[0]
     near = search_stage.neighbours(space, best, prep.evaluate, q)

@@ -116,7 +116,7 @@ def _cause(ev: Evaluation, w_ev: Evaluation, c: Config) -> str:
         )
     parts = {label: getattr(nb, f) - getattr(wb, f) for f, label in STEP_PARTS.items()}
     label, grew = max(parts.items(), key=lambda kv: kv[1])
-    step = f"{label} +{grew:.1f} ms per step; " if grew > 0.05 else ""
+    step = f"{label} +{grew:.1f} ms per step; " if grew > 0.05 * wb.total_ms else ""  # worth naming
     gpus = e.gpus / we.gpus
     return (
         f"{step}TPOT {we.tpot_ms:.1f} -> {e.tpot_ms:.1f} ms, tokens/s {e.output_tokens_per_s / we.output_tokens_per_s:.2f}x "
