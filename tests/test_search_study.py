@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import signal
 import subprocess
 import sys
 
@@ -157,3 +158,54 @@ def test_two_worker_processes_share_one_sqlite_study(tmp_path):
     # each configuration evaluated once: a trial claims its configuration before the other worker looks
     evaluated = [t.user_attrs["config"] for t in ts if "result" in t.user_attrs]
     assert len(evaluated) == len(set(evaluated)) == len(ts)
+
+
+@pytest.mark.slow
+def test_an_interrupted_search_keeps_its_trials_and_the_same_command_continues_it(tmp_path):
+    argv = [
+        sys.executable,
+        "-m",
+        "tpplan",
+        "search",
+        "llama-3.1-70b",
+        "--profile",
+        "dgx-h100",
+        "--profile",
+        "dgx-a100-80g",
+        "--isl",
+        "2048",
+        "--osl",
+        "256",
+        "--concurrency",
+        "128",
+        "--slo-tpot-ms",
+        "50",
+        "--gpus",
+        "16",
+        "--out",
+        str(tmp_path),
+    ]
+    proc = subprocess.Popen(
+        [*argv, "--trials", "400"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    first = proc.stderr.readline()  # the first progress line: 40 trials are in the study
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert "search: trial" in first and proc.returncode == 130
+    assert err.strip().splitlines()[-1].startswith("interrupted: finished trials are kept")
+    storage = study_mod.open_storage(sqlite(tmp_path))
+    (name,) = optuna.get_all_study_names(storage)
+    trials = optuna.load_study(study_name=name, storage=storage).trials
+    done = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert (
+        40 <= len(done) < 400 and len(trials) - len(done) <= 1
+    )  # at most the trial cut short, marked failed
+    resumed = subprocess.run(
+        [*argv, "--trials", str(len(done) + 10)], capture_output=True, text=True, timeout=300
+    )
+    assert resumed.returncode == 0, resumed.stderr[-500:]
+    after = optuna.load_study(study_name=name, storage=storage).trials
+    assert [(t.number, t.params, t.values) for t in after[: len(trials)] if t.state.name == "COMPLETE"] == [
+        (t.number, t.params, t.values) for t in done
+    ]
+    assert sum(t.state == optuna.trial.TrialState.COMPLETE for t in after) == len(done) + 10
