@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import shlex
+import subprocess
+import sys
 
 import pytest
 from cli_helpers import run
@@ -10,63 +13,25 @@ from emit_helpers import argv_of
 
 from tpplan import io
 
-DONE_WHEN = [
-    "search",
-    "sweeps/llama-3.1-70b.yaml",
-    "--profile",
-    "hardware_profiles/dgx-h100.yaml",
-    "--gpus",
-    "16",
-    "--isl",
-    "2048",
-    "--osl",
-    "256",
-    "--slo-tpot-ms",
-    "50",
-    "--json",
-]
-BEST_KEYS = {
-    "profile",
-    "tp",
-    "pp",
-    "replicas",
-    "gpus",
-    "concurrency",
-    "dtype",
-    "output_tokens_per_s",
-    "output_tokens_per_usd",
-    "ttft_ms",
-    "tpot_ms",
-}
+# the issue's "Done when" command
+DONE_WHEN = shlex.split(
+    "search sweeps/llama-3.1-70b.yaml --profile hardware_profiles/dgx-h100.yaml --gpus 16 --isl 2048 --osl 256 "
+    "--slo-tpot-ms 50 --json"
+)
+BEST_KEYS = set(
+    shlex.split(
+        "profile tp pp replicas gpus concurrency dtype output_tokens_per_s output_tokens_per_usd ttft_ms tpot_ms"
+    )
+)
 
 
 @pytest.fixture(scope="module")
 def done_when(tmp_path_factory, repo):
+    """The command as a user types it, in a fresh process from the checkout."""
     out = tmp_path_factory.mktemp("search")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(repo)
-        capsys = _Capture()
-        code, stdout, stderr = capsys.run(*DONE_WHEN, "--out", str(out))
-    return code, json.loads(stdout), stderr, out
-
-
-class _Capture:
-    """capsys is function-scoped; a module fixture captures through click's runner-free path instead."""
-
-    def run(self, *args: str) -> tuple[int, str, str]:
-        import contextlib
-        import io as _io
-
-        from tpplan.cli import main
-
-        out, err = _io.StringIO(), _io.StringIO()
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            try:
-                main(list(args))
-                code = 0
-            except SystemExit as e:
-                code = int(e.code or 0)
-        return code, out.getvalue(), err.getvalue()
+    argv = [sys.executable, "-m", "tpplan", *DONE_WHEN, "--out", str(out)]
+    proc = subprocess.run(argv, cwd=repo, capture_output=True, text=True, timeout=600, check=False)
+    return proc.returncode, json.loads(proc.stdout or "null"), proc.stderr, out
 
 
 def test_the_issues_command_returns_a_winner_that_fits_and_meets_the_slo(done_when):
@@ -122,54 +87,16 @@ def test_emit_turns_the_written_plan_into_commands_for_each_engine(done_when, ca
 
 
 def test_the_summary_names_the_winner_its_neighbours_and_the_top_5(capsys, tmp_path):
-    code, out, err = run(
-        capsys,
-        "search",
-        "llama-3.1-70b",
-        "--profile",
-        "dgx-h100",
-        "--gpus",
-        "8",
-        "--isl",
-        "1024",
-        "--osl",
-        "128",
-        "--slo-tpot-ms",
-        "40",
-        "--trials",
-        "40",
-        "--out",
-        tmp_path,
-    )
+    cmd = "search llama-3.1-70b --profile dgx-h100 --gpus 8 --isl 1024 --osl 128 --slo-tpot-ms 40 --trials 40"
+    code, out, err = run(capsys, *shlex.split(cmd), "--out", tmp_path)
     assert code == 0, err
     assert "winner: dgx-h100" in out and "why it won" in out and "top 5:" in out
     assert "numbers are fitted" in out and f"wrote {tmp_path / 'plan.yaml'}" in out
 
 
 def test_pareto_returns_a_front_no_member_of_which_beats_another_on_all_three(capsys, tmp_path):
-    code, out, err = run(
-        capsys,
-        "search",
-        "llama-3.1-70b",
-        "--profile",
-        "dgx-h100",
-        "--gpus",
-        "8",
-        "--isl",
-        "2048",
-        "--osl",
-        "256",
-        "--concurrency",
-        "64",
-        "--slo-ttft-ms",
-        "3000",
-        "--pareto",
-        "--trials",
-        "40",
-        "--out",
-        tmp_path,
-        "--json",
-    )
+    cmd = "search llama-3.1-70b --profile dgx-h100 --gpus 8 --isl 2048 --osl 256 --concurrency 64 --slo-ttft-ms 3000"
+    code, out, err = run(capsys, *shlex.split(cmd), "--pareto", "--trials", "40", "--out", tmp_path, "--json")
     assert code == 0, err
     front = json.loads(out)["pareto"]
     assert front
@@ -212,25 +139,8 @@ def test_bad_input_is_one_line(capsys, tmp_path, args, needle):
 
 
 def test_an_slo_nothing_meets_says_so_and_names_the_closest(capsys, tmp_path):
-    code, out, err = run(
-        capsys,
-        "search",
-        "llama-3.1-70b",
-        "--profile",
-        "dgx-h100",
-        "--gpus",
-        "8",
-        "--isl",
-        "2048",
-        "--osl",
-        "256",
-        "--slo-tpot-ms",
-        "1",
-        "--trials",
-        "20",
-        "--out",
-        tmp_path,
-    )
+    cmd = "search llama-3.1-70b --profile dgx-h100 --gpus 8 --isl 2048 --osl 256 --slo-tpot-ms 1 --trials 20"
+    code, out, err = run(capsys, *shlex.split(cmd), "--out", tmp_path)
     lines = [line for line in err.strip().splitlines() if not line.startswith("search: trial")]
     assert code == 2 and len(lines) == 1
     assert (

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -107,34 +108,19 @@ def test_a_rerun_continues_the_study_and_keeps_its_trials(tmp_path):
     assert second.best.output_tokens_per_usd >= first.best.output_tokens_per_usd
 
 
+SEARCH = [sys.executable, "-m", "tpplan", "search", "llama-3.1-70b", "--isl", "2048", "--osl", "256"]
+
+
 def worker(tmp_path, trials: int) -> subprocess.Popen:
     argv = [
-        sys.executable,
-        "-m",
-        "tpplan",
-        "search",
-        "llama-3.1-70b",
-        "--profile",
-        "dgx-h100",
-        "--gpus",
-        "8",
-        "--isl",
-        "2048",
-        "--osl",
-        "256",
-        "--concurrency",
-        "64",
-        "--slo-tpot-ms",
-        "50",
+        *SEARCH,
+        *shlex.split("--profile dgx-h100 --gpus 8 --concurrency 64 --slo-tpot-ms 50 --study shared --json"),
         "--trials",
         str(trials),
         "--storage",
         sqlite(tmp_path, "shared.db"),
-        "--study",
-        "shared",
         "--out",
         str(tmp_path / f"w{os.urandom(3).hex()}"),
-        "--json",
     ]
     return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -163,25 +149,10 @@ def test_two_worker_processes_share_one_sqlite_study(tmp_path):
 @pytest.mark.slow
 def test_an_interrupted_search_keeps_its_trials_and_the_same_command_continues_it(tmp_path):
     argv = [
-        sys.executable,
-        "-m",
-        "tpplan",
-        "search",
-        "llama-3.1-70b",
-        "--profile",
-        "dgx-h100",
-        "--profile",
-        "dgx-a100-80g",
-        "--isl",
-        "2048",
-        "--osl",
-        "256",
-        "--concurrency",
-        "128",
+        *SEARCH,
+        *shlex.split("--profile dgx-h100 --profile dgx-a100-80g --gpus 16 --concurrency 128"),
         "--slo-tpot-ms",
         "50",
-        "--gpus",
-        "16",
         "--out",
         str(tmp_path),
     ]
