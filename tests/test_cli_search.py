@@ -49,7 +49,7 @@ def test_the_issues_command_returns_a_winner_that_fits_and_meets_the_slo(done_wh
     # its reasons: what each neighbour lost on, in numbers
     why = best["why"]
     assert len(why) == len(data["neighbours"]) >= 4 and all(any(ch.isdigit() for ch in w) for w in why)
-    assert any(w.startswith("TP×2") for w in why) and any(w.startswith("TP÷2") for w in why)
+    assert any(w.startswith("TP*2") for w in why) and any(w.startswith("TP/2") for w in why)
     assert "search: trial" in stderr  # progress on stderr
 
 

@@ -23,7 +23,7 @@ def explained():
 def test_the_winner_is_tp8_in_one_node_and_tp16_across_nodes_loses_on_the_all_reduce(explained):
     best, near, _ = explained
     assert (best.tp, best.pp, best.replicas) == (8, 1, 2)
-    tp16 = near["TP×2"]
+    tp16 = near["TP*2"]
     assert tp16.config.tp == 16 and tp16.config.replicas == 1  # the same 16 GPUs
     m = re.search(r"crosses the NVLink domain \(network\): all-reduce ([\d.]+)x slower", tp16.lost_on)
     assert m and float(m.group(1)) > 2
@@ -32,7 +32,7 @@ def test_the_winner_is_tp8_in_one_node_and_tp16_across_nodes_loses_on_the_all_re
 
 def test_a_neighbour_infeasible_at_the_winners_seqs_is_judged_at_its_own_best(explained):
     best, near, feasible = explained
-    tp4 = near["TP÷2"]
+    tp4 = near["TP/2"]
     assert tp4.config.tp == 4 and tp4.config.replicas == 4 and tp4.config.feasible
     assert f"at max_num_seqs {best.max_num_seqs}, TPOT" in tp4.lost_on and "over the 50 ms SLO" in tp4.lost_on
     same_layout = [s for s in feasible if (s.tp, s.pp, s.replicas) == (4, 1, 4)]

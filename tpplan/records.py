@@ -332,7 +332,7 @@ class ScoredConfig(Frozen):
 class Neighbour(Frozen):
     """A configuration one step from the winner, and what it lost on."""
 
-    change: str = Field(description="TP×2, TP÷2, replicas+1, replicas-1, PP+1")
+    change: str = Field(description="TP*2, TP/2, replicas+1, replicas-1, PP+1")
     config: ScoredConfig | None = Field(description="None when it cannot exist within the budget")
     tokens_per_usd_ratio: float | None = Field(description="its output tokens/USD ÷ the winner's")
     lost_on: str = Field(description="one sentence, in numbers")

@@ -25,7 +25,7 @@ def cli() -> None:
       tpplan candidates MODEL --profile dgx-h100        every TP x PP x replica layout: legal? fits? why not?
       tpplan estimate serve MODEL --profile dgx-h100 ...  TTFT, TPOT, tokens/$ from the cost model
       tpplan calibrate SOURCE --profile P --out P.yaml  fit the cost model to measurements
-      tpplan search MODEL --profile dgx-h100 --isl 2048 --osl 256 --slo-tpot-ms 50   best tokens/$ -> plan.yaml
+      tpplan search MODEL --profile dgx-h100 ...       most tokens/$ within the SLOs (Optuna) -> plan.yaml
       tpplan emit PLAN --engine vllm                    the plan's launch commands (vllm, megatron, sglang)
 
     MODEL is a tpplan model.yaml, a Hugging Face config.json, or a bundled name

@@ -1,8 +1,8 @@
-"""Why the winner won: each neighbour one step away (TP×2, TP÷2, a replica more or fewer, PP+1), what
+"""Why the winner won: each neighbour one step away (TP*2, TP/2, a replica more or fewer, PP+1), what
 it scores, and what it lost on, in numbers ("TP=16 crosses the NVLink domain: all-reduce 5.8x slower
 (61 us vs 10 us each); 0.61x tokens/USD").
 
-A TP or PP step keeps the GPU count as close as the budget allows (TP×2 halves the replicas), so it
+A TP or PP step keeps the GPU count as close as the budget allows (TP*2 halves the replicas), so it
 weighs TP against replicas and pipeline stages at a fixed cost; a replica step changes the GPUs.
 Each neighbour is judged at its own best max_num_seqs (a PP=2 instance holds more sequences than a
 PP=1 one): what it scores at the winner's value is said too when that differs.
@@ -25,11 +25,11 @@ STEP_PARTS = {
 }
 
 
-def _steps(space: Space, w: Config) -> list[tuple[str, int, int, int | None]]:
+def _steps(w: Config) -> list[tuple[str, int, int, int | None]]:
     """(change, tp, pp, replicas or None to keep the GPU count) of each neighbour."""
-    out = [("TP×2", w.tp * 2, w.pp, None)]
+    out = [("TP*2", w.tp * 2, w.pp, None)]
     if w.tp % 2 == 0:
-        out.append(("TP÷2", w.tp // 2, w.pp, None))
+        out.append(("TP/2", w.tp // 2, w.pp, None))
     out.append(("replicas+1", w.tp, w.pp, w.replicas + 1))
     if w.replicas > 1:
         out.append(("replicas-1", w.tp, w.pp, w.replicas - 1))
@@ -47,7 +47,7 @@ def neighbours(space: Space, winner: ScoredConfig, evaluate: Evaluate, q: Questi
     w_ev = evaluate(w)
     k = _seqs_index(space, w)
     out = []
-    for change, tp, pp, replicas in _steps(space, w):
+    for change, tp, pp, replicas in _steps(w):
         world = tp * pp
         most = budget // world
         r = replicas if replicas is not None else max(1, min(most, round(w.gpus / world)))

@@ -5,16 +5,17 @@ space, three trials in four repeated a configuration already evaluated, and the 
 the TPOT SLO was often never drawn. This wrapper keeps the inner sampler (seeded TPE, or NSGA-II for
 the Pareto front) in charge of *where* to look and makes each draw count: a proposal that names a
 configuration already taken (evaluated, or running in another worker), or none within the budget,
-becomes the nearest configuration that is free, by L1 distance in steps of doubling (TP, PP, replicas, max_num_seqs;
-another GPU type counts as farther than any one step), ties broken by the seeded RNG. Before the inner sampler
-has a model (TPE's startup trials, NSGA-II's first generation) it draws free configurations uniformly.
+becomes the nearest free configuration by L1 distance in steps of doubling (TP, PP, replicas,
+max_num_seqs; another GPU type is farther than any one step), ties broken by the seeded RNG. Before
+the inner sampler has a model (TPE's startup trials, NSGA-II's first generation) it draws free
+configurations uniformly.
 
 Workers share one study: a trial claims its configuration in its system attrs as soon as it is chosen
 (Optuna's own samplers keep their state there too), and `_taken` counts claims of running trials.
 
 The relative search space is the space's fixed one, so the inner sampler models every parameter
 jointly from the first trial on. Spaces with more than MAX_DRAWS draws pass proposals through as they
-are (repeats are then answered from the study's cache).
+are (repeats are then answered from the study).
 """
 
 from __future__ import annotations
@@ -39,8 +40,11 @@ TAKEN = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.
 
 
 class DistinctSampler(BaseSampler):
+    """`inner`'s proposals, moved to the nearest configuration of `space` no trial has taken."""
+
     def __init__(self, inner: BaseSampler, space: Space, seed: int) -> None:
         self._inner, self._space = inner, space
+        self.exhausted = False  # every configuration is taken: proposals pass through as repeats
         self._rng = np.random.RandomState(seed)
         self._dists: dict[str, BaseDistribution] = {"profile": CategoricalDistribution(space.profiles)}
         self._dists.update(
@@ -81,6 +85,7 @@ class DistinctSampler(BaseSampler):
             taken = self._taken(study, trial.number) | shunned
             chosen = self._choose(proposal, taken)
             if chosen is None:  # every configuration is taken: let the proposal repeat one
+                self.exhausted = True
                 return proposal
             params, key = chosen
             # Claim it where other workers look, then look again: of two workers that claimed the same

@@ -1,17 +1,18 @@
 """The Optuna study: storage, sampler, the trial loop several workers share, and the results read back.
 
-The only module that imports optuna. A study lives in an RDB storage (SQLite in the run directory by
+With sampler.py, the only module that imports optuna. A study lives in an RDB storage (SQLite in the run directory by
 default, so `optuna-dashboard sqlite:///runs/search/study.db` opens it; any SQLAlchemy URL otherwise).
 Workers started with the same storage and study name share it: each asks Optuna for the next trial
 (trial numbers are allocated by the database), evaluates it, and stops when the study holds the number
 of trials asked for. Trials are never dropped: an infeasible configuration is a COMPLETE trial whose
 constraints (Optuna's `constraints_func`, values in objective.CONSTRAINTS order) say by how much it
 missed; TPE and NSGA-II rank infeasible trials by the sum of their violations. Its reasons and every
-number are in the user attr `result`. A worker that dies mid-trial stops sending heartbeats; the next worker
-to start a trial marks that trial failed and re-queues its configuration (RetryFailedTrialCallback).
+number are in the user attr `result`. A worker that dies mid-trial stops sending heartbeats; the next
+worker to start a trial marks that trial failed and re-queues its configuration (Optuna's heartbeat
+retry callback); Ctrl-C fails only the trial it cuts short, and the same command continues the study.
 
 DistinctSampler (sampler.py) draws a configuration no trial has taken while one is left; after that a
-repeat is answered from this worker's cache (user attr `repeat_of`), not evaluated again.
+repeat is answered from the study's earlier trial (user attr `repeat_of`), not evaluated again.
 """
 
 from __future__ import annotations
@@ -79,24 +80,7 @@ def open_storage(url: str) -> RDBStorage:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         engine_kwargs = {"connect_args": {"timeout": SQLITE_TIMEOUT_S, "factory": _SqliteConnection}}
     try:
-        for attempt in range(CREATE_ATTEMPTS):
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                    return RDBStorage(
-                        url,
-                        engine_kwargs=engine_kwargs,
-                        heartbeat_interval=HEARTBEAT_S,
-                        grace_period=GRACE_S,
-                        **_stale_trial_retry(),
-                    )
-            except (OperationalError, IntegrityError) as e:
-                # Two workers starting on a new database both create the schema; the loser sees "table
-                # ... already exists", a lock, or alembic's version row taken, and finds it made next time.
-                if attempt == CREATE_ATTEMPTS - 1 or not any(w in str(e) for w in SCHEMA_RACE):
-                    raise
-                time.sleep(0.1 + 0.2 * random.random())
-        raise AssertionError("unreachable")
+        return _create_storage(url, engine_kwargs)
     except Exception as e:  # SQLAlchemy's ArgumentError, a missing driver, a refused connection
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ConfigError(
@@ -107,14 +91,32 @@ def open_storage(url: str) -> RDBStorage:
         ) from None
 
 
-SAMPLER_KW: dict = {}  # extra TPESampler arguments (bench experiments)
+def _create_storage(url: str, engine_kwargs: dict[str, Any]) -> RDBStorage:
+    attempt = 0
+    while True:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return RDBStorage(
+                    url,
+                    engine_kwargs=engine_kwargs,
+                    heartbeat_interval=HEARTBEAT_S,
+                    grace_period=GRACE_S,
+                    **_stale_trial_retry(),
+                )
+        except (OperationalError, IntegrityError) as e:
+            # Two workers starting on a new database both create the schema; the loser sees "table
+            # ... already exists", a lock, or alembic's version row taken, and finds it made next time.
+            attempt += 1
+            if attempt == CREATE_ATTEMPTS or not any(w in str(e) for w in SCHEMA_RACE):
+                raise
+            time.sleep(0.1 + 0.2 * random.random())
+
 
 Constraints = Callable[[optuna.trial.FrozenTrial], Sequence[float]]
 
 
-def _sampler(
-    space: Space, pareto: bool, seed: int, trials: int, constraints: Constraints
-) -> optuna.samplers.BaseSampler:
+def _sampler(space: Space, pareto: bool, seed: int, trials: int, constraints: Constraints) -> DistinctSampler:
     """Seeded TPE (multivariate: the space's parameters modelled jointly), or NSGA-II for the Pareto
     front, inside DistinctSampler. Constraints go in through `constraints_func`: Optuna 5 deprecates it
     for `trial.set_constraint`, which 4.x lacks and which costs a read and a write per constraint."""
@@ -125,9 +127,7 @@ def _sampler(
                 seed=seed, population_size=max(8, min(50, trials // 5)), constraints_func=constraints
             )
         else:
-            inner = optuna.samplers.TPESampler(
-                **{"seed": seed, "multivariate": True, "constraints_func": constraints, **SAMPLER_KW}
-            )
+            inner = optuna.samplers.TPESampler(seed=seed, multivariate=True, constraints_func=constraints)
     return DistinctSampler(inner, space, seed)
 
 
@@ -188,7 +188,13 @@ def run(
     creator's points."""
     worker = f"{socket.gethostname()}:{os.getpid()}"
     violations: dict[str, list[float]] = {}  # configuration -> constraint values, for constraints_func
-    evaluated: dict[str, tuple[int, ScoredConfig]] = {}
+    evaluated: dict[str, tuple[int, ScoredConfig]] = {}  # configuration -> (trial, result) in the study
+
+    def remember_study() -> None:
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            key, result = t.user_attrs.get("config"), t.user_attrs.get("result")
+            if key and result and (key not in evaluated or t.number < evaluated[key][0]):
+                evaluated[key] = (t.number, ScoredConfig.model_validate(result))
 
     def constraints(t: optuna.trial.FrozenTrial) -> list[float]:
         key = t.user_attrs.get("config")
@@ -203,6 +209,8 @@ def run(
             trial.set_user_attr("reasons", [outside])
             return (0.0, math.inf, math.inf) if question.pareto else 0.0
         trial.set_user_attr("config", config.key)
+        if config.key not in evaluated and sampler.exhausted:  # another worker may have evaluated it
+            remember_study()
         if config.key in evaluated:  # every configuration taken: DistinctSampler lets repeats through
             number, scored = evaluated[config.key]
             trial.set_user_attr("repeat_of", number)
@@ -214,9 +222,9 @@ def run(
         values = objective_values(scored, question.pareto)
         return values if question.pareto else values[0]
 
-    study.sampler = _sampler(
-        space, question.pareto, seed + (os.getpid() if joined else 0), trials, constraints
-    )
+    sampler = _sampler(space, question.pareto, seed + (os.getpid() if joined else 0), trials, constraints)
+    study.sampler = sampler
+    remember_study()  # a resumed study: its evaluations are not repeated
     remaining = trials - len(study.get_trials(deepcopy=False, states=COUNTED))
     if remaining > 0:
         every: list[Callable] = [MaxTrialsCallback(trials, states=COUNTED), *callbacks]
