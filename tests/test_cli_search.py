@@ -91,7 +91,10 @@ def test_the_summary_names_the_winner_its_neighbours_and_the_top_5(capsys, tmp_p
     code, out, err = run(capsys, *shlex.split(cmd), "--out", tmp_path)
     assert code == 0, err
     assert "winner: dgx-h100" in out and "why it won" in out and "top 5:" in out
-    assert "numbers are fitted" in out and f"wrote {tmp_path / 'plan.yaml'}" in out
+    assert (
+        "numbers: cost model fitted to measurements (gemm_fraction" in out
+        and f"wrote {tmp_path / 'plan.yaml'}" in out
+    )
 
 
 def test_pareto_returns_a_front_no_member_of_which_beats_another_on_all_three(capsys, tmp_path):

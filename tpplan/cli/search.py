@@ -223,7 +223,7 @@ def _summary(result, plan, pareto: bool) -> None:
         f"  {b.output_tokens_per_usd:,.0f} output tokens/USD, {b.output_tokens_per_s:,.0f} tokens/s, "
         f"TTFT {b.ttft_ms:,.0f} ms, TPOT {b.tpot_ms:.1f} ms"
     )
-    click.echo(f"  numbers are {b.basis}: " + _basis_line(plan))
+    click.echo(f"  numbers: {_basis_line(plan)}")
     click.echo("\nwhy it won (its neighbours):")
     for n in result.neighbours:
         click.echo(f"  {n.lost_on}")
@@ -236,18 +236,18 @@ def _summary(result, plan, pareto: bool) -> None:
 
 
 def _basis_line(plan) -> str:
-    """Which inputs were measured, fitted or from the profile."""
+    """Which inputs were measured, fitted or taken from the profile (details: the plan's provenance)."""
     prov = plan.provenance
     if "measured" in prov:
-        return prov["measured"]
+        return "measured: " + prov["measured"]
     fitted = [k for k, v in prov.items() if "(fitted:" in v]
-    profile = [
+    given = [
         k for k, v in prov.items() if "(fitted:" not in v and k not in ("kv_cache_tokens", "engine_limits")
     ]
-    text = f"fitted: {', '.join(fitted)}" if fitted else "nothing fitted"
-    return (
-        text + (f"; from the profile: {', '.join(profile)}" if profile else "") + " (plan.yaml: provenance)"
+    head = (
+        f"cost model fitted to measurements ({', '.join(fitted)})" if fitted else "cost model, nothing fitted"
     )
+    return f"{head}; from the profile: {', '.join(given)} (plan.yaml: provenance)"
 
 
 COMMANDS = [search]
