@@ -9,9 +9,9 @@ import sys
 
 import pytest
 from cli_helpers import run
-from emit_helpers import argv_of
+from emit_helpers import argv_of, make_plan
 
-from tpplan import io
+from tpplan import api, io
 
 # the issue's "Done when" command
 DONE_WHEN = shlex.split(
@@ -156,3 +156,12 @@ def test_an_slo_nothing_meets_says_so_and_names_the_closest(capsys, tmp_path):
 def test_help_has_examples(capsys):
     code, out, _ = run(capsys, "search", "--help")
     assert code == 0 and "Examples:" in out and "tpplan search llama-3.1-70b --profile dgx-h100" in out
+
+
+@pytest.mark.parametrize("dtype, warned", [("fp8", False), ("bf16", True)])
+def test_emit_judges_the_fit_at_the_plans_weight_dtype(dtype, warned):
+    """A 70B model at TP=2 on H100s: fp8 weights (~33 GiB per GPU) fit SGLang's memory fraction, bf16
+    (~66 GiB) do not. Emit must judge at the plan's dtype, as the search did, not at the spec's bf16."""
+    plan = make_plan(tp=2, replicas=4, dtype=dtype, kv_cache_dtype=dtype)
+    launch, _ = api.emit_plan(plan, "sglang")
+    assert any("may not fit" in n for n in launch.notes) == warned

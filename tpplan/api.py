@@ -117,8 +117,9 @@ def emit_plan(
         )
     launch = emit_stage.emit(plan, eng, replica_mode, port, node_addrs, checkpoint)  # type: ignore[arg-type]
     kv = plan.dtype if plan.kv_cache_dtype == "auto" else plan.kv_cache_dtype
+    served = plan.model.model_copy(update={"dtype": plan.dtype})  # fp8 weights weigh half the spec's bf16
     fit = candidates_stage.judge(
-        plan.model, plan.profile, plan.layout, eng, plan.layout.gpus, plan.max_model_len, kv
+        served, plan.profile, plan.layout, eng, plan.layout.gpus, plan.max_model_len, kv
     )
     if not fit.fits:
         why = "; ".join(r for r in fit.reasons if "GiB" in r or "KV cache" in r) or "; ".join(fit.reasons)
