@@ -6,6 +6,7 @@ Stages (topology, candidates, sweep, costmodel, search, emit) never import each 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -121,8 +122,9 @@ def emit_plan(
         )
     launch = emit_stage.emit(plan, eng, replica_mode, port, node_addrs, checkpoint)  # type: ignore[arg-type]
     kv = plan.dtype if plan.kv_cache_dtype == "auto" else plan.kv_cache_dtype
+    served = plan.model.model_copy(update={"dtype": plan.dtype})  # fp8 weights weigh half the spec's bf16
     fit = candidates_stage.judge(
-        plan.model, plan.profile, plan.layout, eng, plan.layout.gpus, plan.max_model_len, kv
+        served, plan.profile, plan.layout, eng, plan.layout.gpus, plan.max_model_len, kv
     )
     if not fit.fits:
         why = "; ".join(r for r in fit.reasons if "GiB" in r or "KV cache" in r) or "; ".join(fit.reasons)
@@ -165,10 +167,12 @@ def _engine_config(engine: str, model: ModelSpec, profile: HardwareProfile, tp: 
 
 
 def _deployment(model: ModelSpec, profile: HardwareProfile, layout: Layout, engine: str, kv_dtype: str,
-                seq_tokens: int) -> costmodel.Deployment:
-    """Placement and memory of a layout, as the candidates stage judges them (budget: the layout's GPUs)."""
+                seq_tokens: int, budget_gpus: int | None = None) -> costmodel.Deployment:
+    """Placement and memory of a layout, as the candidates stage judges them (budget: the layout's
+    GPUs unless given: a larger budget can place instances that would not pack into fewer nodes)."""
     memory_engine = costmodel.MEMORY_PROXY.get(engine, engine)
-    c = candidates_stage.judge(model, profile, layout, check_engine(memory_engine), layout.gpus, seq_tokens, kv_dtype)
+    c = candidates_stage.judge(model, profile, layout, check_engine(memory_engine), budget_gpus or layout.gpus,
+                               seq_tokens, kv_dtype)
     stage_link = "network" if c.crosses_node and c.tp_fabric != "network" else ("nvlink" if profile.domain_size > 1 else "pcie")
     note = (f"{c.kv_cache_gib_per_gpu:g} GiB per GPU left of {c.memory_budget_gib_per_gpu:g} GiB "
             f"({memory_engine} memory fraction) after {c.weights_gib_per_gpu:g} GiB weights and "
@@ -189,13 +193,26 @@ def estimate_allreduce(profile_ref: Ref, nbytes: int, ranks: int) -> AllReduceEs
 
 def estimate_serve(model_ref: Ref, profile_ref: Ref, layout: Layout, workload: Workload, engine: str = "vllm") -> ServeEstimate:
     """Serving `workload` on `layout` (replicas share the concurrency evenly)."""
-    model, profile = load_model(model_ref), load_profile(profile_ref)
+    return serve_estimate(load_model(model_ref), load_profile(profile_ref), layout, workload, engine)
+
+
+def serve_estimate(
+    model: ModelSpec, profile: HardwareProfile, layout: Layout, workload: Workload, engine: str = "vllm",
+    max_num_seqs: int | None = None, budget_gpus: int | None = None, max_model_len: int | None = None,
+) -> ServeEstimate:
+    """`estimate_serve` on loaded records (the search prices thousands of layouts without re-reading
+    files). `max_num_seqs` caps sequences per instance (default: the engine's); `budget_gpus` is the
+    budget the instances are placed on (default: the layout's own GPUs); `max_model_len` is the context
+    one sequence must fit in the KV cache (default: the workload's input + output tokens)."""
     if workload.dtype == "fp8" and not profile.gpu.supports_fp8:
         raise ConfigError(f"{profile.gpu.name} has no FP8 tensor cores", field="--dtype", value="fp8",
                           expected="bf16 or fp16 on this profile")
     served = model.model_copy(update={"dtype": workload.dtype})
-    dep = _deployment(served, profile, layout, engine, workload.kv_dtype, workload.sequence_tokens)
+    dep = _deployment(served, profile, layout, engine, workload.kv_dtype, max_model_len or workload.sequence_tokens,
+                      budget_gpus)
     cfg = _engine_config(engine, served, profile, layout.tp, layout.pp)
+    if max_num_seqs is not None:
+        cfg = dataclasses.replace(cfg, max_num_seqs=max_num_seqs, source=f"{cfg.source}; max_num_seqs as planned")
     return costmodel.estimate_serve(model, profile, layout, workload, cfg, dep)
 
 
@@ -344,3 +361,11 @@ def check_host(host: str) -> None:
     except OSError as e:
         raise ConfigError(f"{host!r} cannot be listened on here ({e.strerror})", field="--host",
                           expected="an address of this machine, such as 127.0.0.1 (the default)") from None
+
+
+def search(model_ref: Ref, profile_refs: list[Ref], input_tokens: int, output_tokens: int, **options):
+    """`tpplan search`: the Optuna study over serving configurations and the winner's plan
+    (-> (SearchResult, Plan)); see api_search.search for the options."""
+    from . import api_search
+
+    return api_search.search(str(model_ref), [str(p) for p in profile_refs], input_tokens, output_tokens, **options)

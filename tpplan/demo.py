@@ -10,8 +10,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from . import api, engines, io
-from .records import Candidate, Layout, Plan
+from . import api, io
 
 DEMO_MODEL = "llama-3.1-70b"
 DEMO_PROFILE = "dgx-h100"
@@ -53,45 +52,26 @@ def step_candidates(out: Path, echo: Echo) -> None:
     echo(f"  -> {out / 'candidates.json'}")
 
 
-def stand_in_plan(candidates: list[Candidate]) -> Plan:
-    """A plan from the candidates alone, until `tpplan search` writes the real one: the valid layout
-    whose KV caches hold the most full-context sequences over all replicas (capacity, not measured
-    speed), then the fewest stages and the smallest TP; max_num_seqs is what one replica's cache
-    holds, capped at vLLM's default."""
-    model, profile = api.load_model(DEMO_MODEL), api.load_profile(DEMO_PROFILE)
+def step_sweep(out: Path, echo: Echo) -> None:
+    from .sweep import RESULTS
+    from .sweep.request import Request
 
-    def seqs(c: Candidate) -> int:
-        cap = engines.defaults("vllm", profile.gpu.name, profile.gpu.memory_gib.value, c.tp, c.pp, model)
-        return max(1, min(cap.max_num_seqs, c.kv_cache_tokens // DEMO_MAX_MODEL_LEN))
-
-    best = min((c for c in candidates if c.valid), key=lambda c: (-c.replicas * seqs(c), c.pp, c.tp))
-    return Plan(
-        model=model, model_path=DEMO_MODEL_PATH, profile=profile, engine="vllm",
-        layout=Layout(tp=best.tp, pp=best.pp, replicas=best.replicas),
-        max_num_seqs=seqs(best), max_model_len=DEMO_MAX_MODEL_LEN,
-    )
-
-
-def step_plan(out: Path, echo: Echo) -> None:
-    """Writes plan.yaml, the file the emit step reads. The search step replaces this one."""
-    found = json.loads((out / "candidates.json").read_text())
-    plan = stand_in_plan([Candidate.model_validate(c) for c in found])
-    io.write_text(out / "plan.yaml", io.to_yaml(plan, header="# stand-in plan (no search yet): most KV capacity"))
-    lay = plan.layout
-    echo(f"  stand-in until `tpplan search`: the valid layout whose KV caches hold the most {plan.max_model_len}-token "
-         f"sequences: TP={lay.tp} PP={lay.pp} replicas={lay.replicas}, max_num_seqs={plan.max_num_seqs} per replica")
-    echo(f"  -> {out / 'plan.yaml'}")
+    run_dir = out / "sweep"
+    (run_dir / RESULTS).unlink(missing_ok=True)  # the demo re-measures on every run
+    request = Request(tp=[1, 2], dtypes="fp32,bf16", tokens=64, batch=2, warmup=2, iters=8)
+    model, found, layers_why = api.sweep("tiny", "cpu-local", request, run_dir, progress=False)
+    echo(f"{model.name} on local CPU ranks (gloo), {layers_why}, 64x2 tokens per step, 8 timed steps:")
+    for m in found:
+        if m.status != "ok" or m.step_ms is None:
+            echo(f"  TP={m.tp} {m.dtype}: {m.status}: {m.reason}")
+            continue
+        ar = f"all-reduce p50 {m.allreduce.latency_us.p50:,.0f} us ({m.allreduce.share_of_step:.0%} of step)" \
+            if m.allreduce else "no all-reduce"
+        drift = f"vs TP=1 max|d| {m.drift.max_abs:.1e} {'ok' if m.drift.allclose else 'FAILS allclose'}" if m.drift else ""
+        echo(f"  TP={m.tp} {m.dtype}: step p50 {m.step_ms.p50:.1f} ms, {ar}, {m.tokens_per_s:,.0f} tok/s; {drift}")
+    echo(f"  -> {run_dir / RESULTS}")
 
 
-def step_emit(out: Path, echo: Echo) -> None:
-    script = out / "launch-vllm.sh"
-    launch, text = api.emit_plan(out / "plan.yaml", "vllm", "cli", script)
-    echo(f"  {len(launch.processes)} vllm serve process(es) on {launch.nodes} node(s); node 0:")
-    lines = text.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith("# ---- node"))
-    for line in lines[start : lines.index("", start) if "" in lines[start:] else len(lines)]:
-        echo("    " + line)
-    echo(f"  -> {script} (every process; `tpplan emit {out / 'plan.yaml'} --engine sglang|megatron` for the others)")
 DEMO_WORKLOAD = {"input_tokens": 1024, "output_tokens": 256, "concurrency": 64}
 
 
@@ -113,24 +93,38 @@ def step_estimate(out: Path, echo: Echo) -> None:
              f"{e.output_tokens_per_s:7,.0f} tok/s  {e.output_tokens_per_usd:9,.0f} tok/$  "
              f"(all-reduce {100 * b.allreduce_ms / b.total_ms:.0f}% of a step, TP over {e.tp_fabric})")
     echo(f"  -> {out / 'estimates.json'}")
-def step_sweep(out: Path, echo: Echo) -> None:
-    from .sweep import RESULTS
-    from .sweep.request import Request
 
-    run_dir = out / "sweep"
-    (run_dir / RESULTS).unlink(missing_ok=True)  # the demo re-measures on every run
-    request = Request(tp=[1, 2], dtypes="fp32,bf16", tokens=64, batch=2, warmup=2, iters=8)
-    model, found, layers_why = api.sweep("tiny", "cpu-local", request, run_dir, progress=False)
-    echo(f"{model.name} on local CPU ranks (gloo), {layers_why}, 64x2 tokens per step, 8 timed steps:")
-    for m in found:
-        if m.status != "ok" or m.step_ms is None:
-            echo(f"  TP={m.tp} {m.dtype}: {m.status}: {m.reason}")
-            continue
-        ar = f"all-reduce p50 {m.allreduce.latency_us.p50:,.0f} us ({m.allreduce.share_of_step:.0%} of step)" \
-            if m.allreduce else "no all-reduce"
-        drift = f"vs TP=1 max|d| {m.drift.max_abs:.1e} {'ok' if m.drift.allclose else 'FAILS allclose'}" if m.drift else ""
-        echo(f"  TP={m.tp} {m.dtype}: step p50 {m.step_ms.p50:.1f} ms, {ar}, {m.tokens_per_s:,.0f} tok/s; {drift}")
-    echo(f"  -> {run_dir / RESULTS}")
+
+DEMO_SEARCH = {"input_tokens": 2048, "output_tokens": 256, "slo_tpot_ms": 50.0}
+
+
+def step_search(out: Path, echo: Echo) -> None:
+    """The Optuna study on the real H100 profile; writes plan.yaml, the file the emit step reads."""
+    w = DEMO_SEARCH
+    result, _ = api.search(
+        DEMO_MODEL, [DEMO_PROFILE], w["input_tokens"], w["output_tokens"], gpus=DEMO_GPUS,
+        slo_tpot_ms=w["slo_tpot_ms"], max_model_len=DEMO_MAX_MODEL_LEN, model_path=DEMO_MODEL_PATH,
+        out=out / "plan.yaml",
+    )
+    b = result.best
+    echo(f"  ISL {w['input_tokens']}, OSL {w['output_tokens']}, TPOT <= {w['slo_tpot_ms']:g} ms on {DEMO_GPUS} GPUs: "
+         f"{result.trials} trials, {result.feasible} of {result.evaluations} configurations feasible (space {result.space_size})")
+    echo(f"  winner: TP={b.tp} PP={b.pp} x{b.replicas}, max_num_seqs {b.max_num_seqs}: {b.output_tokens_per_usd:,.0f} "
+         f"tokens/USD, TPOT {b.tpot_ms:.1f} ms, TTFT {b.ttft_ms:,.0f} ms ({b.basis} numbers)")
+    for n in result.neighbours:
+        echo(f"    {n.lost_on}")
+    echo(f"  -> {result.plan} (study {result.study} in {result.storage}; optuna-dashboard opens it)")
+
+
+def step_emit(out: Path, echo: Echo) -> None:
+    script = out / "launch-vllm.sh"
+    launch, text = api.emit_plan(out / "plan.yaml", "vllm", "cli", script)
+    echo(f"  {len(launch.processes)} vllm serve process(es) on {launch.nodes} node(s); node 0:")
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("# ---- node"))
+    for line in lines[start : lines.index("", start) if "" in lines[start:] else len(lines)]:
+        echo("    " + line)
+    echo(f"  -> {script} (every process; `tpplan emit {out / 'plan.yaml'} --engine sglang|megatron` for the others)")
 
 
 STEPS: list[tuple[str, Callable[[Path, Echo], None]]] = [
@@ -138,7 +132,7 @@ STEPS: list[tuple[str, Callable[[Path, Echo], None]]] = [
     ("candidates: which layouts are legal and fit", step_candidates),
     ("sweep: real sharded forward passes on this machine, measured", step_sweep),
     ("estimate: TTFT, TPOT and tokens per dollar of the valid layouts", step_estimate),
-    ("plan: the layout to launch (stand-in for search)", step_plan),
+    ("search: the most tokens per USD under a TPOT SLO (Optuna)", step_search),
     ("emit: the vLLM launch commands for the plan", step_emit),
 ]
 

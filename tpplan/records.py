@@ -99,6 +99,13 @@ class Plan(Frozen):
         None, description="engine memory fraction; None means the engine's default"
     )
     workload: Workload | None = Field(None, description="the load the plan was chosen for")
+    estimate: ScoredConfig | None = Field(
+        None, description="what `tpplan search` expects of this plan, and whether it is measured, fitted or from a profile"
+    )
+    provenance: dict[str, str] = Field(
+        default_factory=dict, description="each number behind the estimate: value (basis: source)"
+    )
+    why: list[str] = Field(default_factory=list, description="what the winner's neighbours lost on")
 
 
 # ---- emit: the commands that launch a plan ---------------------------------------------------
@@ -405,3 +412,70 @@ class Measurement(Layout):
         if isinstance(data, dict) and ("world_size" in data or "gpus" in data):
             data = {k: v for k, v in data.items() if k not in ("world_size", "gpus")}
         return data
+
+
+# ---- search: `tpplan search` ------------------------------------------------------------------
+Basis = Literal["measured", "fitted", "profile"]
+
+
+class ScoredConfig(Frozen):
+    """One serving configuration as the search judged it (one Optuna trial's result)."""
+
+    profile: str = Field(description="hardware profile (GPU type)")
+    tp: int
+    pp: int
+    replicas: int
+    gpus: int = Field(description="tp × pp × replicas")
+    concurrency: int = Field(description="client requests in flight across all replicas")
+    max_num_seqs: int = Field(description="sequences each replica runs at once")
+    dtype: str = Field(description="weight dtype")
+    kv_cache_dtype: str
+    output_tokens_per_s: float = Field(description="all replicas")
+    output_tokens_per_usd: float = Field(description="the objective")
+    ttft_ms: float
+    tpot_ms: float
+    feasible: bool = Field(description="fits, the engine accepts it, and it meets the SLOs")
+    violations: dict[str, float] = Field(
+        description="constraint values as Optuna sees them (> 0: violated, by that fraction)"
+    )
+    reasons: list[str] = Field(description="why it is infeasible, in numbers (empty when feasible)")
+    basis: Basis = Field(
+        description="measured: TTFT/TPOT measured at this layout; fitted: cost model with fitted "
+        "parameters; profile: cost model on the profile's published or assumed numbers"
+    )
+    trial: int | None = Field(None, description="the Optuna trial that evaluated it first")
+
+    def label(self) -> str:
+        kv = "" if self.kv_cache_dtype == self.dtype else f" (KV {self.kv_cache_dtype})"
+        return f"TP={self.tp} PP={self.pp} x{self.replicas} seqs {self.max_num_seqs} {self.dtype}{kv}"
+
+
+class Neighbour(Frozen):
+    """A configuration one step from the winner, and what it lost on."""
+
+    change: str = Field(description="TP*2, TP/2, replicas+1, replicas-1, PP+1")
+    config: ScoredConfig | None = Field(description="None when it cannot exist within the budget")
+    tokens_per_usd_ratio: float | None = Field(description="its output tokens/USD ÷ the winner's")
+    lost_on: str = Field(description="one sentence, in numbers")
+
+
+class SearchResult(Frozen):
+    """`tpplan search`: the winner, the runners-up, the Pareto front, and how the search went."""
+
+    model: str
+    engine: str
+    best: ScoredConfig
+    top: list[ScoredConfig] = Field(description="the best feasible configurations, best first")
+    pareto: list[ScoredConfig] = Field(
+        description="feasible configurations no other beats on tokens/USD, TPOT and TTFT at once"
+    )
+    neighbours: list[Neighbour]
+    trials: int = Field(description="finished trials in the study (repeats of a configuration included)")
+    evaluations: int = Field(description="distinct configurations evaluated")
+    repeats: int = Field(description="trials that drew an already evaluated configuration (answered from the cache)")
+    feasible: int = Field(description="distinct feasible configurations found")
+    space_size: int = Field(description="distinct configurations in the search space")
+    study: str
+    storage: str
+    plan: str = Field(description="where the plan was written")
+    notes: list[str] = Field(default_factory=list)

@@ -10,7 +10,7 @@ from .. import __version__
 from .common import TpplanGroup
 
 # Each module defines click commands and a `COMMANDS` list; order is the order in --help.
-COMMAND_MODULES = ("detect", "plan", "sweep", "estimate", "emit", "demo")
+COMMAND_MODULES = ("detect", "plan", "sweep", "estimate", "search", "emit", "demo")
 
 
 @click.group(cls=TpplanGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -26,6 +26,7 @@ def cli() -> None:
       tpplan sweep MODEL --tp 1,2,4                     measure layouts: real sharded forward passes, timed
       tpplan estimate serve MODEL --profile dgx-h100 ...  TTFT, TPOT, tokens/$ from the cost model
       tpplan calibrate SOURCE --profile P --out P.yaml  fit the cost model to measurements
+      tpplan search MODEL --profile dgx-h100 ...       most tokens/$ within the SLOs (Optuna) -> plan.yaml
       tpplan emit PLAN --engine vllm                    the plan's launch commands (vllm, megatron, sglang)
 
     MODEL is a tpplan model.yaml, a Hugging Face config.json, or a bundled name

@@ -1,0 +1,253 @@
+"""`tpplan search`: the Optuna study for the most output tokens per USD under the SLOs, and its plan."""
+
+from __future__ import annotations
+
+import click
+
+from .common import echo_json, engine_option, json_option, profile_option, table
+
+DTYPES = ("bf16", "fp16", "fp8")
+
+
+def _dtype_list(flag: str, text: str | None, allowed: tuple[str, ...]) -> list[str] | None:
+    from ..errors import ConfigError
+
+    if text is None:
+        return None
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    bad = [t for t in items if t not in allowed]
+    if bad or not items:
+        raise ConfigError(
+            f"{text!r} is not a list of dtypes",
+            field=flag,
+            expected=", ".join(allowed) + " separated by commas",
+        )
+    return list(dict.fromkeys(items))
+
+
+@click.command()
+@click.argument("model", metavar="MODEL")
+@profile_option(multiple=True)
+@click.option(
+    "--gpus",
+    type=int,
+    help="GPU budget per profile (default: all GPUs of the profile; more than a node means several nodes).",
+)
+@click.option("--isl", type=int, required=True, help="Input (prompt) tokens per request.")
+@click.option("--osl", type=int, required=True, help="Output tokens per request.")
+@click.option(
+    "--concurrency",
+    type=int,
+    help="Client requests in flight across the deployment (closed loop). "
+    "Without it each replica runs full at the max_num_seqs the search picks, and replicas fill the budget.",
+)
+@click.option("--slo-ttft-ms", type=float, help="Limit on mean time to first token.")
+@click.option("--slo-tpot-ms", type=float, help="Limit on mean time per output token.")
+@engine_option()
+@click.option(
+    "--trials",
+    type=int,
+    help="Trials in the study, shared by every worker on it; a re-run continues up to this many "
+    "[default: 200 or a tenth of the space, whichever is more; never more than the space].",
+)
+@click.option(
+    "--seed", type=int, default=0, show_default=True, help="Sampler seed (a joining worker adds its pid)."
+)
+@click.option(
+    "--storage", metavar="URL", help="SQLAlchemy URL of the study (default: sqlite:///RUN_DIR/study.db)."
+)
+@click.option(
+    "--study",
+    "study_name",
+    metavar="NAME",
+    help="Study name (default: model, engine and a hash of the question).",
+)
+@click.option(
+    "--calibration",
+    multiple=True,
+    metavar="[PROFILE=]FILE",
+    help="Measurements to use: a calibrated profile YAML, a sweep run dir or results.jsonl, nccl-tests "
+    "output or a serving CSV (measured TTFT/TPOT replace estimates where they match). Repeatable.",
+)
+@click.option("--pareto", is_flag=True, help="NSGA-II over tokens/USD, TPOT and TTFT; show the Pareto front.")
+@click.option(
+    "--dtype",
+    "dtype_text",
+    metavar="LIST",
+    help="Weight dtypes to search, e.g. bf16,fp8 (default: the model's; fp8 only on GPUs with FP8 tensor cores).",
+)
+@click.option(
+    "--kv-cache-dtype",
+    "kv_text",
+    metavar="LIST",
+    help="KV-cache dtypes to search, e.g. auto,fp8 (default: auto = the weight dtype).",
+)
+@click.option("--max-model-len", type=int, help="Context length one sequence must fit (default: ISL + OSL).")
+@click.option("--model-path", help="What the engine loads (HF repo id or local dir), written into the plan.")
+@click.option(
+    "--out",
+    metavar="DIR|PLAN.yaml",
+    help="Run directory (plan.yaml and study.db in it), or the plan file [default: runs/search].",
+)
+@json_option
+def search(
+    model: str,
+    profile: tuple[str, ...],
+    gpus: int | None,
+    isl: int,
+    osl: int,
+    concurrency: int | None,
+    slo_ttft_ms: float | None,
+    slo_tpot_ms: float | None,
+    engine: str,
+    trials: int | None,
+    seed: int,
+    storage: str | None,
+    study_name: str | None,
+    calibration: tuple[str, ...],
+    pareto: bool,
+    dtype_text: str | None,
+    kv_text: str | None,
+    max_model_len: int | None,
+    model_path: str | None,
+    out: str | None,
+    as_json: bool,
+) -> None:
+    """Search TP, PP, replicas, GPU type, max_num_seqs and dtype for the most output tokens per USD
+    that fits and meets the SLOs (Optuna: seeded TPE; NSGA-II with --pareto), and write the plan.
+
+    Infeasible trials stay in the study with their reasons. Several `tpplan search` processes given the
+    same --storage and --study share the work. Progress goes to stderr.
+
+    \b
+    Examples:
+      tpplan search llama-3.1-70b --profile dgx-h100 --gpus 16 --isl 2048 --osl 256 --slo-tpot-ms 50
+      tpplan search llama-3.1-70b --profile dgx-h100 --profile dgx-a100-80g --profile hgx-b200 --gpus 32 \\
+          --isl 2048 --osl 256 --concurrency 512 --slo-tpot-ms 50 --dtype bf16,fp8 --pareto
+      tpplan search qwen3-32b --profile dgx-h100 --isl 1024 --osl 512 --calibration serving.csv --json
+      tpplan search llama-3.1-70b --profile dgx-h100 --isl 2048 --osl 256 --storage sqlite:///shared.db --study s1 &
+      tpplan search llama-3.1-70b --profile dgx-h100 --isl 2048 --osl 256 --storage sqlite:///shared.db --study s1
+      tpplan emit runs/search/plan.yaml --engine vllm
+    """
+    from .. import api
+
+    options = {
+        "gpus": gpus,
+        "concurrency": concurrency,
+        "slo_ttft_ms": slo_ttft_ms,
+        "slo_tpot_ms": slo_tpot_ms,
+        "engine": engine,
+        "trials": trials,
+        "seed": seed,
+        "storage": storage,
+        "study": study_name,
+        "calibration": list(calibration),
+        "pareto": pareto,
+        "out": out,
+        "dtypes": _dtype_list("--dtype", dtype_text, DTYPES),
+        "kv_cache_dtypes": _dtype_list("--kv-cache-dtype", kv_text, ("auto", *DTYPES)),
+        "max_model_len": max_model_len,
+        "model_path": model_path,
+        "progress": lambda line: click.echo(line, err=True),
+    }
+    try:
+        result, plan = api.search(model, list(profile), isl, osl, **options)
+    except KeyboardInterrupt:
+        click.echo(
+            "interrupted: finished trials are kept in the study; run the same command to continue", err=True
+        )
+        raise SystemExit(130) from None
+    if as_json:
+        data = result.model_dump(mode="json")
+        data["best"]["why"] = [n.lost_on for n in result.neighbours]  # what each neighbour lost on
+        echo_json(data)
+        return
+    _summary(result, plan, pareto)
+
+
+def _row(r) -> tuple:
+    return (
+        r.profile,
+        r.tp,
+        r.pp,
+        r.replicas,
+        r.gpus,
+        r.max_num_seqs,
+        r.concurrency,
+        r.dtype + ("" if r.kv_cache_dtype == r.dtype else f"/{r.kv_cache_dtype}"),
+        f"{r.output_tokens_per_usd:,.0f}",
+        f"{r.output_tokens_per_s:,.0f}",
+        f"{r.ttft_ms:,.0f}",
+        f"{r.tpot_ms:.1f}",
+        r.basis,
+    )
+
+
+HEADERS = [
+    "profile",
+    "tp",
+    "pp",
+    "replicas",
+    "gpus",
+    "seqs/replica",
+    "clients",
+    "dtype",
+    "tokens/USD",
+    "tokens/s",
+    "TTFT ms",
+    "TPOT ms",
+    "numbers",
+]
+
+
+def _summary(result, plan, pareto: bool) -> None:
+    b = result.best
+    w = plan.workload
+    slos = (
+        ", ".join(f"{n} <= {v:g} ms" for n, v in (("TTFT", w.slo_ttft_ms), ("TPOT", w.slo_tpot_ms)) if v)
+        or "no SLO"
+    )
+    click.echo(f"{result.model}, {result.engine}: ISL {w.input_tokens}, OSL {w.output_tokens}, {slos}")
+    click.echo(
+        f"{result.trials} trials ({result.evaluations} configurations evaluated, {result.repeats} repeats) of a "
+        f"space of {result.space_size}; {result.feasible} feasible. Study {result.study} in {result.storage}"
+    )
+    for note in result.notes:
+        click.echo(f"  note: {note}")
+    kv = "" if b.kv_cache_dtype == b.dtype else f", KV cache {b.kv_cache_dtype}"
+    click.echo(
+        f"\nwinner: {b.profile} ({plan.profile.gpu.name}), TP={b.tp} PP={b.pp} x{b.replicas} replicas = {b.gpus} GPUs, "
+        f"max_num_seqs {b.max_num_seqs} per replica ({b.concurrency} clients), {b.dtype}{kv}"
+    )
+    click.echo(
+        f"  {b.output_tokens_per_usd:,.0f} output tokens/USD, {b.output_tokens_per_s:,.0f} tokens/s, "
+        f"TTFT {b.ttft_ms:,.0f} ms, TPOT {b.tpot_ms:.1f} ms"
+    )
+    click.echo(f"  numbers: {_basis_line(plan)}")
+    click.echo("\nwhy it won (its neighbours):")
+    for n in result.neighbours:
+        click.echo(f"  {n.lost_on}")
+    click.echo("\ntop 5:")
+    click.echo(table([_row(r) for r in result.top], HEADERS))
+    if pareto:
+        click.echo("\nPareto front (tokens/USD vs TPOT vs TTFT):")
+        click.echo(table([_row(r) for r in result.pareto], HEADERS))
+    click.echo(f"\nwrote {result.plan}; launch it: tpplan emit {result.plan} --engine {result.engine}")
+
+
+def _basis_line(plan) -> str:
+    """Which inputs were measured, fitted or taken from the profile (details: the plan's provenance)."""
+    prov = plan.provenance
+    if "measured" in prov:
+        return "measured: " + prov["measured"]
+    fitted = [k for k, v in prov.items() if "(fitted:" in v]
+    given = [
+        k for k, v in prov.items() if "(fitted:" not in v and k not in ("kv_cache_tokens", "engine_limits")
+    ]
+    head = (
+        f"cost model fitted to measurements ({', '.join(fitted)})" if fitted else "cost model, nothing fitted"
+    )
+    return f"{head}; from the profile: {', '.join(given)} (plan.yaml: provenance)"
+
+
+COMMANDS = [search]

@@ -1,0 +1,187 @@
+"""What a trial is worth: the objective (output tokens per USD) and the constraints, in numbers.
+
+The façade evaluates a configuration with the candidates stage (engine rules, memory, placement) and
+the cost model (or a measurement); this module turns that into what Optuna sees. Every constraint is
+a number, feasible at <= 0, and when violated it says by what fraction, so the sampler can tell a
+layout that misses the TPOT SLO by 2% from one that misses it by 3x:
+
+    budget     1 for a draw that names no configuration within the GPU budget (the space's own
+               sampler never makes one; see space.decode)
+    engine     1 when the engine's rules refuse the layout
+    placement  1 when the instances cannot be placed on the budget's nodes
+    memory     weights + activations over the memory budget (fraction over), or the KV cache short of
+               one max_model_len sequence (fraction short)
+    kv_cache   max_num_seqs over the requests of I+O tokens one replica's KV cache holds (fraction over)
+    slo_tpot   TPOT over the SLO (fraction over; negative: the margin)
+    slo_ttft   TTFT over the SLO
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ..records import Candidate, ScoredConfig, ServeEstimate
+from .space import Config
+
+CONSTRAINTS = ("budget", "engine", "placement", "memory", "kv_cache", "slo_tpot", "slo_ttft")
+
+
+@dataclass(frozen=True)
+class Question:
+    """What the study answers; two workers on one study must ask the same question."""
+
+    model: str
+    engine: str
+    input_tokens: int
+    output_tokens: int
+    concurrency: int | None
+    slo_ttft_ms: float | None
+    slo_tpot_ms: float | None
+    max_model_len: int
+    pareto: bool
+
+    @property
+    def sequence_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """A configuration as the stages see it (from the façade)."""
+
+    candidate: Candidate  # candidates.judge: engine rules, memory fit, placement
+    estimate: ServeEstimate  # cost model, or measured TTFT/TPOT where a measurement matched
+    measured: str | None = None  # the measurement's source when one matched
+
+
+Evaluate = Callable[[Config], Evaluation]
+
+
+def _split_reasons(c: Candidate) -> tuple[list[str], list[str], list[str]]:
+    """The candidate's reasons as (engine, memory, placement), by the forms candidates.judge writes."""
+    memory = [r for r in c.reasons if ("GiB" in r and "exceed" in r) or r.startswith("KV cache holds")]
+    placement = [r for r in c.reasons if "node(s)" in r or "inter-node fabric" in r]
+    engine = [r for r in c.reasons if r not in memory and r not in placement]
+    return engine, memory, placement
+
+
+def _memory(c: Candidate) -> float:
+    need = c.weights_gib_per_gpu + c.activation_gib_per_gpu
+    if need > c.memory_budget_gib_per_gpu:
+        return need / c.memory_budget_gib_per_gpu - 1
+    if c.kv_cache_tokens < c.max_model_len:
+        return 1 - c.kv_cache_tokens / c.max_model_len
+    return 0.0
+
+
+def constraints(config: Config, ev: Evaluation, q: Question) -> tuple[dict[str, float], list[str]]:
+    """Each constraint's value and, for those violated, the reason in numbers."""
+    c, e = ev.candidate, ev.estimate
+    values = dict.fromkeys(CONSTRAINTS, 0.0)
+    engine, memory_reasons, placement = _split_reasons(c)
+    reasons = [r.split(" [")[0] for r in engine[:1]]  # the rule, without its source citation
+    if not c.engine_ok:
+        values["engine"] = 1.0
+    memory = _memory(c)
+    if memory > 0:
+        values["memory"] = memory
+        reasons += memory_reasons[:1] or ["does not fit in memory"]
+    if placement:
+        values["placement"] = 1.0
+        reasons.append(placement[0])
+    held = c.kv_cache_tokens // q.sequence_tokens
+    if memory <= 0 and config.max_num_seqs > held:
+        values["kv_cache"] = config.max_num_seqs / max(held, 1) - 1
+        reasons.append(
+            f"max_num_seqs {config.max_num_seqs} is more than the {held} requests of {q.sequence_tokens:,} tokens "
+            f"one replica's KV cache holds ({c.kv_cache_tokens:,} tokens)"
+        )
+    for name, slo, got, what in (
+        ("slo_tpot", q.slo_tpot_ms, e.tpot_ms, "TPOT"),
+        ("slo_ttft", q.slo_ttft_ms, e.ttft_ms, "TTFT"),
+    ):
+        if slo is not None:
+            values[name] = got / slo - 1
+            if got > slo:
+                reasons.append(f"{what} {got:,.1f} ms is over the {slo:g} ms SLO ({got / slo:.2f}x)")
+    return values, reasons
+
+
+_BASIS = re.compile(r"\((published|measured|fitted|derived|assumed):")
+
+
+def basis(ev: Evaluation) -> str:
+    """measured when TTFT/TPOT were measured at this configuration; fitted when any cost-model input
+    was fitted to measurements; profile otherwise (published, derived or assumed numbers)."""
+    if ev.measured:
+        return "measured"
+    found = {m for text in ev.estimate.provenance.values() for m in _BASIS.findall(text)}
+    return "fitted" if "fitted" in found else "profile"
+
+
+def score(config: Config, ev: Evaluation, q: Question, trial: int | None = None) -> ScoredConfig:
+    values, reasons = constraints(config, ev, q)
+    e = ev.estimate
+    return ScoredConfig(
+        profile=config.profile,
+        tp=config.tp,
+        pp=config.pp,
+        replicas=config.replicas,
+        gpus=config.gpus,
+        concurrency=e.concurrency,
+        max_num_seqs=config.max_num_seqs,
+        dtype=config.dtype,
+        kv_cache_dtype=config.kv_cache_dtype,
+        output_tokens_per_s=float(e.output_tokens_per_s),
+        output_tokens_per_usd=float(e.output_tokens_per_usd),
+        ttft_ms=float(e.ttft_ms),
+        tpot_ms=float(e.tpot_ms),
+        feasible=all(v <= 0 for v in values.values()),
+        violations={k: round(float(v), 6) for k, v in values.items()},
+        reasons=reasons,
+        basis=basis(ev),  # type: ignore[arg-type]
+        trial=trial,
+    )
+
+
+def config_of(s: ScoredConfig) -> Config:
+    """The configuration a result was scored for."""
+    return Config(s.profile, s.tp, s.pp, s.replicas, s.max_num_seqs, s.dtype, s.kv_cache_dtype)
+
+
+def objective_values(s: ScoredConfig, pareto: bool) -> tuple[float, ...]:
+    """Single objective: output tokens per USD (maximize). Pareto: also TPOT and TTFT (minimize)."""
+    return (s.output_tokens_per_usd, s.tpot_ms, s.ttft_ms) if pareto else (s.output_tokens_per_usd,)
+
+
+def better(a: ScoredConfig, b: ScoredConfig) -> bool:
+    """The ranking of feasible results: tokens/USD, then tokens/s (a bigger deployment of equal
+    efficiency serves more), then TPOT."""
+    return (a.output_tokens_per_usd, a.output_tokens_per_s, -a.tpot_ms) > (
+        b.output_tokens_per_usd,
+        b.output_tokens_per_s,
+        -b.tpot_ms,
+    )
+
+
+def pareto_front(results: list[ScoredConfig]) -> list[ScoredConfig]:
+    """Feasible results that no other beats on tokens/USD, TPOT and TTFT at once; best tokens/USD first."""
+    feasible = [r for r in results if r.feasible]
+
+    def dominates(a: ScoredConfig, b: ScoredConfig) -> bool:
+        ge = (
+            a.output_tokens_per_usd >= b.output_tokens_per_usd
+            and a.tpot_ms <= b.tpot_ms
+            and a.ttft_ms <= b.ttft_ms
+        )
+        gt = (
+            a.output_tokens_per_usd > b.output_tokens_per_usd
+            or a.tpot_ms < b.tpot_ms
+            or a.ttft_ms < b.ttft_ms
+        )
+        return ge and gt
+
+    front = [r for r in feasible if not any(dominates(o, r) for o in feasible)]
+    return sorted(front, key=lambda r: -r.output_tokens_per_usd)
