@@ -1,0 +1,62 @@
+"""Records passed between pipeline stages (frozen pydantic models; derived values are properties).
+
+One module per stage that produces them; import them from here (`from tpplan.records import Plan`).
+"""
+
+from .costmodel import (
+    AllReduceEstimate,
+    Calibration,
+    Detection,
+    ErrorStats,
+    ServeEstimate,
+    SourceFit,
+    StepBreakdown,
+)
+from .emit import EnvName, EnvRef, Launch, Option, Process, Word
+from .layout import Candidate, Degree, Layout, TpFabric
+from .search import Basis, Neighbour, Plan, ScoredConfig, SearchResult
+from .sweep import (
+    AllReduceStats,
+    Drift,
+    HeadsMode,
+    Latency,
+    Measurement,
+    RankTiming,
+    Stats,
+    SweepDtype,
+    SweepStatus,
+)
+
+__all__ = [
+    "AllReduceEstimate",
+    "AllReduceStats",
+    "Basis",
+    "Calibration",
+    "Candidate",
+    "Degree",
+    "Detection",
+    "Drift",
+    "EnvName",
+    "EnvRef",
+    "ErrorStats",
+    "HeadsMode",
+    "Latency",
+    "Launch",
+    "Layout",
+    "Measurement",
+    "Neighbour",
+    "Option",
+    "Plan",
+    "Process",
+    "RankTiming",
+    "ScoredConfig",
+    "SearchResult",
+    "ServeEstimate",
+    "SourceFit",
+    "Stats",
+    "StepBreakdown",
+    "SweepDtype",
+    "SweepStatus",
+    "TpFabric",
+    "Word",
+]

@@ -1,0 +1,133 @@
+"""Detection and cost-model records (`tpplan detect`, `tpplan estimate`, `tpplan calibrate`)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, computed_field
+
+from ..specs import HardwareProfile
+from ..specs.base import Frozen
+from .layout import Layout, TpFabric
+
+
+class Detection(Frozen):
+    """What `tpplan detect` found: the profile it writes, and whether a GPU answered at all."""
+
+    profile: HardwareProfile
+    gpu_found: bool = Field(description="NVML reported at least one GPU; False: a CPU (gloo) profile")
+    fallback_reason: str | None = Field(None, description="why no GPU was read (nvmlInit error, no GPU)")
+    warnings: list[str] = Field(default_factory=list, description="degraded links, unsourced numbers")
+
+
+class AllReduceEstimate(Frozen):
+    """One all-reduce as the cost model prices it, in nccl-tests' terms."""
+
+    bytes: int = Field(description="message size S")
+    ranks: int = Field(description="ranks n in the all-reduce")
+    fabric: TpFabric = Field(
+        description="slowest link in the group: nvlink | pcie | network (none for 1 rank)"
+    )
+    implementation: str = Field(description="backend (NCCL/gloo) or custom (an engine's own kernel)")
+    latency_us: float = Field(description="t = alpha + S·2(n−1)/n ÷ busbw(S)")
+    algbw_gbps: float = Field(description="S / t")
+    busbw_gbps: float = Field(description="algbw · 2(n−1)/n")
+    provenance: list[str] = Field(description="where each number came from: fitted curve, prior, profile")
+
+
+class StepBreakdown(Frozen):
+    """Where the milliseconds of a mean serving step go (one output token for every running sequence)."""
+
+    compute_ms: float = Field(description="ops bound by FLOPs (prefill chunks, large batches)")
+    weight_reads_ms: float = Field(description="ops bound by reading the weights")
+    kv_reads_ms: float = Field(description="attention bound by reading the KV cache")
+    allreduce_ms: float = Field(description="TP all-reduces")
+    p2p_ms: float = Field(description="pipeline-stage sends")
+    overhead_ms: float = Field(description="per-step, per-layer and per-sequence software costs")
+    bubble_ms: float = Field(description="pipeline stages waiting on the slowest")
+    allreduce_count: int = Field(description="all-reduces per step on the busiest stage path")
+    allreduce_bytes: float = Field(description="bytes of each all-reduce")
+    allreduce_us_each: float = Field(description="time of each all-reduce")
+    allreduce_implementation: str = Field(description="backend | custom | none")
+
+    @computed_field
+    @property
+    def total_ms(self) -> float:
+        return (
+            self.compute_ms
+            + self.weight_reads_ms
+            + self.kv_reads_ms
+            + self.allreduce_ms
+            + self.p2p_ms
+            + self.overhead_ms
+            + self.bubble_ms
+        )
+
+
+class ServeEstimate(Frozen):
+    """Serving at a closed-loop concurrency, as `vllm bench serve --max-concurrency C` reports it."""
+
+    model: str
+    profile: str
+    engine: str
+    layout: Layout
+    input_tokens: int
+    output_tokens: int
+    concurrency: int = Field(description="requests in flight across all replicas")
+    dtype: str
+    kv_cache_dtype: str
+    ttft_ms: float = Field(description="mean time to first token")
+    tpot_ms: float = Field(description="mean time per output token after the first")
+    output_tokens_per_s: float = Field(description="all replicas")
+    requests_per_s: float = Field(description="all replicas")
+    output_tokens_per_s_per_instance: float
+    requests_per_s_per_instance: float
+    gpus: int
+    usd_per_hour: float
+    output_tokens_per_usd: float
+    fits: bool = Field(
+        description="weights, activations and one I+O sequence fit; engine and placement accept it"
+    )
+    reasons: list[str] = Field(description="why it does not fit (empty when it fits)")
+    kv_cache_tokens: int = Field(description="KV-cache capacity of one instance, tokens")
+    max_concurrency: int = Field(
+        description="requests of I+O tokens the KV caches of all replicas hold at once"
+    )
+    max_num_seqs: int = Field(description="the engine's sequence cap per instance")
+    resident_per_instance: float = Field(description="requests inside one engine (the rest wait)")
+    decode_batch: float = Field(description="mean sequences decoding per step")
+    prefill_tokens_per_step: float = Field(description="mean prompt tokens per step (others' prefills)")
+    queue_wait_ms: float = Field(description="mean wait for a sequence slot or KV space")
+    tp_fabric: TpFabric
+    crosses_nvlink_domain: bool
+    nodes: int
+    breakdown: StepBreakdown = Field(description="the mean step, whose total is the TPOT")
+    provenance: dict[str, str] = Field(description="each input number: value (basis: source)")
+    converged: bool = Field(description="the steady-state equations converged")
+
+
+class ErrorStats(Frozen):
+    metric: str = Field(description="what was compared: tpot, ttft, step, allreduce")
+    points: int
+    median_abs_pct: float = Field(description="median |predicted − measured| / measured, %")
+    p90_abs_pct: float = Field(description="90th percentile of the same, %")
+
+
+class SourceFit(Frozen):
+    """What one calibration source contributed, and how well the fitted model then reproduces it."""
+
+    source: str = Field(description="the file as given")
+    kind: Literal["sweep", "nccl-tests", "serving"]
+    points: int = Field(description="measurements used")
+    skipped: list[str] = Field(description="measurements not used, and why")
+    fitted: list[str] = Field(description="parameters fitted from it")
+    errors: list[ErrorStats] = Field(description="fit error of the calibrated model on this source")
+
+
+class Calibration(Frozen):
+    """`tpplan calibrate`: the profile written and the fit per source."""
+
+    profile: str = Field(description="name of the calibrated profile")
+    out: str = Field(description="where the calibrated profile was written ('' when not written)")
+    sources: list[SourceFit]
+    parameters: dict[str, str] = Field(description="every fitted parameter: value (basis: source)")

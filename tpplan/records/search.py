@@ -1,0 +1,114 @@
+"""Search records (`tpplan search`): scored configurations, the plan it writes (what `tpplan emit`
+reads), the winner's neighbours and the result."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from ..specs import HardwareProfile, ModelSpec, Workload
+from ..specs.base import Frozen
+from .layout import Layout
+
+Basis = Literal["measured", "fitted", "profile"]
+
+
+class ScoredConfig(Frozen):
+    """One serving configuration as the search judged it (one Optuna trial's result)."""
+
+    profile: str = Field(description="hardware profile (GPU type)")
+    tp: int
+    pp: int
+    replicas: int
+    gpus: int = Field(description="tp × pp × replicas")
+    concurrency: int = Field(description="client requests in flight across all replicas")
+    max_num_seqs: int = Field(description="sequences each replica runs at once")
+    dtype: str = Field(description="weight dtype")
+    kv_cache_dtype: str
+    output_tokens_per_s: float = Field(description="all replicas")
+    output_tokens_per_usd: float = Field(description="the objective")
+    ttft_ms: float
+    tpot_ms: float
+    feasible: bool = Field(description="fits, the engine accepts it, and it meets the SLOs")
+    violations: dict[str, float] = Field(
+        description="constraint values as Optuna sees them (> 0: violated, by that fraction)"
+    )
+    reasons: list[str] = Field(description="why it is infeasible, in numbers (empty when feasible)")
+    basis: Basis = Field(
+        description="measured: TTFT/TPOT measured at this layout; fitted: cost model with fitted "
+        "parameters; profile: cost model on the profile's published or assumed numbers"
+    )
+    trial: int | None = Field(None, description="the Optuna trial that evaluated it first")
+
+    def label(self) -> str:
+        kv = "" if self.kv_cache_dtype == self.dtype else f" (KV {self.kv_cache_dtype})"
+        return f"TP={self.tp} PP={self.pp} x{self.replicas} seqs {self.max_num_seqs} {self.dtype}{kv}"
+
+
+class Plan(Frozen):
+    """What to launch, as `tpplan search` decides it and `tpplan emit` turns it into commands.
+
+    Carries the model and profile themselves (not paths), so a plan file is self-contained.
+    """
+
+    model: ModelSpec
+    model_path: str = Field(
+        "", description="what the engine loads (HF repo id or local dir); empty: model.name"
+    )
+    profile: HardwareProfile
+    engine: Literal["vllm", "megatron", "sglang"]
+    layout: Layout
+    max_num_seqs: Annotated[int, Field(ge=1, le=1_000_000)] = Field(
+        description="concurrent sequences per replica"
+    )
+    max_model_len: Annotated[int, Field(ge=1, le=100_000_000)] = Field(
+        description="context length per sequence"
+    )
+    dtype: Literal["bf16", "fp16", "fp8"] = Field("bf16", description="weight / compute dtype")
+    kv_cache_dtype: Literal["auto", "bf16", "fp16", "fp8"] = Field("auto", description="KV-cache dtype")
+    memory_fraction: Annotated[float, Field(gt=0, le=1)] | None = Field(
+        None, description="engine memory fraction; None means the engine's default"
+    )
+    workload: Workload | None = Field(None, description="the load the plan was chosen for")
+    estimate: ScoredConfig | None = Field(
+        None,
+        description="what `tpplan search` expects of this plan, and whether it is measured, fitted or from a profile",
+    )
+    provenance: dict[str, str] = Field(
+        default_factory=dict, description="each number behind the estimate: value (basis: source)"
+    )
+    why: list[str] = Field(default_factory=list, description="what the winner's neighbours lost on")
+
+
+class Neighbour(Frozen):
+    """A configuration one step from the winner, and what it lost on."""
+
+    change: str = Field(description="TP*2, TP/2, replicas+1, replicas-1, PP+1")
+    config: ScoredConfig | None = Field(description="None when it cannot exist within the budget")
+    tokens_per_usd_ratio: float | None = Field(description="its output tokens/USD ÷ the winner's")
+    lost_on: str = Field(description="one sentence, in numbers")
+
+
+class SearchResult(Frozen):
+    """`tpplan search`: the winner, the runners-up, the Pareto front, and how the search went."""
+
+    model: str
+    engine: str
+    best: ScoredConfig
+    top: list[ScoredConfig] = Field(description="the best feasible configurations, best first")
+    pareto: list[ScoredConfig] = Field(
+        description="feasible configurations no other beats on tokens/USD, TPOT and TTFT at once"
+    )
+    neighbours: list[Neighbour]
+    trials: int = Field(description="finished trials in the study (repeats of a configuration included)")
+    evaluations: int = Field(description="distinct configurations evaluated")
+    repeats: int = Field(
+        description="trials that drew an already evaluated configuration (answered from the cache)"
+    )
+    feasible: int = Field(description="distinct feasible configurations found")
+    space_size: int = Field(description="distinct configurations in the search space")
+    study: str
+    storage: str
+    plan: str = Field(description="where the plan was written")
+    notes: list[str] = Field(default_factory=list)
