@@ -369,3 +369,11 @@ def search(model_ref: Ref, profile_refs: list[Ref], input_tokens: int, output_to
     from . import api_search
 
     return api_search.search(str(model_ref), [str(p) for p in profile_refs], input_tokens, output_tokens, **options)
+
+
+def report(run_dir: Ref, out: Ref | None = None, formats: tuple[str, ...] = ("md",), csv: bool = False,
+           sweep_profile: str | None = None, echo=print):
+    """`tpplan report`: a run directory's figures, tables and Verdict (-> Report); see api_report.report."""
+    from . import api_report
+
+    return api_report.report(run_dir, out, formats, csv, sweep_profile, echo)

@@ -58,7 +58,9 @@ def step_sweep(out: Path, echo: Echo) -> None:
 
     run_dir = out / "sweep"
     (run_dir / RESULTS).unlink(missing_ok=True)  # the demo re-measures on every run
-    request = Request(tp=[1, 2], dtypes="fp32,bf16", tokens=64, batch=2, warmup=2, iters=8)
+    # TP=3 splits tiny's 8 heads 3/3/2 (uneven, as the seed's 36 heads at TP=8): the report shows
+    # the imbalance. Three ranks on two cores oversubscribe them; the sweep marks that case.
+    request = Request(tp=[1, 2, 3], dtypes="fp32,bf16", heads="uneven", tokens=64, batch=2, warmup=2, iters=8)
     model, found, layers_why = api.sweep("tiny", "cpu-local", request, run_dir, progress=False)
     echo(f"{model.name} on local CPU ranks (gloo), {layers_why}, 64x2 tokens per step, 8 timed steps:")
     for m in found:
@@ -127,6 +129,16 @@ def step_emit(out: Path, echo: Echo) -> None:
     echo(f"  -> {script} (every process; `tpplan emit {out / 'plan.yaml'} --engine sglang|megatron` for the others)")
 
 
+def step_report(out: Path, echo: Echo) -> None:
+    """Figures and a Verdict of everything the steps above wrote (matplotlib, pandas)."""
+    done = api.report(out, out / "report", ("md", "html"), csv=True, echo=echo)
+    echo(f"  Verdict: {done.verdict[0]}")
+    for line in done.missing:
+        echo(f"  missing: {line}")
+    shown = [p for p in done.files if p.endswith((".html", ".md", ".csv", ".parquet"))]
+    echo(f"  -> {', '.join(shown)} (open report.html in a browser)")
+
+
 STEPS: list[tuple[str, Callable[[Path, Echo], None]]] = [
     ("detect: this machine's topology as a hardware profile", step_detect),
     ("candidates: which layouts are legal and fit", step_candidates),
@@ -134,6 +146,7 @@ STEPS: list[tuple[str, Callable[[Path, Echo], None]]] = [
     ("estimate: TTFT, TPOT and tokens per dollar of the valid layouts", step_estimate),
     ("search: the most tokens per USD under a TPOT SLO (Optuna)", step_search),
     ("emit: the vLLM launch commands for the plan", step_emit),
+    ("report: figures and a Verdict of this run", step_report),
 ]
 
 
