@@ -20,7 +20,9 @@ from .common import echo_json, json_option
     help="md: report.md with the figures as PNGs beside it; html: one report.html with the figures "
     "inlined (give both to write both) [default: md].",
 )
-@click.option("--csv", "csv", is_flag=True, help="Also export the sweep results as sweep.csv and sweep.parquet.")
+@click.option(
+    "--csv", "csv", is_flag=True, help="Also export the sweep results as sweep.csv and sweep.parquet."
+)
 @click.option(
     "--profile",
     "sweep_profile",
@@ -29,7 +31,12 @@ from .common import echo_json, json_option
 )
 @json_option
 def report(
-    run_dir: Path, out: Path | None, formats: tuple[str, ...], csv: bool, sweep_profile: str | None, as_json: bool
+    run_dir: Path,
+    out: Path | None,
+    formats: tuple[str, ...],
+    csv: bool,
+    sweep_profile: str | None,
+    as_json: bool,
 ) -> None:
     """Write a report of a run directory: all-reduce measured against the cost model, per-rank busy
     fractions, step-time breakdowns, drift against the tolerance, the search's tokens/USD against

@@ -42,5 +42,7 @@ class Report(Frozen):
     files: list[str] = Field(description="files written (report, figures, tables)")
     figures: list[FigureData]
     verdict: list[str] = Field(description="the report's Verdict section, one sentence a line")
-    missing: list[str] = Field(description="parts of a full run not found, each with the command that makes it")
+    missing: list[str] = Field(
+        description="parts of a full run not found, each with the command that makes it"
+    )
     notes: list[str] = Field(default_factory=list, description="lines skipped, studies chosen, and such")

@@ -36,7 +36,11 @@ FIGURES = (
 
 
 def write_report(
-    data: RunData, out: Path, formats: tuple[str, ...] = ("md",), csv: bool = False, echo: Callable[[str], None] = print
+    data: RunData,
+    out: Path,
+    formats: tuple[str, ...] = ("md",),
+    csv: bool = False,
+    echo: Callable[[str], None] = print,
 ) -> Report:
     """Draw every figure the run's data allows, write the report(s) and, with `csv`, the sweep tables."""
     out.mkdir(parents=True, exist_ok=True)
@@ -66,28 +70,48 @@ def write_report(
         path = out / f"report.{fmt}"
         io.write_text(path, markdown(blocks) if fmt == "md" else html_page(blocks, title))
         files.append(str(path))
-    return Report(run_dir=str(data.run_dir), out=str(out), files=files, figures=[d for d, _ in drawn],
-                  verdict=lines, missing=missing, notes=list(data.notes))
+    return Report(
+        run_dir=str(data.run_dir),
+        out=str(out),
+        files=files,
+        figures=[d for d, _ in drawn],
+        verdict=lines,
+        missing=missing,
+        notes=list(data.notes),
+    )
 
 
 def _blocks(data: RunData, lines: list[str], missing: list[str], drawn, frame) -> list[Block]:
-    blocks = [Block("h1", f"tpplan report: {data.run_dir}"), Block("h2", "Verdict"), Block("ul", items=tuple(lines))]
+    blocks = [
+        Block("h1", f"tpplan report: {data.run_dir}"),
+        Block("h2", "Verdict"),
+        Block("ul", items=tuple(lines)),
+    ]
     if missing:
         blocks += [Block("h2", "Missing from this run"), Block("ul", items=tuple(missing))]
     if data.failed:
-        blocks += [Block("h2", f"Failed measurements ({len(data.failed)} of {len(data.measurements)})"),
-                   Block("ul", items=tuple(verdict.failed_lines(data)))]
+        blocks += [
+            Block("h2", f"Failed measurements ({len(data.failed)} of {len(data.measurements)})"),
+            Block("ul", items=tuple(verdict.failed_lines(data))),
+        ]
     for fig, png in drawn:
         blocks += [Block("h2", fig.title), Block("figure", figure=fig, png=png)]
     if frame is not None:
         headers, rows = tables.shown_rows(frame)
-        blocks += [Block("h2", f"Sweep results ({data.sweep_file})"),
-                   Block("table", headers=tuple(headers), rows=tuple(tuple(r) for r in rows)),
-                   Block("p", "Measured on this machine by `tpplan sweep`; `tpplan report RUN_DIR --csv` exports "
-                              "every column as sweep.csv and sweep.parquet.")]
+        blocks += [
+            Block("h2", f"Sweep results ({data.sweep_file})"),
+            Block("table", headers=tuple(headers), rows=tuple(tuple(r) for r in rows)),
+            Block(
+                "p",
+                "Measured on this machine by `tpplan sweep`; `tpplan report RUN_DIR --csv` exports "
+                "every column as sweep.csv and sweep.parquet.",
+            ),
+        ]
     if data.plan is not None and data.plan.provenance:
-        blocks += [Block("h2", "Where the winner's numbers come from"),
-                   Block("ul", items=tuple(f"{k}: {v}" for k, v in data.plan.provenance.items()))]
+        blocks += [
+            Block("h2", "Where the winner's numbers come from"),
+            Block("ul", items=tuple(f"{k}: {v}" for k, v in data.plan.provenance.items())),
+        ]
     if data.notes:
         blocks += [Block("h2", "Notes"), Block("ul", items=tuple(data.notes))]
     return blocks

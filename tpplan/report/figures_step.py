@@ -16,9 +16,17 @@ from .plot import PART_COLOURS, Drawn, figure_data, new_figure, series
 
 def measured_parts(m: Measurement) -> dict[str, float]:
     """Median over ranks of each part of the measured step, ms (p2p includes the pipeline bubble)."""
-    med = {k: statistics.median(getattr(r, k) for r in m.ranks) for k in ("compute_ms", "allreduce_ms", "p2p_ms", "wait_ms")}
+    med = {
+        k: statistics.median(getattr(r, k) for r in m.ranks)
+        for k in ("compute_ms", "allreduce_ms", "p2p_ms", "wait_ms")
+    }
     other = max(0.0, med["wait_ms"] - med["allreduce_ms"] - med["p2p_ms"])
-    return {"compute": med["compute_ms"], "all-reduce": med["allreduce_ms"], "P2P": med["p2p_ms"], "other wait": other}
+    return {
+        "compute": med["compute_ms"],
+        "all-reduce": med["allreduce_ms"],
+        "P2P": med["p2p_ms"],
+        "other wait": other,
+    }
 
 
 def modelled_parts(b: StepBreakdown) -> dict[str, float]:
@@ -38,11 +46,13 @@ def _stack(ax, labels: list[str], parts: list[dict[str, float]], source: str) ->
     names = [n for n in PART_COLOURS if any(p.get(n, 0.0) > 0 for p in parts)]
     for name in names:
         values = [p.get(name, 0.0) for p in parts]
-        ax.bar(range(len(labels)), values, bottom=bottom, color=PART_COLOURS[name], label=name, edgecolor="white")
+        ax.bar(
+            range(len(labels)), values, bottom=bottom, color=PART_COLOURS[name], label=name, edgecolor="white"
+        )
         bottom = [b + v for b, v in zip(bottom, values, strict=True)]
         drawn.append(series(f"{source} {name}", source, range(len(labels)), values))
     ax.set_xticks(range(len(labels)), labels, fontsize=8, rotation=20 if len(labels) > 4 else 0)
-    ax.set_ylabel("ms per step")
+    ax.set_ylabel("time per step (ms)")
     ax.grid(True, axis="y", alpha=0.3)
     ax.legend(fontsize=7)
     return drawn
@@ -69,7 +79,9 @@ def breakdown(data: RunData) -> Drawn | str:
         a = next(ax)
         parts = [measured_parts(m) for m in measured]
         drawn += _stack(a, [layout_label(m) for m in measured], parts, "measured")
-        a.set_xlabel(f"measured layout ({measured[0].model}, {measured[0].layers_measured} layers, this machine)")
+        a.set_xlabel(
+            f"measured layout ({measured[0].model}, {measured[0].layers_measured} layers, this machine)"
+        )
         a.set_title("Measured (sweep): median rank's step", fontsize=9)
         share = max(p["all-reduce"] / max(sum(p.values()), 1e-9) for p in parts)
         reads.append(f"measured: all-reduce is at most {share:.0%} of a step")
@@ -87,5 +99,14 @@ def breakdown(data: RunData) -> Drawn | str:
         "Where each step's milliseconds go, measured on this machine (left) and modelled for the plan's GPUs "
         f"(right); {'; '.join(reads)}."
     )
-    return Drawn(fig, figure_data("breakdown", "Step-time breakdown per layout", caption, "layout",
-                                  "ms per step", drawn))
+    return Drawn(
+        fig,
+        figure_data(
+            "breakdown",
+            "Step-time breakdown per layout",
+            caption,
+            "layout (TP×PP×replicas, dtype)",
+            "time per step (ms)",
+            drawn,
+        ),
+    )

@@ -38,15 +38,19 @@ def allreduce(data: RunData) -> Drawn | str:
         colour = tp_colour(tp)
         ax_lat.scatter(x, lat, color=colour, zorder=3, label=f"TP={tp} measured ({len(ms)})")
         ax_bw.scatter(x, bw, color=colour, zorder=3, label=f"TP={tp} measured")
-        drawn += [series(f"TP={tp} measured latency p50", "measured", x, lat),
-                  series(f"TP={tp} measured busbw", "measured", x, bw)]
+        drawn += [
+            series(f"TP={tp} measured latency p50", "measured", x, lat),
+            series(f"TP={tp} measured busbw", "measured", x, bw),
+        ]
         curve = sorted(model.get(tp, []), key=lambda e: e.bytes)
         if curve:
             cx = [e.bytes for e in curve]
             ax_lat.plot(cx, [e.latency_us for e in curve], "--", color=colour, label=f"TP={tp} cost model")
             ax_bw.plot(cx, [e.busbw_gbps for e in curve], "--", color=colour, label=f"TP={tp} cost model")
-            drawn += [series(f"TP={tp} cost model latency", "modelled", cx, [e.latency_us for e in curve]),
-                      series(f"TP={tp} cost model busbw", "modelled", cx, [e.busbw_gbps for e in curve])]
+            drawn += [
+                series(f"TP={tp} cost model latency", "modelled", cx, [e.latency_us for e in curve]),
+                series(f"TP={tp} cost model busbw", "modelled", cx, [e.busbw_gbps for e in curve]),
+            ]
             at = {e.bytes: e.latency_us for e in curve}
             ratios += [p / at[b] for b, p in zip(x, lat, strict=True) if at.get(b)]
     for ax in (ax_lat, ax_bw):
@@ -58,7 +62,9 @@ def allreduce(data: RunData) -> Drawn | str:
     ax_lat.set_ylabel("all-reduce latency p50 (µs, log)")
     ax_bw.set_ylabel("bus bandwidth (GB/s)")
     where = f"profile {data.allreduce_profile}" if data.allreduce_profile else "no profile"
-    fig.suptitle(f"All-reduce: measured ({measured[0].backend}, this machine) vs cost model ({where})", fontsize=10)
+    fig.suptitle(
+        f"All-reduce: measured ({measured[0].backend}, this machine) vs cost model ({where})", fontsize=10
+    )
     sizes = sorted({b for m in measured for b in [m.allreduce.bytes]})  # type: ignore[union-attr]
     if ratios:
         verdict = f"measured p50 is {statistics.median(ratios):.2g}x the model's at the measured sizes"
@@ -68,8 +74,17 @@ def allreduce(data: RunData) -> Drawn | str:
         f"Dots are this machine's all-reduces ({human_bytes(sizes[0])} to {human_bytes(sizes[-1])}), dashed lines "
         f"the cost model on {where}: {verdict}; busbw climbing with size means small messages are latency-bound."
     )
-    return Drawn(fig, figure_data("allreduce", "All-reduce latency and bus bandwidth", caption,
-                                  "message size (bytes)", "latency p50 (µs) | busbw (GB/s)", drawn))
+    return Drawn(
+        fig,
+        figure_data(
+            "allreduce",
+            "All-reduce latency and bus bandwidth",
+            caption,
+            "message size (bytes)",
+            "latency p50 (µs) | busbw (GB/s)",
+            drawn,
+        ),
+    )
 
 
 def busy(data: RunData) -> Drawn | str:
@@ -85,11 +100,25 @@ def busy(data: RunData) -> Drawn | str:
         xs = [x0 + i for i in range(len(ranks))]
         fracs = [r.busy_frac for r in ranks]
         # Hatched: ranks oversubscribed CPU cores, so these timings include waiting for a core.
-        bars = ax.bar(xs, fracs, width=0.8, color=tp_colour(m.tp), edgecolor="black", linewidth=0.5,
-                      hatch=None if m.representative else "//")
+        bars = ax.bar(
+            xs,
+            fracs,
+            width=0.8,
+            color=tp_colour(m.tp),
+            edgecolor="black",
+            linewidth=0.5,
+            hatch=None if m.representative else "//",
+        )
         for b, r in zip(bars, ranks, strict=True):
-            ax.text(b.get_x() + b.get_width() / 2, 0.02, f"r{r.rank}\n{r.heads}h", ha="center", va="bottom",
-                    fontsize=7, color="white")
+            ax.text(
+                b.get_x() + b.get_width() / 2,
+                0.02,
+                f"r{r.rank}\n{r.heads}h",
+                ha="center",
+                va="bottom",
+                fontsize=7,
+                color="white",
+            )
         label = layout_label(m)
         imb = m.imbalance_pct
         note = f"imbalance {imb:.1f}%" if imb is not None else "one rank"
@@ -106,8 +135,11 @@ def busy(data: RunData) -> Drawn | str:
     ax.set_ylabel("busy fraction (compute ms / step ms)")
     ax.grid(True, axis="y", alpha=0.3)
     ax.set_title("Per-rank busy fraction (the rest of the step is waiting in collectives)", fontsize=10)
-    read = (f"the largest gap is {worst[0]:.1f}% at {worst[1]}" if worst
-            else "no TP group was measured, so there is no imbalance to see")
+    read = (
+        f"the largest gap is {worst[0]:.1f}% at {worst[1]}"
+        if worst
+        else "no TP group was measured, so there is no imbalance to see"
+    )
     crowded = [layout_label(m) for m in measured if not m.representative]
     if crowded:
         read += f"; hatched ({', '.join(crowded)}): ranks oversubscribed the CPU cores, timings not representative"
@@ -115,8 +147,17 @@ def busy(data: RunData) -> Drawn | str:
         "Unequal bars inside a group are ranks with more heads or work gating every all-reduce (the seed's "
         f"10-15% utilization delta); {read}."
     )
-    return Drawn(fig, figure_data("busy", "Per-rank busy fraction", caption, "layout and rank",
-                                  "busy fraction (0-1)", drawn))
+    return Drawn(
+        fig,
+        figure_data(
+            "busy",
+            "Per-rank busy fraction",
+            caption,
+            "layout and rank (TP, dtype)",
+            "busy fraction (compute ms / step ms)",
+            drawn,
+        ),
+    )
 
 
 def drift(data: RunData) -> Drawn | str:
@@ -131,25 +172,47 @@ def drift(data: RunData) -> Drawn | str:
     shown = [max(v, ZERO_DRIFT_FLOOR) for v in rel]
     passed = [m.drift.allclose for m in measured]  # type: ignore[union-attr]
     for x, v, ok, m in zip(xs, shown, passed, measured, strict=True):
-        ax.scatter([x], [v], s=60, marker="o" if ok else "X", color=tp_colour(m.tp) if ok else "#d62728",
-                   edgecolor="black", zorder=3)
+        ax.scatter(
+            [x],
+            [v],
+            s=60,
+            marker="o" if ok else "X",
+            color=tp_colour(m.tp) if ok else "#d62728",
+            edgecolor="black",
+            zorder=3,
+        )
         if v == ZERO_DRIFT_FLOOR:
-            ax.annotate("0 (identical)", (x, v), textcoords="offset points", xytext=(0, 8), ha="center", fontsize=7)
+            ax.annotate(
+                "0 (identical)", (x, v), textcoords="offset points", xytext=(0, 8), ha="center", fontsize=7
+            )
     rtols = sorted({m.drift.rtol for m in measured})  # type: ignore[union-attr]
     for rtol in rtols:
         ax.axhline(rtol, color="#d62728", linestyle="--", label=f"rtol {rtol:g} (allclose tolerance)")
     ax.set_yscale("log")
     ax.set_xticks(xs, [layout_label(m) for m in measured], fontsize=8)
     ax.set_xlabel("dtype and TP degree (compared with TP=1, same weights and input)")
-    ax.set_ylabel("max relative drift of last-token logits (log)")
+    ax.set_ylabel("max relative drift of last-token logits\n(|Δ| / |reference|, log)")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     ax.set_title("Numerical drift of TP=N against TP=1", fontsize=10)
     failing = [layout_label(m) for m, ok in zip(measured, passed, strict=True) if not ok]
     read = f"fails allclose: {', '.join(failing)}" if failing else "every case passes allclose"
-    caption = (f"Points under the dashed line are within tolerance, red crosses fail "
-               f"torch.allclose(atol, rtol); {read} (worst max_rel {max(rel):.1e}).")
-    drawn = [series("max_rel by case", "measured", xs, rel),
-             series("rtol", "tolerance", [xs[0], xs[-1]], [rtols[0], rtols[0]])]
-    return Drawn(fig, figure_data("drift", "Numerical drift per dtype and TP", caption, "dtype and TP",
-                                  "max relative drift", drawn))
+    caption = (
+        f"Points under the dashed line are within tolerance, red crosses fail "
+        f"torch.allclose(atol, rtol); {read} (worst max_rel {max(rel):.1e})."
+    )
+    drawn = [
+        series("max_rel by case", "measured", xs, rel),
+        series("rtol", "tolerance", [xs[0], xs[-1]], [rtols[0], rtols[0]]),
+    ]
+    return Drawn(
+        fig,
+        figure_data(
+            "drift",
+            "Numerical drift per dtype and TP",
+            caption,
+            "case (TP, dtype)",
+            "max relative drift (|Δ| / |reference|, unitless)",
+            drawn,
+        ),
+    )

@@ -44,8 +44,15 @@ def _machine(data: RunData) -> Machine | str:
         nodes = max(1, math.ceil(used / n)) if plan is not None and plan.profile.gpus_per_node == n else 1
         domains = [[g + k * n for g in d] for k in range(nodes) for d in domains]
         ports = [(f"{h.label} {h.rate_gbit_per_s:g} Gb/s {h.state}", list(h.nearest_gpus)) for h in topo.hcas]
-        return Machine("detected", f"{det.gpu.name} on {topo.host} (tpplan detect)", n, nodes, domains, ports,
-                       _network(det))
+        return Machine(
+            "detected",
+            f"{det.gpu.name} on {topo.host} (tpplan detect)",
+            n,
+            nodes,
+            domains,
+            ports,
+            _network(det),
+        )
     if plan is None:
         why = "profile.yaml has no GPUs (a CPU profile)" if det is not None else "no profile.yaml"
         return f"no GPU topology to draw: {why} and no plan.yaml whose hardware profile would stand in"
@@ -54,8 +61,9 @@ def _machine(data: RunData) -> Machine | str:
     nodes = max(p.nodes, math.ceil(used / gpn))
     size = min(p.domain_size, gpn) if p.domain_size > 1 else 1
     domains = [list(range(s, min(s + size, (s // gpn + 1) * gpn))) for s in range(0, nodes * gpn, size)]
-    return Machine("profile", f"{p.gpu.name} x{gpn} per node (profile {p.name})", gpn, nodes, domains, [],
-                   _network(p))
+    return Machine(
+        "profile", f"{p.gpu.name} x{gpn} per node (profile {p.name})", gpn, nodes, domains, [], _network(p)
+    )
 
 
 def _network(p) -> str:
@@ -82,16 +90,32 @@ def topology(data: RunData) -> Drawn | str:
     for i, d in enumerate(m.domains):
         xs = [pos[g][0] for g in d]
         y = pos[d[0]][1]
-        ax.add_patch(FancyBboxPatch((min(xs) - 0.45, y - 0.45), max(xs) - min(xs) + 0.9, 0.9,
-                                    boxstyle="round,pad=0.05", facecolor="#e8f0fb", edgecolor="#4c72b0"))
+        ax.add_patch(
+            FancyBboxPatch(
+                (min(xs) - 0.45, y - 0.45),
+                max(xs) - min(xs) + 0.9,
+                0.9,
+                boxstyle="round,pad=0.05",
+                facecolor="#e8f0fb",
+                edgecolor="#4c72b0",
+            )
+        )
         label = "NVLink domain" if len(d) > 1 else "no NVLink"
-        ax.text(min(xs) - 0.45, y + 0.58, f"{label} ({len(d)} GPU{'s' * (len(d) > 1)})", fontsize=7, color="#4c72b0")
+        ax.text(
+            min(xs) - 0.45,
+            y + 0.58,
+            f"{label} ({len(d)} GPU{'s' * (len(d) > 1)})",
+            fontsize=7,
+            color="#4c72b0",
+        )
         drawn.append(series(f"domain {i}", m.source, d, [y] * len(d)))
     groups = data.winner_groups
     plan = data.plan
     crossing = []
     for g, (x, y) in pos.items():
-        ax.add_patch(Rectangle((x - 0.35, y - 0.3), 0.7, 0.6, facecolor="white", edgecolor="black", linewidth=0.8))
+        ax.add_patch(
+            Rectangle((x - 0.35, y - 0.3), 0.7, 0.6, facecolor="white", edgecolor="black", linewidth=0.8)
+        )
         ax.text(x, y + 0.12, f"GPU{g}", ha="center", fontsize=7)
     domain_of = {g: i for i, d in enumerate(m.domains) for g in d}
     for k, inst in enumerate(groups):
@@ -100,8 +124,17 @@ def topology(data: RunData) -> Drawn | str:
             for g in grp:
                 if g in pos:
                     x, y = pos[g]
-                    ax.add_patch(Rectangle((x - 0.35, y - 0.3), 0.7, 0.6, facecolor=colour, alpha=0.35,
-                                           edgecolor=colour, linewidth=2.5))
+                    ax.add_patch(
+                        Rectangle(
+                            (x - 0.35, y - 0.3),
+                            0.7,
+                            0.6,
+                            facecolor=colour,
+                            alpha=0.35,
+                            edgecolor=colour,
+                            linewidth=2.5,
+                        )
+                    )
                     ax.text(x, y - 0.18, f"R{k} S{s}", ha="center", fontsize=6.5)
             if len({domain_of.get(g, -1) for g in grp}) > 1:
                 crossing.append(f"instance {k} stage {s}")
@@ -110,23 +143,47 @@ def topology(data: RunData) -> Drawn | str:
         y = -ROW * k
         ax.text(-0.9, y, f"node {k}", ha="right", va="center", fontsize=8, fontweight="bold")
         ports = ", ".join(f"{label} (near GPU{'/'.join(map(str, gs))})" for label, gs in m.ports) or m.network
-        ax.text(-0.45, y - 0.85, ports if len(ports) < 140 else ports[:137] + "...", fontsize=6.5, color="#555555")
+        ax.text(
+            -0.45, y - 0.85, ports if len(ports) < 140 else ports[:137] + "...", fontsize=6.5, color="#555555"
+        )
         if m.ports:
-            drawn.append(series(f"node {k} HCAs near GPUs", m.source, [g for _, gs in m.ports for g in gs],
-                                [y] * sum(len(gs) for _, gs in m.ports)))
+            drawn.append(
+                series(
+                    f"node {k} HCAs near GPUs",
+                    m.source,
+                    [g for _, gs in m.ports for g in gs],
+                    [y] * sum(len(gs) for _, gs in m.ports),
+                )
+            )
     ax.set_xlim(-2.2, width)
     ax.set_ylim(-ROW * (m.nodes - 1) - 1.3, 1.0)
     ax.set_xlabel("GPUs of each node, grouped by NVLink domain (index = global GPU number)")
-    ax.set_ylabel("node")
+    ax.set_ylabel("node (one row each)")
     ax.set_xticks([])
     ax.set_yticks([])
     where = f"plan {plan.layout.label()}" if plan is not None and groups else "no plan"
     ax.set_title(f"{m.title}; coloured: {where} (R = instance, S = pipeline stage)", fontsize=9)
-    crosses_cands = sorted({f"TP={c.tp}" for c in data.candidates if c.crosses_nvlink_domain}, key=lambda t: int(t[3:]))
-    read = (f"the plan's TP groups cross an NVLink domain ({', '.join(crossing)})" if crossing
-            else "every TP group of the plan stays inside one NVLink domain" if groups else "no plan to place")
+    crosses_cands = sorted(
+        {f"TP={c.tp}" for c in data.candidates if c.crosses_nvlink_domain}, key=lambda t: int(t[3:])
+    )
+    read = (
+        f"the plan's TP groups cross an NVLink domain ({', '.join(crossing)})"
+        if crossing
+        else "every TP group of the plan stays inside one NVLink domain"
+        if groups
+        else "no plan to place"
+    )
     if crosses_cands:
         read += f"; {', '.join(crosses_cands)} would cross one (candidates.json)"
     caption = f"Boxes are NVLink domains, coloured GPUs the plan's TP groups ({m.source} topology): {read}."
-    return Drawn(fig, figure_data("topology", "Topology and the plan's placement", caption,
-                                  "GPU (grouped by NVLink domain)", "node", drawn))
+    return Drawn(
+        fig,
+        figure_data(
+            "topology",
+            "Topology and the plan's placement",
+            caption,
+            "GPU (index, grouped by NVLink domain)",
+            "node (row)",
+            drawn,
+        ),
+    )

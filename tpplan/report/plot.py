@@ -62,9 +62,17 @@ def series(label: str, source: str, x, y) -> Series:
     return Series(label=label, source=source, x=[float(v) for v in x], y=[float(v) for v in y])  # type: ignore[arg-type]
 
 
-def figure_data(name: str, title: str, caption: str, x_label: str, y_label: str, drawn: list[Series]) -> FigureData:
+def figure_data(
+    name: str, title: str, caption: str, x_label: str, y_label: str, drawn: list[Series]
+) -> FigureData:
     return FigureData(
-        name=name, title=title, caption=caption, file=f"{name}.png", x_label=x_label, y_label=y_label, series=drawn
+        name=name,
+        title=title,
+        caption=caption,
+        file=f"{name}.png",
+        x_label=x_label,
+        y_label=y_label,
+        series=drawn,
     )
 
 

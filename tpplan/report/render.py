@@ -37,10 +37,12 @@ def markdown(blocks: list[Block]) -> str:
             f = b.figure
             out.append(f"![{f.title}]({f.file})\n\n*{f.caption}*")
         elif b.kind == "table":
-            out.append("\n".join(
-                ["| " + " | ".join(b.headers) + " |", "|" + "---|" * len(b.headers)]
-                + ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in b.rows]
-            ))
+            out.append(
+                "\n".join(
+                    ["| " + " | ".join(b.headers) + " |", "|" + "---|" * len(b.headers)]
+                    + ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in b.rows]
+                )
+            )
     return "\n\n".join(out) + "\n"
 
 
@@ -60,8 +62,10 @@ code{background:#f4f4f4;padding:0 .2em}ul.verdict li{margin:.2em 0}"""
 
 
 def html_page(blocks: list[Block], title: str) -> str:
-    out = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-           f"<style>{STYLE}</style></head><body>"]
+    out = [
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<style>{STYLE}</style></head><body>"
+    ]
     for b in blocks:
         if b.kind in ("h1", "h2"):
             out.append(f"<{b.kind}>{_inline(b.text)}</{b.kind}>")
@@ -71,11 +75,15 @@ def html_page(blocks: list[Block], title: str) -> str:
             out.append("<ul class='verdict'>" + "".join(_item(i) for i in b.items) + "</ul>")
         elif b.kind == "figure" and b.figure is not None:
             data = base64.b64encode(b.png).decode("ascii")
-            out.append(f"<figure><img alt='{html.escape(b.figure.title)}' src='data:image/png;base64,{data}'>"
-                       f"<figcaption class='caption'>{_inline(b.figure.caption)}</figcaption></figure>")
+            out.append(
+                f"<figure><img alt='{html.escape(b.figure.title)}' src='data:image/png;base64,{data}'>"
+                f"<figcaption class='caption'>{_inline(b.figure.caption)}</figcaption></figure>"
+            )
         elif b.kind == "table":
             head = "".join(f"<th>{html.escape(h)}</th>" for h in b.headers)
-            body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in b.rows)
+            body = "".join(
+                "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in b.rows
+            )
             out.append(f"<table><tr>{head}</tr>{body}</table>")
     out.append("</body></html>")
     return "\n".join(out) + "\n"

@@ -45,13 +45,27 @@ COLUMNS = {
     "measured_at": lambda m: m.measured_at,
 }
 # What the report's own table shows of them (the CSV has every column).
-SHOWN = ["tp", "pp", "replicas", "dtype", "heads_mode", "status", "step_ms_p50", "allreduce_latency_us_p50",
-         "allreduce_share_of_step", "imbalance_pct", "drift_max_rel", "tokens_per_s"]
+SHOWN = [
+    "tp",
+    "pp",
+    "replicas",
+    "dtype",
+    "heads_mode",
+    "status",
+    "step_ms_p50",
+    "allreduce_latency_us_p50",
+    "allreduce_share_of_step",
+    "imbalance_pct",
+    "drift_max_rel",
+    "tokens_per_s",
+]
 
 
 def sweep_frame(measurements: list[Measurement]) -> pd.DataFrame:
     """One row per measurement, in results.jsonl order; absent numbers are NaN / None."""
-    frame = pd.DataFrame([{name: get(m) for name, get in COLUMNS.items()} for m in measurements], columns=list(COLUMNS))
+    frame = pd.DataFrame(
+        [{name: get(m) for name, get in COLUMNS.items()} for m in measurements], columns=list(COLUMNS)
+    )
     return frame.convert_dtypes(dtype_backend="numpy_nullable")
 
 

@@ -26,8 +26,10 @@ def verdict(data: RunData) -> list[str]:
         ok = [m for m in data.ok if m.tokens_per_s]
         if ok:
             best = max(ok, key=lambda m: m.tokens_per_s or 0.0)
-            lines.append(f"Fastest measured layout on this machine: {layout_label(best)} of {best.model}, "
-                         f"{best.tokens_per_s:,.0f} tokens/s (measured, {best.backend}).")
+            lines.append(
+                f"Fastest measured layout on this machine: {layout_label(best)} of {best.model}, "
+                f"{best.tokens_per_s:,.0f} tokens/s (measured, {best.backend})."
+            )
         return lines
     e, w = plan.estimate, plan.workload
     slo_ttft = w.slo_ttft_ms if w else None
@@ -37,14 +39,17 @@ def verdict(data: RunData) -> list[str]:
         f"{e.profile}), {plan.engine}, max_num_seqs {e.max_num_seqs}, {e.dtype} weights, KV cache {e.kv_cache_dtype}.",
         f"{e.output_tokens_per_usd:,.0f} output tokens per USD: {e.output_tokens_per_s:,.0f} tokens/s over "
         f"{e.gpus} GPUs at ${plan.profile.price.usd_per_gpu_hour.value:g} per GPU-hour, "
-        f"{e.concurrency} requests in flight" + (f" (ISL {w.input_tokens}, OSL {w.output_tokens})." if w else "."),
+        f"{e.concurrency} requests in flight"
+        + (f" (ISL {w.input_tokens}, OSL {w.output_tokens})." if w else "."),
         _vs("TPOT", e.tpot_ms, slo_tpot) + "; " + _vs("TTFT", e.ttft_ms, slo_ttft) + ".",
         f"Basis: {BASIS[e.basis]}.",
     ]
     if data.study is not None:
         st = data.study
-        lines.append(f"Search: {st.trials} trials, {sum(r.feasible for r in st.results)} of {len(st.results)} "
-                     f"distinct configurations feasible (study {st.name}).")
+        lines.append(
+            f"Search: {st.trials} trials, {sum(r.feasible for r in st.results)} of {len(st.results)} "
+            f"distinct configurations feasible (study {st.name})."
+        )
     if plan.why:
         lines.append("Why it won, neighbour by neighbour:")
         lines += [f"  - {s}" for s in plan.why]
@@ -52,4 +57,6 @@ def verdict(data: RunData) -> list[str]:
 
 
 def failed_lines(data: RunData) -> list[str]:
-    return [f"{layout_label(m)} ({m.key}): {m.status}: {m.reason or 'no reason recorded'}" for m in data.failed]
+    return [
+        f"{layout_label(m)} ({m.key}): {m.status}: {m.reason or 'no reason recorded'}" for m in data.failed
+    ]
