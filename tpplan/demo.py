@@ -70,7 +70,8 @@ def step_sweep(out: Path, echo: Echo) -> None:
         ar = f"all-reduce p50 {m.allreduce.latency_us.p50:,.0f} us ({m.allreduce.share_of_step:.0%} of step)" \
             if m.allreduce else "no all-reduce"
         drift = f"vs TP=1 max|d| {m.drift.max_abs:.1e} {'ok' if m.drift.allclose else 'FAILS allclose'}" if m.drift else ""
-        echo(f"  TP={m.tp} {m.dtype}: step p50 {m.step_ms.p50:.1f} ms, {ar}, {m.tokens_per_s:,.0f} tok/s; {drift}")
+        heads = f" heads {'/'.join(map(str, m.heads_per_rank))}" if m.heads_mode != "even" else ""
+        echo(f"  TP={m.tp} {m.dtype}{heads}: step p50 {m.step_ms.p50:.1f} ms, {ar}, {m.tokens_per_s:,.0f} tok/s; {drift}")
     echo(f"  -> {run_dir / RESULTS}")
 
 

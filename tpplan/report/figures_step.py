@@ -84,7 +84,9 @@ def breakdown(data: RunData) -> Drawn | str:
         )
         a.set_title("Measured (sweep): median rank's step", fontsize=9)
         share = max(p["all-reduce"] / max(sum(p.values()), 1e-9) for p in parts)
-        reads.append(f"measured: all-reduce is at most {share:.0%} of a step")
+        reads.append(
+            f"measured: time inside all-reduces (waits for slower ranks included) is up to {share:.0%} of a step"
+        )
     if modelled:
         a = next(ax)
         parts = [modelled_parts(e.breakdown) for _, e in modelled]

@@ -92,7 +92,7 @@ def busy(data: RunData) -> Drawn | str:
     measured = [m for m in data.ok if m.ranks]
     if not measured:
         return "no per-rank timings: the sweep has no finished case"
-    fig, ax = new_figure(max(6, 1.2 * sum(len(m.ranks) for m in measured) + 2), 4)
+    fig, ax = new_figure(min(11, max(6, 0.6 * sum(len(m.ranks) + 1 for m in measured) + 1)), 4)
     drawn, ticks, labels, x0 = [], [], [], 0.0
     worst: tuple[float, str] | None = None
     for m in measured:

@@ -15,7 +15,7 @@ from matplotlib.patches import FancyBboxPatch, Rectangle
 from .data import RunData
 from .plot import Drawn, figure_data, new_figure, series
 
-ROW = 2.0  # vertical distance between node rows, in GPU widths
+PORT_STEP = 0.5  # vertical distance between stacked port labels, in GPU widths
 _INSTANCE_COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22"]
 
 
@@ -43,10 +43,13 @@ def _machine(data: RunData) -> Machine | str:
         domains = [list(d) for d in topo.domains] + [[g.index] for g in topo.gpus if g.index not in inside]
         nodes = max(1, math.ceil(used / n)) if plan is not None and plan.profile.gpus_per_node == n else 1
         domains = [[g + k * n for g in d] for k in range(nodes) for d in domains]
-        ports = [(f"{h.label} {h.rate_gbit_per_s:g} Gb/s {h.state}", list(h.nearest_gpus)) for h in topo.hcas]
+        ports = [
+            (f"{h.label}\n{h.rate_gbit_per_s:g}G{'' if h.active else ' DOWN'}", list(h.nearest_gpus))
+            for h in topo.hcas
+        ]
         return Machine(
             "detected",
-            f"{det.gpu.name} on {topo.host} (tpplan detect)",
+            f"{det.gpu.name} on {topo.host} (tpplan detect" + ("; other nodes drawn alike)" if nodes > 1 else ")"),
             n,
             nodes,
             domains,
@@ -76,16 +79,22 @@ def topology(data: RunData) -> Drawn | str:
     m = _machine(data)
     if isinstance(m, str):
         return m
-    pos = {}  # GPU -> (x, y): domains left to right inside a node row, a gap between domains
-    for k in range(m.nodes):
-        x = 0.0
-        for d in (d for d in m.domains if d[0] // m.gpus_per_node == k):
-            for g in d:
-                pos[g] = (x, -ROW * k)
-                x += 1.0
-            x += 0.5
-    width = max(x for x, _ in pos.values()) + 2
-    fig, ax = new_figure(max(7, 0.75 * width + 1), 1.2 + 1.6 * m.nodes)
+    local_x, x = {}, 0.0  # node-local GPU -> x: domains left to right, a gap between domains
+    for d in (d for d in m.domains if d[0] < m.gpus_per_node):
+        for g in d:
+            local_x[g] = x
+            x += 1.0
+        x += 0.5
+    # Each port sits under the GPUs nearest to it; ports sharing a spot stack downwards.
+    anchors, stack = [], {}
+    for label, near in m.ports:
+        ax_x = sum(local_x[g] for g in near) / len(near) if near else -1.0
+        anchors.append((label, ax_x, stack.get(ax_x, 0)))
+        stack[ax_x] = stack.get(ax_x, 0) + 1
+    row = 2.0 + PORT_STEP * max(stack.values(), default=1)
+    pos = {g + k * m.gpus_per_node: (lx, -row * k) for k in range(m.nodes) for g, lx in local_x.items()}
+    width = max(local_x.values()) + 2
+    fig, ax = new_figure(max(7, 0.75 * width + 1), 1.2 + 1.6 * m.nodes * row / 2.0)
     drawn = []
     for i, d in enumerate(m.domains):
         xs = [pos[g][0] for g in d]
@@ -140,13 +149,23 @@ def topology(data: RunData) -> Drawn | str:
                 crossing.append(f"instance {k} stage {s}")
             drawn.append(series(f"instance {k} stage {s} TP group", "profile", grp, [k] * len(grp)))
     for k in range(m.nodes):
-        y = -ROW * k
+        y = -row * k
         ax.text(-0.9, y, f"node {k}", ha="right", va="center", fontsize=8, fontweight="bold")
-        ports = ", ".join(f"{label} (near GPU{'/'.join(map(str, gs))})" for label, gs in m.ports) or m.network
-        ax.text(
-            -0.45, y - 0.85, ports if len(ports) < 140 else ports[:137] + "...", fontsize=6.5, color="#555555"
-        )
-        if m.ports:
+        for label, px, level in anchors:
+            down = "DOWN" in label
+            ax.text(
+                px,
+                y - 0.75 - PORT_STEP * level,
+                label,
+                ha="center",
+                va="top",
+                fontsize=5.5,
+                color="#d62728" if down else "#555555",
+                bbox={"boxstyle": "round,pad=0.15", "facecolor": "#f4f4f4", "edgecolor": "#aaaaaa"},
+            )
+        if not m.ports:
+            ax.text(-0.45, y - 0.85, m.network, fontsize=6.5, color="#555555")
+        else:
             drawn.append(
                 series(
                     f"node {k} HCAs near GPUs",
@@ -156,7 +175,7 @@ def topology(data: RunData) -> Drawn | str:
                 )
             )
     ax.set_xlim(-2.2, width)
-    ax.set_ylim(-ROW * (m.nodes - 1) - 1.3, 1.0)
+    ax.set_ylim(-row * (m.nodes - 1) - 1.0 - PORT_STEP * max(stack.values(), default=1), 1.0)
     ax.set_xlabel("GPUs of each node, grouped by NVLink domain (index = global GPU number)")
     ax.set_ylabel("node (one row each)")
     ax.set_xticks([])

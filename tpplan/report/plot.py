@@ -7,7 +7,6 @@ when `tpplan report` runs: `import tpplan` and `tpplan --help` never load it.
 from __future__ import annotations
 
 import io
-import math
 from dataclasses import dataclass
 
 import matplotlib
@@ -19,8 +18,18 @@ from matplotlib.figure import Figure  # noqa: E402
 from ..records import FigureData, Series  # noqa: E402
 
 DPI = 110
-# One colour per TP degree across all figures (tab10 order), so TP=2 is the same blue everywhere.
-_TAB10 = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22"]
+# One colour per TP degree across all figures, so TP=2 is the same orange everywhere; grey is kept
+# for infeasible and not-representative marks, so no TP degree gets it.
+_TP_COLOURS = {
+    1: "#1f77b4",
+    2: "#ff7f0e",
+    3: "#9467bd",
+    4: "#2ca02c",
+    6: "#8c564b",
+    8: "#d62728",
+    16: "#e377c2",
+}
+_OTHER_COLOURS = ["#17becf", "#bcbd22", "#393b79", "#637939"]
 # The step's parts, in stacking order, with one colour each (measured and modelled bars share them).
 PART_COLOURS = {
     "compute": "#4c72b0",
@@ -34,7 +43,7 @@ PART_COLOURS = {
 
 
 def tp_colour(tp: int) -> str:
-    return _TAB10[int(math.log2(tp)) % len(_TAB10)] if tp & (tp - 1) == 0 else _TAB10[(tp + 4) % len(_TAB10)]
+    return _TP_COLOURS.get(tp) or _OTHER_COLOURS[tp % len(_OTHER_COLOURS)]
 
 
 @dataclass
