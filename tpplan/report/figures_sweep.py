@@ -65,7 +65,7 @@ def allreduce(data: RunData) -> Drawn | str:
     fig.suptitle(
         f"All-reduce: measured ({measured[0].backend}, this machine) vs cost model ({where})", fontsize=10
     )
-    sizes = sorted({b for m in measured for b in [m.allreduce.bytes]})  # type: ignore[union-attr]
+    sizes = sorted({m.allreduce.bytes for m in measured})  # type: ignore[union-attr]
     if ratios:
         verdict = f"measured p50 is {statistics.median(ratios):.2g}x the model's at the measured sizes"
     else:
@@ -144,8 +144,8 @@ def busy(data: RunData) -> Drawn | str:
     if crowded:
         read += f"; hatched ({', '.join(crowded)}): ranks oversubscribed the CPU cores, timings not representative"
     caption = (
-        "Unequal bars inside a group are ranks with more heads or work gating every all-reduce (the seed's "
-        f"10-15% utilization delta); {read}."
+        "Within a group, a shorter bar is a rank waiting at every all-reduce for a busier one (the seed's "
+        f"10-15% utilization delta between ranks); {read}."
     )
     return Drawn(
         fig,
