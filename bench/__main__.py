@@ -21,7 +21,7 @@ def main(argv: list[str]) -> int:
     failed = 0
     for name in names:
         t0 = time.perf_counter()
-        print(f"\n=== {name[len('bench_'):]} ===", flush=True)
+        print(f"\n=== {name[len('bench_') :]} ===", flush=True)
         try:
             importlib.import_module(f"bench.{name}").main()
         except Exception as e:  # one broken bench must not hide the others' figures

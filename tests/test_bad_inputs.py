@@ -11,9 +11,16 @@ import yaml
 from tests.cli_helpers import run
 
 GOOD_MODEL = {
-    "name": "m", "architecture": "LlamaForCausalLM", "num_layers": 4, "hidden_size": 512,
-    "num_attention_heads": 8, "num_kv_heads": 4, "head_dim": 64, "intermediate_size": 1408,
-    "vocab_size": 8192, "max_position_embeddings": 4096,
+    "name": "m",
+    "architecture": "LlamaForCausalLM",
+    "num_layers": 4,
+    "hidden_size": 512,
+    "num_attention_heads": 8,
+    "num_kv_heads": 4,
+    "head_dim": 64,
+    "intermediate_size": 1408,
+    "vocab_size": 8192,
+    "max_position_embeddings": 4096,
 }
 
 
@@ -55,7 +62,9 @@ CANDIDATES = ("candidates",)
 
 
 def test_missing_model_file(capsys, tmp_path):
-    check_one_line(capsys, [*CANDIDATES, tmp_path / "nope.yaml", "--profile", "dgx-h100"], "nope.yaml", "no such file")
+    check_one_line(
+        capsys, [*CANDIDATES, tmp_path / "nope.yaml", "--profile", "dgx-h100"], "nope.yaml", "no such file"
+    )
 
 
 def test_model_is_a_directory(capsys, tmp_path):
@@ -94,7 +103,14 @@ def test_top_level_list(capsys, tmp_path):
 
 def test_missing_field(capsys, tmp_path):
     p = _model(tmp_path, num_layers=...)
-    check_one_line(capsys, [*CANDIDATES, p, "--profile", "dgx-h100"], "model.yaml", "num_layers", "missing", "decoder layers")
+    check_one_line(
+        capsys,
+        [*CANDIDATES, p, "--profile", "dgx-h100"],
+        "model.yaml",
+        "num_layers",
+        "missing",
+        "decoder layers",
+    )
 
 
 def test_wrong_type_string(capsys, tmp_path):
@@ -124,7 +140,9 @@ def test_unknown_field_typo(capsys, tmp_path):
 
 def test_more_kv_heads_than_heads(capsys, tmp_path):
     p = _model(tmp_path, num_kv_heads=16)
-    check_one_line(capsys, [*CANDIDATES, p, "--profile", "dgx-h100"], "num_kv_heads (16) exceeds num_attention_heads (8)")
+    check_one_line(
+        capsys, [*CANDIDATES, p, "--profile", "dgx-h100"], "num_kv_heads (16) exceeds num_attention_heads (8)"
+    )
 
 
 def test_heads_not_multiple_of_kv(capsys, tmp_path):
@@ -134,19 +152,37 @@ def test_heads_not_multiple_of_kv(capsys, tmp_path):
 
 def test_moe_topk_larger_than_experts(capsys, tmp_path):
     p = _model(tmp_path, moe={"num_experts": 4, "experts_per_token": 8, "expert_intermediate_size": 1024})
-    check_one_line(capsys, [*CANDIDATES, p, "--profile", "dgx-h100"], "experts_per_token (8) exceeds num_experts (4)")
+    check_one_line(
+        capsys, [*CANDIDATES, p, "--profile", "dgx-h100"], "experts_per_token (8) exceeds num_experts (4)"
+    )
 
 
 def test_hf_config_negative_layers(capsys, tmp_path):
-    cfg = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "num_hidden_layers": -3, "hidden_size": 512,
-           "num_attention_heads": 8, "intermediate_size": 1024, "vocab_size": 1000}
+    cfg = {
+        "architectures": ["LlamaForCausalLM"],
+        "model_type": "llama",
+        "num_hidden_layers": -3,
+        "hidden_size": 512,
+        "num_attention_heads": 8,
+        "intermediate_size": 1024,
+        "vocab_size": 1000,
+    }
     p = _write(tmp_path, "config.json", json.dumps(cfg).encode())
-    check_one_line(capsys, [*CANDIDATES, p, "--profile", "dgx-h100"], "config.json", "num_hidden_layers", "-3", ">= 1")
+    check_one_line(
+        capsys, [*CANDIDATES, p, "--profile", "dgx-h100"], "config.json", "num_hidden_layers", "-3", ">= 1"
+    )
 
 
 def test_hf_config_hidden_not_divisible_by_heads(capsys, tmp_path):
-    cfg = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "num_hidden_layers": 2, "hidden_size": 500,
-           "num_attention_heads": 8, "intermediate_size": 1024, "vocab_size": 1000}
+    cfg = {
+        "architectures": ["LlamaForCausalLM"],
+        "model_type": "llama",
+        "num_hidden_layers": 2,
+        "hidden_size": 500,
+        "num_attention_heads": 8,
+        "intermediate_size": 1024,
+        "vocab_size": 1000,
+    }
     p = _write(tmp_path, "config.json", json.dumps(cfg).encode())
     check_one_line(capsys, [*CANDIDATES, p, "--profile", "dgx-h100"], "head_dim", "hidden_size (500)")
 
@@ -154,12 +190,16 @@ def test_hf_config_hidden_not_divisible_by_heads(capsys, tmp_path):
 def test_hf_config_missing_standard_fields(capsys, tmp_path):
     cfg = {"architectures": ["MysteryForCausalLM"], "model_type": "mystery", "width": 512}
     p = _write(tmp_path, "config.json", json.dumps(cfg).encode())
-    check_one_line(capsys, [*CANDIDATES, p, "--profile", "dgx-h100"], "missing num_hidden_layers", "hidden_size")
+    check_one_line(
+        capsys, [*CANDIDATES, p, "--profile", "dgx-h100"], "missing num_hidden_layers", "hidden_size"
+    )
 
 
 def test_profile_number_without_source(capsys, tmp_path):
     p = _profile(tmp_path, lambda d: d["gpu"]["memory_gib"].pop("source"))
-    check_one_line(capsys, [*CANDIDATES, "tiny", "--profile", p], "prof.yaml", "gpu.memory_gib.source", "missing")
+    check_one_line(
+        capsys, [*CANDIDATES, "tiny", "--profile", p], "prof.yaml", "gpu.memory_gib.source", "missing"
+    )
 
 
 def test_profile_zero_memory(capsys, tmp_path):
@@ -169,7 +209,9 @@ def test_profile_zero_memory(capsys, tmp_path):
 
 def test_profile_unknown_fabric(capsys, tmp_path):
     p = _profile(tmp_path, lambda d: d["inter_node"].update(kind="carrier-pigeon"))
-    check_one_line(capsys, [*CANDIDATES, "tiny", "--profile", p], "inter_node.kind", "carrier-pigeon", "ib-ndr")
+    check_one_line(
+        capsys, [*CANDIDATES, "tiny", "--profile", p], "inter_node.kind", "carrier-pigeon", "ib-ndr"
+    )
 
 
 def test_profile_domain_inconsistent_with_node(capsys, tmp_path):
@@ -178,15 +220,21 @@ def test_profile_domain_inconsistent_with_node(capsys, tmp_path):
 
 
 def test_unknown_bundled_profile(capsys):
-    check_one_line(capsys, [*CANDIDATES, "tiny", "--profile", "dgx-h1000"], "dgx-h1000", "dgx-h100", "hgx-h200")
+    check_one_line(
+        capsys, [*CANDIDATES, "tiny", "--profile", "dgx-h1000"], "dgx-h1000", "dgx-h100", "hgx-h200"
+    )
 
 
 def test_zero_gpus(capsys):
-    check_one_line(capsys, [*CANDIDATES, "tiny", "--profile", "dgx-h100", "--gpus", "0"], "--gpus", "0", ">= 1")
+    check_one_line(
+        capsys, [*CANDIDATES, "tiny", "--profile", "dgx-h100", "--gpus", "0"], "--gpus", "0", ">= 1"
+    )
 
 
 def test_tp_larger_than_the_gpus(capsys):
-    check_one_line(capsys, [*CANDIDATES, "tiny", "--profile", "dgx-h100", "--tp", "16"], "--tp 16", "budget (8")
+    check_one_line(
+        capsys, [*CANDIDATES, "tiny", "--profile", "dgx-h100", "--tp", "16"], "--tp 16", "budget (8"
+    )
 
 
 def test_tp_not_a_number(capsys):
@@ -194,15 +242,21 @@ def test_tp_not_a_number(capsys):
 
 
 def test_unknown_engine(capsys):
-    check_one_line(capsys, [*CANDIDATES, "tiny", "--profile", "dgx-h100", "--engine", "tgi"], "--engine", "tgi", "vllm")
+    check_one_line(
+        capsys, [*CANDIDATES, "tiny", "--profile", "dgx-h100", "--engine", "tgi"], "--engine", "tgi", "vllm"
+    )
 
 
 def test_unknown_flag(capsys):
-    check_one_line(capsys, [*CANDIDATES, "tiny", "--profile", "dgx-h100", "--tensor-parallel", "8"], "--tensor-parallel")
+    check_one_line(
+        capsys, [*CANDIDATES, "tiny", "--profile", "dgx-h100", "--tensor-parallel", "8"], "--tensor-parallel"
+    )
 
 
 def test_zero_max_model_len(capsys):
-    check_one_line(capsys, [*CANDIDATES, "tiny", "--profile", "dgx-h100", "--max-model-len", "0"], "--max-model-len")
+    check_one_line(
+        capsys, [*CANDIDATES, "tiny", "--profile", "dgx-h100", "--max-model-len", "0"], "--max-model-len"
+    )
 
 
 @pytest.mark.parametrize("value", ["nan", "1e400"])

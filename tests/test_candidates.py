@@ -53,7 +53,9 @@ def test_pcie_only_profile_uses_pcie_for_tp():
     prof = io.load_profile("l40s-8x-pcie")
     assert place(prof, Layout(tp=4), 8).tp_fabric == "pcie"
     multi = place(prof, Layout(tp=8, pp=2), 16)
-    assert multi.problem and "no inter-node fabric" in multi.problem  # replicas may span servers, TP/PP may not
+    assert (
+        multi.problem and "no inter-node fabric" in multi.problem
+    )  # replicas may span servers, TP/PP may not
     assert place(prof, Layout(tp=8, replicas=2), 16).problem is None
 
 
@@ -85,11 +87,27 @@ def test_kv_cache_must_hold_max_model_len():
 def test_mla_cache_is_not_split_by_tp(tmp_path):
     import json
 
-    cfg = {"architectures": ["DeepseekV2ForCausalLM"], "model_type": "deepseek_v2", "hidden_size": 2048,
-           "intermediate_size": 10944, "moe_intermediate_size": 1408, "n_routed_experts": 64, "n_shared_experts": 2,
-           "num_experts_per_tok": 6, "num_hidden_layers": 27, "num_attention_heads": 16, "num_key_value_heads": 16,
-           "kv_lora_rank": 512, "q_lora_rank": None, "qk_nope_head_dim": 128, "qk_rope_head_dim": 64,
-           "v_head_dim": 128, "vocab_size": 102400, "first_k_dense_replace": 1, "max_position_embeddings": 163840}
+    cfg = {
+        "architectures": ["DeepseekV2ForCausalLM"],
+        "model_type": "deepseek_v2",
+        "hidden_size": 2048,
+        "intermediate_size": 10944,
+        "moe_intermediate_size": 1408,
+        "n_routed_experts": 64,
+        "n_shared_experts": 2,
+        "num_experts_per_tok": 6,
+        "num_hidden_layers": 27,
+        "num_attention_heads": 16,
+        "num_key_value_heads": 16,
+        "kv_lora_rank": 512,
+        "q_lora_rank": None,
+        "qk_nope_head_dim": 128,
+        "qk_rope_head_dim": 64,
+        "v_head_dim": 128,
+        "vocab_size": 102400,
+        "first_k_dense_replace": 1,
+        "max_position_embeddings": 163840,
+    }
     (tmp_path / "config.json").write_text(json.dumps(cfg))
     m = io.load_model(tmp_path / "config.json")
     prof = io.load_profile("dgx-h100")

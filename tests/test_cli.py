@@ -9,8 +9,20 @@ import sys
 from tests.cli_helpers import run
 
 CANDIDATE_KEYS = {
-    "tp", "pp", "replicas", "gpus", "engine_ok", "fits", "valid", "reasons", "heads_per_rank", "kv_heads_per_rank",
-    "layers_per_stage", "weights_gib_per_gpu", "kv_cache_gib_per_gpu", "crosses_nvlink_domain",
+    "tp",
+    "pp",
+    "replicas",
+    "gpus",
+    "engine_ok",
+    "fits",
+    "valid",
+    "reasons",
+    "heads_per_rank",
+    "kv_heads_per_rank",
+    "layers_per_stage",
+    "weights_gib_per_gpu",
+    "kv_cache_gib_per_gpu",
+    "crosses_nvlink_domain",
 }
 
 
@@ -35,7 +47,9 @@ def test_help_imports_nothing_heavy():
 
 
 def test_python_dash_m_and_version():
-    res = subprocess.run([sys.executable, "-m", "tpplan", "--version"], capture_output=True, text=True, check=True)
+    res = subprocess.run(
+        [sys.executable, "-m", "tpplan", "--version"], capture_output=True, text=True, check=True
+    )
     assert "tpplan" in res.stdout
 
 
@@ -52,8 +66,15 @@ def test_profiles_lists_every_required_profile(capsys):
     rc, out, _ = run(capsys, "profiles", "--json")
     names = {p["name"] for p in json.loads(out)}
     assert names >= {
-        "dgx-a100-80g", "dgx-h100", "hgx-h200", "hgx-b200", "gb200-nvl72", "l40s-8x-pcie", "a10g-4x-pcie",
-        "a100-pcie-8x-nvlink-pairs", "cpu-local",
+        "dgx-a100-80g",
+        "dgx-h100",
+        "hgx-h200",
+        "hgx-b200",
+        "gb200-nvl72",
+        "l40s-8x-pcie",
+        "a10g-4x-pcie",
+        "a100-pcie-8x-nvlink-pairs",
+        "cpu-local",
     }
     rc, out, _ = run(capsys, "profiles")
     assert rc == 0 and "dgx-h100" in out
@@ -82,8 +103,15 @@ def test_profile_path_and_hf_config_path(capsys, reference, repo):
 
 
 def test_unknown_architecture_warns_and_is_unsupported_for_vllm(capsys, tmp_path):
-    cfg = {"architectures": ["FooForCausalLM"], "model_type": "foo", "hidden_size": 1024, "num_attention_heads": 16,
-           "num_hidden_layers": 8, "intermediate_size": 4096, "vocab_size": 32000}
+    cfg = {
+        "architectures": ["FooForCausalLM"],
+        "model_type": "foo",
+        "hidden_size": 1024,
+        "num_attention_heads": 16,
+        "num_hidden_layers": 8,
+        "intermediate_size": 4096,
+        "vocab_size": 32000,
+    }
     p = tmp_path / "config.json"
     p.write_text(json.dumps(cfg))
     rc, out, err = run(capsys, "candidates", p, "--profile", "dgx-h100", "--tp", "2", "--pp", "1")

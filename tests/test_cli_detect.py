@@ -152,6 +152,17 @@ def test_two_nodes_from_slurm_make_tp16_cross(tmp_path):
     assert [c["crosses_nvlink_domain"] for c in json.loads(result.stdout)] == [True]
 
 
+def test_two_nodes_without_an_hca_warn_that_cross_node_layouts_will_be_invalid(tmp_path):
+    out = tmp_path / "p.yaml"
+    env = fake_env("a100-pcie-nvlink-pairs", tmp_path)  # no HCA on this box
+    result = run(["detect", "--nodes", "2", "--out", str(out)], env)
+    assert result.exit_code == 0, result.output
+    assert "2 nodes, but no InfiniBand/RoCE port was found" in result.stderr
+    assert io.load_profile(out).inter_node is None
+    one = run(["detect", "--out", str(tmp_path / "one.yaml")], env)  # one node: nothing to warn about
+    assert "InfiniBand/RoCE port was found" not in one.stderr
+
+
 def test_table_output_reads_like_nvidia_smi(tmp_path):
     result = run(["detect", "--out", str(tmp_path / "p.yaml")], fake_env("dgx-a100-link-down", tmp_path))
     assert result.exit_code == 0

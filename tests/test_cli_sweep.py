@@ -8,11 +8,11 @@ import sys
 import pytest
 from click.testing import CliRunner
 
+from tests.sweep_helpers import small_settings
 from tpplan.cli import cli
 from tpplan.cli.sweep import summary
-from tpplan.io import load_model
 from tpplan.sweep.collect import measurement, with_padding_cost
-from tpplan.sweep.plan import Case, SweepSettings
+from tpplan.sweep.plan import Case
 
 
 def test_help_has_examples_and_the_torchrun_command():
@@ -62,19 +62,7 @@ def test_records_and_the_sweep_package_do_not_import_torch():
 
 
 def _m(mode: str, heads: list[int], cpu: list[float], step: float, per_core: float = 2.0):
-    spec = load_model("minicpm-2b")
-    s = SweepSettings(
-        model=spec,
-        backend="gloo",
-        tokens=32,
-        batch=1,
-        layers=1,
-        warmup=1,
-        iters=1,
-        timeout_s=9.0,
-        atol=1e-2,
-        rtol=1e-2,
-    )
+    s = small_settings("minicpm-2b", tokens=32, iters=1, timeout_s=9.0)
     case = Case(
         key=mode, tp=len(heads), pp=1, replicas=1, dtype="fp32", heads_mode=mode, engines_accepting=[]
     )

@@ -87,7 +87,9 @@ def test_megatron_405b_pp():
 
 def test_phi3_medium_passes_config_but_fails_load():
     """§4.3: H=40, KV=10 passes the heads check at TP=4 and 8 but QKVParallelLinear refuses it."""
-    m = io.load_model("qwen2.5-32b").model_copy(update={"num_kv_heads": 10, "architecture": "Phi3ForCausalLM"})
+    m = io.load_model("qwen2.5-32b").model_copy(
+        update={"num_kv_heads": 10, "architecture": "Phi3ForCausalLM"}
+    )
     for tp in (4, 8):
         v = engines.check("vllm", m, tp, 1)
         assert not v.ok and any("num_kv_heads (10)" in r or "num_kv_heads (10)" in r for r in v.reasons)

@@ -12,9 +12,14 @@ from tpplan.specs import Sourced
 
 # profile → the gpus.csv row its GPU numbers come from
 GPU_ROWS = {
-    "dgx-a100-80g": "A100 SXM4 80GB", "dgx-h100": "H100 SXM5 80GB", "hgx-h200": "H200 SXM 141GB",
-    "hgx-b200": "B200 (HGX/DGX B200)", "gb200-nvl72": "GB200 (per B200 GPU in GB200 NVL72)", "l40s-8x-pcie": "L40S",
-    "a10g-4x-pcie": "A10G (AWS g5)", "a100-pcie-8x-nvlink-pairs": "A100 PCIe 80GB",
+    "dgx-a100-80g": "A100 SXM4 80GB",
+    "dgx-h100": "H100 SXM5 80GB",
+    "hgx-h200": "H200 SXM 141GB",
+    "hgx-b200": "B200 (HGX/DGX B200)",
+    "gb200-nvl72": "GB200 (per B200 GPU in GB200 NVL72)",
+    "l40s-8x-pcie": "L40S",
+    "a10g-4x-pcie": "A10G (AWS g5)",
+    "a100-pcie-8x-nvlink-pairs": "A100 PCIe 80GB",
 }
 
 
@@ -45,7 +50,10 @@ def test_every_number_has_a_source(profiles):
             assert len(q.source) > 10, (prof.name, path)
             if q.basis == "assumed":
                 # an assumption must say so in words, not just in the basis field
-                assert any(w in q.source.lower() for w in ("assum", "not ", "no ", "unverified")), (prof.name, path)
+                assert any(w in q.source.lower() for w in ("assum", "not ", "no ", "unverified")), (
+                    prof.name,
+                    path,
+                )
 
 
 def test_topology_facts(profiles):
@@ -64,7 +72,9 @@ def test_gpu_numbers_match_reference_table(profiles, reference):
     for name, row_name in GPU_ROWS.items():
         row, gpu = rows[row_name], profiles[name].gpu
         if row["bf16_dense_tflops"].replace(".", "").isdigit():
-            assert gpu.bf16_dense_tflops.value == pytest.approx(float(row["bf16_dense_tflops"]), rel=0.01), name
+            assert gpu.bf16_dense_tflops.value == pytest.approx(float(row["bf16_dense_tflops"]), rel=0.01), (
+                name
+            )
         bw = row["mem_bw_gbs"].split("-")[0]
         assert gpu.hbm_gbps.value == pytest.approx(float(bw), rel=0.04), name
 

@@ -61,9 +61,18 @@ def test_qwen3_moe_expert_width_and_no_dense_layers(reference):
 def test_falcon_multi_query_has_one_kv_head(tmp_path):
     """Falcon-7B: multi_query and no new_decoder_architecture → 1 KV head (vLLM convertor :507-523),
     even though old configs also carry n_head_kv."""
-    cfg = {"architectures": ["FalconForCausalLM"], "model_type": "falcon", "hidden_size": 4544,
-           "num_attention_heads": 71, "num_hidden_layers": 32, "multi_query": True, "n_head_kv": 71,
-           "new_decoder_architecture": False, "parallel_attn": True, "vocab_size": 65024}
+    cfg = {
+        "architectures": ["FalconForCausalLM"],
+        "model_type": "falcon",
+        "hidden_size": 4544,
+        "num_attention_heads": 71,
+        "num_hidden_layers": 32,
+        "multi_query": True,
+        "n_head_kv": 71,
+        "new_decoder_architecture": False,
+        "parallel_attn": True,
+        "vocab_size": 65024,
+    }
     m = _hf(tmp_path, "falcon-7b", cfg)
     assert m.num_kv_heads == 1 and m.num_attention_heads == 71
     assert m.intermediate_size == 4 * 4544 and not m.gated_mlp
@@ -85,20 +94,46 @@ def test_kv_field_precedence():
 
 
 def test_opt_config(tmp_path):
-    cfg = {"architectures": ["OPTForCausalLM"], "model_type": "opt", "hidden_size": 9216, "ffn_dim": 36864,
-           "num_attention_heads": 72, "num_hidden_layers": 64, "vocab_size": 50272, "max_position_embeddings": 2048,
-           "word_embed_proj_dim": 9216, "torch_dtype": "float16"}
+    cfg = {
+        "architectures": ["OPTForCausalLM"],
+        "model_type": "opt",
+        "hidden_size": 9216,
+        "ffn_dim": 36864,
+        "num_attention_heads": 72,
+        "num_hidden_layers": 64,
+        "vocab_size": 50272,
+        "max_position_embeddings": 2048,
+        "word_embed_proj_dim": 9216,
+        "torch_dtype": "float16",
+    }
     m = _hf(tmp_path, "opt-66b", cfg)
     assert (m.intermediate_size, m.num_kv_heads, m.dtype, m.gated_mlp) == (36864, 72, "fp16", False)
 
 
 def test_deepseek_mla_and_moe(tmp_path):
-    cfg = {"architectures": ["DeepseekV3ForCausalLM"], "model_type": "deepseek_v3", "hidden_size": 7168,
-           "intermediate_size": 18432, "moe_intermediate_size": 2048, "n_routed_experts": 256,
-           "n_shared_experts": 1, "num_experts_per_tok": 8, "num_hidden_layers": 61, "num_attention_heads": 128,
-           "num_key_value_heads": 128, "kv_lora_rank": 512, "q_lora_rank": 1536, "qk_nope_head_dim": 128,
-           "qk_rope_head_dim": 64, "v_head_dim": 128, "vocab_size": 129280, "first_k_dense_replace": 3,
-           "moe_layer_freq": 1, "max_position_embeddings": 163840, "tie_word_embeddings": False}
+    cfg = {
+        "architectures": ["DeepseekV3ForCausalLM"],
+        "model_type": "deepseek_v3",
+        "hidden_size": 7168,
+        "intermediate_size": 18432,
+        "moe_intermediate_size": 2048,
+        "n_routed_experts": 256,
+        "n_shared_experts": 1,
+        "num_experts_per_tok": 8,
+        "num_hidden_layers": 61,
+        "num_attention_heads": 128,
+        "num_key_value_heads": 128,
+        "kv_lora_rank": 512,
+        "q_lora_rank": 1536,
+        "qk_nope_head_dim": 128,
+        "qk_rope_head_dim": 64,
+        "v_head_dim": 128,
+        "vocab_size": 129280,
+        "first_k_dense_replace": 3,
+        "moe_layer_freq": 1,
+        "max_position_embeddings": 163840,
+        "tie_word_embeddings": False,
+    }
     m = _hf(tmp_path, "dsv3", cfg)
     assert m.mla.cache_width == 576 and m.head_dim == 192
     assert m.moe.first_dense_layers == 3 and m.num_moe_layers == 58 and m.has_dense_mlp
@@ -106,8 +141,15 @@ def test_deepseek_mla_and_moe(tmp_path):
 
 
 def test_unknown_architecture_is_planned_with_a_warning(tmp_path):
-    cfg = {"architectures": ["FooForCausalLM"], "model_type": "foo", "hidden_size": 1024, "num_attention_heads": 16,
-           "num_hidden_layers": 8, "intermediate_size": 4096, "vocab_size": 32000}
+    cfg = {
+        "architectures": ["FooForCausalLM"],
+        "model_type": "foo",
+        "hidden_size": 1024,
+        "num_attention_heads": 16,
+        "num_hidden_layers": 8,
+        "intermediate_size": 4096,
+        "vocab_size": 32000,
+    }
     m = _hf(tmp_path, "foo", cfg)
     assert m.architecture == "FooForCausalLM" and m.num_kv_heads == 16
     assert any("not one tpplan knows" in n for n in m.notes)
@@ -146,7 +188,14 @@ def test_default_context_follows_vllm_rope_rules(reference):
 
 
 def test_missing_length_falls_back_to_2048(tmp_path):
-    cfg = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "num_hidden_layers": 2, "hidden_size": 64,
-           "num_attention_heads": 4, "intermediate_size": 128, "vocab_size": 100}
+    cfg = {
+        "architectures": ["LlamaForCausalLM"],
+        "model_type": "llama",
+        "num_hidden_layers": 2,
+        "hidden_size": 64,
+        "num_attention_heads": 4,
+        "intermediate_size": 128,
+        "vocab_size": 100,
+    }
     m = _hf(tmp_path, "nolen", cfg)
     assert m.max_position_embeddings == 2048 and any("2048" in n for n in m.notes)

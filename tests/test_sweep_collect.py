@@ -6,26 +6,14 @@ import statistics
 
 import pytest
 
-from tpplan.io import load_model
+from tests.sweep_helpers import small_settings
 from tpplan.records import Measurement
 from tpplan.sweep.collect import advice, measurement
 from tpplan.sweep.plan import Case, SweepSettings
 
 
 def settings(**kw) -> SweepSettings:
-    base = dict(
-        model=load_model("tiny"),
-        backend="gloo",
-        tokens=64,
-        batch=2,
-        layers=2,
-        warmup=1,
-        iters=2,
-        timeout_s=5.0,
-        atol=1e-2,
-        rtol=1e-2,
-    )
-    return SweepSettings(**(base | kw))
+    return small_settings(**({"tokens": 64, "batch": 2, "layers": 2} | kw))
 
 
 def case(tp=2, pp=1, replicas=1, mode="even", dtype="fp32") -> Case:

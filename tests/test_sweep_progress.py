@@ -4,23 +4,12 @@ from __future__ import annotations
 
 import io
 
-from tpplan.io import load_model
+from tests.sweep_helpers import small_settings
 from tpplan.sweep.collect import failure
-from tpplan.sweep.plan import Case, SweepSettings
+from tpplan.sweep.plan import Case
 from tpplan.sweep.progress import Progress
 
-S = SweepSettings(
-    model=load_model("tiny"),
-    backend="gloo",
-    tokens=8,
-    batch=1,
-    layers=1,
-    warmup=1,
-    iters=3,
-    timeout_s=5.0,
-    atol=1e-2,
-    rtol=1e-2,
-)
+S = small_settings(iters=3)
 CASES = [
     Case(key=k, tp=2, pp=1, replicas=1, dtype="fp32", heads_mode="even", engines_accepting=[]) for k in "ab"
 ]

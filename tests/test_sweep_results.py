@@ -4,24 +4,13 @@ from __future__ import annotations
 
 import pytest
 
+from tests.sweep_helpers import small_settings
 from tpplan.errors import ConfigError
-from tpplan.io import load_model
 from tpplan.sweep.collect import failure
-from tpplan.sweep.plan import Case, SweepSettings
+from tpplan.sweep.plan import Case
 from tpplan.sweep.results import ResultsFile, read_results
 
-SETTINGS = SweepSettings(
-    model=load_model("tiny"),
-    backend="gloo",
-    tokens=8,
-    batch=1,
-    layers=1,
-    warmup=0,
-    iters=1,
-    timeout_s=5.0,
-    atol=1e-2,
-    rtol=1e-2,
-)
+SETTINGS = small_settings(warmup=0, iters=1)
 
 
 def result(key: str):

@@ -85,7 +85,11 @@ class MemoryFit:
 
 
 def memory_fit(
-    model: ModelSpec, profile: HardwareProfile, tp: int, layers_per_stage: list[int], engine: engines.Engine,
+    model: ModelSpec,
+    profile: HardwareProfile,
+    tp: int,
+    layers_per_stage: list[int],
+    engine: engines.Engine,
     kv_dtype: str,
 ) -> MemoryFit:
     """Budget = memory × the engine's fraction; what weights and activations leave is KV cache.
@@ -96,7 +100,9 @@ def memory_fit(
     budget = gpu.memory_gib.value * memory.GIB * fraction
     weights = memory.weight_bytes_per_stage(model, tp, layers_per_stage)
     # Engines profile peak activations with one full batch of max_num_batched_tokens.
-    reserve = memory.activation_bytes(model, tp, eng.max_num_batched_tokens) + RUNTIME_OVERHEAD_GIB * memory.GIB
+    reserve = (
+        memory.activation_bytes(model, tp, eng.max_num_batched_tokens) + RUNTIME_OVERHEAD_GIB * memory.GIB
+    )
     free = [budget - w - reserve for w in weights]
     tokens = [
         math.floor(f / memory.kv_bytes_per_token(model, tp, n, kv_dtype)) if n and f > 0 else 0
@@ -157,18 +163,29 @@ def judge(
             f"{'the inter-node network' if where.tp_fabric == 'network' else 'PCIe'}"
         )
     return Candidate(
-        tp=layout.tp, pp=layout.pp, replicas=layout.replicas, engine=engine,
-        engine_ok=verdict.ok, fits=fits, valid=verdict.ok and fits and where.problem is None,
-        reasons=reasons, notes=notes,
-        heads_per_rank=verdict.heads_per_rank, kv_heads_per_rank=verdict.kv_heads_per_rank,
+        tp=layout.tp,
+        pp=layout.pp,
+        replicas=layout.replicas,
+        engine=engine,
+        engine_ok=verdict.ok,
+        fits=fits,
+        valid=verdict.ok and fits and where.problem is None,
+        reasons=reasons,
+        notes=notes,
+        heads_per_rank=verdict.heads_per_rank,
+        kv_heads_per_rank=verdict.kv_heads_per_rank,
         layers_per_stage=verdict.layers_per_stage,
         weights_gib_per_gpu=round(mem.weights_max / gib, 3),
         activation_gib_per_gpu=round(mem.reserve / gib, 3),
         memory_budget_gib_per_gpu=round(mem.budget / gib, 3),
         kv_cache_gib_per_gpu=round(max(0.0, mem.kv_free_min) / gib, 3),
-        kv_cache_tokens=mem.kv_tokens, max_model_len=max_len,
-        crosses_nvlink_domain=where.crosses_nvlink_domain, crosses_node=where.crosses_node,
-        tp_fabric=where.tp_fabric, nodes=where.nodes, idle_gpus=budget_gpus - layout.gpus,
+        kv_cache_tokens=mem.kv_tokens,
+        max_model_len=max_len,
+        crosses_nvlink_domain=where.crosses_nvlink_domain,
+        crosses_node=where.crosses_node,
+        tp_fabric=where.tp_fabric,
+        nodes=where.nodes,
+        idle_gpus=budget_gpus - layout.gpus,
     )
 
 

@@ -13,6 +13,8 @@ Data, read from the engines' own code (not name-matching logic):
   TransformersForCausalLM (models/registry.py:90), which does.
 """
 
+# Data tables, kept a few names per line (one per line would be 650 lines of names).
+# fmt: off
 VLLM_ARCHS = frozenset({
     "AXK1ForCausalLM", "AfmoeForCausalLM", "AliceAIForCausalLM", "Alpamayo2Super", "ApertusForCausalLM",
     "ArceeForCausalLM", "AriaForConditionalGeneration", "AudioFlamingo3ForConditionalGeneration",
@@ -217,3 +219,4 @@ SGLANG_NO_PP_ARCHS = frozenset({
     "WhisperForConditionalGeneration", "XLMRobertaForSequenceClassification", "XLMRobertaModel",
     "XverseForCausalLM", "XverseMoeForCausalLM", "YiVLForCausalLM"
 })
+# fmt: on

@@ -39,7 +39,9 @@ def vllm_defaults(gpu_name: str, memory_gib: float) -> EngineDefaults:
         tokens, seqs = 8192, 1024
     else:
         tokens, seqs = 2048, 256
-    return EngineDefaults(0.92, "vLLM 0.33.0 default gpu_memory_utilization (vllm/config/cache.py:215)", tokens, seqs)
+    return EngineDefaults(
+        0.92, "vLLM 0.33.0 default gpu_memory_utilization (vllm/config/cache.py:215)", tokens, seqs
+    )
 
 
 def sglang_defaults(memory_gib: float, tp: int, pp: int, mla: bool) -> EngineDefaults:
@@ -47,7 +49,13 @@ def sglang_defaults(memory_gib: float, tp: int, pp: int, mla: bool) -> EngineDef
     reserved MiB = 512 + 1.5·max(chunk, 2048) + tp·pp/8·1024 + CUDA-graph reserve, at least 10 GiB
     above 60 GiB; fraction = (mem − reserved) / mem. Chunk and decode-graph batch grow with memory."""
     mib = memory_gib * GIB_MIB
-    table = [(20, 2048, 8, 8), (35, 4096, 48, 160), (60, 4096, 32, 160), (90, 8192, 256, 512), (160, 8192, 256, 512)]
+    table = [
+        (20, 2048, 8, 8),
+        (35, 4096, 48, 160),
+        (60, 4096, 32, 160),
+        (90, 8192, 256, 512),
+        (160, 8192, 256, 512),
+    ]
     chunk, decode_bs = 16384, 512
     for limit_gib, c, bs_small_tp, bs_large_tp in table:
         if memory_gib < limit_gib:
@@ -59,16 +67,23 @@ def sglang_defaults(memory_gib: float, tp: int, pp: int, mla: bool) -> EngineDef
     if memory_gib > 60:
         reserved = max(reserved, 10 * GIB_MIB)
     fraction = round((mib - reserved) / mib, 3)
-    return EngineDefaults(fraction, "SGLang 0.5.23 automatic mem_fraction_static (memory_hook.py)", chunk, decode_bs)
+    return EngineDefaults(
+        fraction, "SGLang 0.5.23 automatic mem_fraction_static (memory_hook.py)", chunk, decode_bs
+    )
 
 
 def megatron_defaults() -> EngineDefaults:
     return EngineDefaults(
-        0.90, "assumed: Megatron-LM has no memory-fraction setting; 10% kept for context and fragmentation", 8192, 256
+        0.90,
+        "assumed: Megatron-LM has no memory-fraction setting; 10% kept for context and fragmentation",
+        8192,
+        256,
     )
 
 
-def defaults(engine: Engine, gpu_name: str, memory_gib: float, tp: int, pp: int, model: ModelSpec) -> EngineDefaults:
+def defaults(
+    engine: Engine, gpu_name: str, memory_gib: float, tp: int, pp: int, model: ModelSpec
+) -> EngineDefaults:
     if engine == "vllm":
         return vllm_defaults(gpu_name, memory_gib)
     if engine == "sglang":
@@ -126,7 +141,9 @@ def _tp_shape_reasons(engine: Engine, model: ModelSpec, tp: int) -> list[str]:
                     "[Megatron-LM: transformer_config.py:1461-1468]"
                 )
         elif kv >= tp and kv % tp:
-            reasons.append(f"num_kv_heads ({kv}) is not divisible by tp ({tp}) at load [{name}: QKVParallelLinear]")
+            reasons.append(
+                f"num_kv_heads ({kv}) is not divisible by tp ({tp}) at load [{name}: QKVParallelLinear]"
+            )
         elif kv < tp and tp % kv:
             reasons.append(
                 f"tp ({tp}) is not a multiple of num_kv_heads ({kv}), so KV heads cannot be replicated "
@@ -142,7 +159,9 @@ def _tp_shape_reasons(engine: Engine, model: ModelSpec, tp: int) -> list[str]:
         )
     shared = model.moe.shared_expert_intermediate_size if model.moe else 0
     if shared and shared % tp:
-        reasons.append(f"shared-expert width ({shared}) is not divisible by tp ({tp}) [{name}: shared-expert MLP]")
+        reasons.append(
+            f"shared-expert width ({shared}) is not divisible by tp ({tp}) [{name}: shared-expert MLP]"
+        )
     if engine != "megatron" and padded_vocab(model) % tp:
         reasons.append(
             f"padded vocabulary ({padded_vocab(model)}) is not divisible by tp ({tp}) "
@@ -162,7 +181,9 @@ def _architecture_reasons(engine: Engine, arch: str, pp: int) -> list[str]:
             ]
         return []
     if pp > 1 and arch in archs.SGLANG_NO_PP_ARCHS:
-        return [f"SGLang's {arch} does not support pipeline parallelism (model_runner.py:508-515); pp must be 1"]
+        return [
+            f"SGLang's {arch} does not support pipeline parallelism (model_runner.py:508-515); pp must be 1"
+        ]
     return []
 
 

@@ -40,7 +40,8 @@ def read_text(path: Path) -> str:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
         raise ConfigError(
-            f"is not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start})", file=str(path),
+            f"is not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start})",
+            file=str(path),
             expected="a UTF-8 YAML or JSON file",
         ) from None
     if not text.strip():
@@ -77,7 +78,9 @@ def validate(cls: type[R], data: Any, file: str, prefix: str = "") -> R:
         raise validation_error(e, file, prefix, cls) from None
 
 
-def validation_error(e: ValidationError, file: str, prefix: str = "", cls: type[BaseModel] | None = None) -> ConfigError:
+def validation_error(
+    e: ValidationError, file: str, prefix: str = "", cls: type[BaseModel] | None = None
+) -> ConfigError:
     errors = e.errors(include_url=False)
     first = errors[0]
     field = prefix + ".".join(str(p) for p in first["loc"])
@@ -86,16 +89,22 @@ def validation_error(e: ValidationError, file: str, prefix: str = "", cls: type[
         msg = msg[len("Value error, ") :]
     more = f" (and {len(errors) - 1} more problem{'s' * (len(errors) > 2)})" if len(errors) > 1 else ""
     if first["type"] == "missing":
-        return ConfigError("is missing" + more, file=file, field=field or None, expected=_describe(cls, first["loc"]))
+        return ConfigError(
+            "is missing" + more, file=file, field=field or None, expected=_describe(cls, first["loc"])
+        )
     if first["type"] == "extra_forbidden":
         return ConfigError(
-            f"unknown field (value {show_value(first['input'])}){more}", file=file, field=field,
+            f"unknown field (value {show_value(first['input'])}){more}",
+            file=file,
+            field=field,
             expected="only the fields documented for this file",
         )
     value = first.get("input")
     expected = _expected(first)
     if expected and not isinstance(value, dict):
-        return ConfigError(f"{show_value(value)} is not valid{more}", file=file, field=field or None, expected=expected)
+        return ConfigError(
+            f"{show_value(value)} is not valid{more}", file=file, field=field or None, expected=expected
+        )
     shown = "" if isinstance(value, dict) else f"{show_value(value)}: "
     return ConfigError(f"{shown}{msg}{more}", file=file, field=field or None)
 
@@ -105,7 +114,9 @@ def _expected(err: dict) -> str | None:
     ctx, kind = err.get("ctx") or {}, err["type"]
     bounds = {"greater_than_equal": ">=", "greater_than": ">", "less_than_equal": "<=", "less_than": "<"}
     if kind in bounds:
-        key = {"greater_than_equal": "ge", "greater_than": "gt", "less_than_equal": "le", "less_than": "lt"}[kind]
+        key = {"greater_than_equal": "ge", "greater_than": "gt", "less_than_equal": "le", "less_than": "lt"}[
+            kind
+        ]
         return f"a number {bounds[kind]} {ctx.get(key)}"
     if kind in ("int_type", "int_parsing", "int_from_float"):
         return "an integer"
@@ -130,7 +141,14 @@ def _describe(cls: type[BaseModel] | None, loc: tuple) -> str | None:
         if not fields or part not in fields:
             return None
         info = fields[part]
-        cls = next((a for a in getattr(info.annotation, "__args__", (info.annotation,)) if hasattr(a, "model_fields")), None)
+        cls = next(
+            (
+                a
+                for a in getattr(info.annotation, "__args__", (info.annotation,))
+                if hasattr(a, "model_fields")
+            ),
+            None,
+        )
     return info.description if info else None
 
 

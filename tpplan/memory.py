@@ -98,7 +98,9 @@ def stage_params_per_rank(model: ModelSpec, tp: int, layers: range, first: bool,
     return params
 
 
-def weight_bytes_per_stage(model: ModelSpec, tp: int, layers_per_stage: list[int], dtype: str | None = None) -> list[float]:
+def weight_bytes_per_stage(
+    model: ModelSpec, tp: int, layers_per_stage: list[int], dtype: str | None = None
+) -> list[float]:
     """Weight bytes held by one rank of each pipeline stage."""
     nbytes = DTYPE_BYTES[dtype or model.dtype]
     ranges = stage_layer_ranges(layers_per_stage)
@@ -140,6 +142,10 @@ def activation_bytes(model: ModelSpec, tp: int, batched_tokens: int, dtype: str 
     """
     nbytes = DTYPE_BYTES[dtype or model.dtype]
     qkv = (heads_on_rank(model.num_attention_heads, tp) + 2 * kv_heads_on_rank(model, tp)) * model.head_dim
-    ffn = model.moe.expert_intermediate_size * model.moe.experts_per_token if model.moe else model.intermediate_size
+    ffn = (
+        model.moe.expert_intermediate_size * model.moe.experts_per_token
+        if model.moe
+        else model.intermediate_size
+    )
     per_token = 2 * model.hidden_size + qkv + 2 * math.ceil(max(ffn, model.intermediate_size) / tp)
     return batched_tokens * per_token * nbytes

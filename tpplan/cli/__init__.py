@@ -24,9 +24,9 @@ def cli() -> None:
       tpplan profiles                                   bundled hardware profiles
       tpplan candidates MODEL --profile dgx-h100        every TP x PP x replica layout: legal? fits? why not?
       tpplan sweep MODEL --tp 1,2,4                     measure layouts: real sharded forward passes, timed
-      tpplan estimate serve MODEL --profile dgx-h100 ...  TTFT, TPOT, tokens/$ from the cost model
+      tpplan estimate serve MODEL --profile P ...       TTFT, TPOT, tokens/$ from the cost model
       tpplan calibrate SOURCE --profile P --out P.yaml  fit the cost model to measurements
-      tpplan search MODEL --profile dgx-h100 ...       most tokens/$ within the SLOs (Optuna) -> plan.yaml
+      tpplan search MODEL --profile dgx-h100 ...        most tokens/$ within the SLOs (Optuna) -> plan.yaml
       tpplan emit PLAN --engine vllm                    the plan's launch commands (vllm, megatron, sglang)
       tpplan report RUN_DIR --format html               figures and a Verdict of a run (sweep, search, plan)
 

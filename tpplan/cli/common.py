@@ -30,17 +30,24 @@ class TpplanGroup(click.Group):
 
 
 def json_option(f: Callable) -> Callable:
-    return click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON instead of a table.")(f)
+    return click.option(
+        "--json", "as_json", is_flag=True, help="Print machine-readable JSON instead of a table."
+    )(f)
 
 
 def profile_option(required: bool = True, multiple: bool = False) -> Callable:
     help_text = "Hardware profile: a bundled name (dgx-h100; see `tpplan profiles`) or a YAML path."
-    return click.option("--profile", "profile", required=required, multiple=multiple, metavar="NAME|PATH", help=help_text)
+    return click.option(
+        "--profile", "profile", required=required, multiple=multiple, metavar="NAME|PATH", help=help_text
+    )
 
 
 def engine_option(choices: Sequence[str] = ("vllm", "megatron", "sglang"), default: str = "vllm") -> Callable:
     return click.option(
-        "--engine", type=click.Choice(list(choices)), default=default, show_default=True,
+        "--engine",
+        type=click.Choice(list(choices)),
+        default=default,
+        show_default=True,
         help="Serving/training engine whose rules apply.",
     )
 
@@ -59,11 +66,16 @@ def int_list(name: str, text: str | None) -> list[int] | None:
     out = []
     for item in items:
         if not item.isdigit() or int(item) < 1:
-            raise ConfigError(f"{item!r} in {text!r} is not a positive integer", field=name,
-                              expected="a comma-separated list such as 1,2,4")
+            raise ConfigError(
+                f"{item!r} in {text!r} is not a positive integer",
+                field=name,
+                expected="a comma-separated list such as 1,2,4",
+            )
         out.append(int(item))
     if not out:
-        raise ConfigError(f"{text!r} names no values", field=name, expected="a comma-separated list such as 1,2,4")
+        raise ConfigError(
+            f"{text!r} names no values", field=name, expected="a comma-separated list such as 1,2,4"
+        )
     return sorted(set(out))
 
 
@@ -77,10 +89,14 @@ def table(rows: Iterable[Sequence[Any]], headers: Sequence[str], align: str | No
     widths = [len(h) for h in headers]
     for r in rows:
         widths = [max(w, len(c)) for w, c in zip(widths, r, strict=True)]
-    align = align or "".join("r" if all(_numeric(r[i]) for r in rows) and rows else "l" for i in range(len(headers)))
+    align = align or "".join(
+        "r" if all(_numeric(r[i]) for r in rows) and rows else "l" for i in range(len(headers))
+    )
 
     def fmt(cells: Sequence[str]) -> str:
-        return "  ".join(c.rjust(w) if a == "r" else c.ljust(w) for c, w, a in zip(cells, widths, align, strict=True)).rstrip()
+        return "  ".join(
+            c.rjust(w) if a == "r" else c.ljust(w) for c, w, a in zip(cells, widths, align, strict=True)
+        ).rstrip()
 
     lines = [fmt(list(headers)), fmt(["-" * w for w in widths])]
     lines += [fmt(r) for r in rows]

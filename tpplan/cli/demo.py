@@ -8,8 +8,13 @@ import click
 
 
 @click.command()
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/demo"), show_default=True,
-              help="Run directory for everything the demo writes.")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("runs/demo"),
+    show_default=True,
+    help="Run directory for everything the demo writes.",
+)
 def demo(out: Path) -> None:
     """Run the whole path on embedded defaults (no downloads, no GPU needed).
 

@@ -27,29 +27,54 @@ def profiles(as_json: bool) -> None:
         return
     rows = [
         (
-            p.name, p.gpu.name, p.gpus_per_node, p.nodes, p.domain_size,
-            p.inter_node.kind if p.inter_node else "-", f"{p.price.usd_per_gpu_hour.value:.2f}", p.price.date,
+            p.name,
+            p.gpu.name,
+            p.gpus_per_node,
+            p.nodes,
+            p.domain_size,
+            p.inter_node.kind if p.inter_node else "-",
+            f"{p.price.usd_per_gpu_hour.value:.2f}",
+            p.price.date,
         )
         for _, p in found
     ]
-    click.echo(table(rows, ["profile", "gpu", "gpus/node", "nodes", "nvlink domain", "network", "$/gpu-h", "price date"]))
+    click.echo(
+        table(
+            rows,
+            ["profile", "gpu", "gpus/node", "nodes", "nvlink domain", "network", "$/gpu-h", "price date"],
+        )
+    )
     click.echo("\nUse a name with --profile, or a path to your own YAML (`tpplan detect` writes one).")
 
 
 @click.command()
 @click.argument("model", metavar="MODEL")
 @profile_option()
-@click.option("--gpus", type=int, help="GPU budget (default: all GPUs of the profile; more than a node means several nodes).")
+@click.option(
+    "--gpus",
+    type=int,
+    help="GPU budget (default: all GPUs of the profile; more than a node means several nodes).",
+)
 @engine_option()
-@click.option("--max-model-len", type=int, help="Context length the KV cache must hold (default: the model's maximum).")
+@click.option(
+    "--max-model-len", type=int, help="Context length the KV cache must hold (default: the model's maximum)."
+)
 @click.option("--tp", "tp_text", metavar="LIST", help="Only these TP degrees, e.g. 4,8.")
 @click.option("--pp", "pp_text", metavar="LIST", help="Only these PP degrees, e.g. 1,2.")
 @click.option("--full-budget", is_flag=True, help="Only layouts that use every GPU of the budget.")
 @click.option("--valid-only", is_flag=True, help="Hide layouts that are not valid.")
 @json_option
 def candidates(
-    model: str, profile: str, gpus: int | None, engine: str, max_model_len: int | None, tp_text: str | None,
-    pp_text: str | None, full_budget: bool, valid_only: bool, as_json: bool,
+    model: str,
+    profile: str,
+    gpus: int | None,
+    engine: str,
+    max_model_len: int | None,
+    tp_text: str | None,
+    pp_text: str | None,
+    full_budget: bool,
+    valid_only: bool,
+    as_json: bool,
 ) -> None:
     """Every TP x PP x replica layout for a GPU budget: legal for the engine? fits? why not?
 
@@ -64,7 +89,14 @@ def candidates(
     positive_int("--gpus", gpus)
     positive_int("--max-model-len", max_model_len)
     spec, prof, budget, found = api.plan_candidates(
-        model, profile, engine, gpus, max_model_len, full_budget, int_list("--tp", tp_text), int_list("--pp", pp_text)
+        model,
+        profile,
+        engine,
+        gpus,
+        max_model_len,
+        full_budget,
+        int_list("--tp", tp_text),
+        int_list("--pp", pp_text),
     )
     if valid_only:
         found = [c for c in found if c.valid]
@@ -79,19 +111,46 @@ def candidates(
     )
     rows = [
         (
-            c.tp, c.pp, _replica_range(group), c.world_size, "yes" if c.valid else "no", c.engine_ok, c.fits,
-            c.heads_per_rank, c.kv_heads_per_rank, c.layers_per_stage, f"{c.weights_gib_per_gpu:.1f}",
-            f"{c.kv_cache_gib_per_gpu:.1f}", c.tp_fabric + (" (crosses)" if c.crosses_nvlink_domain else ""), _why(c),
+            c.tp,
+            c.pp,
+            _replica_range(group),
+            c.world_size,
+            "yes" if c.valid else "no",
+            c.engine_ok,
+            c.fits,
+            c.heads_per_rank,
+            c.kv_heads_per_rank,
+            c.layers_per_stage,
+            f"{c.weights_gib_per_gpu:.1f}",
+            f"{c.kv_cache_gib_per_gpu:.1f}",
+            c.tp_fabric + (" (crosses)" if c.crosses_nvlink_domain else ""),
+            _why(c),
         )
         for group in _group_replicas(found)
         for c in [group[0]]
     ]
-    headers = ["tp", "pp", "replicas", "gpus/inst", "valid", "engine", "fits", "heads/rank", "kv/rank",
-               "layers/stage", "weights GiB", "kv GiB", "tp link", "why not"]
+    headers = [
+        "tp",
+        "pp",
+        "replicas",
+        "gpus/inst",
+        "valid",
+        "engine",
+        "fits",
+        "heads/rank",
+        "kv/rank",
+        "layers/stage",
+        "weights GiB",
+        "kv GiB",
+        "tp link",
+        "why not",
+    ]
     click.echo(table(rows, headers))
     n_valid = sum(c.valid for c in found)
-    click.echo(f"\n{n_valid} of {len(found)} layouts valid. GiB are per GPU at the {engine} memory fraction; "
-               "--json gives every field and the full reasons.")
+    click.echo(
+        f"\n{n_valid} of {len(found)} layouts valid. GiB are per GPU at the {engine} memory fraction; "
+        "--json gives every field and the full reasons."
+    )
 
 
 def _group_replicas(found: list) -> list[list]:

@@ -29,10 +29,13 @@ class GpuSpec(Frozen):
     name: Name = Field(description="device name as NVML reports it or as sold, e.g. H100 SXM5 80GB")
     memory_gib: GiB = Field(description="device memory")
     bf16_dense_tflops: TFlops = Field(description="peak dense BF16 tensor throughput (no sparsity)")
-    fp8_dense_tflops: TFlops | None = Field(None, description="peak dense FP8 throughput; absent when unsupported")
+    fp8_dense_tflops: TFlops | None = Field(
+        None, description="peak dense FP8 throughput; absent when unsupported"
+    )
     hbm_gbps: GBps = Field(description="peak device-memory bandwidth")
     nvml_names: tuple[Name, ...] = Field(
-        (), strict=False,
+        (),
+        strict=False,
         description="names NVML reports for this GPU (nvmlDeviceGetName, without the NVIDIA prefix); "
         "`tpplan detect` fills in this profile's numbers for a GPU of that name",
     )
@@ -93,7 +96,8 @@ class HardwareProfile(Frozen):
         None, description="what `tpplan detect` read from the machine (GPUs, NVLinks, domains, matrix, HCAs)"
     )
     efficiency: Efficiency | None = Field(
-        None, description="achieved fractions, overheads and collective curves (fitted); absent: documented priors"
+        None,
+        description="achieved fractions, overheads and collective curves (fitted); absent: documented priors",
     )
 
     @model_validator(mode="after")
@@ -101,7 +105,9 @@ class HardwareProfile(Frozen):
         d = self.nvlink.domain_size_gpus if self.nvlink else 1
         g = self.gpus_per_node
         if d > g and d % g:
-            raise ValueError(f"nvlink.domain_size_gpus ({d}) spans nodes but is not a multiple of gpus_per_node ({g})")
+            raise ValueError(
+                f"nvlink.domain_size_gpus ({d}) spans nodes but is not a multiple of gpus_per_node ({g})"
+            )
         if d < g and g % d:
             raise ValueError(f"gpus_per_node ({g}) is not a multiple of nvlink.domain_size_gpus ({d})")
         return self

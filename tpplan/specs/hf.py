@@ -24,19 +24,46 @@ ALIASES: dict[str, tuple[str, ...]] = {
 }
 # vLLM derives max_model_len from the smallest of these (vllm/config/model.py:2545-2660).
 POSITION_FIELDS = (
-    "max_position_embeddings", "n_positions", "max_seq_len", "seq_length", "model_max_length",
-    "max_target_positions", "max_sequence_length", "max_seq_length", "seq_len",
+    "max_position_embeddings",
+    "n_positions",
+    "max_seq_len",
+    "seq_length",
+    "model_max_length",
+    "max_target_positions",
+    "max_sequence_length",
+    "max_seq_length",
+    "seq_len",
 )
 # RoPE types whose `factor` vLLM 0.33 does not multiply into max_model_len.
 ROPE_NOT_EXTENDING = ("su", "longrope", "llama3", "yarn", "deepseek_yarn")
-KV_FIELDS = ("n_head_kv", "num_kv_heads", "num_key_value_heads", "multi_query_group_num", "num_attention_groups")
+KV_FIELDS = (
+    "n_head_kv",
+    "num_kv_heads",
+    "num_key_value_heads",
+    "multi_query_group_num",
+    "num_attention_groups",
+)
 FALCON_TYPES = ("falcon", "RefinedWeb", "RefinedWebModel")
 
 # model_type → what the config does not say. `ffn_x_hidden`: FFN width when the config omits it.
 FAMILIES: dict[str, dict[str, Any]] = {
-    "llama": {}, "llama4": {}, "llama4_text": {}, "mistral": {}, "mixtral": {}, "qwen2": {},
-    "qwen2_moe": {}, "qwen3": {}, "qwen3_moe": {}, "gemma": {"tie": True}, "gemma2": {"tie": True},
-    "phi3": {}, "minicpm": {}, "olmo2": {}, "gpt_oss": {}, "minimax_m2": {}, "deepseek_v2": {},
+    "llama": {},
+    "llama4": {},
+    "llama4_text": {},
+    "mistral": {},
+    "mixtral": {},
+    "qwen2": {},
+    "qwen2_moe": {},
+    "qwen3": {},
+    "qwen3_moe": {},
+    "gemma": {"tie": True},
+    "gemma2": {"tie": True},
+    "phi3": {},
+    "minicpm": {},
+    "olmo2": {},
+    "gpt_oss": {},
+    "minimax_m2": {},
+    "deepseek_v2": {},
     "deepseek_v3": {},
     "falcon": {"gated": False, "tie": True, "ffn_x_hidden": 4},
     "RefinedWeb": {"gated": False, "tie": True, "ffn_x_hidden": 4},
@@ -108,7 +135,9 @@ def spec_fields_from_hf(raw: dict, file: str, name: str) -> dict[str, Any]:
         found[spec_field] = _positive_int(cfg, key, file, where)
     if missing:
         raise ConfigError(
-            "missing " + ", ".join(missing), file=file, field=where.rstrip(".") or None,
+            "missing " + ", ".join(missing),
+            file=file,
+            field=where.rstrip(".") or None,
             expected="the standard Hugging Face shape fields",
         )
 
@@ -122,7 +151,9 @@ def spec_fields_from_hf(raw: dict, file: str, name: str) -> dict[str, Any]:
 
     fields: dict[str, Any] = dict(found, name=name, architecture=architecture, num_kv_heads=kv)
     fields["gated_mlp"] = family.get("gated", True)
-    fields["tie_word_embeddings"] = bool(cfg.get("tie_word_embeddings", raw.get("tie_word_embeddings", family.get("tie", False))))
+    fields["tie_word_embeddings"] = bool(
+        cfg.get("tie_word_embeddings", raw.get("tie_word_embeddings", family.get("tie", False)))
+    )
     # vLLM's Falcon sums attention and MLP before one all-reduce (reduce_row_parallel_results).
     fields["parallel_attn_mlp"] = model_type in FALCON_TYPES and bool(
         cfg.get("parallel_attn", True) or cfg.get("new_decoder_architecture", False)
@@ -133,7 +164,12 @@ def spec_fields_from_hf(raw: dict, file: str, name: str) -> dict[str, Any]:
         notes.append("config dtype float32 is served as bf16 (vLLM's dtype=auto downcasts float32)")
 
     window = cfg.get("sliding_window")
-    if isinstance(window, int) and not isinstance(window, bool) and window > 0 and cfg.get("use_sliding_window", True):
+    if (
+        isinstance(window, int)
+        and not isinstance(window, bool)
+        and window > 0
+        and cfg.get("use_sliding_window", True)
+    ):
         fields["sliding_window_tokens"] = window
 
     mla = _mla(cfg)
@@ -146,7 +182,9 @@ def spec_fields_from_hf(raw: dict, file: str, name: str) -> dict[str, Any]:
             if hidden % heads:
                 raise ConfigError(
                     f"hidden_size ({hidden}) is not divisible by num_attention_heads ({heads}) and head_dim is not set",
-                    file=file, field=where + "head_dim", expected="head_dim, or hidden_size a multiple of the heads",
+                    file=file,
+                    field=where + "head_dim",
+                    expected="head_dim, or hidden_size a multiple of the heads",
                 )
             head_dim = hidden // heads
         fields["head_dim"] = head_dim
@@ -193,7 +231,11 @@ def _moe(cfg: dict, num_layers: int, notes: list[str]) -> dict[str, Any] | None:
         return None
     _, topk = _first(cfg, ("num_experts_per_tok", "experts_per_token", "moe_topk", "num_selected_experts"))
     _, width = _first(cfg, ("moe_intermediate_size", "intermediate_size"))
-    moe: dict[str, Any] = {"num_experts": experts, "experts_per_token": topk, "expert_intermediate_size": width}
+    moe: dict[str, Any] = {
+        "num_experts": experts,
+        "experts_per_token": topk,
+        "expert_intermediate_size": width,
+    }
     if cfg.get("shared_expert_intermediate_size"):  # Qwen2-MoE
         moe["shared_expert_intermediate_size"] = cfg["shared_expert_intermediate_size"]
     elif cfg.get("n_shared_experts") and isinstance(width, int):  # DeepSeek: n copies of the expert width
@@ -214,5 +256,7 @@ def _moe(cfg: dict, num_layers: int, notes: list[str]) -> dict[str, Any] | None:
         if list(dense_only) == list(range(len(dense_only))):
             moe["first_dense_layers"] = len(dense_only)
         else:
-            notes.append(f"mlp_only_layers {dense_only} treated as MoE layers (only a dense prefix is modelled)")
+            notes.append(
+                f"mlp_only_layers {dense_only} treated as MoE layers (only a dense prefix is modelled)"
+            )
     return moe

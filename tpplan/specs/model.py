@@ -81,7 +81,8 @@ class ModelSpec(Frozen):
     )
     gated_mlp: bool = Field(True, description="gate+up+down (SwiGLU/GeGLU) rather than up+down")
     parallel_attn_mlp: bool = Field(
-        False, description="attention and MLP read the same input and are summed (Falcon); one all-reduce per layer"
+        False,
+        description="attention and MLP read the same input and are summed (Falcon); one all-reduce per layer",
     )
     tie_word_embeddings: bool = Field(False, description="lm_head shares the embedding matrix")
     sliding_window_tokens: Annotated[int, Field(ge=1)] | None = Field(

@@ -109,6 +109,12 @@ def gpu_profile(
     n = len(topo.gpus)
     nvlink = _nvlink(topo, match, warnings)
     fabric = _fabric(topo, bundled, warnings)
+    if fabric is None and nodes[0] > 1:
+        # Without a fabric every layout that spans nodes is judged invalid; say so here, not at candidates.
+        warnings.append(
+            f"{nodes[0]} nodes, but no InfiniBand/RoCE port was found on this one: layouts across nodes "
+            "will be invalid; add `inter_node` to the profile by hand, or detect on a node with its HCAs up"
+        )
     cost = PriceSpec(usd_per_gpu_hour=price, date=date) if price else _price(name, match, date, warnings)
     profile = HardwareProfile(
         name=f"detected-{topo.host}",
