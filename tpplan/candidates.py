@@ -29,7 +29,9 @@ class Placement:
     crosses_node: bool
     tp_fabric: str
     problem: str | None
-    starts: tuple[int, ...] = ()  # global GPU index of each instance's rank 0 (ranks DP × PP × TP, TP innermost)
+    starts: tuple[
+        int, ...
+    ] = ()  # global GPU index of each instance's rank 0 (ranks DP × PP × TP, TP innermost)
 
 
 def place(profile: HardwareProfile, layout: Layout, budget_gpus: int) -> Placement:

@@ -13,7 +13,9 @@ from .common import TpplanGroup
 COMMAND_MODULES = ("detect", "plan", "sweep", "estimate", "search", "emit", "report", "demo")
 
 
-@click.group(cls=TpplanGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(
+    cls=TpplanGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100}
+)
 @click.version_option(__version__, prog_name="tpplan")
 def cli() -> None:
     """Plan how to split an LLM over GPUs: TP degree, pipeline stages, replicas.

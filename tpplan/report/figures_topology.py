@@ -49,7 +49,8 @@ def _machine(data: RunData) -> Machine | str:
         ]
         return Machine(
             "detected",
-            f"{det.gpu.name} on {topo.host} (tpplan detect" + ("; other nodes drawn alike)" if nodes > 1 else ")"),
+            f"{det.gpu.name} on {topo.host} (tpplan detect"
+            + ("; other nodes drawn alike)" if nodes > 1 else ")"),
             n,
             nodes,
             domains,
