@@ -21,3 +21,15 @@ def reference() -> Path:
 @pytest.fixture(scope="session")
 def repo() -> Path:
     return REPO
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory) -> tuple[Path, list[str]]:
+    """`tpplan demo` once per session (a real sweep, search, plan and report; ~20 s on 2 cores):
+    the run directory and the lines it printed."""
+    from tpplan import demo
+
+    out = tmp_path_factory.mktemp("demo")
+    lines: list[str] = []
+    demo.run(out, lines.append)
+    return out, lines

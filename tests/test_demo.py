@@ -1,4 +1,5 @@
-"""The demo's search and emit steps: a searched plan in the run dir, and the vLLM script made from it."""
+"""The demo's steps end to end: a searched plan in the run dir, the vLLM script made from it, and the
+report of the run."""
 
 from __future__ import annotations
 
@@ -7,16 +8,24 @@ from emit_helpers import argv_of
 from tpplan import demo, io
 
 
-def test_plan_then_emit_steps(tmp_path):
-    lines: list[str] = []
-    for _, step in demo.STEPS:
-        step(tmp_path, lines.append)
-    plan = io.load_plan(tmp_path / "plan.yaml")
+def test_plan_then_emit_steps(demo_run):
+    out, lines = demo_run
+    plan = io.load_plan(out / "plan.yaml")
     assert plan.engine == "vllm" and plan.layout.gpus <= demo.DEMO_GPUS
     assert plan.estimate is not None and plan.estimate.feasible  # chosen by the search, not a stand-in
     assert plan.estimate.tpot_ms <= demo.DEMO_SEARCH["slo_tpot_ms"]
-    argvs = argv_of((tmp_path / "launch-vllm.sh").read_text())
+    argvs = argv_of((out / "launch-vllm.sh").read_text())
     assert argvs and all(argv[argv.index("vllm") + 2] == demo.DEMO_MODEL_PATH for argv in argvs)
     tp = [int(a[a.index("--tensor-parallel-size") + 1]) for a in argvs]
     assert set(tp) == {plan.layout.tp}
     assert any("vllm serve" in line for line in lines)
+
+
+def test_the_last_step_writes_the_report_of_the_run(demo_run):
+    out, lines = demo_run
+    assert demo.STEPS[-1][1] is demo.step_report
+    n = len(demo.STEPS)
+    assert any(line.strip().startswith(f"[{n}/{n}] report") for line in lines)
+    for name in ("report.md", "report.html", "sweep.csv", "sweep.parquet", "pareto.png", "topology.png"):
+        assert (out / "report" / name).stat().st_size > 0
+    assert any(line.startswith("  Verdict: Winner: TP=") for line in lines)

@@ -49,7 +49,9 @@ def list_profiles() -> list[tuple[Path, HardwareProfile]]:
 
 def check_engine(engine: str) -> Engine:
     if engine not in ENGINES:
-        raise ConfigError(f"{engine!r} is not an engine tpplan knows", field="--engine", expected=", ".join(ENGINES))
+        raise ConfigError(
+            f"{engine!r} is not an engine tpplan knows", field="--engine", expected=", ".join(ENGINES)
+        )
     return engine  # type: ignore[return-value]
 
 
@@ -139,10 +141,16 @@ def emit_plan(
         if fmt == "cli":
             os.chmod(out, 0o755)
     return launch, text
-def detect(out: Path | None, nodes: int | None = None, price_usd_per_gpu_hour: float | None = None) -> Detection:
+
+
+def detect(
+    out: Path | None, nodes: int | None = None, price_usd_per_gpu_hour: float | None = None
+) -> Detection:
     """Read this machine (NVML + sysfs, or its CPUs when no GPU answers) and write its profile to `out`."""
     if out is not None and out.is_dir():
-        raise ConfigError("is a directory", file=str(out), field="--out", expected="a file path such as profile.yaml")
+        raise ConfigError(
+            "is a directory", file=str(out), field="--out", expected="a file path such as profile.yaml"
+        )
     found = topology.detect([p for _, p in io.bundled_profiles()], nodes, price_usd_per_gpu_hour)
     if out is not None:
         header = (
@@ -155,30 +163,58 @@ def detect(out: Path | None, nodes: int | None = None, price_usd_per_gpu_hour: f
         except OSError as e:
             raise ConfigError(f"cannot be written ({e.strerror})", file=str(out), field="--out") from None
     return found
+
+
 # ---- cost model: estimate and calibrate ------------------------------------------------------------
-def _engine_config(engine: str, model: ModelSpec, profile: HardwareProfile, tp: int, pp: int) -> costmodel.EngineConfig:
+def _engine_config(
+    engine: str, model: ModelSpec, profile: HardwareProfile, tp: int, pp: int
+) -> costmodel.EngineConfig:
     if engine in costmodel.CALIBRATION_ENGINES:
         return costmodel.CALIBRATION_ENGINES[engine]
     d = engines.defaults(check_engine(engine), profile.gpu.name, profile.gpu.memory_gib.value, tp, pp, model)
-    source = {"vllm": "vLLM 0.33.0 get_batch_defaults (vllm/engine/arg_utils.py)",
-              "sglang": "SGLang 0.5.23 automatic chunked_prefill_size / cuda_graph_max_bs (memory_hook.py)",
-              "megatron": "assumed: Megatron-LM inference defaults"}[engine]
+    source = {
+        "vllm": "vLLM 0.33.0 get_batch_defaults (vllm/engine/arg_utils.py)",
+        "sglang": "SGLang 0.5.23 automatic chunked_prefill_size / cuda_graph_max_bs (memory_hook.py)",
+        "megatron": "assumed: Megatron-LM inference defaults",
+    }[engine]
     return costmodel.EngineConfig(engine, d.max_num_batched_tokens, d.max_num_seqs, False, source)
 
 
-def _deployment(model: ModelSpec, profile: HardwareProfile, layout: Layout, engine: str, kv_dtype: str,
-                seq_tokens: int, budget_gpus: int | None = None) -> costmodel.Deployment:
+def _deployment(
+    model: ModelSpec,
+    profile: HardwareProfile,
+    layout: Layout,
+    engine: str,
+    kv_dtype: str,
+    seq_tokens: int,
+    budget_gpus: int | None = None,
+) -> costmodel.Deployment:
     """Placement and memory of a layout, as the candidates stage judges them (budget: the layout's
     GPUs unless given: a larger budget can place instances that would not pack into fewer nodes)."""
     memory_engine = costmodel.MEMORY_PROXY.get(engine, engine)
-    c = candidates_stage.judge(model, profile, layout, check_engine(memory_engine), budget_gpus or layout.gpus,
-                               seq_tokens, kv_dtype)
-    stage_link = "network" if c.crosses_node and c.tp_fabric != "network" else ("nvlink" if profile.domain_size > 1 else "pcie")
-    note = (f"{c.kv_cache_gib_per_gpu:g} GiB per GPU left of {c.memory_budget_gib_per_gpu:g} GiB "
-            f"({memory_engine} memory fraction) after {c.weights_gib_per_gpu:g} GiB weights and "
-            f"{c.activation_gib_per_gpu:g} GiB activations/runtime (candidates.memory_fit)")
-    return costmodel.Deployment(tuple(c.layers_per_stage), c.tp_fabric, stage_link if layout.pp > 1 else "none",
-                                c.kv_cache_tokens, tuple(c.reasons), c.crosses_nvlink_domain, c.nodes, note)
+    c = candidates_stage.judge(
+        model, profile, layout, check_engine(memory_engine), budget_gpus or layout.gpus, seq_tokens, kv_dtype
+    )
+    stage_link = (
+        "network"
+        if c.crosses_node and c.tp_fabric != "network"
+        else ("nvlink" if profile.domain_size > 1 else "pcie")
+    )
+    note = (
+        f"{c.kv_cache_gib_per_gpu:g} GiB per GPU left of {c.memory_budget_gib_per_gpu:g} GiB "
+        f"({memory_engine} memory fraction) after {c.weights_gib_per_gpu:g} GiB weights and "
+        f"{c.activation_gib_per_gpu:g} GiB activations/runtime (candidates.memory_fit)"
+    )
+    return costmodel.Deployment(
+        tuple(c.layers_per_stage),
+        c.tp_fabric,
+        stage_link if layout.pp > 1 else "none",
+        c.kv_cache_tokens,
+        tuple(c.reasons),
+        c.crosses_nvlink_domain,
+        c.nodes,
+        note,
+    )
 
 
 def estimate_allreduce(profile_ref: Ref, nbytes: int, ranks: int) -> AllReduceEstimate:
@@ -191,34 +227,59 @@ def estimate_allreduce(profile_ref: Ref, nbytes: int, ranks: int) -> AllReduceEs
     return costmodel.estimate_allreduce(profile, nbytes, ranks, where.tp_fabric)
 
 
-def estimate_serve(model_ref: Ref, profile_ref: Ref, layout: Layout, workload: Workload, engine: str = "vllm") -> ServeEstimate:
+def estimate_serve(
+    model_ref: Ref, profile_ref: Ref, layout: Layout, workload: Workload, engine: str = "vllm"
+) -> ServeEstimate:
     """Serving `workload` on `layout` (replicas share the concurrency evenly)."""
     return serve_estimate(load_model(model_ref), load_profile(profile_ref), layout, workload, engine)
 
 
 def serve_estimate(
-    model: ModelSpec, profile: HardwareProfile, layout: Layout, workload: Workload, engine: str = "vllm",
-    max_num_seqs: int | None = None, budget_gpus: int | None = None, max_model_len: int | None = None,
+    model: ModelSpec,
+    profile: HardwareProfile,
+    layout: Layout,
+    workload: Workload,
+    engine: str = "vllm",
+    max_num_seqs: int | None = None,
+    budget_gpus: int | None = None,
+    max_model_len: int | None = None,
 ) -> ServeEstimate:
     """`estimate_serve` on loaded records (the search prices thousands of layouts without re-reading
     files). `max_num_seqs` caps sequences per instance (default: the engine's); `budget_gpus` is the
     budget the instances are placed on (default: the layout's own GPUs); `max_model_len` is the context
     one sequence must fit in the KV cache (default: the workload's input + output tokens)."""
     if workload.dtype == "fp8" and not profile.gpu.supports_fp8:
-        raise ConfigError(f"{profile.gpu.name} has no FP8 tensor cores", field="--dtype", value="fp8",
-                          expected="bf16 or fp16 on this profile")
+        raise ConfigError(
+            f"{profile.gpu.name} has no FP8 tensor cores",
+            field="--dtype",
+            value="fp8",
+            expected="bf16 or fp16 on this profile",
+        )
     served = model.model_copy(update={"dtype": workload.dtype})
-    dep = _deployment(served, profile, layout, engine, workload.kv_dtype, max_model_len or workload.sequence_tokens,
-                      budget_gpus)
+    dep = _deployment(
+        served,
+        profile,
+        layout,
+        engine,
+        workload.kv_dtype,
+        max_model_len or workload.sequence_tokens,
+        budget_gpus,
+    )
     cfg = _engine_config(engine, served, profile, layout.tp, layout.pp)
     if max_num_seqs is not None:
-        cfg = dataclasses.replace(cfg, max_num_seqs=max_num_seqs, source=f"{cfg.source}; max_num_seqs as planned")
+        cfg = dataclasses.replace(
+            cfg, max_num_seqs=max_num_seqs, source=f"{cfg.source}; max_num_seqs as planned"
+        )
     return costmodel.estimate_serve(model, profile, layout, workload, cfg, dep)
 
 
 def calibrate(
-    source_refs: list[Ref], profile_ref: Ref | HardwareProfile, out: Ref | None = None,
-    models: dict[str, str] | None = None, sweep_model: Ref | None = None, dtype: str | None = None,
+    source_refs: list[Ref],
+    profile_ref: Ref | HardwareProfile,
+    out: Ref | None = None,
+    models: dict[str, str] | None = None,
+    sweep_model: Ref | None = None,
+    dtype: str | None = None,
 ) -> tuple[Calibration, HardwareProfile]:
     """Fit the profile's efficiency parameters to each source (collectives first, then steps, then
     serving, which uses the collectives); write the calibrated profile to `out` if given."""
@@ -236,11 +297,22 @@ def calibrate(
             fabric_of = {t: _tp_fabric(profile, t, label) for t in tps}
             profile, fit = costmodel.calibrate_sweep(profile, src, model, fabric_of, label, dtype)
         else:
-            profile, fit = costmodel.calibrate_serving(profile, src, _serving_cases(profile, src, models or {}, label), label)
+            profile, fit = costmodel.calibrate_serving(
+                profile, src, _serving_cases(profile, src, models or {}, label), label
+            )
         fits.append(fit)
-    cal = Calibration(profile=profile.name, out=str(out or ""), sources=fits, parameters=costmodel.fitted_parameters(profile))
+    cal = Calibration(
+        profile=profile.name,
+        out=str(out or ""),
+        sources=fits,
+        parameters=costmodel.fitted_parameters(profile),
+    )
     if out:
-        header = "# Calibrated by `tpplan calibrate " + " ".join(map(str, source_refs)) + f" --profile {profile.name}`"
+        header = (
+            "# Calibrated by `tpplan calibrate "
+            + " ".join(map(str, source_refs))
+            + f" --profile {profile.name}`"
+        )
         io.write_text(Path(out), io.to_yaml(profile, header))
     return cal, profile
 
@@ -262,8 +334,12 @@ def _sweep_model(src, sweep_model: Ref | None, label: str) -> ModelSpec:
         found = _bundled_model_named(named.pop())
         if found:
             return found
-    raise ConfigError("does not say which model was swept in a form tpplan can load", file=label, field="model",
-                      expected="--sweep-model SPEC (the model the sweep ran)")
+    raise ConfigError(
+        "does not say which model was swept in a form tpplan can load",
+        file=label,
+        field="model",
+        expected="--sweep-model SPEC (the model the sweep ran)",
+    )
 
 
 def _bundled_model_named(name: str) -> ModelSpec | None:
@@ -290,7 +366,9 @@ def _serving_cases(profile: HardwareProfile, src, models: dict[str, str], label:
             deps[key] = _deployment(model, profile, layout, p.engine, p.dtype, p.isl + p.osl)
         d = deps[key]
         cfg = _engine_config(p.engine, model, profile, p.tp, p.pp)
-        cases.append(costmodel.serving_case(p, model, cfg, d.kv_tokens, d.layers_per_stage, d.tp_fabric, d.pp_fabric))
+        cases.append(
+            costmodel.serving_case(p, model, cfg, d.kv_tokens, d.layers_per_stage, d.tp_fabric, d.pp_fabric)
+        )
     return cases
 
 
@@ -301,8 +379,12 @@ def _bundled_model_for(model_path: str, label: str) -> str:
         name = name.removesuffix(suffix)
     if bundled.find_bundled(bundled.MODELS, name):
         return name
-    raise ConfigError(f"no model spec for {model_path!r}", file=label, field="model_path",
-                      expected=f"--model {model_path}=SPEC, or one of the bundled: {', '.join(bundled.bundled_names(bundled.MODELS))}")
+    raise ConfigError(
+        f"no model spec for {model_path!r}",
+        file=label,
+        field="model_path",
+        expected=f"--model {model_path}=SPEC, or one of the bundled: {', '.join(bundled.bundled_names(bundled.MODELS))}",
+    )
 
 
 def evaluate_serving(
@@ -312,24 +394,39 @@ def evaluate_serving(
     profile = profile_ref if isinstance(profile_ref, HardwareProfile) else load_profile(profile_ref)
     src = costmodel.read_source(Path(source_ref))
     if src.kind != costmodel.SERVING:
-        raise ConfigError(f"is {src.kind} output, not serving points", file=str(source_ref),
-                          expected="a CSV of measured serving points")
+        raise ConfigError(
+            f"is {src.kind} output, not serving points",
+            file=str(source_ref),
+            expected="a CSV of measured serving points",
+        )
     params = costmodel.Params(profile)
     cases = _serving_cases(profile, src, models or {}, str(source_ref))
     return [(p, *c(params)) for p, c in zip(src.points, cases, strict=True)]
+
+
 # ---- sweep ------------------------------------------------------------------------------------
 def default_sweep_profile() -> str:
     """cpu-local on a machine without GPUs; with GPUs the user names their profile."""
     from .sweep.request import has_nvidia_gpu
 
     if has_nvidia_gpu():
-        raise ConfigError("this machine has NVIDIA GPUs; name their profile", field="--profile",
-                          expected="a profile (`tpplan detect --out gpus.yaml` writes one), or cpu-local for CPU ranks")
+        raise ConfigError(
+            "this machine has NVIDIA GPUs; name their profile",
+            field="--profile",
+            expected="a profile (`tpplan detect --out gpus.yaml` writes one), or cpu-local for CPU ranks",
+        )
     return "cpu-local"
 
 
-def sweep(model_ref: Ref, profile_ref: Ref | None, request: Request, out: Path, resume: bool = False,
-          host: str = "127.0.0.1", progress: bool = True) -> tuple[ModelSpec, list[Measurement], str]:
+def sweep(
+    model_ref: Ref,
+    profile_ref: Ref | None,
+    request: Request,
+    out: Path,
+    resume: bool = False,
+    host: str = "127.0.0.1",
+    progress: bool = True,
+) -> tuple[ModelSpec, list[Measurement], str]:
     """Measure every case of `request` locally, or as one rank under torchrun.
 
     Returns the model, the measurements of the requested cases (including ones `--resume` found
@@ -345,7 +442,9 @@ def sweep(model_ref: Ref, profile_ref: Ref | None, request: Request, out: Path, 
     settings, cases, skipped, layers_why = sweep_request.prepare(model, profile, request, limit)
     keys = {c.key for c in cases} | {m.key for m in skipped}
     if world:
-        found = runner.run_under_torchrun(settings, [c for c in cases if c.ranks == world], skipped, out, resume)
+        found = runner.run_under_torchrun(
+            settings, [c for c in cases if c.ranks == world], skipped, out, resume
+        )
     else:
         found = runner.run_sweep(settings, cases, skipped, out, resume, host, show_progress=progress)
     return model, [m for m in found if m.key in keys], layers_why
@@ -359,8 +458,11 @@ def check_host(host: str) -> None:
         with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
             s.bind((host, 0))
     except OSError as e:
-        raise ConfigError(f"{host!r} cannot be listened on here ({e.strerror})", field="--host",
-                          expected="an address of this machine, such as 127.0.0.1 (the default)") from None
+        raise ConfigError(
+            f"{host!r} cannot be listened on here ({e.strerror})",
+            field="--host",
+            expected="an address of this machine, such as 127.0.0.1 (the default)",
+        ) from None
 
 
 def search(model_ref: Ref, profile_refs: list[Ref], input_tokens: int, output_tokens: int, **options):
@@ -368,4 +470,20 @@ def search(model_ref: Ref, profile_refs: list[Ref], input_tokens: int, output_to
     (-> (SearchResult, Plan)); see api_search.search for the options."""
     from . import api_search
 
-    return api_search.search(str(model_ref), [str(p) for p in profile_refs], input_tokens, output_tokens, **options)
+    return api_search.search(
+        str(model_ref), [str(p) for p in profile_refs], input_tokens, output_tokens, **options
+    )
+
+
+def report(
+    run_dir: Ref,
+    out: Ref | None = None,
+    formats: tuple[str, ...] = ("md",),
+    csv: bool = False,
+    sweep_profile: str | None = None,
+    echo=print,
+):
+    """`tpplan report`: a run directory's figures, tables and Verdict (-> Report); see api_report.report."""
+    from . import api_report
+
+    return api_report.report(run_dir, out, formats, csv, sweep_profile, echo)

@@ -29,6 +29,9 @@ class Placement:
     crosses_node: bool
     tp_fabric: str
     problem: str | None
+    starts: tuple[
+        int, ...
+    ] = ()  # global GPU index of each instance's rank 0 (ranks DP × PP × TP, TP innermost)
 
 
 def place(profile: HardwareProfile, layout: Layout, budget_gpus: int) -> Placement:
@@ -68,7 +71,7 @@ def place(profile: HardwareProfile, layout: Layout, budget_gpus: int) -> Placeme
         fabric = "network"
     if crosses_node and profile.inter_node is None and problem is None:
         problem = f"a TP or PP group spans nodes, but profile {profile.name} has no inter-node fabric"
-    return Placement(nodes, crosses_domain, crosses_node, fabric, problem)
+    return Placement(nodes, crosses_domain, crosses_node, fabric, problem, tuple(starts))
 
 
 @dataclass(frozen=True)

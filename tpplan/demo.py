@@ -30,7 +30,9 @@ def step_detect(out: Path, echo: Echo) -> None:
         echo(f"  no NVIDIA GPU found: {found.fallback_reason}")
     else:
         topo = p.topology
-        echo(f"  {len(topo.gpus)} x {p.gpu.name}; NVLink domains {topo.domains}; {len(topo.hcas)} HCA port(s)")
+        echo(
+            f"  {len(topo.gpus)} x {p.gpu.name}; NVLink domains {topo.domains}; {len(topo.hcas)} HCA port(s)"
+        )
     echo(f"  {p.description}")
     for w in found.warnings:
         echo(f"  warning: {w}")
@@ -43,7 +45,9 @@ def step_candidates(out: Path, echo: Echo) -> None:
     )
     io.write_text(out / "candidates.json", json.dumps([c.model_dump(mode="json") for c in found], indent=1))
     valid = [c for c in found if c.valid]
-    echo(f"{model.name} on {budget} x {profile.gpu.name} ({profile.name}), vLLM, max_model_len {DEMO_MAX_MODEL_LEN}:")
+    echo(
+        f"{model.name} on {budget} x {profile.gpu.name} ({profile.name}), vLLM, max_model_len {DEMO_MAX_MODEL_LEN}:"
+    )
     echo(f"  {len(found)} layouts use all {budget} GPUs; {len(valid)} are valid for vLLM and fit.")
     for c in found:
         verdict = "valid" if c.valid else "no: " + c.reasons[0].split(" [")[0]
@@ -58,17 +62,29 @@ def step_sweep(out: Path, echo: Echo) -> None:
 
     run_dir = out / "sweep"
     (run_dir / RESULTS).unlink(missing_ok=True)  # the demo re-measures on every run
-    request = Request(tp=[1, 2], dtypes="fp32,bf16", tokens=64, batch=2, warmup=2, iters=8)
+    # TP=3 splits tiny's 8 heads 3/3/2 (uneven, as the seed's 36 heads at TP=8): the report shows
+    # the imbalance. Three ranks on two cores oversubscribe them; the sweep marks that case.
+    request = Request(tp=[1, 2, 3], dtypes="fp32,bf16", heads="uneven", tokens=64, batch=2, warmup=2, iters=8)
     model, found, layers_why = api.sweep("tiny", "cpu-local", request, run_dir, progress=False)
     echo(f"{model.name} on local CPU ranks (gloo), {layers_why}, 64x2 tokens per step, 8 timed steps:")
     for m in found:
         if m.status != "ok" or m.step_ms is None:
             echo(f"  TP={m.tp} {m.dtype}: {m.status}: {m.reason}")
             continue
-        ar = f"all-reduce p50 {m.allreduce.latency_us.p50:,.0f} us ({m.allreduce.share_of_step:.0%} of step)" \
-            if m.allreduce else "no all-reduce"
-        drift = f"vs TP=1 max|d| {m.drift.max_abs:.1e} {'ok' if m.drift.allclose else 'FAILS allclose'}" if m.drift else ""
-        echo(f"  TP={m.tp} {m.dtype}: step p50 {m.step_ms.p50:.1f} ms, {ar}, {m.tokens_per_s:,.0f} tok/s; {drift}")
+        ar = (
+            f"all-reduce p50 {m.allreduce.latency_us.p50:,.0f} us ({m.allreduce.share_of_step:.0%} of step)"
+            if m.allreduce
+            else "no all-reduce"
+        )
+        drift = (
+            f"vs TP=1 max|d| {m.drift.max_abs:.1e} {'ok' if m.drift.allclose else 'FAILS allclose'}"
+            if m.drift
+            else ""
+        )
+        heads = f" heads {'/'.join(map(str, m.heads_per_rank))}" if m.heads_mode != "even" else ""
+        echo(
+            f"  TP={m.tp} {m.dtype}{heads}: step p50 {m.step_ms.p50:.1f} ms, {ar}, {m.tokens_per_s:,.0f} tok/s; {drift}"
+        )
     echo(f"  -> {run_dir / RESULTS}")
 
 
@@ -81,17 +97,25 @@ def step_estimate(out: Path, echo: Echo) -> None:
     from .specs import Workload
 
     workload = Workload(**DEMO_WORKLOAD)
-    _, _, _, found = api.plan_candidates(DEMO_MODEL, DEMO_PROFILE, "vllm", DEMO_GPUS, DEMO_MAX_MODEL_LEN, full_budget=True)
+    _, _, _, found = api.plan_candidates(
+        DEMO_MODEL, DEMO_PROFILE, "vllm", DEMO_GPUS, DEMO_MAX_MODEL_LEN, full_budget=True
+    )
     layouts = [Layout(tp=c.tp, pp=c.pp, replicas=c.replicas) for c in found if c.valid]
     estimates = [api.estimate_serve(DEMO_MODEL, DEMO_PROFILE, lay, workload) for lay in layouts]
-    io.write_text(out / "estimates.json", json.dumps([e.model_dump(mode="json") for e in estimates], indent=1))
-    echo(f"  ISL {workload.input_tokens}, OSL {workload.output_tokens}, {workload.concurrency} requests in flight "
-         f"over {DEMO_GPUS} GPUs (vLLM, bf16); cost model fitted on H100 serving measurements:")
+    io.write_text(
+        out / "estimates.json", json.dumps([e.model_dump(mode="json") for e in estimates], indent=1)
+    )
+    echo(
+        f"  ISL {workload.input_tokens}, OSL {workload.output_tokens}, {workload.concurrency} requests in flight "
+        f"over {DEMO_GPUS} GPUs (vLLM, bf16); cost model fitted on H100 serving measurements:"
+    )
     for e in sorted(estimates, key=lambda e: -e.output_tokens_per_usd):
         b = e.breakdown
-        echo(f"  {e.layout.label():<12} TTFT {e.ttft_ms:7.1f} ms  TPOT {e.tpot_ms:6.2f} ms  "
-             f"{e.output_tokens_per_s:7,.0f} tok/s  {e.output_tokens_per_usd:9,.0f} tok/$  "
-             f"(all-reduce {100 * b.allreduce_ms / b.total_ms:.0f}% of a step, TP over {e.tp_fabric})")
+        echo(
+            f"  {e.layout.label():<12} TTFT {e.ttft_ms:7.1f} ms  TPOT {e.tpot_ms:6.2f} ms  "
+            f"{e.output_tokens_per_s:7,.0f} tok/s  {e.output_tokens_per_usd:9,.0f} tok/$  "
+            f"(all-reduce {100 * b.allreduce_ms / b.total_ms:.0f}% of a step, TP over {e.tp_fabric})"
+        )
     echo(f"  -> {out / 'estimates.json'}")
 
 
@@ -102,15 +126,25 @@ def step_search(out: Path, echo: Echo) -> None:
     """The Optuna study on the real H100 profile; writes plan.yaml, the file the emit step reads."""
     w = DEMO_SEARCH
     result, _ = api.search(
-        DEMO_MODEL, [DEMO_PROFILE], w["input_tokens"], w["output_tokens"], gpus=DEMO_GPUS,
-        slo_tpot_ms=w["slo_tpot_ms"], max_model_len=DEMO_MAX_MODEL_LEN, model_path=DEMO_MODEL_PATH,
+        DEMO_MODEL,
+        [DEMO_PROFILE],
+        w["input_tokens"],
+        w["output_tokens"],
+        gpus=DEMO_GPUS,
+        slo_tpot_ms=w["slo_tpot_ms"],
+        max_model_len=DEMO_MAX_MODEL_LEN,
+        model_path=DEMO_MODEL_PATH,
         out=out / "plan.yaml",
     )
     b = result.best
-    echo(f"  ISL {w['input_tokens']}, OSL {w['output_tokens']}, TPOT <= {w['slo_tpot_ms']:g} ms on {DEMO_GPUS} GPUs: "
-         f"{result.trials} trials, {result.feasible} of {result.evaluations} configurations feasible (space {result.space_size})")
-    echo(f"  winner: TP={b.tp} PP={b.pp} x{b.replicas}, max_num_seqs {b.max_num_seqs}: {b.output_tokens_per_usd:,.0f} "
-         f"tokens/USD, TPOT {b.tpot_ms:.1f} ms, TTFT {b.ttft_ms:,.0f} ms ({b.basis} numbers)")
+    echo(
+        f"  ISL {w['input_tokens']}, OSL {w['output_tokens']}, TPOT <= {w['slo_tpot_ms']:g} ms on {DEMO_GPUS} GPUs: "
+        f"{result.trials} trials, {result.feasible} of {result.evaluations} configurations feasible (space {result.space_size})"
+    )
+    echo(
+        f"  winner: TP={b.tp} PP={b.pp} x{b.replicas}, max_num_seqs {b.max_num_seqs}: {b.output_tokens_per_usd:,.0f} "
+        f"tokens/USD, TPOT {b.tpot_ms:.1f} ms, TTFT {b.ttft_ms:,.0f} ms ({b.basis} numbers)"
+    )
     for n in result.neighbours:
         echo(f"    {n.lost_on}")
     echo(f"  -> {result.plan} (study {result.study} in {result.storage}; optuna-dashboard opens it)")
@@ -124,7 +158,19 @@ def step_emit(out: Path, echo: Echo) -> None:
     start = next(i for i, line in enumerate(lines) if line.startswith("# ---- node"))
     for line in lines[start : lines.index("", start) if "" in lines[start:] else len(lines)]:
         echo("    " + line)
-    echo(f"  -> {script} (every process; `tpplan emit {out / 'plan.yaml'} --engine sglang|megatron` for the others)")
+    echo(
+        f"  -> {script} (every process; `tpplan emit {out / 'plan.yaml'} --engine sglang|megatron` for the others)"
+    )
+
+
+def step_report(out: Path, echo: Echo) -> None:
+    """Figures and a Verdict of everything the steps above wrote (matplotlib, pandas)."""
+    done = api.report(out, out / "report", ("md", "html"), csv=True, echo=echo)
+    echo(f"  Verdict: {done.verdict[0]}")
+    for line in done.missing:
+        echo(f"  missing: {line}")
+    shown = [p for p in done.files if p.endswith((".html", ".md", ".csv", ".parquet"))]
+    echo(f"  -> {', '.join(shown)} (open report.html in a browser)")
 
 
 STEPS: list[tuple[str, Callable[[Path, Echo], None]]] = [
@@ -134,6 +180,7 @@ STEPS: list[tuple[str, Callable[[Path, Echo], None]]] = [
     ("estimate: TTFT, TPOT and tokens per dollar of the valid layouts", step_estimate),
     ("search: the most tokens per USD under a TPOT SLO (Optuna)", step_search),
     ("emit: the vLLM launch commands for the plan", step_emit),
+    ("report: figures and a Verdict of this run", step_report),
 ]
 
 

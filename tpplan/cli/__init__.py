@@ -10,10 +10,12 @@ from .. import __version__
 from .common import TpplanGroup
 
 # Each module defines click commands and a `COMMANDS` list; order is the order in --help.
-COMMAND_MODULES = ("detect", "plan", "sweep", "estimate", "search", "emit", "demo")
+COMMAND_MODULES = ("detect", "plan", "sweep", "estimate", "search", "emit", "report", "demo")
 
 
-@click.group(cls=TpplanGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(
+    cls=TpplanGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100}
+)
 @click.version_option(__version__, prog_name="tpplan")
 def cli() -> None:
     """Plan how to split an LLM over GPUs: TP degree, pipeline stages, replicas.
@@ -28,6 +30,7 @@ def cli() -> None:
       tpplan calibrate SOURCE --profile P --out P.yaml  fit the cost model to measurements
       tpplan search MODEL --profile dgx-h100 ...        most tokens/$ within the SLOs (Optuna) -> plan.yaml
       tpplan emit PLAN --engine vllm                    the plan's launch commands (vllm, megatron, sglang)
+      tpplan report RUN_DIR --format html               figures and a Verdict of a run (sweep, search, plan)
 
     MODEL is a tpplan model.yaml, a Hugging Face config.json, or a bundled name
     (llama-3.1-70b, mixtral-8x7b, qwen2.5-32b, minicpm-2b, tiny, ...).

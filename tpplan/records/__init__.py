@@ -14,6 +14,7 @@ from .costmodel import (
 )
 from .emit import EnvName, EnvRef, Launch, Option, Process, Word
 from .layout import Candidate, Degree, Layout, TpFabric
+from .report import FigureData, Report, Series, SeriesSource
 from .search import Basis, Neighbour, Plan, ScoredConfig, SearchResult
 from .sweep import (
     AllReduceStats,
@@ -39,6 +40,7 @@ __all__ = [
     "EnvName",
     "EnvRef",
     "ErrorStats",
+    "FigureData",
     "HeadsMode",
     "Latency",
     "Launch",
@@ -49,8 +51,11 @@ __all__ = [
     "Plan",
     "Process",
     "RankTiming",
+    "Report",
     "ScoredConfig",
     "SearchResult",
+    "Series",
+    "SeriesSource",
     "ServeEstimate",
     "SourceFit",
     "Stats",

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, computed_field
+from pydantic import Field, computed_field, model_validator
 
 from ..specs import HardwareProfile
 from ..specs.base import Frozen
@@ -49,6 +49,14 @@ class StepBreakdown(Frozen):
     allreduce_bytes: float = Field(description="bytes of each all-reduce")
     allreduce_us_each: float = Field(description="time of each all-reduce")
     allreduce_implementation: str = Field(description="backend | custom | none")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_total(cls, data: Any) -> Any:
+        """A dumped breakdown carries its computed total_ms (estimates.json); reading it back drops it."""
+        if isinstance(data, dict) and "total_ms" in data:
+            data = {k: v for k, v in data.items() if k != "total_ms"}
+        return data
 
     @computed_field
     @property

@@ -264,3 +264,30 @@ def _reporter(trials: int, progress: Progress) -> Callable:
             )
 
     return report
+
+
+@dataclass
+class StoredStudy:
+    """A study as a report reads it back: its name, the question it was made for, its results."""
+
+    name: str
+    question: dict
+    collected: Collected
+
+
+def read_studies(url: str) -> list[StoredStudy]:
+    """Every study in a storage, oldest first, without running a trial (`tpplan report`)."""
+    storage = open_storage(url)
+    try:
+        names = [s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)]
+        out = []
+        for name in names:
+            study = optuna.load_study(study_name=name, storage=storage)
+            out.append(StoredStudy(name, dict(study.user_attrs.get("question") or {}), collect(study)))
+    except (optuna.exceptions.StorageInternalError, SQLAlchemyError) as e:
+        raise ConfigError(
+            f"cannot be read as an Optuna study ({str(e).splitlines()[0]})",
+            file=url,
+            expected="the study.db `tpplan search` writes",
+        ) from None
+    return out

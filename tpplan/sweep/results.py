@@ -21,8 +21,11 @@ from ..records import Measurement
 RESULTS = "results.jsonl"
 
 
-def read_results(path: Path, repair: bool = False) -> list[Measurement]:
-    """Every measurement in `path`; with `repair`, a final line cut off mid-write is removed from the file."""
+def read_results(path: Path, repair: bool = False, skipped: list[str] | None = None) -> list[Measurement]:
+    """Every measurement in `path`; with `repair`, a final line cut off mid-write is removed from the file.
+
+    A line that is not a Measurement is a ConfigError naming file:line, unless `skipped` is given: then
+    the line is left out and `skipped` gets a "file:line: why" note (a report shows what it can)."""
     if not path.exists():
         return []
     data = path.read_bytes()
@@ -41,15 +44,22 @@ def read_results(path: Path, repair: bool = False) -> list[Measurement]:
             continue
         try:
             out.append(Measurement.model_validate(json.loads(line)))
-        except json.JSONDecodeError as e:
-            raise ConfigError(
-                f"line {n} is not JSON ({e.msg})",
-                file=str(path),
-                expected="one Measurement per line, as `tpplan sweep` writes",
-            ) from None
-        except ValidationError as e:
-            raise validation_error(e, f"{path}:{n}") from None
+        except (json.JSONDecodeError, ValidationError) as e:
+            error = _bad_line(e, path, n)
+            if skipped is None:
+                raise error from None
+            skipped.append(f"{error} (line skipped)")
     return out
+
+
+def _bad_line(e: json.JSONDecodeError | ValidationError, path: Path, n: int) -> ConfigError:
+    if isinstance(e, json.JSONDecodeError):
+        return ConfigError(
+            f"line {n} is not JSON ({e.msg})",
+            file=str(path),
+            expected="one Measurement per line, as `tpplan sweep` writes",
+        )
+    return validation_error(e, f"{path}:{n}")
 
 
 class ResultsFile:
