@@ -70,6 +70,12 @@ def allreduce(data: RunData) -> Drawn | str:
         verdict = f"measured p50 is {statistics.median(ratios):.2g}x the model's at the measured sizes"
     else:
         verdict = f"no model line ({where} has no price for these rank counts)"
+    if any("(assumed" in p for e in data.allreduce_model for p in e.provenance):
+        # An assumed prior far from the dots is not a finding about the machine: say how to fit it.
+        verdict += (
+            f" (its link numbers are assumed, not measured; `tpplan calibrate RUN_DIR/sweep/results.jsonl "
+            f"--profile {data.allreduce_profile}` fits them)"
+        )
     caption = (
         f"Dots are this machine's all-reduces ({human_bytes(sizes[0])} to {human_bytes(sizes[-1])}), dashed lines "
         f"the cost model on {where}: {verdict}; busbw climbing with size means small messages are latency-bound."
