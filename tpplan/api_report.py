@@ -156,11 +156,32 @@ def _allreduce_model(data, sweep_profile: str | None) -> None:
         )
 
 
+def _check_is_optuna_db(path: Path) -> None:
+    """Look read-only before Optuna opens the file: its storage would create its tables in any SQLite
+    file (a report must never write into what it reads)."""
+    import sqlite3
+
+    try:
+        with sqlite3.connect(f"file:{path.resolve()}?mode=ro", uri=True) as db:
+            tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    except sqlite3.DatabaseError as e:
+        raise ConfigError(
+            f"is not an SQLite database ({e})", file=str(path), expected="the study.db `tpplan search` writes"
+        ) from None
+    if not {"studies", "trials"} <= tables:
+        raise ConfigError(
+            "is an SQLite database without Optuna's tables (studies, trials)",
+            file=str(path),
+            expected="the study.db `tpplan search` writes",
+        )
+
+
 def _study(path: Path, data):
     """The study `tpplan search` wrote; with several, the one asking the plan's question."""
     from .report import StudyData
     from .search import study as study_mod  # optuna: only when a study is read
 
+    _check_is_optuna_db(path)
     stored = study_mod.read_studies(f"sqlite:///{path.resolve()}")
     if not stored:
         raise ConfigError("holds no study", file=str(path), expected="the study.db `tpplan search` writes")
