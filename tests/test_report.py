@@ -178,18 +178,24 @@ def test_detected_gpu_topology_is_drawn_with_its_domains_and_hcas(demo_run, tmp_
     assert "detected topology" in topo.caption
 
 
-def test_a_foreign_study_db_is_named_and_left_untouched(demo_run, tmp_path):
-    """Optuna's storage would create its tables in any SQLite file; the report looks read-only first."""
+def test_a_foreign_study_db_is_named_left_untouched_and_its_old_figure_removed(demo_run, tmp_path):
+    """Optuna's storage would create its tables in any SQLite file; the report looks read-only first.
+    A second report that cannot draw the Pareto front removes the first one's PNG of it."""
     import sqlite3
 
     run_dir, _ = demo_run
     shutil.copy(run_dir / "plan.yaml", tmp_path / "plan.yaml")
+    shutil.copy(run_dir / "study.db", tmp_path / "study.db")
+    api.report(tmp_path, formats=("md",), echo=lambda _: None)
+    assert (tmp_path / "report" / "pareto.png").exists()
+    (tmp_path / "study.db").unlink()
     with sqlite3.connect(tmp_path / "study.db") as db:
         db.execute("CREATE TABLE mine (a)")
     before = (tmp_path / "study.db").read_bytes()
     report = api.report(tmp_path, formats=("md",), echo=lambda _: None)
     assert (tmp_path / "study.db").read_bytes() == before
     assert any("without Optuna's tables" in m for m in report.missing)
+    assert not (tmp_path / "report" / "pareto.png").exists()
 
 
 def test_a_missing_or_foreign_run_dir_is_one_line(tmp_path):

@@ -49,6 +49,8 @@ def write_report(
         got = make(data)
         if isinstance(got, str):
             missing.append(got)
+            # A PNG left by an earlier report of this run would sit beside a report that no longer draws it.
+            (out / f"{make.__name__}.png").unlink(missing_ok=True)
             continue
         png = png_bytes(got.figure)
         if "md" in formats:  # HTML inlines the bytes; Markdown links the files
