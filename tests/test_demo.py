@@ -29,3 +29,13 @@ def test_the_last_step_writes_the_report_of_the_run(demo_run):
     for name in ("report.md", "report.html", "sweep.csv", "sweep.parquet", "pareto.png", "topology.png"):
         assert (out / "report" / name).stat().st_size > 0
     assert any(line.startswith("  Verdict: Winner: TP=") for line in lines)
+
+
+def test_the_output_ends_with_the_plan_and_its_launch_command(demo_run):
+    """The report is the last step, but the last thing printed is the answer: the command to run."""
+    out, lines = demo_run
+    first = argv_of((out / "launch-vllm.sh").read_text())[0]
+    assert argv_of(lines[-1].strip()) == [first]
+    assert "vllm" in first and lines[-2].startswith("Launch (first of")
+    plan = io.load_plan(out / "plan.yaml")
+    assert any(line.lstrip().startswith("Plan: ") and plan.layout.label() in line for line in lines[-6:])

@@ -184,8 +184,32 @@ STEPS: list[tuple[str, Callable[[Path, Echo], None]]] = [
 ]
 
 
+def closing(out: Path, echo: Echo) -> None:
+    """The answer last: the plan in one line, where the report is, and the command that launches it."""
+    plan = io.load_plan(out / "plan.yaml")
+    e = plan.estimate
+    lines = (out / "launch-vllm.sh").read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("# ---- node"))
+    end = next((i for i in range(start + 1, len(lines)) if not lines[i].strip()), len(lines))
+    command = " ".join(line.strip().removesuffix("\\").strip() for line in lines[start + 1 : end])
+    echo(
+        f"\nPlan: {plan.model.name} as {plan.layout.label()} on {plan.layout.gpus} x {plan.profile.gpu.name} ({plan.profile.name})"
+    )
+    if e is not None:
+        slo = (
+            f" (SLO {plan.workload.slo_tpot_ms:g} ms)" if plan.workload and plan.workload.slo_tpot_ms else ""
+        )
+        echo(
+            f"  {e.output_tokens_per_usd:,.0f} output tokens/USD, TPOT {e.tpot_ms:.1f} ms{slo}; {e.basis} numbers"
+        )
+    echo(f"Report: {out / 'report' / 'report.html'}")
+    echo(f"Launch (first of {plan.layout.replicas} replica(s); all in {out / 'launch-vllm.sh'}):")
+    echo(f"  {command}")
+
+
 def run(out: Path, echo: Echo = print) -> None:
     out.mkdir(parents=True, exist_ok=True)
     for i, (title, step) in enumerate(STEPS, 1):
         echo(f"\n[{i}/{len(STEPS)}] {title}")
         step(out, echo)
+    closing(out, echo)
