@@ -259,6 +259,15 @@ def test_zero_max_model_len(capsys):
     )
 
 
+def test_max_model_len_past_the_models_context(capsys):
+    """The engines refuse it at load time; tpplan says so before judging any layout."""
+    check_one_line(
+        capsys,
+        [*CANDIDATES, "tiny", "--profile", "dgx-h100", "--max-model-len", "100000"],
+        "--max-model-len: 100000 tokens exceed tiny-llama's context (max_position_embeddings 4096)",
+    )
+
+
 @pytest.mark.parametrize("value", ["nan", "1e400"])
 def test_profile_non_finite_price(capsys, tmp_path, value):
     p = _profile(tmp_path, lambda d: d["price"]["usd_per_gpu_hour"].update(value=float(value)))

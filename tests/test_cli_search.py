@@ -127,13 +127,15 @@ def test_pareto_returns_a_front_no_member_of_which_beats_another_on_all_three(ca
         (["--profile", "dgx-h100", "--dtype", "int4"], "--dtype"),
         (["--profile", "dgx-a100-80g", "--dtype", "fp8"], "FP8"),
         (["--profile", "dgx-h100", "--max-model-len", "100"], "--max-model-len"),
+        (["--profile", "dgx-h100", "--max-model-len", "200000"], "max_position_embeddings 131072"),
+        (["--profile", "dgx-h100", "--isl", "131000", "--osl", "128"], "--isl + --osl: 131128 tokens exceed"),
         (["--profile", "dgx-h100", "--calibration", "no/such/file.csv"], "--calibration"),
         (["--profile", "dgx-h100", "--profile", "dgx-h100"], "twice"),
     ],
 )
 def test_bad_input_is_one_line(capsys, tmp_path, args, needle):
     base = ["search", "llama-3.1-70b", "--isl", "1024", "--osl", "128", "--out", str(tmp_path)]
-    if "--isl" in args:
+    if "--isl" in args or "--osl" in args:
         base = ["search", "llama-3.1-70b", "--osl", "128", "--out", str(tmp_path)]
     code, out, err = run(capsys, *base, *args)
     assert code == 2, (out, err)

@@ -34,3 +34,16 @@ def check_engine(engine: str) -> Engine:
             f"{engine!r} is not an engine tpplan knows", field="--engine", expected=", ".join(ENGINES)
         )
     return engine  # type: ignore[return-value]
+
+
+def check_context(model: ModelSpec, max_model_len: int | None, flag: str = "--max-model-len") -> None:
+    """The engines refuse a context longer than the model's max_position_embeddings (vLLM's engine
+    config rejects a too-long --max-model-len: reference/engines/README.md, "engine config"); say so
+    before any layout is judged, not after `tpplan emit` refuses the plan."""
+    if max_model_len is not None and max_model_len > model.max_position_embeddings:
+        raise ConfigError(
+            f"{max_model_len} tokens exceed {model.name}'s context (max_position_embeddings "
+            f"{model.max_position_embeddings})",
+            field=flag,
+            expected=f"at most {model.max_position_embeddings} tokens",
+        )

@@ -236,6 +236,11 @@ def prepare(
         profiles[p.name] = p
     profiles, measured, notes = apply_calibration(list(calibration or []), profiles, model, str(model_ref))
     budgets = {n: gpus or p.total_gpus for n, p in profiles.items()}
+    api.check_context(
+        model,
+        max_model_len or input_tokens + output_tokens,
+        "--max-model-len" if max_model_len else "--isl + --osl",
+    )
     dtypes, kv_dtypes = list(dtypes or [model.dtype]), list(kv_cache_dtypes or ["auto"])
     q = Question(
         model.name,
