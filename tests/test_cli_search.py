@@ -130,6 +130,7 @@ def test_pareto_returns_a_front_no_member_of_which_beats_another_on_all_three(ca
         (["--profile", "dgx-h100", "--max-model-len", "200000"], "max_position_embeddings 131072"),
         (["--profile", "dgx-h100", "--isl", "131000", "--osl", "128"], "--isl + --osl: 131128 tokens exceed"),
         (["--profile", "dgx-h100", "--calibration", "no/such/file.csv"], "--calibration"),
+        (["--profile", "dgx-h100", "--calibration", "bogus=serving.csv"], "profile 'bogus' is not one of"),
         (["--profile", "dgx-h100", "--profile", "dgx-h100"], "twice"),
     ],
 )

@@ -37,6 +37,13 @@ def _split_entry(entry: str, profiles: dict[str, HardwareProfile]) -> tuple[str 
     name, sep, rest = entry.partition("=")
     if sep and name in profiles:
         return name, Path(rest)
+    if sep and "/" not in name and not Path(entry).exists():  # a file name may hold "="; a profile name no "/"
+        raise ConfigError(
+            f"profile {name!r} is not one of the searched profiles",
+            field="--calibration",
+            value=entry,
+            expected=f"PROFILE=FILE with PROFILE one of {', '.join(profiles)}, or just FILE",
+        )
     return None, Path(entry)
 
 
