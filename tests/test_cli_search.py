@@ -95,6 +95,9 @@ def test_the_summary_names_the_winner_its_neighbours_and_the_top_5(capsys, tmp_p
         "numbers: cost model fitted to measurements (gemm_fraction" in out
         and f"wrote {tmp_path / 'plan.yaml'}" in out
     )
+    # an assumed prior is named as assumed, never as a profile's published number
+    numbers = next(line for line in out.splitlines() if "numbers:" in line)
+    assert "assumed: per_layer_us" in numbers and "per_layer_us" not in numbers.split("assumed:")[0]
 
 
 def test_pareto_returns_a_front_no_member_of_which_beats_another_on_all_three(capsys, tmp_path):

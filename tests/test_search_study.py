@@ -180,3 +180,20 @@ def test_an_interrupted_search_keeps_its_trials_and_the_same_command_continues_i
         (t.number, t.params, t.values) for t in done
     ]
     assert sum(t.state == optuna.trial.TrialState.COMPLETE for t in after) == len(done) + 10
+
+
+def test_a_better_feasible_neighbour_of_the_studys_best_becomes_the_winner():
+    """NSGA-II or a small --trials can stop beside a better configuration; the climb takes it."""
+    from tpplan.search import Config, score
+
+    prep = api_search.prepare("llama-3.1-70b", ["dgx-h100"], 2048, 256, gpus=16, slo_tpot_ms=50.0)
+    every = api_search.exhaustive(prep)
+    optimum = min((r for r in every if r.feasible), key=api_search.rank_key)
+    start = Config("dgx-h100", 4, 1, 4, 32, "bf16", "bf16")  # feasible, 0.99x the optimum's tokens/USD
+    first = score(start, prep.evaluate(start), prep.question)
+    assert first.feasible and api_search.rank_key(first) > api_search.rank_key(optimum)
+    notes: list[str] = []
+    best, near = api_search.climb(prep, first, notes)
+    assert config_of(best) == config_of(optimum)
+    assert len(notes) == 1 and "a neighbour of the study's best, TP=4 PP=1 x4" in notes[0]
+    assert all(n.tokens_per_usd_ratio is None or n.tokens_per_usd_ratio <= 1 for n in near)

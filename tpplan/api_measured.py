@@ -37,7 +37,9 @@ def _split_entry(entry: str, profiles: dict[str, HardwareProfile]) -> tuple[str 
     name, sep, rest = entry.partition("=")
     if sep and name in profiles:
         return name, Path(rest)
-    if sep and "/" not in name and not Path(entry).exists():  # a file name may hold "="; a profile name no "/"
+    if (
+        sep and "/" not in name and not Path(entry).exists()
+    ):  # a file name may hold "="; a profile name no "/"
         raise ConfigError(
             f"profile {name!r} is not one of the searched profiles",
             field="--calibration",

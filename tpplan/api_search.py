@@ -26,6 +26,7 @@ SEARCH_VERSION = 1
 DEFAULT_OUT = Path("runs/search")
 CONFIRM_NO_WINNER = 5000  # configurations scored (~1.5 ms each) to confirm that none is feasible
 DEFAULT_TRIALS, DEFAULT_TRIALS_FRACTION = 200, 0.10  # --trials: at least 200, or a tenth of the space
+MAX_CLIMB = 10  # neighbour steps after the study; each is six evaluations (~10 ms)
 
 
 def evaluator(
@@ -306,9 +307,12 @@ def search(
     if not feasible:  # score the whole space when that is quick, to say whether anything could pass
         every = exhaustive(prep) if space.size <= CONFIRM_NO_WINNER else None
         raise no_winner(collected.results, every, q, collected.trials, name)
-    ranked = sorted(feasible, key=lambda r: (-r.output_tokens_per_usd, -r.output_tokens_per_s, r.tpot_ms))
-    best = ranked[0]
-    near = search_stage.neighbours(space, best, prep.evaluate, q)
+    ranked = sorted(feasible, key=rank_key)
+    best, near = climb(prep, ranked[0], notes)
+    scored = collected.results
+    if best is not ranked[0]:  # the climbed winner goes first, and onto the Pareto front's inputs
+        ranked = [best, *(r for r in ranked if search_stage.config_of(r) != search_stage.config_of(best))]
+        scored = [*(r for r in scored if search_stage.config_of(r) != search_stage.config_of(best)), best]
     plan = _plan(prep, best, near, model_path)
     header = (
         f"# Written by `tpplan search` (study {name} in {url}): the configuration with the most output\n"
@@ -321,7 +325,7 @@ def search(
         engine=q.engine,
         best=best,
         top=ranked[:5],
-        pareto=search_stage.pareto_front(collected.results),
+        pareto=search_stage.pareto_front(scored),
         neighbours=near,
         trials=collected.trials,
         evaluations=len(collected.results),
@@ -334,6 +338,30 @@ def search(
         notes=notes,
     )
     return result, plan
+
+
+def rank_key(r: ScoredConfig) -> tuple[float, float, float]:
+    """Most tokens/USD first; on a tie, more tokens/s, then lower TPOT."""
+    return (-r.output_tokens_per_usd, -r.output_tokens_per_s, r.tpot_ms)
+
+
+def climb(prep: Prepared, best: ScoredConfig, notes: list[str]) -> tuple[ScoredConfig, list]:
+    """The study's best and its neighbours; a feasible neighbour that earns more takes its place (a
+    budget-limited or NSGA-II study can stop next to a better configuration it never drew)."""
+    near = search_stage.neighbours(prep.space, best, prep.evaluate, prep.question)
+    for _ in range(MAX_CLIMB):
+        better = [n.config for n in near if n.config is not None and n.config.feasible]
+        better = [c for c in better if rank_key(c) < rank_key(best)]
+        if not better:
+            break
+        step = min(better, key=rank_key)
+        notes.append(
+            f"{step.label()} (a neighbour of the study's best, {best.label()}) earns "
+            f"{step.output_tokens_per_usd / best.output_tokens_per_usd:.3f}x its tokens/USD: it is the winner"
+        )
+        best = step
+        near = search_stage.neighbours(prep.space, best, prep.evaluate, prep.question)
+    return best, near
 
 
 def _plan(prep: Prepared, best: ScoredConfig, near: list, model_path: str | None) -> Plan:

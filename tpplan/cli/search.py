@@ -240,14 +240,19 @@ def _basis_line(plan) -> str:
     prov = plan.provenance
     if "measured" in prov:
         return "measured: " + prov["measured"]
-    fitted = [k for k, v in prov.items() if "(fitted:" in v]
-    given = [
-        k for k, v in prov.items() if "(fitted:" not in v and k not in ("kv_cache_tokens", "engine_limits")
-    ]
+    rest = {k: v for k, v in prov.items() if k not in ("kv_cache_tokens", "engine_limits")}
+    fitted = [k for k, v in rest.items() if "(fitted:" in v]
+    assumed = [k for k, v in rest.items() if "(assumed:" in v]
+    given = [k for k in rest if k not in fitted and k not in assumed]
     head = (
         f"cost model fitted to measurements ({', '.join(fitted)})" if fitted else "cost model, nothing fitted"
     )
-    return f"{head}; from the profile: {', '.join(given)} (plan.yaml: provenance)"
+    parts = [head]
+    if given:
+        parts.append(f"published in the profile: {', '.join(given)}")
+    if assumed:  # an assumed prior is neither measured nor published: name it so nobody takes it for either
+        parts.append(f"assumed: {', '.join(assumed)}")
+    return "; ".join(parts) + " (plan.yaml: provenance)"
 
 
 COMMANDS = [search]
