@@ -65,6 +65,31 @@ def test_instances_are_not_split_across_nodes():
     assert p.problem and "needs 3 node(s)" in p.problem
 
 
+def test_a_multi_node_instance_is_priced_where_the_engines_start_its_ranks():
+    """TP=4 x PP=3 on 8-GPU nodes: the engines start 6 + 6 ranks, so the second TP group spans the
+    nodes and its all-reduce runs over the network (packing 8 + 4 would have hidden that)."""
+    h100 = io.load_profile("dgx-h100")
+    where = place(h100, Layout(tp=4, pp=3, replicas=1), 16)
+    assert where.rank_gpus == ((0, 1, 2, 3, 4, 5, 8, 9, 10, 11, 12, 13),)
+    assert where.tp_fabric == "network" and where.crosses_nvlink_domain and where.problem is None
+    uneven = place(h100, Layout(tp=3, pp=3, replicas=1), 16)
+    assert "9 ranks do not split evenly over 2 nodes" in uneven.problem
+
+
+@pytest.mark.parametrize(
+    "tp,pp,replicas", [(8, 2, 1), (4, 3, 1), (2, 1, 8), (4, 4, 2), (16, 1, 1), (2, 5, 1)]
+)
+def test_emit_launches_the_placement_the_candidates_stage_priced(tp, pp, replicas):
+    from tpplan.emit.common import place_instances
+
+    where = place(io.load_profile("dgx-h100"), Layout(tp=tp, pp=pp, replicas=replicas), 64)
+    launched = [
+        sorted(s.node * 8 + g for s in slices for g in s.gpus)
+        for slices in place_instances(8, tp, pp, replicas)
+    ]
+    assert launched == [sorted(inst) for inst in where.rank_gpus]
+
+
 def test_memory_fit_numbers_for_llama70b_on_h100():
     m, prof = io.load_model("llama-3.1-70b"), io.load_profile("dgx-h100")
     tp1 = judge(m, prof, Layout(tp=1), "vllm", 8, max_model_len=8192)

@@ -215,8 +215,8 @@ def _place_plan(data) -> None:
     plan = data.plan
     lay = plan.layout
     where = candidates_stage.place(plan.profile, lay, lay.gpus)
-    data.winner_groups = [
-        [list(range(s + j * lay.tp, s + (j + 1) * lay.tp)) for j in range(lay.pp)] for s in where.starts
+    data.winner_groups = [  # per instance, the GPUs of each TP group, as the engines place them
+        [list(inst[j * lay.tp : (j + 1) * lay.tp]) for j in range(lay.pp)] for inst in where.rank_gpus
     ]
     if plan.workload is None:
         return

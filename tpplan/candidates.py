@@ -2,9 +2,9 @@
 
 For each layout: the engine's own rules (engines.py), whether weights + activations + a
 KV cache of `max_model_len` tokens fit at the engine's default memory fraction (memory.py),
-and where it lands on the hardware: instances packed node by node, ranks laid out
-DP × PP × TP as vLLM does (TP innermost), so a TP group either stays inside one NVLink
-domain or crosses it.
+and where it lands on the hardware as the engines place it (placement.py: instances packed node by
+node, a multi-node instance with world_size / nnodes ranks per node, ranks DP × PP × TP with TP
+innermost), so a TP group either stays inside one NVLink domain or crosses it.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from . import engines, memory
+from . import engines, memory, placement
 from .errors import LayoutError
 from .records import Candidate, Layout
 from .specs import HardwareProfile, ModelSpec
@@ -29,38 +29,27 @@ class Placement:
     crosses_node: bool
     tp_fabric: str
     problem: str | None
-    starts: tuple[
-        int, ...
-    ] = ()  # global GPU index of each instance's rank 0 (ranks DP × PP × TP, TP innermost)
+    # Global GPU index of every rank of every instance (placement.instance_gpus: the engines' rule).
+    rank_gpus: tuple[tuple[int, ...], ...] = ()
 
 
 def place(profile: HardwareProfile, layout: Layout, budget_gpus: int) -> Placement:
-    """Pack the instances onto nodes of the budget; say which links their TP/PP groups use."""
+    """Place the instances as the engines start them (placement.py); say which links their TP/PP
+    groups use and whether the budget holds them."""
     gpn, world = profile.gpus_per_node, layout.world_size
     budget_nodes = math.ceil(budget_gpus / gpn)
-    starts: list[int] = []  # global index of each instance's rank 0
-    if world <= gpn:
-        per_node = gpn // world
-        for k in range(layout.replicas):
-            node, slot = divmod(k, per_node)
-            starts.append(node * gpn + slot * world)
-        nodes = math.ceil(layout.replicas / per_node)
-    else:
-        span = math.ceil(world / gpn)
-        starts = [k * span * gpn for k in range(layout.replicas)]
-        nodes = span * layout.replicas
-    problem = None
-    last_gpu = starts[-1] + world - 1
-    if nodes > budget_nodes or last_gpu >= budget_gpus:
+    ranks, problem = placement.instance_gpus(gpn, layout.tp, layout.pp, layout.replicas)
+    nodes = len({g // gpn for inst in ranks for g in inst})
+    last_gpu = max(max(inst) for inst in ranks)
+    if problem is None and (nodes > budget_nodes or last_gpu >= budget_gpus):
         problem = (
             f"needs {nodes} node(s) of {gpn} GPUs to place {layout.replicas} instance(s) of {world} GPUs "
             f"without splitting one across nodes; the budget of {budget_gpus} GPUs has {budget_nodes}"
         )
-    s0 = starts[0]  # every instance has the same shape; the first one tells
-    tp_groups = [range(s0 + j * layout.tp, s0 + (j + 1) * layout.tp) for j in range(layout.pp)]
-    crosses_domain = any(len({profile.domain_of(g) for g in grp}) > 1 for grp in tp_groups)
-    tp_crosses_node = any(len({profile.node_of(g) for g in grp}) > 1 for grp in tp_groups)
-    crosses_node = len({profile.node_of(g) for g in range(s0, s0 + world)}) > 1
+    groups = placement.tp_groups(ranks[0], layout.tp)  # every instance has the same shape; the first tells
+    crosses_domain = any(len({profile.domain_of(g) for g in grp}) > 1 for grp in groups)
+    tp_crosses_node = any(len({profile.node_of(g) for g in grp}) > 1 for grp in groups)
+    crosses_node = len({profile.node_of(g) for g in ranks[0]}) > 1
     if layout.tp == 1:
         fabric = "none"
     elif not crosses_domain and profile.domain_size > 1:
@@ -71,7 +60,7 @@ def place(profile: HardwareProfile, layout: Layout, budget_gpus: int) -> Placeme
         fabric = "network"
     if crosses_node and profile.inter_node is None and problem is None:
         problem = f"a TP or PP group spans nodes, but profile {profile.name} has no inter-node fabric"
-    return Placement(nodes, crosses_domain, crosses_node, fabric, problem, tuple(starts))
+    return Placement(nodes, crosses_domain, crosses_node, fabric, problem, tuple(map(tuple, ranks)))
 
 
 @dataclass(frozen=True)

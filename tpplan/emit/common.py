@@ -7,14 +7,13 @@ Shell text: every value passes through `shlex.quote`; the only unquoted expansio
 
 from __future__ import annotations
 
-import math
 import shlex
 from dataclasses import dataclass
 from typing import Literal
 
 import yaml
 
-from .. import engines
+from .. import engines, placement
 from ..errors import ConfigError, LayoutError
 from ..records import EnvRef, Launch, Option, Plan, Process, Word
 from .gpu_arch import compute_capability
@@ -96,25 +95,17 @@ class Slice:
 
 
 def place_instances(gpus_per_node: int, tp: int, pp: int, replicas: int) -> list[list[Slice]]:
-    """Each instance's slices. Instances that fit a node are packed node by node in GPU order (as
-    candidates.place assumes); a larger instance takes whole nodes with the same number of ranks on
-    each, because vLLM, SGLang and torchrun all start world_size / nnodes ranks per node."""
-    world = tp * pp
-    if world <= gpus_per_node:
-        per_node = gpus_per_node // world
-        return [
-            [Slice(k // per_node, tuple(range((k % per_node) * world, (k % per_node + 1) * world)))]
-            for k in range(replicas)
-        ]
-    span = math.ceil(world / gpus_per_node)
-    if world % span:
-        raise LayoutError(
-            f"an instance of TP×PP = {world} GPUs needs {span} nodes of {gpus_per_node}, but {world} ranks "
-            f"do not split evenly over {span} nodes (the engines start world_size / nnodes ranks on each node); "
-            f"choose tp × pp divisible by {span}"
-        )
-    local = tuple(range(world // span))
-    return [[Slice(k * span + i, local) for i in range(span)] for k in range(replicas)]
+    """Each instance's slices, by the rule the candidates stage priced (placement.instance_gpus)."""
+    ranks, problem = placement.instance_gpus(gpus_per_node, tp, pp, replicas)
+    if problem:
+        raise LayoutError(problem)
+    out = []
+    for inst in ranks:
+        by_node: dict[int, list[int]] = {}
+        for g in inst:
+            by_node.setdefault(g // gpus_per_node, []).append(g % gpus_per_node)
+        out.append([Slice(node, tuple(gpus)) for node, gpus in by_node.items()])
+    return out
 
 
 def check_plan(t: Target) -> None:

@@ -1,0 +1,52 @@
+"""Where each rank of each instance runs, as the engines start them. One rule, used by the
+candidates stage (which links a TP group crosses, so the cost model prices the right fabric) and by
+emit (which GPUs each launched process gets), so a plan is priced on the placement it is launched on.
+
+- An instance that fits a node is packed node by node in GPU order: instance k of R takes the k-th
+  block of world_size GPUs (several instances share a node).
+- A larger instance takes ceil(world_size / gpus_per_node) whole nodes and starts world_size / nnodes
+  ranks on each: vLLM's multi-node launch (`--nnodes`, `--node-rank`), SGLang's `--nnodes` and
+  torchrun's `--nproc-per-node` all start the same number of ranks per node. Ranks are DP × PP × TP
+  with TP innermost (vLLM's and Megatron's rank order), so rank r of an instance runs on its node
+  r // local, local GPU r % local.
+
+So TP=4 × PP=3 on 8-GPU nodes runs 6 + 6 ranks: its second TP group (ranks 4-7) spans both nodes.
+"""
+
+from __future__ import annotations
+
+import math
+
+
+def instance_gpus(gpus_per_node: int, tp: int, pp: int, replicas: int) -> tuple[list[list[int]], str | None]:
+    """Global GPU index (node * gpus_per_node + local GPU) of every rank of every instance, and why
+    the engines cannot start the layout this way (None when they can). When world_size does not split
+    evenly over the nodes it needs, the ranks are packed contiguously so callers can still describe it."""
+    world = tp * pp
+    if world <= gpus_per_node:
+        per_node = gpus_per_node // world
+        out = []
+        for k in range(replicas):
+            node, slot = divmod(k, per_node)
+            first = node * gpus_per_node + slot * world
+            out.append(list(range(first, first + world)))
+        return out, None
+    span = math.ceil(world / gpus_per_node)
+    if world % span:
+        problem = (
+            f"an instance of TP×PP = {world} GPUs needs {span} nodes of {gpus_per_node}, but {world} ranks "
+            f"do not split evenly over {span} nodes (vLLM, SGLang and torchrun start world_size / nnodes "
+            f"ranks on each node); choose tp × pp divisible by {span}"
+        )
+        return [
+            list(range(k * span * gpus_per_node, k * span * gpus_per_node + world)) for k in range(replicas)
+        ], problem
+    local = world // span
+    return [
+        [(k * span + r // local) * gpus_per_node + r % local for r in range(world)] for k in range(replicas)
+    ], None
+
+
+def tp_groups(ranks: list[int], tp: int) -> list[list[int]]:
+    """The GPUs of each TP group of one instance (TP innermost: consecutive ranks)."""
+    return [ranks[i : i + tp] for i in range(0, len(ranks), tp)]
