@@ -188,8 +188,10 @@ def _architecture_reasons(engine: Engine, arch: str, pp: int) -> list[str]:
 
 
 def accepted_tp(engine: Engine, model: ModelSpec, limit: int) -> list[int]:
-    """Every tp up to `limit` that passes the engine's TP shape rules."""
-    return [t for t in range(1, limit + 1) if not _tp_shape_reasons(engine, model, t)]
+    """Every tp up to `limit` that passes the engine's TP shape rules (only divisors of the head
+    count can: every engine requires heads % tp == 0, so the others are not checked one by one)."""
+    h = model.num_attention_heads
+    return [t for t in range(1, min(limit, h) + 1) if h % t == 0 and not _tp_shape_reasons(engine, model, t)]
 
 
 def check(engine: Engine, model: ModelSpec, tp: int, pp: int, tp_limit: int = 64) -> Verdict:
