@@ -63,11 +63,40 @@ def test_sweep_figures_plot_the_measurements(demo_report):
         assert model.y[0] == api.estimate_allreduce("cpu-local", int(model.x[0]), tp).latency_us
     busy = series(report, "busy")
     uneven = next(m for m in ms if m.heads_mode == "uneven")  # the demo's 3/3/2 heads at TP=3
-    assert busy[f"TP3 {uneven.dtype} uneven busy fraction by rank"].y == [r.busy_frac for r in uneven.ranks]
+    assert busy[f"TP3 {uneven.dtype} uneven busy fraction by rank"].y == [
+        r.busy_ms(uneven.representative) / uneven.step_ms.p50 for r in uneven.ranks
+    ]
     measured = {s.label: s for s in series(report, "breakdown").values() if s.source == "measured"}
     assert measured["measured compute"].y[0] == statistics.median(r.compute_ms for r in ms[0].ranks)
     drift = series(report, "drift")["max_rel by case"]
     assert sorted(drift.y) == sorted(m.drift.max_rel for m in ms if m.tp > 1)
+
+
+def test_busy_labels_are_the_spread_of_the_bars_they_sit_on(demo_run):
+    """Each "imbalance X%" drawn over a layout's bars is (max − min) / max of those bars, and that is
+    the sweep's imbalance_pct (a label computed from other numbers than the bars contradicts them)."""
+    from tpplan.api_report import read_run
+    from tpplan.report import figures_sweep
+
+    run_dir, _ = demo_run
+    data = read_run(run_dir)
+    drawn = figures_sweep.busy(data)
+    bars = [s for s in drawn.data.series if s.label.endswith("busy fraction by rank")]
+    notes = [
+        t.get_text()
+        for t in drawn.figure.axes[0].texts
+        if "imbalance" in t.get_text() or t.get_text() == "one rank"
+    ]
+    measured = [m for m in data.ok if m.ranks]
+    assert len(bars) == len(notes) == len(measured) and any(m.tp > 1 for m in measured)
+    for m, bar, note in zip(measured, bars, notes, strict=True):
+        if m.tp == 1:
+            assert note == "one rank"
+            continue
+        shown = float(re.search(r"imbalance ([0-9.]+)%", note).group(1))
+        assert shown == pytest.approx(100 * (max(bar.y) - min(bar.y)) / max(bar.y), abs=0.05)
+        assert shown == pytest.approx(m.imbalance_pct, abs=0.05)
+        assert ("CPU time" in note) == (not m.representative)
 
 
 def test_search_and_topology_figures_show_the_winner(demo_report):
