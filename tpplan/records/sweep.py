@@ -86,6 +86,11 @@ class Drift(Frozen):
     max_rel: float = Field(description="max |Δ| / max(|reference|, atol) of the last-token logits")
     hidden_max_abs: float = Field(description="max |Δ| of the final (normed) hidden states")
     allclose: bool = Field(description="torch.allclose(atol, rtol) holds for logits and hidden states")
+    tolerance_ratio: float | None = Field(
+        None,
+        description="max |Δ| / (atol + rtol·|reference|) over the last-token logits and the final hidden "
+        "states: allclose holds iff ≤ 1 (None on lines written before it was recorded, or when Δ is not finite)",
+    )
     atol: float
     rtol: float
     advice: list[str] = Field(default_factory=list, description="remedies when allclose fails")
