@@ -68,8 +68,30 @@ def test_sweep_figures_plot_the_measurements(demo_report):
     ]
     measured = {s.label: s for s in series(report, "breakdown").values() if s.source == "measured"}
     assert measured["measured compute"].y[0] == statistics.median(r.compute_ms for r in ms[0].ranks)
-    drift = series(report, "drift")["max_rel by case"]
-    assert sorted(drift.y) == sorted(m.drift.max_rel for m in ms if m.tp > 1)
+    drift = series(report, "drift")
+    cases = sorted((m for m in ms if m.tp > 1), key=lambda m: (m.dtype, m.tp, m.heads_mode))
+    assert drift["tolerance ratio by case"].y == [m.drift.tolerance_ratio for m in cases]
+    assert drift["allclose bound"].y == [1.0, 1.0]
+    assert all((m.drift.tolerance_ratio <= 1) == m.drift.allclose for m in cases)
+
+
+def test_drift_of_results_written_before_the_tolerance_ratio_falls_back_to_max_rel(demo_run, tmp_path):
+    from tpplan.api_report import read_run
+    from tpplan.report import figures_sweep
+
+    run_dir, _ = demo_run
+    lines = [json.loads(line) for line in (run_dir / "sweep" / "results.jsonl").read_text().splitlines()]
+    for line in lines:
+        if line.get("drift"):
+            del line["drift"]["tolerance_ratio"]
+    (tmp_path / "results.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    data = read_run(tmp_path)
+    drawn = figures_sweep.drift(data).data
+    got = {s.label: s for s in drawn.series}
+    cases = sorted((m for m in data.ok if m.tp > 1), key=lambda m: (m.dtype, m.tp, m.heads_mode))
+    assert got["max_rel by case"].y == [m.drift.max_rel for m in cases]
+    assert got["rtol"].y == [cases[0].drift.rtol] * 2
+    assert "written before the sweep recorded tolerance_ratio" in drawn.caption
 
 
 def test_busy_labels_are_the_spread_of_the_bars_they_sit_on(demo_run):
