@@ -121,6 +121,31 @@ def test_busy_labels_are_the_spread_of_the_bars_they_sit_on(demo_run):
         assert ("CPU time" in note) == (not m.representative)
 
 
+def test_breakdown_names_each_workload_and_shows_every_bar_whole(demo_run):
+    """The demo's estimates.json and its plan are priced at different workloads: a bar of the same
+    layout under each differs, so the figure must say which workload each bar is (series, caption)."""
+    from tpplan.api_report import read_run
+    from tpplan.report import figures_step
+
+    run_dir, _ = demo_run
+    data = read_run(run_dir)
+    e, plan = data.estimates[0], data.winner_estimate
+    assert (e.input_tokens, e.concurrency) != (plan.input_tokens, plan.concurrency)
+    drawn = figures_step.breakdown(data)
+    for w in (e, plan):
+        shown = f"ISL {w.input_tokens}, OSL {w.output_tokens}, {w.concurrency} in flight"
+        assert shown in drawn.data.caption
+        assert any(s.label.startswith("modelled") and shown in s.label for s in drawn.data.series)
+    plan_bars = [s for s in drawn.data.series if "plan (hatched)" in s.label]
+    assert plan_bars and all(f"ISL {plan.input_tokens}," in s.label for s in plan_bars)
+    assert [s.y[0] for s in plan_bars if s.label.startswith("modelled compute")] == [
+        plan.breakdown.compute_ms
+    ]
+    for ax in drawn.figure.axes:  # no stack is cut off by the top of its axis
+        tallest = max(b.get_y() + b.get_height() for b in ax.patches)
+        assert ax.get_ylim()[1] > tallest
+
+
 def test_search_and_topology_figures_show_the_winner(demo_report):
     run_dir, _, report = demo_report
     plan = io.load_plan(run_dir / "plan.yaml")
