@@ -204,7 +204,8 @@ def test_csv_and_parquet_hold_every_measurement(demo_run, tmp_path):
 
 
 def test_a_failed_case_no_search_and_a_corrupt_line_still_make_a_report(demo_run, tmp_path):
-    """Only a sweep directory: one case timed out, one line is cut; the report says what is missing."""
+    """Only a sweep directory: one case timed out, one line is not JSON and the last is cut off mid-write;
+    the report says what is missing and what it skipped."""
     run_dir, _ = demo_run
     lines = (run_dir / "sweep" / "results.jsonl").read_text().splitlines()
     failed = json.loads(lines[-1])
@@ -221,13 +222,16 @@ def test_a_failed_case_no_search_and_a_corrupt_line_still_make_a_report(demo_run
         busy_spread_ms=None,
         tokens_per_s=None,
     )
-    (tmp_path / "results.jsonl").write_text("\n".join([*lines, json.dumps(failed), '{"tp": 2, "key"']) + "\n")
+    cut = lines[0][: len(lines[0]) // 2]  # an interrupted sweep: the last line cut off mid-write, no newline
+    (tmp_path / "results.jsonl").write_text("\n".join([*lines, json.dumps(failed), '{"tp": 2, "key"', cut]))
     result = CliRunner().invoke(cli, ["report", str(tmp_path), "--format", "html", "--format", "md"])
     assert result.exit_code == 0, result.output
     md = (tmp_path / "report" / "report.md").read_text()
     assert "no search in this run: run `tpplan search MODEL --profile PROFILE" in md
     assert "timeout: all-reduce did not finish in 60 s" in md and "Failed measurements (1 of" in md
     assert f"results.jsonl: line {len(lines) + 2} is not JSON" in md and "(line skipped)" in md
+    notes = md.split("## Notes")[1]
+    assert f"results.jsonl:{len(lines) + 3}: the last line is cut off mid-write ({len(cut)} bytes" in notes
     assert "No plan in this run, so no winner" in md and "Fastest measured layout" in md
     for name in ("allreduce", "busy", "breakdown", "drift"):
         assert (tmp_path / "report" / f"{name}.png").exists()
