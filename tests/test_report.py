@@ -201,6 +201,7 @@ def test_csv_and_parquet_hold_every_measurement(demo_run, tmp_path):
         assert list(frame["key"]) == [m.key for m in ms]
         assert list(frame["status"]) == [m.status for m in ms]
         assert frame["step_ms_p50"].tolist() == pytest.approx([m.step_ms.p50 for m in ms])
+        assert frame["drift_tolerance_ratio"].tolist() == pytest.approx([m.drift.tolerance_ratio for m in ms])
 
 
 def test_a_failed_case_no_search_and_a_corrupt_line_still_make_a_report(demo_run, tmp_path):
