@@ -63,11 +63,87 @@ def test_sweep_figures_plot_the_measurements(demo_report):
         assert model.y[0] == api.estimate_allreduce("cpu-local", int(model.x[0]), tp).latency_us
     busy = series(report, "busy")
     uneven = next(m for m in ms if m.heads_mode == "uneven")  # the demo's 3/3/2 heads at TP=3
-    assert busy[f"TP3 {uneven.dtype} uneven busy fraction by rank"].y == [r.busy_frac for r in uneven.ranks]
+    assert busy[f"TP3 {uneven.dtype} uneven busy fraction by rank"].y == [
+        r.busy_ms(uneven.representative) / uneven.step_ms.p50 for r in uneven.ranks
+    ]
     measured = {s.label: s for s in series(report, "breakdown").values() if s.source == "measured"}
     assert measured["measured compute"].y[0] == statistics.median(r.compute_ms for r in ms[0].ranks)
-    drift = series(report, "drift")["max_rel by case"]
-    assert sorted(drift.y) == sorted(m.drift.max_rel for m in ms if m.tp > 1)
+    drift = series(report, "drift")
+    cases = sorted((m for m in ms if m.tp > 1), key=lambda m: (m.dtype, m.tp, m.heads_mode))
+    assert drift["tolerance ratio by case"].y == [m.drift.tolerance_ratio for m in cases]
+    assert drift["allclose bound"].y == [1.0, 1.0]
+    assert all((m.drift.tolerance_ratio <= 1) == m.drift.allclose for m in cases)
+
+
+def test_drift_of_results_written_before_the_tolerance_ratio_falls_back_to_max_rel(demo_run, tmp_path):
+    from tpplan.api_report import read_run
+    from tpplan.report import figures_sweep
+
+    run_dir, _ = demo_run
+    lines = [json.loads(line) for line in (run_dir / "sweep" / "results.jsonl").read_text().splitlines()]
+    for line in lines:
+        if line.get("drift"):
+            del line["drift"]["tolerance_ratio"]
+    (tmp_path / "results.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    data = read_run(tmp_path)
+    drawn = figures_sweep.drift(data).data
+    got = {s.label: s for s in drawn.series}
+    cases = sorted((m for m in data.ok if m.tp > 1), key=lambda m: (m.dtype, m.tp, m.heads_mode))
+    assert got["max_rel by case"].y == [m.drift.max_rel for m in cases]
+    assert got["rtol"].y == [cases[0].drift.rtol] * 2
+    assert "written before the sweep recorded tolerance_ratio" in drawn.caption
+
+
+def test_busy_labels_are_the_spread_of_the_bars_they_sit_on(demo_run):
+    """Each "imbalance X%" drawn over a layout's bars is (max − min) / max of those bars, and that is
+    the sweep's imbalance_pct (a label computed from other numbers than the bars contradicts them)."""
+    from tpplan.api_report import read_run
+    from tpplan.report import figures_sweep
+
+    run_dir, _ = demo_run
+    data = read_run(run_dir)
+    drawn = figures_sweep.busy(data)
+    bars = [s for s in drawn.data.series if s.label.endswith("busy fraction by rank")]
+    notes = [
+        t.get_text()
+        for t in drawn.figure.axes[0].texts
+        if "imbalance" in t.get_text() or t.get_text() == "one rank"
+    ]
+    measured = [m for m in data.ok if m.ranks]
+    assert len(bars) == len(notes) == len(measured) and any(m.tp > 1 for m in measured)
+    for m, bar, note in zip(measured, bars, notes, strict=True):
+        if m.tp == 1:
+            assert note == "one rank"
+            continue
+        shown = float(re.search(r"imbalance ([0-9.]+)%", note).group(1))
+        assert shown == pytest.approx(100 * (max(bar.y) - min(bar.y)) / max(bar.y), abs=0.05)
+        assert shown == pytest.approx(m.imbalance_pct, abs=0.05)
+        assert ("CPU time" in note) == (not m.representative)
+
+
+def test_breakdown_names_each_workload_and_shows_every_bar_whole(demo_run):
+    """The demo's estimates.json and its plan are priced at different workloads: a bar of the same
+    layout under each differs, so the figure must say which workload each bar is (series, caption)."""
+    from tpplan.api_report import read_run
+    from tpplan.report import figures_step
+
+    run_dir, _ = demo_run
+    data = read_run(run_dir)
+    e, plan = data.estimates[0], data.winner_estimate
+    assert (e.input_tokens, e.concurrency) != (plan.input_tokens, plan.concurrency)
+    drawn = figures_step.breakdown(data)
+    for w in (e, plan):
+        shown = f"ISL {w.input_tokens}, OSL {w.output_tokens}, {w.concurrency} in flight"
+        assert shown in drawn.data.caption
+        assert any(s.label.startswith("modelled") and shown in s.label for s in drawn.data.series)
+    plan_bars = [s for s in drawn.data.series if "plan (hatched)" in s.label]
+    assert plan_bars and all(f"ISL {plan.input_tokens}," in s.label for s in plan_bars)
+    assert [s.y[0] for s in plan_bars if s.label.startswith("modelled compute")] == [
+        plan.breakdown.compute_ms
+    ]
+    for ax in drawn.figure.axes:  # no stack is cut off by the top of its axis
+        tallest = max(b.get_y() + b.get_height() for b in ax.patches)
+        assert ax.get_ylim()[1] > tallest
 
 
 def test_search_and_topology_figures_show_the_winner(demo_report):
@@ -125,10 +201,12 @@ def test_csv_and_parquet_hold_every_measurement(demo_run, tmp_path):
         assert list(frame["key"]) == [m.key for m in ms]
         assert list(frame["status"]) == [m.status for m in ms]
         assert frame["step_ms_p50"].tolist() == pytest.approx([m.step_ms.p50 for m in ms])
+        assert frame["drift_tolerance_ratio"].tolist() == pytest.approx([m.drift.tolerance_ratio for m in ms])
 
 
 def test_a_failed_case_no_search_and_a_corrupt_line_still_make_a_report(demo_run, tmp_path):
-    """Only a sweep directory: one case timed out, one line is cut; the report says what is missing."""
+    """Only a sweep directory: one case timed out, one line is not JSON and the last is cut off mid-write;
+    the report says what is missing and what it skipped."""
     run_dir, _ = demo_run
     lines = (run_dir / "sweep" / "results.jsonl").read_text().splitlines()
     failed = json.loads(lines[-1])
@@ -145,13 +223,16 @@ def test_a_failed_case_no_search_and_a_corrupt_line_still_make_a_report(demo_run
         busy_spread_ms=None,
         tokens_per_s=None,
     )
-    (tmp_path / "results.jsonl").write_text("\n".join([*lines, json.dumps(failed), '{"tp": 2, "key"']) + "\n")
+    cut = lines[0][: len(lines[0]) // 2]  # an interrupted sweep: the last line cut off mid-write, no newline
+    (tmp_path / "results.jsonl").write_text("\n".join([*lines, json.dumps(failed), '{"tp": 2, "key"', cut]))
     result = CliRunner().invoke(cli, ["report", str(tmp_path), "--format", "html", "--format", "md"])
     assert result.exit_code == 0, result.output
     md = (tmp_path / "report" / "report.md").read_text()
     assert "no search in this run: run `tpplan search MODEL --profile PROFILE" in md
     assert "timeout: all-reduce did not finish in 60 s" in md and "Failed measurements (1 of" in md
     assert f"results.jsonl: line {len(lines) + 2} is not JSON" in md and "(line skipped)" in md
+    notes = md.split("## Notes")[1]
+    assert f"results.jsonl:{len(lines) + 3}: the last line is cut off mid-write ({len(cut)} bytes" in notes
     assert "No plan in this run, so no winner" in md and "Fastest measured layout" in md
     for name in ("allreduce", "busy", "breakdown", "drift"):
         assert (tmp_path / "report" / f"{name}.png").exists()

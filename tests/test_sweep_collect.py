@@ -114,6 +114,16 @@ def test_failing_drift_gets_the_seeds_remedies():
     assert not any("bf16" in a for a in advice("bf16"))
 
 
+def test_drift_keeps_its_tolerance_ratio_and_an_older_line_without_one_still_reads():
+    two = [sample(0, [1.0], [[0.1]], [1.0]), sample(1, [1.0], [[0.1]], [1.0])]
+    kw = dict(ranks_per_core=1.0, microbatches=1, notes=[])
+    m = measurement(settings(), case(), two, DRIFT | {"tolerance_ratio": 0.25}, **kw)
+    assert m.drift.tolerance_ratio == 0.25
+    line = measurement(settings(), case(), two, DRIFT, **kw).model_dump(mode="json")
+    del line["drift"]["tolerance_ratio"]  # as results.jsonl lines were written before the field
+    assert Measurement.model_validate(line).drift.tolerance_ratio is None
+
+
 def test_a_results_line_reads_back_as_the_same_record():
     m = measurement(
         settings(),

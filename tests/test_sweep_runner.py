@@ -32,6 +32,7 @@ def test_tp_n_equals_tp_1_and_every_field_is_measured(tmp_path):
     one, two = found[(1, 1, 1, "fp32", "even")], found[(2, 1, 1, "fp32", "even")]
     assert one.status == two.status == "ok"
     assert two.drift.allclose and two.drift.max_abs < 1e-4 and two.drift.hidden_max_abs < 1e-4
+    assert 0 < two.drift.tolerance_ratio <= 1 and one.drift.tolerance_ratio == 0.0
     assert one.drift.max_abs == 0.0  # the TP=1 stack is the reference itself
     ar = two.allreduce
     assert ar.count_per_step == 2 * 2  # after attention and after MLP, in each of 2 layers

@@ -192,8 +192,6 @@ def _f(v: float | None, digits: int = 2) -> str:
 
 def summary(found: list) -> list[str]:
     """What a reader should take away beyond the table: faults, imbalance by head count, padding, drift."""
-    from ..sweep.collect import busy_ms
-
     lines: list[str] = []
     if any(not m.representative for m in found):
         worst = max(m.ranks_per_core for m in found)
@@ -207,7 +205,7 @@ def summary(found: list) -> list[str]:
         if m.heads_mode == "uneven" and m.status == "ok":
             by = defaultdict(list)
             for r in m.ranks:
-                by[r.heads].append(busy_ms(r, m.representative))
+                by[r.heads].append(r.busy_ms(m.representative))
             parts = ", ".join(
                 f"{h} heads: {sum(v) / len(v):.2f} ms ({len(v)} ranks)"
                 for h, v in sorted(by.items(), reverse=True)

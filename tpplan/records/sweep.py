@@ -71,6 +71,11 @@ class RankTiming(Frozen):
     )
     gpu_util_pct: float | None = Field(None, description="mean NVML utilization while timed (GPU only)")
 
+    def busy_ms(self, representative: bool) -> float:
+        """This rank's busy time: its compute time, or, when ranks wait for a core (not
+        `representative`), its CPU time, which waiting does not inflate. imbalance_pct is made of it."""
+        return self.compute_ms if representative or self.cpu_ms is None else self.cpu_ms
+
 
 class Drift(Frozen):
     """TP=N output against the TP=1 model with the same weights, input and dtype."""
@@ -81,6 +86,11 @@ class Drift(Frozen):
     max_rel: float = Field(description="max |Δ| / max(|reference|, atol) of the last-token logits")
     hidden_max_abs: float = Field(description="max |Δ| of the final (normed) hidden states")
     allclose: bool = Field(description="torch.allclose(atol, rtol) holds for logits and hidden states")
+    tolerance_ratio: float | None = Field(
+        None,
+        description="max |Δ| / (atol + rtol·|reference|) over the last-token logits and the final hidden "
+        "states: allclose holds iff ≤ 1 (None on lines written before it was recorded, or when Δ is not finite)",
+    )
     atol: float
     rtol: float
     advice: list[str] = Field(default_factory=list, description="remedies when allclose fails")
@@ -118,10 +128,11 @@ class Measurement(Layout):
         default_factory=list, description="engines whose rules accept this layout and heads form"
     )
     imbalance_pct: float | None = Field(
-        None, description="max over TP groups of (slowest − fastest rank compute) / slowest × 100"
+        None,
+        description="max over TP groups of (slowest − fastest RankTiming.busy_ms) / slowest × 100",
     )
     busy_spread_ms: float | None = Field(
-        None, description="slowest − fastest rank compute time in a TP group"
+        None, description="slowest − fastest RankTiming.busy_ms in that TP group"
     )
     drift: Drift | None = None
     tokens_per_s: float | None = Field(None, description="all replicas together, scaled to full depth")

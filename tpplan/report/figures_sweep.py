@@ -93,19 +93,37 @@ def allreduce(data: RunData) -> Drawn | str:
     )
 
 
+def busy_fractions(m: Measurement) -> list[float]:
+    """Each rank's busy ms (the quantity the sweep's imbalance_pct is computed from: compute time, or
+    CPU time when ranks oversubscribe cores) over the layout's step p50, in rank order. One denominator
+    for every rank, so a TP group's (max − min) / max of these is exactly its imbalance."""
+    step = m.step_ms.p50  # type: ignore[union-attr]
+    return [r.busy_ms(m.representative) / step for r in sorted(m.ranks, key=lambda r: r.rank)]
+
+
+def group_spread_pct(m: Measurement, fracs: list[float]) -> float | None:
+    """Max over TP groups (replica, stage) of (max − min) / max of the plotted fractions, %."""
+    groups: dict[tuple[int, int], list[float]] = defaultdict(list)
+    for r, f in zip(sorted(m.ranks, key=lambda r: r.rank), fracs, strict=True):
+        groups[(r.replica, r.stage)].append(f)
+    spreads = [100 * (max(g) - min(g)) / max(g) for g in groups.values() if len(g) > 1 and max(g) > 0]
+    return max(spreads) if spreads else None
+
+
 def busy(data: RunData) -> Drawn | str:
-    """A group of bars per measured layout, a bar per rank: its compute time / step time."""
+    """A group of bars per measured layout, a bar per rank: its busy time / the layout's step time."""
     measured = [m for m in data.ok if m.ranks]
     if not measured:
         return "no per-rank timings: the sweep has no finished case"
     fig, ax = new_figure(min(11, max(6, 0.6 * sum(len(m.ranks) + 1 for m in measured) + 1)), 4)
-    drawn, ticks, labels, x0 = [], [], [], 0.0
+    drawn, ticks, labels, x0, top = [], [], [], 0.0, 1.0
     worst: tuple[float, str] | None = None
     for m in measured:
         ranks = sorted(m.ranks, key=lambda r: r.rank)
         xs = [x0 + i for i in range(len(ranks))]
-        fracs = [r.busy_frac for r in ranks]
-        # Hatched: ranks oversubscribed CPU cores, so these timings include waiting for a core.
+        fracs = busy_fractions(m)
+        # Hatched: ranks oversubscribed CPU cores, so wall-clock compute includes waiting for a core;
+        # their bars (and the sweep's imbalance) are CPU time instead.
         bars = ax.bar(
             xs,
             fracs,
@@ -126,9 +144,11 @@ def busy(data: RunData) -> Drawn | str:
                 color="white",
             )
         label = layout_label(m)
-        imb = m.imbalance_pct
-        note = f"imbalance {imb:.1f}%" if imb is not None else "one rank"
+        imb = group_spread_pct(m, fracs)  # = m.imbalance_pct: both are RankTiming.busy_ms
+        basis = "compute" if m.representative else "CPU time"
+        note = f"imbalance {imb:.1f}%\n({basis})" if imb is not None else "one rank"
         ax.text(sum(xs) / len(xs), max(fracs) + 0.03, note, ha="center", fontsize=8)
+        top = max(top, max(fracs))
         ticks.append(sum(xs) / len(xs))
         labels.append(label)
         drawn.append(series(f"{label} busy fraction by rank", "measured", [r.rank for r in ranks], fracs))
@@ -136,9 +156,9 @@ def busy(data: RunData) -> Drawn | str:
             worst = (imb, label)
         x0 += len(ranks) + 1
     ax.set_xticks(ticks, labels, fontsize=8)
-    ax.set_ylim(0, 1.15)
+    ax.set_ylim(0, top + 0.2)  # room for the two-line imbalance label over the tallest bar
     ax.set_xlabel("measured layout (bars: ranks r0, r1, ... with their query heads)")
-    ax.set_ylabel("busy fraction (compute ms / step ms)")
+    ax.set_ylabel("busy fraction\n(busy ms / layout's step p50 ms)")
     ax.grid(True, axis="y", alpha=0.3)
     ax.set_title("Per-rank busy fraction (the rest of the step is waiting in collectives)", fontsize=10)
     read = (
@@ -148,10 +168,15 @@ def busy(data: RunData) -> Drawn | str:
     )
     crowded = [layout_label(m) for m in measured if not m.representative]
     if crowded:
-        read += f"; hatched ({', '.join(crowded)}): ranks oversubscribed the CPU cores, timings not representative"
+        read += (
+            f"; hatched ({', '.join(crowded)}): ranks oversubscribed the CPU cores, so their wall-clock "
+            "timings are not representative and their bars are CPU time per step"
+        )
     caption = (
-        "Within a group, a shorter bar is a rank waiting at every all-reduce for a busier one (the seed's "
-        f"10-15% utilization delta between ranks); {read}."
+        "A bar is a rank's busy time (compute outside collectives; CPU time when ranks oversubscribe cores) "
+        "over its layout's step p50; each imbalance label is (busiest − least busy) / busiest within a TP "
+        "group of those bars, the sweep's imbalance_pct. Within a group, a shorter bar is a rank waiting at "
+        f"every all-reduce for a busier one (the seed's 10-15% utilization delta between ranks); {read}."
     )
     return Drawn(
         fig,
@@ -160,65 +185,90 @@ def busy(data: RunData) -> Drawn | str:
             "Per-rank busy fraction",
             caption,
             "layout and rank (TP, dtype)",
-            "busy fraction (compute ms / step ms)",
+            "busy fraction (busy ms / step p50 ms)",
             drawn,
         ),
     )
 
 
 def drift(data: RunData) -> Drawn | str:
-    """max_rel of TP=N against TP=1 per dtype and TP (log), the rtol line, failures flagged."""
+    """What allclose tests, per dtype and TP (log): max |Δ| / (atol + rtol·|ref|) against 1. Lines
+    written before the sweep recorded that ratio fall back to max_rel against rtol."""
     measured = [m for m in data.ok if m.drift is not None and m.tp > 1]
     if not measured:
         return "no drift measured: the sweep has no finished TP > 1 case to compare with TP=1"
     measured.sort(key=lambda m: (m.dtype, m.tp, m.heads_mode))
+    drifts = [m.drift for m in measured]
+    ratio = all(d.tolerance_ratio is not None for d in drifts)  # type: ignore[union-attr]
     fig, ax = new_figure(max(5, 0.9 * len(measured) + 2), 4)
     xs = list(range(len(measured)))
-    rel = [m.drift.max_rel for m in measured]  # type: ignore[union-attr]
-    shown = [max(v, ZERO_DRIFT_FLOOR) for v in rel]
-    passed = [m.drift.allclose for m in measured]  # type: ignore[union-attr]
-    for x, v, ok, m in zip(xs, shown, passed, measured, strict=True):
+    values = [d.tolerance_ratio if ratio else d.max_rel for d in drifts]  # type: ignore[union-attr]
+    passed = [d.allclose for d in drifts]  # type: ignore[union-attr]
+    for x, v, ok, m in zip(xs, values, passed, measured, strict=True):
+        shown = max(v, ZERO_DRIFT_FLOOR)  # type: ignore[type-var]
         ax.scatter(
             [x],
-            [v],
+            [shown],
             s=60,
             marker="o" if ok else "X",
             color=tp_colour(m.tp) if ok else "#d62728",
             edgecolor="black",
             zorder=3,
         )
-        if v == ZERO_DRIFT_FLOOR:
+        if shown == ZERO_DRIFT_FLOOR:
             ax.annotate(
-                "0 (identical)", (x, v), textcoords="offset points", xytext=(0, 8), ha="center", fontsize=7
+                "0 (identical)",
+                (x, shown),
+                textcoords="offset points",
+                xytext=(0, 8),
+                ha="center",
+                fontsize=7,
             )
-    rtols = sorted({m.drift.rtol for m in measured})  # type: ignore[union-attr]
-    for rtol in rtols:
-        ax.axhline(rtol, color="#d62728", linestyle="--", label=f"rtol {rtol:g} (allclose tolerance)")
+    tols = sorted({(d.atol, d.rtol) for d in drifts})  # type: ignore[union-attr]
+    tol_text = ", ".join(f"atol {a:g}, rtol {r:g}" for a, r in tols)
+    if ratio:
+        lines = [1.0]
+        ax.axhline(
+            1.0, color="#d62728", linestyle="--", label=f"allclose bound: atol + rtol·|ref| ({tol_text})"
+        )
+        ax.set_ylabel("max |Δ| / (atol + rtol·|ref|)\nlogits and hidden states (log)")
+        y_label = "tolerance ratio: max |Δ| / (atol + rtol·|reference|), unitless"
+        basis = (
+            "Each point is the largest |Δ| over the last-token logits and final hidden states as a multiple "
+            "of what torch.allclose allows that element (atol + rtol·|ref|): allclose holds at or under 1"
+        )
+    else:
+        lines = sorted({r for _, r in tols})
+        for rtol in lines:
+            ax.axhline(
+                rtol, color="#d62728", linestyle="--", label=f"rtol {rtol:g} (older results: max_rel vs rtol)"
+            )
+        ax.set_ylabel("max relative drift of last-token logits\n(|Δ| / max(|reference|, atol), log)")
+        y_label = "max relative drift (|Δ| / max(|reference|, atol), unitless)"
+        basis = (
+            "These results were written before the sweep recorded tolerance_ratio, so points are max_rel "
+            "against rtol alone, which overstates drift on near-zero logits (a new sweep records what "
+            "allclose tests)"
+        )
     ax.set_yscale("log")
     ax.set_xticks(xs, [layout_label(m) for m in measured], fontsize=8)
     ax.set_xlabel("dtype and TP degree (compared with TP=1, same weights and input)")
-    ax.set_ylabel("max relative drift of last-token logits\n(|Δ| / |reference|, log)")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     ax.set_title("Numerical drift of TP=N against TP=1", fontsize=10)
     failing = [layout_label(m) for m, ok in zip(measured, passed, strict=True) if not ok]
     read = f"fails allclose: {', '.join(failing)}" if failing else "every case passes allclose"
+    worst = max(values)  # type: ignore[type-var]
     caption = (
-        f"Points under the dashed line are within tolerance, red crosses fail "
-        f"torch.allclose(atol, rtol); {read} (worst max_rel {max(rel):.1e})."
+        f"{basis}; red crosses fail torch.allclose({tol_text}); {read} "
+        f"(worst {'ratio' if ratio else 'max_rel'} {worst:.2g})."
     )
+    name = "tolerance ratio by case" if ratio else "max_rel by case"
     drawn = [
-        series("max_rel by case", "measured", xs, rel),
-        series("rtol", "tolerance", [xs[0], xs[-1]], [rtols[0], rtols[0]]),
+        series(name, "measured", xs, values),
+        series("allclose bound" if ratio else "rtol", "tolerance", [xs[0], xs[-1]], [lines[0], lines[0]]),
     ]
     return Drawn(
         fig,
-        figure_data(
-            "drift",
-            "Numerical drift per dtype and TP",
-            caption,
-            "case (TP, dtype)",
-            "max relative drift (|Δ| / |reference|, unitless)",
-            drawn,
-        ),
+        figure_data("drift", "Numerical drift per dtype and TP", caption, "case (TP, dtype)", y_label, drawn),
     )

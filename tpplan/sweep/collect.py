@@ -101,18 +101,12 @@ def _rank_timing(s: Sample) -> RankTiming:
     )
 
 
-def busy_ms(r: RankTiming, representative: bool) -> float:
-    """A rank's busy time: its compute time, or, when ranks wait for a core, its CPU time (which
-    waiting does not inflate)."""
-    return r.compute_ms if representative or r.cpu_ms is None else r.cpu_ms
-
-
 def _imbalance(ranks: list[RankTiming], representative: bool) -> tuple[float | None, float | None]:
     """Max over TP groups of (slowest − fastest busy time) / slowest, and that spread in ms."""
     worst: tuple[float, float] | None = None
     groups: dict[tuple[int, int], list[float]] = {}
     for r in ranks:
-        groups.setdefault((r.replica, r.stage), []).append(busy_ms(r, representative))
+        groups.setdefault((r.replica, r.stage), []).append(r.busy_ms(representative))
     for busy in groups.values():
         if len(busy) > 1 and max(busy) > 0:
             spread = max(busy) - min(busy)
@@ -183,7 +177,7 @@ def measurement(
 def with_padding_cost(padded: Measurement, uneven: Measurement) -> Measurement:
     """The padded form's cost against the uneven form of the same layout: extra busy time summed
     over ranks (the zero heads' work), in % — what padding spends to even out the ranks."""
-    total = [sum(busy_ms(r, m.representative) for r in m.ranks) for m in (padded, uneven)]
+    total = [sum(r.busy_ms(m.representative) for r in m.ranks) for m in (padded, uneven)]
     cost = 100 * (total[0] / total[1] - 1) if total[1] > 0 else None
     return padded.model_copy(update={"padding_cost_pct": cost})
 

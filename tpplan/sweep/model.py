@@ -188,3 +188,17 @@ def last_token_logits(spec: ModelSpec, hidden: torch.Tensor, seed: int) -> torch
         )
         out.append(last @ w.to(last.device).t())
     return torch.cat(out, dim=-1)
+
+
+def tolerance_ratio(actual: torch.Tensor, reference: torch.Tensor, atol: float, rtol: float) -> float:
+    """max |actual − reference| / (atol + rtol·|reference|): ≤ 1 exactly when
+    torch.allclose(actual, reference, rtol=rtol, atol=atol) holds (finite values).
+
+    Both sides are computed as ATen's isclose does (TensorCompare.cpp: `allowed_error = atol + (rtol *
+    other).abs()`, `actual_error = (self - other).abs()`), in the tensors' dtype, and only the
+    quotient in fp64, so a Δ one ulp over its bound reads > 1. An element with a zero bound
+    (atol 0, reference 0) and Δ > 0 is infinitely over it."""
+    err = (actual - reference).abs()
+    bound = atol + (rtol * reference).abs()
+    ratio = torch.where(err == 0, 0.0, err.double() / bound.double())
+    return ratio.max().item()

@@ -25,13 +25,20 @@ def read_results(path: Path, repair: bool = False, skipped: list[str] | None = N
     """Every measurement in `path`; with `repair`, a final line cut off mid-write is removed from the file.
 
     A line that is not a Measurement is a ConfigError naming file:line, unless `skipped` is given: then
-    the line is left out and `skipped` gets a "file:line: why" note (a report shows what it can)."""
+    the line is left out and `skipped` gets a "file:line: why" note (a report shows what it can), as
+    does a last line cut off mid-write (without `repair`, which says so itself)."""
     if not path.exists():
         return []
     data = path.read_bytes()
     if data and not data.endswith(b"\n"):
         cut = data.rfind(b"\n") + 1
         if not repair:
+            if skipped is not None:
+                n = data[:cut].count(b"\n") + 1
+                skipped.append(
+                    f"{path}:{n}: the last line is cut off mid-write ({len(data) - cut} bytes; the sweep was "
+                    "interrupted, `tpplan sweep --resume` measures that case again) (line skipped)"
+                )
             data = data[:cut]
         else:
             with open(path, "r+b") as f:

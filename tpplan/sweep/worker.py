@@ -13,6 +13,7 @@ Tests inject faults through faults.inject (TPPLAN_TEST_FAULTS).
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import threading
@@ -37,6 +38,7 @@ from .model import (
     last_token_logits,
     reference_forward,
     sample_input,
+    tolerance_ratio,
 )
 from .plan import PADDED_REFUSED, UNEVEN_REFUSED, Case, SweepJob, SweepSettings, cpu_cores, ffn_width
 from .request import layer_params
@@ -200,9 +202,9 @@ class CaseRun:
             self.s.model, torch.cat([self.output, ref]), self.s.seed
         ).chunk(2)
         d = (logits - ref_logits).abs()
-        close = torch.allclose(logits, ref_logits, self.s.atol, self.s.rtol) and torch.allclose(
-            out, ref32, self.s.atol, self.s.rtol
-        )
+        tol = dict(atol=self.s.atol, rtol=self.s.rtol)  # by name: allclose's third argument is rtol
+        close = torch.allclose(logits, ref_logits, **tol) and torch.allclose(out, ref32, **tol)
+        ratios = [tolerance_ratio(logits, ref_logits, **tol), tolerance_ratio(out, ref32, **tol)]
         return {
             "dtype": self.case.dtype,
             "reference": "TP=1, unpadded, same seed, input and dtype (fp32 LM head on both)",
@@ -210,6 +212,8 @@ class CaseRun:
             "max_rel": (d / ref_logits.abs().clamp_min(max(self.s.atol, 1e-12))).max().item(),
             "hidden_max_abs": (out - ref32).abs().max().item(),
             "allclose": bool(close),
+            # JSON has no inf or NaN (and max() would pass over a NaN): a non-finite ratio is not recorded
+            "tolerance_ratio": max(ratios) if all(map(math.isfinite, ratios)) else None,
         }
 
 
