@@ -259,6 +259,14 @@ def test_zero_max_model_len(capsys):
     )
 
 
+def test_a_budget_larger_than_tpplan_enumerates(capsys):
+    check_one_line(
+        capsys,
+        [*CANDIDATES, "tiny", "--profile", "dgx-h100", "--gpus", "100000"],
+        "--gpus: 100000 GPUs is more",
+    )
+
+
 def test_max_model_len_past_the_models_context(capsys):
     """The engines refuse it at load time; tpplan says so before judging any layout."""
     check_one_line(

@@ -122,6 +122,7 @@ def test_pareto_returns_a_front_no_member_of_which_beats_another_on_all_three(ca
     [
         (["--profile", "no-such-profile"], "no-such-profile"),
         (["--profile", "dgx-h100", "--gpus", "0"], "--gpus"),
+        (["--profile", "dgx-h100", "--gpus", "5000"], "--gpus: 5000 GPUs is more"),
         (["--profile", "dgx-h100", "--isl", "-1"], "--isl"),
         (["--profile", "dgx-h100", "--trials", "0"], "--trials"),
         (["--profile", "dgx-h100", "--slo-tpot-ms", "0"], "--slo-tpot-ms"),

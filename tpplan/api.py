@@ -16,7 +16,15 @@ from . import io, topology
 
 # Re-exported: the CLI, the demo and the other halves call api.X. api_base and api_costmodel never
 # import this module, so there is no cycle.
-from .api_base import Ref, check_context, check_engine, list_profiles, load_model, load_profile  # noqa: F401
+from .api_base import (  # noqa: F401
+    Ref,
+    check_budget,
+    check_context,
+    check_engine,
+    list_profiles,
+    load_model,
+    load_profile,
+)
 from .api_costmodel import (  # noqa: F401
     calibrate,
     estimate_allreduce,
@@ -52,6 +60,7 @@ def plan_candidates(
     eng = check_engine(engine)
     model, profile = load_model(model_ref), load_profile(profile_ref)
     check_context(model, max_model_len)
+    check_budget(gpus or profile.total_gpus)
     budget = gpus or profile.total_gpus
     for name, values in (("--tp", tp), ("--pp", pp)):
         too_big = [v for v in values or [] if v > budget]

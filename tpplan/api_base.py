@@ -47,3 +47,17 @@ def check_context(model: ModelSpec, max_model_len: int | None, flag: str = "--ma
             field=flag,
             expected=f"at most {model.max_position_embeddings} tokens",
         )
+
+
+# Enumerating every layout of a budget grows as budget x log(budget): 1024 GPUs is ~26k layouts in
+# seconds, 4096 about a minute. A larger budget is several deployments: plan one and add replicas.
+MAX_BUDGET_GPUS = 4096
+
+
+def check_budget(gpus: int | None) -> None:
+    if gpus is not None and gpus > MAX_BUDGET_GPUS:
+        raise ConfigError(
+            f"{gpus} GPUs is more than tpplan enumerates layouts for",
+            field="--gpus",
+            expected=f"at most {MAX_BUDGET_GPUS} (for a larger fleet, plan one deployment and add replicas)",
+        )

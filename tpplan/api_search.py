@@ -237,6 +237,8 @@ def prepare(
         profiles[p.name] = p
     profiles, measured, notes = apply_calibration(list(calibration or []), profiles, model, str(model_ref))
     budgets = {n: gpus or p.total_gpus for n, p in profiles.items()}
+    for b in budgets.values():
+        api.check_budget(b)
     api.check_context(
         model,
         max_model_len or input_tokens + output_tokens,

@@ -29,8 +29,12 @@ class Placement:
     crosses_node: bool
     tp_fabric: str
     problem: str | None
-    # Global GPU index of every rank of every instance (placement.instance_gpus: the engines' rule).
-    rank_gpus: tuple[tuple[int, ...], ...] = ()
+    shape: tuple[int, int, int, int] = (1, 1, 1, 1)  # gpus_per_node, tp, pp, replicas
+
+    @property
+    def rank_gpus(self) -> tuple[tuple[int, ...], ...]:
+        """Global GPU index of every rank of every instance (placement.instance_gpus: the engines' rule)."""
+        return tuple(map(tuple, placement.instance_gpus(*self.shape)[0]))
 
 
 def place(profile: HardwareProfile, layout: Layout, budget_gpus: int) -> Placement:
@@ -38,18 +42,17 @@ def place(profile: HardwareProfile, layout: Layout, budget_gpus: int) -> Placeme
     groups use and whether the budget holds them."""
     gpn, world = profile.gpus_per_node, layout.world_size
     budget_nodes = math.ceil(budget_gpus / gpn)
-    ranks, problem = placement.instance_gpus(gpn, layout.tp, layout.pp, layout.replicas)
-    nodes = len({g // gpn for inst in ranks for g in inst})
-    last_gpu = max(max(inst) for inst in ranks)
+    first, problem = placement.instance_gpus(gpn, layout.tp, layout.pp, 1)
+    nodes, last_gpu = placement.extent(gpn, layout.tp, layout.pp, layout.replicas)
     if problem is None and (nodes > budget_nodes or last_gpu >= budget_gpus):
         problem = (
             f"needs {nodes} node(s) of {gpn} GPUs to place {layout.replicas} instance(s) of {world} GPUs "
             f"without splitting one across nodes; the budget of {budget_gpus} GPUs has {budget_nodes}"
         )
-    groups = placement.tp_groups(ranks[0], layout.tp)  # every instance has the same shape; the first tells
+    groups = placement.tp_groups(first[0], layout.tp)  # every instance has the same shape; the first tells
     crosses_domain = any(len({profile.domain_of(g) for g in grp}) > 1 for grp in groups)
     tp_crosses_node = any(len({profile.node_of(g) for g in grp}) > 1 for grp in groups)
-    crosses_node = len({profile.node_of(g) for g in ranks[0]}) > 1
+    crosses_node = len({profile.node_of(g) for g in first[0]}) > 1
     if layout.tp == 1:
         fabric = "none"
     elif not crosses_domain and profile.domain_size > 1:
@@ -60,7 +63,8 @@ def place(profile: HardwareProfile, layout: Layout, budget_gpus: int) -> Placeme
         fabric = "network"
     if crosses_node and profile.inter_node is None and problem is None:
         problem = f"a TP or PP group spans nodes, but profile {profile.name} has no inter-node fabric"
-    return Placement(nodes, crosses_domain, crosses_node, fabric, problem, tuple(map(tuple, ranks)))
+    shape = (gpn, layout.tp, layout.pp, layout.replicas)
+    return Placement(nodes, crosses_domain, crosses_node, fabric, problem, shape)
 
 
 @dataclass(frozen=True)

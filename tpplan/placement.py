@@ -47,6 +47,21 @@ def instance_gpus(gpus_per_node: int, tp: int, pp: int, replicas: int) -> tuple[
     ], None
 
 
+def extent(gpus_per_node: int, tp: int, pp: int, replicas: int) -> tuple[int, int]:
+    """(nodes used, highest global GPU index) of instance_gpus' placement, without listing every rank
+    (candidates judges thousands of layouts of a large budget)."""
+    world, last = tp * pp, replicas - 1
+    if world <= gpus_per_node:
+        per_node = gpus_per_node // world
+        node, slot = divmod(last, per_node)
+        return node + 1, node * gpus_per_node + slot * world + world - 1
+    span = math.ceil(world / gpus_per_node)
+    if world % span:  # packed contiguously (instance_gpus' fallback)
+        top = last * span * gpus_per_node + world - 1
+        return top // gpus_per_node + 1, top
+    return span * replicas, (last * span + span - 1) * gpus_per_node + world // span - 1
+
+
 def tp_groups(ranks: list[int], tp: int) -> list[list[int]]:
     """The GPUs of each TP group of one instance (TP innermost: consecutive ranks)."""
     return [ranks[i : i + tp] for i in range(0, len(ranks), tp)]
