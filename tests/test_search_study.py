@@ -168,9 +168,8 @@ def test_an_interrupted_search_keeps_its_trials_and_the_same_command_continues_i
     (name,) = optuna.get_all_study_names(storage)
     trials = optuna.load_study(study_name=name, storage=storage).trials
     done = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
-    assert (
-        40 <= len(done) < 400 and len(trials) - len(done) <= 1
-    )  # at most the trial cut short, marked failed
+    # Ctrl-C lets the running trial finish: nothing is left RUNNING to count against --trials
+    assert 40 <= len(done) < 400 and len(trials) == len(done)
     resumed = subprocess.run(
         [*argv, "--trials", str(len(done) + 10)], capture_output=True, text=True, timeout=300
     )

@@ -20,11 +20,14 @@ from __future__ import annotations
 import math
 import os
 import random
+import signal
 import socket
 import sqlite3
+import threading
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -231,10 +234,41 @@ def run(
         if progress:
             every.append(_reporter(trials, progress))
         try:
-            study.optimize(objective, n_trials=remaining, callbacks=every, catch=())
+            with _graceful_interrupt() as stop:
+                every.append(lambda st, _t: st.stop() if stop.requested else None)
+                study.optimize(objective, n_trials=remaining, callbacks=every, catch=())
         except (optuna.exceptions.StorageInternalError, SQLAlchemyError) as e:
             raise TpplanError(f"the study's storage failed: {str(e).splitlines()[0]}") from None
+        if stop.requested:
+            raise KeyboardInterrupt
     return collect(study)
+
+
+@dataclass
+class _Stop:
+    requested: bool = False
+
+
+@contextmanager
+def _graceful_interrupt() -> Iterator[_Stop]:
+    """The first Ctrl-C lets the running trial finish (milliseconds) and stops the study, so no trial is
+    left RUNNING in the storage (where it would count against --trials until a heartbeat expires);
+    a second Ctrl-C interrupts at once."""
+    stop = _Stop()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+
+    def handler(signum, frame) -> None:
+        if stop.requested:
+            raise KeyboardInterrupt
+        stop.requested = True
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _reporter(trials: int, progress: Progress) -> Callable:
