@@ -107,7 +107,8 @@ def candidates(
         click.echo(f"warning: {note}", err=True)
     click.echo(
         f"{spec.name} ({spec.num_attention_heads} heads, {spec.num_kv_heads} KV heads, {spec.num_layers} layers) "
-        f"on {budget} x {prof.gpu.name} [{prof.name}], {engine}; NVLink domain {prof.domain_size} GPUs"
+        f"on {budget} x {prof.gpu.name} [{prof.name}], {engine}; "
+        + (f"NVLink domain {prof.domain_size} GPUs" if prof.nvlink and prof.domain_size > 1 else "no NVLink")
     )
     rows = [
         (
