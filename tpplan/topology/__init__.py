@@ -72,7 +72,8 @@ def _gpu_topology(
     gpus = [_numa_from_sysfs(root, g) for g in reading.gpus]
     paths = [sysfs.pci_path(root, nvml.sysfs_bdf(g.pci_bus_id)) if g.pci_bus_id else None for g in gpus]
     n, links = len(gpus), reading.links
-    counts = graph.nvlink_counts(n, links)
+    assumed = graph.like_peers(gpus, links)  # up links to unread ends, taken like the peers'
+    counts = graph.nvlink_counts(n, links, assumed)
     switches = {
         k.remote_bus_id for k in links if k.active and k.remote_kind == "nvswitch" and k.remote_bus_id
     }
@@ -83,11 +84,16 @@ def _gpu_topology(
         gpus=gpus,
         nvlinks=links,
         nvswitches=sorted(switches),
-        domains=graph.domains(n, links),
+        domains=graph.domains(n, links, assumed),
         matrix=graph.matrix(reading.pcie, counts),
         pairs=graph.pairs(counts, links),
         hcas=[_hca(p, [_level(p, g, path) for g, path in zip(gpus, paths, strict=True)]) for p in ports],
-        warnings=graph.degraded_links(gpus, links),
+        warnings=[
+            *graph.degraded_links(gpus, links),
+            *graph.unknown_warnings(
+                gpus, links, reading.unanswered, reading.state_unknown, reading.remote_unknown
+            ),
+        ],
         errors=[*reading.errors, *sys_errors],
     )
 

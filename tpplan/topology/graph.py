@@ -6,14 +6,18 @@ Pure functions of the records NVML and sysfs produced; no I/O.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from collections.abc import Mapping
 
 from ..specs import GpuInfo, NvlinkLink, NvlinkPair
 from ..specs.topology import PCIE_LEVELS
 
+Assumed = Mapping[tuple[int, int], str]  # (GPU, link) -> NVSwitch bus id taken from its peers
 
-def domains(n_gpus: int, links: list[NvlinkLink]) -> list[list[int]]:
+
+def domains(n_gpus: int, links: list[NvlinkLink], assumed: Assumed | None = None) -> list[list[int]]:
     """GPUs that reach each other over NVLink, directly or through NVSwitch: connected
-    components of the graph whose nodes are GPUs and switches and whose edges are active links."""
+    components of the graph whose nodes are GPUs and switches and whose edges are active links
+    (an up link with an unread remote end counts with the switch `assumed` gives it)."""
     parent: dict[str, str] = {}
 
     def find(x: str) -> str:
@@ -28,17 +32,87 @@ def domains(n_gpus: int, links: list[NvlinkLink]) -> list[list[int]]:
     for k in links:
         if not k.active:
             continue
+        switch = _switch(k, assumed)
         if k.remote_gpu is not None:
             parent[find(f"gpu{k.gpu}")] = find(f"gpu{k.remote_gpu}")
-        elif k.remote_kind == "nvswitch" and k.remote_bus_id:
-            parent[find(f"gpu{k.gpu}")] = find(f"sw{k.remote_bus_id.lower()}")
+        elif switch:
+            parent[find(f"gpu{k.gpu}")] = find(f"sw{switch}")
     groups: dict[str, list[int]] = defaultdict(list)
     for i in range(n_gpus):
         groups[find(f"gpu{i}")].append(i)
     return sorted(groups.values())
 
 
-def nvlink_counts(n_gpus: int, links: list[NvlinkLink]) -> list[list[int]]:
+def _switch(k: NvlinkLink, assumed: Assumed | None) -> str | None:
+    """The NVSwitch an active link reaches: read from NVML, or assumed from its peers."""
+    if k.remote_kind == "nvswitch" and k.remote_bus_id:
+        return k.remote_bus_id.lower()
+    return (assumed or {}).get((k.gpu, k.link))
+
+
+def unread_remote(k: NvlinkLink) -> bool:
+    """An up link whose remote end NVML could not read: an unknown endpoint, not no endpoint."""
+    return k.active and k.remote_bus_id is None and k.remote_gpu is None
+
+
+def like_peers(gpus: list[GpuInfo], links: list[NvlinkLink]) -> dict[tuple[int, int], str]:
+    """Up links with an unread remote end on a GPU whose peers (every other GPU that answered,
+    with all its links read) are of its kind, have as many up links as it has, all of them to
+    NVSwitches of one domain: each such link is taken to reach the switch the peers' link of
+    the same number reaches (assumed, as a GPU that does not answer is assumed like its peers)."""
+    by_gpu: dict[int, list[NvlinkLink]] = defaultdict(list)
+    for k in links:
+        by_gpu[k.gpu].append(k)
+    blind = {k.gpu for k in links if unread_remote(k)}
+    out: dict[tuple[int, int], str] = {}
+    for g in (g for g in gpus if g.index in blind):
+        peers = [p for p in gpus if p.index != g.index and p.name and p.index not in blind]
+        mine = [k for k in by_gpu[g.index] if k.active and not unread_remote(k)]
+        fits = (
+            peers
+            and all(p.name == g.name and p.nvlinks_active == g.nvlinks_active for p in peers)
+            and all(len(by_gpu[p.index]) == p.nvlinks_total for p in peers)  # no unknown state
+            and all(_switch(k, None) for p in peers for k in by_gpu[p.index] if k.active)
+            and all(_switch(k, None) for k in mine)
+        )
+        peer_links = [k for p in peers for k in by_gpu[p.index] if k.active]
+        if not fits or len({tuple(d) for d in _peer_domains(gpus, peers, peer_links)}) != 1:
+            continue
+        for k in by_gpu[g.index]:
+            if unread_remote(k):
+                same = Counter(_switch(q, None) for q in peer_links if q.link == k.link)
+                out[(g.index, k.link)] = (same or Counter(_switch(q, None) for q in peer_links)).most_common(
+                    1
+                )[0][0]
+    return out
+
+
+def _peer_domains(gpus: list[GpuInfo], peers: list[GpuInfo], links: list[NvlinkLink]) -> list[list[int]]:
+    ids = {p.index for p in peers}
+    return [d for d in domains(len(gpus), links) if set(d) & ids]
+
+
+def membership_unknown(gpus: list[GpuInfo], links: list[NvlinkLink]) -> set[int]:
+    """GPUs whose NVLink domain is unknown: no handle (nothing read), or links up whose remote
+    ends are all unread and not assumed like the peers'. A GPU with one link read, its own or a
+    peer's to it, is in that link's domain (unread links could only join more GPUs, never fewer)."""
+    assumed = like_peers(gpus, links)
+    by_gpu: dict[int, list[NvlinkLink]] = defaultdict(list)
+    for k in links:
+        by_gpu[k.gpu].append(k)
+    reached = {k.remote_gpu for k in links if k.active}  # a peer's read link places it too
+    out = set()
+    for g in gpus:
+        up = [k for k in by_gpu[g.index] if k.active]
+        if g.index in reached:
+            continue
+        no_handle = not (g.name or g.uuid or g.pci_bus_id or by_gpu[g.index] or g.nvlinks_total)
+        if no_handle or (up and all(unread_remote(k) and (g.index, k.link) not in assumed for k in up)):
+            out.add(g.index)
+    return out
+
+
+def nvlink_counts(n_gpus: int, links: list[NvlinkLink], assumed: Assumed | None = None) -> list[list[int]]:
     """NV# of every GPU pair: direct links between them, plus, through NVSwitch, the links the
     weaker of the two has into the switches both reach (a degraded GPU gates its pairs)."""
     direct = [[0] * n_gpus for _ in range(n_gpus)]
@@ -46,10 +120,11 @@ def nvlink_counts(n_gpus: int, links: list[NvlinkLink]) -> list[list[int]]:
     for k in links:
         if not k.active:
             continue
+        switch = _switch(k, assumed)
         if k.remote_gpu is not None:
             direct[k.gpu][k.remote_gpu] += 1
-        elif k.remote_kind == "nvswitch" and k.remote_bus_id:
-            into[k.gpu][k.remote_bus_id.lower()] += 1
+        elif switch:
+            into[k.gpu][switch] += 1
     counts = [[0] * n_gpus for _ in range(n_gpus)]
     for i in range(n_gpus):
         for j in range(n_gpus):
@@ -103,6 +178,63 @@ def degraded_links(gpus: list[GpuInfo], links: list[NvlinkLink]) -> list[str]:
                 f"{g.nvlinks_active} of {g.nvlinks_total} links active (check `nvidia-smi nvlink -s -i {g.index}`)"
             )
     return out
+
+
+def unknown_warnings(
+    gpus: list[GpuInfo],
+    links: list[NvlinkLink],
+    unanswered: Mapping[int, str],
+    state_unknown: Mapping[tuple[int, int], str],
+    remote_unknown: Mapping[tuple[int, int], str],
+) -> list[str]:
+    """What NVML could not say, each with the failing call and error, and what was assumed."""
+    assumed = like_peers(gpus, links)
+    blind = membership_unknown(gpus, links)
+    out = [
+        f"GPU {i} did not answer ({why}): its NVLinks and NVLink domain are unknown, not absent"
+        for i, why in sorted(unanswered.items())
+    ]
+    for (gpu, why), nums in _by_gpu_and_why(state_unknown).items():
+        out.append(
+            f"could not read NVLink {span(nums)} state of GPU {gpu}: {why.rsplit(' ', 1)[-1]} "
+            f"({why.split()[0]}); state unknown, not counted as down"
+        )
+    for (gpu, why), nums in _by_gpu_and_why(remote_unknown).items():
+        head = f"GPU {gpu} NVLink {span(nums)} up but its remote end unknown ({why})"
+        if all((gpu, n) in assumed for n in nums):
+            g = next(x for x in gpus if x.index == gpu)
+            out.append(
+                f"{head}; assumed to reach NVSwitch like its peers (every other GPU: {g.nvlinks_active} "
+                f"up links, all to NVSwitch), so GPU {gpu} is assumed in their NVLink domain"
+            )
+        elif gpu in blind:
+            out.append(
+                f"{head}; its peers do not all reach NVSwitches with as many links, so GPU {gpu}'s "
+                "NVLink domain is unknown (left out of the domain size, not counted as a domain of its own)"
+            )
+        else:
+            out.append(
+                f"{head}; GPU {gpu}'s NVLink domain comes from the links that were read (its own or its peers' to it)"
+            )
+    return out
+
+
+def _by_gpu_and_why(unknown: Mapping[tuple[int, int], str]) -> dict[tuple[int, str], list[int]]:
+    out: dict[tuple[int, str], list[int]] = defaultdict(list)
+    for (gpu, link), why in sorted(unknown.items()):
+        out[(gpu, why)].append(link)
+    return dict(out)
+
+
+def span(nums: list[int] | set[int]) -> str:
+    """[0, 1, 2, 5] -> '0-2, 5'."""
+    runs: list[list[int]] = []
+    for x in sorted(nums):
+        if runs and x == runs[-1][1] + 1:
+            runs[-1][1] = x
+        else:
+            runs.append([x, x])
+    return ", ".join(f"{a}-{b}" if b > a else f"{a}" for a, b in runs)
 
 
 def nearest(levels: list[str]) -> list[int]:

@@ -6,7 +6,10 @@ names with pynvml's return shapes and raises `NVMLError` subclasses, so tests pa
 swaps in the fake from a source checkout (tests/fakes/nvml.py) for end-to-end CLI runs.
 
 An NVMLError on one call (a GPU that does not answer) is recorded and reading goes on;
-only a failed nvmlInit (or no GPU at all) raises `NvmlUnavailable`.
+only a failed nvmlInit (or no GPU at all) raises `NvmlUnavailable`. A call that fails leaves
+its answer unknown, never "down" or "absent": a GPU without a handle, a link whose state or
+remote end could not be read are kept apart (`NvmlReading.unanswered`, `state_unknown`,
+`remote_unknown`) so the topology can say what it assumed about them.
 """
 
 from __future__ import annotations
@@ -105,10 +108,17 @@ class Session:
             return None, e
 
     def call(self, fn: str, *args: Any, what: str) -> Any:
+        return self.call_why(fn, *args, what=what)[0]
+
+    def call_why(self, fn: str, *args: Any, what: str) -> tuple[Any, str | None]:
+        """The answer, or None and "fn failed with NVML_ERROR_..." (absent features included)."""
         value, err = self.try_call(fn, *args)
-        if err is not None and err.value not in self.absent:
-            self.errors.append(f"{what}: {fn} failed with {error_name(self.nvml, err)} ({err})")
-        return value
+        if err is None:
+            return value, None
+        why = f"{fn} failed with {error_name(self.nvml, err)}"
+        if err.value not in self.absent:
+            self.errors.append(f"{what}: {why} ({err})")
+        return None, why
 
 
 @dataclass
@@ -118,6 +128,11 @@ class NvmlReading:
     links: list[NvlinkLink]
     pcie: list[list[str]]  # GPU x GPU PCIe level words, "X" on the diagonal, "?" when unknown
     errors: list[str] = field(default_factory=list)
+    # Unknown answers, each with "fn failed with NVML_ERROR_...": GPU -> why it has no handle,
+    # (GPU, link) -> why the link's state, or (state up) its remote end, is unknown.
+    unanswered: dict[int, str] = field(default_factory=dict)
+    state_unknown: dict[tuple[int, int], str] = field(default_factory=dict)
+    remote_unknown: dict[tuple[int, int], str] = field(default_factory=dict)
 
 
 def read(nvml: Any) -> NvmlReading:
@@ -139,22 +154,28 @@ def _read(s: Session) -> NvmlReading:
     if not count:
         why = "; ".join(s.errors) or "nvmlDeviceGetCount is 0"
         raise NvmlUnavailable(f"NVML started but reports no GPU ({why})")
-    handles = [s.call("nvmlDeviceGetHandleByIndex", i, what=f"GPU {i}") for i in range(count)]
+    answers = [s.call_why("nvmlDeviceGetHandleByIndex", i, what=f"GPU {i}") for i in range(count)]
+    handles = [h for h, _ in answers]
     if all(h is None for h in handles):
         raise NvmlUnavailable(f"NVML reports {count} GPU(s) but none answers: " + "; ".join(s.errors))
+    out = NvmlReading(None, [], [], [], s.errors)
+    out.unanswered = {i: why for i, (h, why) in enumerate(answers) if h is None}
     base = [_gpu(s, i, h) for i, h in enumerate(handles)]
     bus_to_gpu = {sysfs_bdf(g.pci_bus_id): g.index for g in base if g.pci_bus_id}
-    links: list[NvlinkLink] = []
-    gpus = []
     for g, h in zip(base, handles, strict=True):
-        mine = _links(s, g.index, h, bus_to_gpu) if h is not None else []
-        links += mine
-        gpus.append(
-            g.model_copy(update={"nvlinks_total": len(mine), "nvlinks_active": sum(k.active for k in mine)})
+        mine = _links(s, g.index, h, bus_to_gpu, out) if h is not None else []
+        out.links += mine
+        unread = sum(gpu == g.index for gpu, _ in out.state_unknown)
+        # A link whose state could not be read exists but is neither active nor down: it counts
+        # in the total only, and the topology says so.
+        out.gpus.append(
+            g.model_copy(
+                update={"nvlinks_total": len(mine) + unread, "nvlinks_active": sum(k.active for k in mine)}
+            )
         )
-    return NvmlReading(
-        _text(s.call("nvmlSystemGetDriverVersion", what="driver")), gpus, links, _pcie(s, handles), s.errors
-    )
+    out.driver_version = _text(s.call("nvmlSystemGetDriverVersion", what="driver"))
+    out.pcie = _pcie(s, handles)
+    return out
 
 
 def _gpu(s: Session, i: int, h: Any) -> GpuInfo:
@@ -181,8 +202,13 @@ def _gpu(s: Session, i: int, h: Any) -> GpuInfo:
     )
 
 
-def _links(s: Session, gpu: int, h: Any, bus_to_gpu: dict[str, int]) -> list[NvlinkLink]:
-    """Links 0, 1, ... until NVML says there are no more (NOT_SUPPORTED / INVALID_ARGUMENT)."""
+def _links(
+    s: Session, gpu: int, h: Any, bus_to_gpu: dict[str, int], reading: NvmlReading
+) -> list[NvlinkLink]:
+    """Links 0, 1, ... until NVML says there are no more (NOT_SUPPORTED / INVALID_ARGUMENT).
+    A link whose state read fails is left out (its state is unknown, not down) and noted in
+    `reading.state_unknown`; an up link whose remote end cannot be read is kept, remote None,
+    and noted in `reading.remote_unknown`."""
     nvml, what, out = s.nvml, f"GPU {gpu}", []
     end = {
         nvml.NVML_ERROR_NOT_SUPPORTED,
@@ -200,15 +226,18 @@ def _links(s: Session, gpu: int, h: Any, bus_to_gpu: dict[str, int]) -> list[Nvl
         if err is not None and err.value in end:
             break
         if err is not None:
-            s.errors.append(
-                f"{what} NVLink {link}: nvmlDeviceGetNvLinkState failed with {error_name(nvml, err)} ({err})"
-            )
+            why = f"nvmlDeviceGetNvLinkState failed with {error_name(nvml, err)}"
+            s.errors.append(f"{what} NVLink {link}: {why} ({err})")
+            reading.state_unknown[(gpu, link)] = why
+            continue
         if state != nvml.NVML_FEATURE_ENABLED:
             out.append(NvlinkLink(gpu=gpu, link=link, active=False))
             continue
         where = f"{what} NVLink {link}"
-        pci = s.call("nvmlDeviceGetNvLinkRemotePciInfo", h, link, what=where)
+        pci, why = s.call_why("nvmlDeviceGetNvLinkRemotePciInfo", h, link, what=where)
         bus = _text(pci.busId) if pci is not None else None
+        if bus is None:
+            reading.remote_unknown[(gpu, link)] = why or "nvmlDeviceGetNvLinkRemotePciInfo gave no bus id"
         kind = None
         if bus is not None:
             kind = _remote_kind(nvml, s.call("nvmlDeviceGetNvLinkRemoteDeviceType", h, link, what=where))

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from ..errors import ConfigError
 from ..specs import HardwareProfile, Sourced, Topology
 from ..specs.hardware import FabricSpec, NvlinkSpec, PcieSpec, PriceSpec
+from . import graph
 
 # PCIe per-lane signalling (GT/s) and line-code efficiency by generation (PCI-SIG base specs:
 # 8b/10b to Gen2, 128b/130b Gen3-5, FLIT mode from Gen6, ~242/256 payload).
@@ -163,11 +164,25 @@ def cite(q: Sourced, where: str) -> Sourced:
 
 def _nvlink(topo: Topology, match: HardwareProfile | None, warnings: list[str]) -> NvlinkSpec | None:
     n = len(topo.gpus)
-    unknown = frozenset(g.index for g in topo.gpus if not g.name)
-    d = domain_size(n, topo.domains, unknown)
+    # The domain size comes from the GPUs whose domain is known; the others (no handle, or up
+    # links to ends NVML could not read) are unknown, neither separate nor joined.
+    unknown = frozenset(graph.membership_unknown(topo.gpus, topo.nvlinks))
+    assumed = sorted({g for g, _ in graph.like_peers(topo.gpus, topo.nvlinks)})
+    d = domain_size(n, topo.domains, unknown) if len(unknown) < n else 1
     if unknown:
+        known = sorted(set(range(n)) - unknown)
         warnings.append(
-            f"GPU(s) {sorted(unknown)} did not answer NVML; the profile assumes they are like their peers"
+            f"NVLink domain of GPU(s) {graph.span(unknown)} unknown: the domain size {d} comes from "
+            + (
+                f"GPU(s) {graph.span(known)}; GPU(s) {graph.span(unknown)} assumed in domain i // {d} like their peers"
+                if known
+                else "no GPU (none has a known domain), assumed"
+            )
+        )
+    if assumed:
+        warnings.append(
+            f"NVLink domain size {d} counts GPU(s) {graph.span(assumed)} as assumed: links up, remote "
+            "ends unread, taken to reach the NVSwitches their peers reach"
         )
     in_domains = {g for dom in topo.domains if len(dom) > 1 for g in dom}
     if in_domains and d < max(topo.domain_sizes):
@@ -188,8 +203,21 @@ def _nvlink(topo: Topology, match: HardwareProfile | None, warnings: list[str]) 
         )
     if d < 2:
         return None
-    active = [g.nvlinks_active for g in topo.gpus if g.index in in_domains]
-    links = min(active)
+    # A GPU with a link of unknown state has an unknown count: the fewest comes from the others.
+    counted = [g for g in topo.gpus if g.index in in_domains]
+    read = [g for g in counted if g.nvlinks_total == sum(k.gpu == g.index for k in topo.nvlinks)] or counted
+    links = min(g.nvlinks_active for g in read)
+    if len(read) < len(counted):
+        odd = sorted(g.index for g in counted if g not in read)
+        warnings.append(
+            f"NVLink bandwidth per GPU counts {links} links (fewest of GPUs {graph.span([g.index for g in read])}); "
+            f"GPU(s) {graph.span(odd)} have links of unknown state and are assumed like them"
+        )
+    unread = (
+        f"; GPU(s) {graph.span(odd)} with links of unknown state assumed like the others"
+        if len(read) < len(counted)
+        else ""
+    )
     speeds = [k.speed_gbps for k in topo.nvlinks if k.active and k.speed_gbps]
     versions = Counter(k.version for k in topo.nvlinks if k.active and k.version)
     major = versions.most_common(1)[0][0].split(".")[0] if versions else None
@@ -205,7 +233,7 @@ def _nvlink(topo: Topology, match: HardwareProfile | None, warnings: list[str]) 
             value=round(links * min(speeds), 2),
             basis="derived",
             source=f"NVML on {topo.host}: {links} active NVLinks per GPU (fewest of any GPU) x "
-            f"{min(speeds):g} GB/s per link per direction (NVLINK_SPEED_MBPS_COMMON){quoted}",
+            f"{min(speeds):g} GB/s per link per direction (NVLINK_SPEED_MBPS_COMMON){quoted}{unread}",
         )
     elif match and match.nvlink:
         per_gpu = cite(match.nvlink.per_gpu_unidir_gbps, f"bundled profile {match.name}")
