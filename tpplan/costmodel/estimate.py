@@ -26,7 +26,8 @@ class Deployment:
     tp_fabric: str
     pp_fabric: str
     kv_tokens: int  # per instance
-    reasons: tuple[str, ...]  # why it cannot run as asked (engine rules, memory, placement)
+    engine_reasons: tuple[str, ...]  # why the engine refuses the layout (empty: it accepts it)
+    reasons: tuple[str, ...]  # why it cannot run as asked otherwise (memory, placement)
     crosses_nvlink_domain: bool
     nodes: int
     memory_note: str  # how kv_tokens was derived, for provenance
@@ -117,6 +118,7 @@ def estimate_serve(
     reasons = list(dep.reasons)
     if dep.kv_tokens < seq_tokens and not any("KV cache" in r or "exceed" in r for r in reasons):
         reasons.append(f"KV cache holds {dep.kv_tokens:,} tokens, fewer than one request's {seq_tokens:,}")
+    engine_ok = not dep.engine_reasons
     rate_s = st.requests_per_ms * 1e3
     tokens_s = rate_s * workload.output_tokens
     usd_h = layout.gpus * profile.price.usd_per_gpu_hour.value
@@ -141,7 +143,10 @@ def estimate_serve(
         usd_per_hour=round(usd_h, 4),
         output_tokens_per_usd=round(total_tokens_s * 3600 / usd_h, 1) if usd_h else 0.0,
         fits=not reasons,
-        reasons=reasons,
+        reasons=[*dep.engine_reasons, *reasons],
+        engine_ok=engine_ok,
+        engine_reasons=list(dep.engine_reasons),
+        runnable=engine_ok and not reasons,
         kv_cache_tokens=dep.kv_tokens,
         max_concurrency=layout.replicas * (dep.kv_tokens // seq_tokens),
         max_num_seqs=engine.max_num_seqs,
