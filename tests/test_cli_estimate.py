@@ -246,3 +246,13 @@ def test_old_serve_records_read_back_with_runnable_from_fits():
         data.pop(key)
     data["fits"] = False
     assert ServeEstimate.model_validate(data).runnable is False
+
+
+def test_calibrate_output_calls_an_exact_fit_exact(tmp_path):
+    line = next(
+        ln for ln in (DATA / "sweep_cpu_results.jsonl").read_text().splitlines() if '"status": "ok"' in ln
+    )
+    sweep = tmp_path / "one.jsonl"
+    sweep.write_text(line + "\n")
+    r = run("calibrate", str(sweep), "--profile", "cpu-local", "--sweep-model", "tiny")
+    assert r.exit_code == 0 and "exact fit" in r.output and "no held-out check" in r.output

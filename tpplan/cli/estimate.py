@@ -301,8 +301,8 @@ def calibrate(
             len(f.skipped),
             e.metric,
             e.points,
-            f"{e.median_abs_pct:.1f}",
-            f"{e.p90_abs_pct:.1f}",
+            "exact fit" if e.exact else f"{e.median_abs_pct:.1f}",
+            "no held-out check" if e.exact else f"{e.p90_abs_pct:.1f}",
         )
         for f in cal.sources
         for e in f.errors
@@ -310,6 +310,11 @@ def calibrate(
     click.echo(
         table(rows, ["source", "kind", "used", "skipped", "metric", "n", "median |err| %", "p90 |err| %"])
     )
+    if any(e.exact for f in cal.sources for e in f.errors):
+        click.echo(
+            "exact fit: no more points than fitted parameters, so the fit goes through them and its error "
+            "says nothing about accuracy; measure more points (sizes, TP degrees) for an error that does"
+        )
     for f in cal.sources:
         for s in f.skipped[:5]:
             click.echo(f"  skipped in {f.source}: {s}")

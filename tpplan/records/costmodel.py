@@ -135,6 +135,11 @@ class ErrorStats(Frozen):
     points: int
     median_abs_pct: float = Field(description="median |predicted − measured| / measured, %")
     p90_abs_pct: float = Field(description="90th percentile of the same, %")
+    exact: bool = Field(
+        False,
+        description="no more points than fitted parameters: the fit goes through them, so the error "
+        "says nothing about accuracy (no held-out check)",
+    )
 
 
 class SourceFit(Frozen):
