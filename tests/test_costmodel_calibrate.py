@@ -170,3 +170,14 @@ def test_a_one_line_sweep_fits_one_parameter(tmp_path):
 def test_the_full_sweep_is_not_an_exact_fit():
     cal, _ = api.calibrate([SWEEP], "cpu-local", sweep_model="tiny")
     assert not any(e.exact for e in cal.sources[0].errors)
+
+
+def test_cpu_ranks_do_not_borrow_published_gpu_fractions():
+    """A gloo profile's unfitted fractions are assumed, with why; a GPU profile keeps the published prior."""
+    _, cpu = api.calibrate([SWEEP], "cpu-local", sweep_model="tiny")
+    hbm = Params(cpu).hbm_fraction
+    assert hbm.basis == "assumed" and "CPU" in hbm.source and "H100" not in hbm.source
+    bare = io.load_profile("cpu-local").model_copy(update={"efficiency": None})
+    assert Params(bare).gemm_fraction.basis == "assumed"
+    gpu = io.load_profile("dgx-h100").model_copy(update={"efficiency": None})
+    assert Params(gpu).hbm_fraction.basis == "published"
