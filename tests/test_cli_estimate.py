@@ -256,3 +256,10 @@ def test_calibrate_output_calls_an_exact_fit_exact(tmp_path):
     sweep.write_text(line + "\n")
     r = run("calibrate", str(sweep), "--profile", "cpu-local", "--sweep-model", "tiny")
     assert r.exit_code == 0 and "exact fit" in r.output and "no held-out check" in r.output
+
+
+def test_serve_says_how_rough_its_ttft_is():
+    text = run(*serve_args("llama-3.1-70b", 8)).output
+    (note,) = [line for line in text.splitlines() if line.startswith("note: TTFT")]
+    assert "make bench" in note
+    assert "make bench" in json.loads(run(*serve_args("llama-3.1-70b", 8), "--json").output)["ttft_note"]

@@ -181,3 +181,11 @@ def test_cpu_ranks_do_not_borrow_published_gpu_fractions():
     assert Params(bare).gemm_fraction.basis == "assumed"
     gpu = io.load_profile("dgx-h100").model_copy(update={"efficiency": None})
     assert Params(gpu).hbm_fraction.basis == "published"
+
+
+def test_the_ttft_note_holds_on_the_calibration_set(reference):
+    """estimate serve says TTFT's error is several times TPOT's where it was fitted: check it is."""
+    rows = api.evaluate_serving("dgx-h100", reference / "serving" / "silicon_calibration.csv")
+    ttft, _ = abs_error_stats([(t, p.ttft_ms) for p, _, t in rows])
+    tpot, _ = abs_error_stats([(t, p.tpot_ms) for p, t, _ in rows])
+    assert ttft >= 2 * tpot

@@ -219,6 +219,7 @@ def serve(
         ),
     ]
     click.echo(table(rows, ["", "value", "note"], align="lrl"))
+    click.echo(f"note: {est.ttft_note}")
     b = est.breakdown
     parts = [
         ("compute", b.compute_ms),

@@ -97,6 +97,23 @@ def _provenance(
     return out
 
 
+def ttft_note(params: Params, engine: str) -> str:
+    """How much to trust the TTFT, in words. The figure itself is measured by `make bench`
+    (bench/bench_costmodel.py against the reference serving points), not read here: the tool ships
+    without the reference data. The closed-loop TTFT model is the least accurate part of the cost
+    model there (a median error several times TPOT's), so no TTFT is printed without saying so."""
+    over = params.overhead(engine)
+    if over.request_ms.basis == "fitted" and over.cohort_fraction.basis == "fitted":
+        return (
+            "TTFT is rough: where its parameters were fitted (measured serving points), its error is several "
+            "times TPOT's; `make bench` prints the measured median and p90"
+        )
+    return (
+        f"TTFT is rough: request_ms and cohort_fraction are {over.request_ms.basis} for {engine} on this "
+        "profile, and even where they were fitted its error is several times TPOT's (`make bench` prints it)"
+    )
+
+
 def estimate_serve(
     model: ModelSpec,
     profile: HardwareProfile,
@@ -160,4 +177,5 @@ def estimate_serve(
         breakdown=_mean_breakdown(st.decode_step, st.mixed_step, st.prefill_step_fraction),
         provenance=_provenance(params, engine, inst, dep, st.decode_seqs),
         converged=st.converged,
+        ttft_note=ttft_note(params, engine.name),
     )
