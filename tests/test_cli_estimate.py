@@ -74,6 +74,29 @@ def test_serve_json_and_table():
             ["estimate", "allreduce", "--profile", "l40s-8x-pcie", "--bytes", "1M", "--ranks", "16"],
             "no inter-node",
         ),
+        # dgx-h100 has ib-ndr: 9 ranks fail on the uneven split over 2 nodes, not on a missing fabric
+        (
+            ["estimate", "allreduce", "--profile", "dgx-h100", "--bytes", "1M", "--ranks", "9"],
+            "do not split evenly",
+        ),
+        (
+            [
+                "estimate",
+                "serve",
+                "llama-3.1-70b",
+                "--profile",
+                "dgx-h100",
+                "--tp",
+                "8",
+                "--isl",
+                "200000",
+                "--osl",
+                "256",
+                "--concurrency",
+                "1",
+            ],
+            "--isl + --osl",
+        ),
         (
             [
                 "estimate",
@@ -151,3 +174,92 @@ def test_costmodel_imports_neither_torch_nor_optuna():
         "bad = [m for m in ('torch', 'optuna') if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)"
     )
     assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
+
+
+def serve_args(model: str, tp: int, *extra: str) -> list[str]:
+    return [
+        "estimate",
+        "serve",
+        model,
+        "--profile",
+        "dgx-h100",
+        "--tp",
+        str(tp),
+        "--isl",
+        "1024",
+        "--osl",
+        "256",
+        "--concurrency",
+        "32",
+        *extra,
+    ]
+
+
+def test_allreduce_ranks_error_names_the_flag_and_what_is_valid():
+    r = CliRunner().invoke(
+        cli, ["estimate", "allreduce", "--profile", "dgx-h100", "--bytes", "1M", "--ranks", "9"]
+    )
+    assert r.exit_code == 2
+    assert "--ranks 9" in r.output and "no inter-node" not in r.output and "1 to 8" in r.output
+    assert "10" in r.output.split("valid:")[1]
+
+
+def test_allreduce_over_two_nodes_of_six_ranks_is_priced():
+    """12 ranks on 8-GPU nodes start 6 per node over 2 nodes (world_size / nnodes): a valid group."""
+    data = json.loads(
+        run(
+            "estimate", "allreduce", "--profile", "dgx-h100", "--bytes", "1M", "--ranks", "12", "--json"
+        ).output
+    )
+    assert data["fabric"] == "network" and data["latency_us"] > 0
+
+
+def test_serve_dtype_defaults_to_the_model_spec():
+    assert json.loads(run(*serve_args("deepseek-v3", 8), "--json").output)["dtype"] == "fp8"
+    assert json.loads(run(*serve_args("llama-3.1-70b", 8), "--json").output)["dtype"] == "bf16"
+    assert "the model spec's" in " ".join(run("estimate", "serve", "--help").output.split())
+
+
+def test_serve_engine_refusal_is_apart_from_memory_and_shows_no_numbers():
+    text = run(*serve_args("llama-3.1-70b", 3)).output
+    assert "vllm refuses TP=3" in text and "does not fit" not in text
+    assert "accepts tp in 1, 2, 4, 8" in text
+    assert "mean time to first token" not in text and "not be achievable" in text
+    data = json.loads(run(*serve_args("llama-3.1-70b", 3), "--json").output)
+    assert data["engine_ok"] is False and data["fits"] is True and data["runnable"] is False
+    assert data["engine_reasons"] and "ttft_ms" in data
+
+
+def test_serve_that_does_not_fit_memory_shows_no_numbers():
+    text = run(*serve_args("deepseek-v3", 8, "--dtype", "bf16")).output
+    assert "does not fit: weights 157.9 GiB" in text and "refuses" not in text
+    assert "mean time per output token" not in text and "not be achievable" in text
+    data = json.loads(run(*serve_args("deepseek-v3", 8, "--dtype", "bf16"), "--json").output)
+    assert data["engine_ok"] is True and data["fits"] is False and data["runnable"] is False
+
+
+def test_old_serve_records_read_back_with_runnable_from_fits():
+    from tpplan.records import ServeEstimate
+
+    data = json.loads(run(*serve_args("llama-3.1-70b", 8), "--json").output)
+    for key in ("engine_ok", "engine_reasons", "runnable", "ttft_note"):
+        data.pop(key)
+    data["fits"] = False
+    assert ServeEstimate.model_validate(data).runnable is False
+
+
+def test_calibrate_output_calls_an_exact_fit_exact(tmp_path):
+    line = next(
+        ln for ln in (DATA / "sweep_cpu_results.jsonl").read_text().splitlines() if '"status": "ok"' in ln
+    )
+    sweep = tmp_path / "one.jsonl"
+    sweep.write_text(line + "\n")
+    r = run("calibrate", str(sweep), "--profile", "cpu-local", "--sweep-model", "tiny")
+    assert r.exit_code == 0 and "exact fit" in r.output and "no held-out check" in r.output
+
+
+def test_serve_says_how_rough_its_ttft_is():
+    text = run(*serve_args("llama-3.1-70b", 8)).output
+    (note,) = [line for line in text.splitlines() if line.startswith("note: TTFT")]
+    assert "make bench" in note
+    assert "make bench" in json.loads(run(*serve_args("llama-3.1-70b", 8), "--json").output)["ttft_note"]

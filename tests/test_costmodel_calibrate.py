@@ -115,3 +115,77 @@ def test_collective_fits_stay_physical_on_noisy_few_point_data():
     measured = 262144 / (1400.0 * 1e3)  # busbw = algbw at 2 ranks
     assert curve.peak_busbw_gbps <= 10 * measured and curve.alpha_us <= 1400
     assert curve_time_us(curve, 200_000) == pytest.approx(1450, rel=0.1)
+
+
+def _sweep_lines(tmp_path, keep) -> Path:
+    """The first ok bf16 line of each TP degree in `keep` (a tiny sweep)."""
+    import json
+
+    lines, seen = [], set()
+    for line in SWEEP.read_text().splitlines():
+        try:
+            d = json.loads(line)
+        except ValueError:
+            continue
+        if d["status"] == "ok" and d["dtype"] == "bf16" and d["tp"] in keep and d["tp"] not in seen:
+            seen.add(d["tp"])
+            lines.append(line + "\n")
+    path = tmp_path / "tiny_sweep.jsonl"
+    path.write_text("".join(lines))
+    return path
+
+
+def test_one_message_size_scales_the_prior_curve_and_keeps_its_shape():
+    from tpplan.costmodel.profile_fit import describe_fit, fit_curve
+    from tpplan.specs import AllReduceCurve
+
+    prior = AllReduceCurve(ranks=2, alpha_us=20.0, peak_busbw_gbps=2.0, half_bytes=4e4, shape=0.5)
+    curve = fit_curve([(65536, 300.0)], 2, prior)
+    assert (curve.half_bytes, curve.shape) == (prior.half_bytes, prior.shape)
+    assert curve_time_us(curve, 65536) == pytest.approx(300.0, rel=1e-3)
+    assert curve.median_error_pct is None and "time scale only" in describe_fit(curve)
+
+
+def test_two_sizes_fit_two_parameters_exactly_and_say_so():
+    from tpplan.costmodel.profile_fit import describe_fit, fit_curve
+
+    curve = fit_curve([(65536, 300.0), (262144, 900.0)], 2)
+    assert curve.median_error_pct is None and "exact fit, no held-out check" in describe_fit(curve)
+
+
+def test_a_two_line_sweep_is_an_exact_fit_not_a_perfect_one(tmp_path):
+    cal, _ = api.calibrate([_sweep_lines(tmp_path, {1, 2})], "cpu-local", sweep_model="tiny")
+    errors = {e.metric: e for e in cal.sources[0].errors}
+    assert errors["step"].exact and errors["allreduce"].exact
+    (text,) = [v for k, v in cal.parameters.items() if k.startswith("allreduce.")]
+    assert "1 point at 1 size: fitted a time scale only" in text and "median error" not in text
+
+
+def test_a_one_line_sweep_fits_one_parameter(tmp_path):
+    cal, profile = api.calibrate([_sweep_lines(tmp_path, {1})], "cpu-local", sweep_model="tiny")
+    assert cal.sources[0].fitted == ["gemm_fraction"]
+    assert Params(profile).overhead("tpplan-sweep").step_ms.basis != "fitted"
+
+
+def test_the_full_sweep_is_not_an_exact_fit():
+    cal, _ = api.calibrate([SWEEP], "cpu-local", sweep_model="tiny")
+    assert not any(e.exact for e in cal.sources[0].errors)
+
+
+def test_cpu_ranks_do_not_borrow_published_gpu_fractions():
+    """A gloo profile's unfitted fractions are assumed, with why; a GPU profile keeps the published prior."""
+    _, cpu = api.calibrate([SWEEP], "cpu-local", sweep_model="tiny")
+    hbm = Params(cpu).hbm_fraction
+    assert hbm.basis == "assumed" and "CPU" in hbm.source and "H100" not in hbm.source
+    bare = io.load_profile("cpu-local").model_copy(update={"efficiency": None})
+    assert Params(bare).gemm_fraction.basis == "assumed"
+    gpu = io.load_profile("dgx-h100").model_copy(update={"efficiency": None})
+    assert Params(gpu).hbm_fraction.basis == "published"
+
+
+def test_the_ttft_note_holds_on_the_calibration_set(reference):
+    """estimate serve says TTFT's error is several times TPOT's where it was fitted: check it is."""
+    rows = api.evaluate_serving("dgx-h100", reference / "serving" / "silicon_calibration.csv")
+    ttft, _ = abs_error_stats([(t, p.ttft_ms) for p, _, t in rows])
+    tpot, _ = abs_error_stats([(t, p.tpot_ms) for p, t, _ in rows])
+    assert ttft >= 2 * tpot

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from . import bundled, costmodel, engines, io
 from . import candidates as candidates_stage
-from .api_base import Ref, check_engine, load_model, load_profile
+from .api_base import Ref, check_context, check_engine, load_model, load_profile
 from .errors import ConfigError, LayoutError
 from .records import AllReduceEstimate, Calibration, Layout, ServeEstimate
 from .specs import HardwareProfile, ModelSpec, Workload
@@ -41,10 +41,13 @@ def _deployment(
 ) -> costmodel.Deployment:
     """Placement and memory of a layout, as the candidates stage judges them (budget: the layout's
     GPUs unless given: a larger budget can place instances that would not pack into fewer nodes)."""
-    memory_engine = costmodel.MEMORY_PROXY.get(engine, engine)
-    c = candidates_stage.judge(
-        model, profile, layout, check_engine(memory_engine), budget_gpus or layout.gpus, seq_tokens, kv_dtype
-    )
+    memory_engine = check_engine(costmodel.MEMORY_PROXY.get(engine, engine))
+    budget = budget_gpus or layout.gpus
+    # The engine's "accepts tp in ..." names the degrees the hardware could run, not only up to this
+    # layout's own GPU count (TP=3 is refused; 4 and 8 are the alternatives on an 8-GPU node).
+    tp_limit = max(budget, profile.total_gpus)
+    c = candidates_stage.judge(model, profile, layout, memory_engine, budget, seq_tokens, kv_dtype, tp_limit)
+    verdict = engines.check(memory_engine, model, layout.tp, layout.pp, tp_limit=tp_limit)
     stage_link = (
         "network"
         if c.crosses_node and c.tp_fabric != "network"
@@ -60,7 +63,8 @@ def _deployment(
         c.tp_fabric,
         stage_link if layout.pp > 1 else "none",
         c.kv_cache_tokens,
-        tuple(c.reasons),
+        tuple(verdict.reasons),
+        tuple(r for r in c.reasons if r not in verdict.reasons),
         c.crosses_nvlink_domain,
         c.nodes,
         note,
@@ -71,17 +75,47 @@ def estimate_allreduce(profile_ref: Ref, nbytes: int, ranks: int) -> AllReduceEs
     """One all-reduce over `ranks` GPUs of the profile, placed from GPU 0 (more than a node: several nodes)."""
     profile = load_profile(profile_ref)
     layout = io.validate(Layout, {"tp": ranks}, "command line", prefix="--ranks as ")
-    where = candidates_stage.place(profile, layout, max(ranks, profile.total_gpus))
-    if where.problem and where.tp_fabric == "network":
-        raise LayoutError(f"{ranks} ranks span nodes, but profile {profile.name} has no inter-node fabric")
+    where = candidates_stage.place(profile, layout, _whole_nodes(profile, ranks))
+    if where.problem:
+        raise LayoutError(
+            f"--ranks {ranks} on {profile.name}: {where.problem}; valid: {_valid_ranks(profile, ranks)}"
+        )
     return costmodel.estimate_allreduce(profile, nbytes, ranks, where.tp_fabric)
 
 
+def _whole_nodes(profile: HardwareProfile, ranks: int) -> int:
+    """GPUs of the whole nodes `ranks` ranks need (or the profile's, if more): the group may use them."""
+    gpn = profile.gpus_per_node
+    return max(-(-ranks // gpn) * gpn, profile.total_gpus)
+
+
+def _valid_ranks(profile: HardwareProfile, ranks: int) -> str:
+    """What --ranks can be on this profile: up to a node, and (with an inter-node fabric) the counts
+    that split evenly over the nodes they need; the nearest few around `ranks`."""
+    gpn = profile.gpus_per_node
+    if profile.inter_node is None:
+        return f"1 to {gpn} (one node)"
+
+    # Over k = ceil(n / gpn) nodes the engines start n / k ranks on each (placement.instance_gpus).
+    def splits(n: int) -> bool:
+        return n % -(-n // gpn) == 0
+
+    above = [n for n in range(max(ranks, gpn) + 1, max(ranks, gpn) + 4 * gpn) if splits(n)][:3]
+    below = [n for n in range(ranks - 1, gpn, -1) if splits(n)][:2][::-1]
+    return (
+        f"1 to {gpn} on one node, or across nodes a count that splits evenly over them: "
+        f"{', '.join(map(str, below + above))}, ..."
+    )
+
+
 def estimate_serve(
-    model_ref: Ref, profile_ref: Ref, layout: Layout, workload: Workload, engine: str = "vllm"
+    model_ref: Ref | ModelSpec, profile_ref: Ref, layout: Layout, workload: Workload, engine: str = "vllm"
 ) -> ServeEstimate:
-    """Serving `workload` on `layout` (replicas share the concurrency evenly)."""
-    return serve_estimate(load_model(model_ref), load_profile(profile_ref), layout, workload, engine)
+    """Serving `workload` on `layout` (replicas share the concurrency evenly); refuses a request longer
+    than the model's context."""
+    model = model_ref if isinstance(model_ref, ModelSpec) else load_model(model_ref)
+    check_context(model, workload.sequence_tokens, "--isl + --osl")
+    return serve_estimate(model, load_profile(profile_ref), layout, workload, engine)
 
 
 def serve_estimate(

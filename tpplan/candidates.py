@@ -125,11 +125,14 @@ def judge(
     budget_gpus: int,
     max_model_len: int | None = None,
     kv_dtype: str | None = None,
+    tp_limit: int | None = None,
 ) -> Candidate:
-    """One layout's verdict: engine rules, memory fit, placement."""
+    """One layout's verdict: engine rules, memory fit, placement. `tp_limit`: the largest TP degree the
+    engine's "accepts tp in ..." list names (default: the budget; a one-layout budget is too small to
+    show the alternatives)."""
     if layout.gpus > budget_gpus:
         raise LayoutError(f"{layout.label()} needs {layout.gpus} GPUs; the budget is {budget_gpus}")
-    verdict = engines.check(engine, model, layout.tp, layout.pp, tp_limit=budget_gpus)
+    verdict = engines.check(engine, model, layout.tp, layout.pp, tp_limit=tp_limit or budget_gpus)
     reasons = list(verdict.reasons)
     notes: list[str] = list(model.notes)
     max_len = max_model_len or model.max_position_embeddings

@@ -103,9 +103,17 @@ def allreduce(profile: str, size: str, ranks: int, as_json: bool) -> None:
 @click.option(
     "--concurrency", type=int, required=True, help="Requests in flight across all replicas (closed loop)."
 )
-@click.option("--dtype", type=click.Choice(["bf16", "fp16", "fp8"]), default="bf16", show_default=True)
 @click.option(
-    "--kv-cache-dtype", type=click.Choice(["auto", "bf16", "fp16", "fp8"]), default="auto", show_default=True
+    "--dtype",
+    type=click.Choice(["bf16", "fp16", "fp8"]),
+    help="Weight / compute dtype (default: the model spec's, bf16 for an fp32 spec).",
+)
+@click.option(
+    "--kv-cache-dtype",
+    type=click.Choice(["auto", "bf16", "fp16", "fp8"]),
+    default="auto",
+    show_default=True,
+    help="KV-cache dtype; auto: the weight dtype.",
 )
 @engine_option(("vllm", "sglang"))
 @json_option
@@ -118,7 +126,7 @@ def serve(
     isl: int,
     osl: int,
     concurrency: int,
-    dtype: str,
+    dtype: str | None,
     kv_cache_dtype: str,
     engine: str,
     as_json: bool,
@@ -148,6 +156,9 @@ def serve(
     ):
         positive_int(name, v)
     layout = io.validate(Layout, {"tp": tp, "pp": pp, "replicas": replicas}, "command line")
+    spec = api.load_model(model)
+    # The model's own dtype, as `tpplan sweep` does: DeepSeek-V3 ships fp8 and does not fit in bf16.
+    dtype = dtype or (spec.dtype if spec.dtype != "fp32" else "bf16")
     workload = io.validate(
         Workload,
         {
@@ -159,7 +170,7 @@ def serve(
         },
         "command line",
     )
-    est = api.estimate_serve(model, profile, layout, workload, engine)
+    est = api.estimate_serve(spec, profile, layout, workload, engine)
     if as_json:
         echo_json(est.model_dump(mode="json"))
         return
@@ -170,8 +181,20 @@ def serve(
         f"{est.model} on {est.profile}, {engine}, TP={tp} PP={pp} x{replicas} ({est.gpus} GPUs, {where}); "
         f"ISL {isl}, OSL {osl}, concurrency {concurrency}, {dtype}"
     )
-    if not est.fits:
-        click.echo("does NOT fit: " + "; ".join(r.split(" [")[0] for r in est.reasons))
+    if not est.engine_ok:
+        click.echo(
+            f"{engine} refuses TP={tp} PP={pp}: " + "; ".join(r.split(" [")[0] for r in est.engine_reasons)
+        )
+    memory = [r for r in est.reasons if r not in est.engine_reasons]
+    if memory:
+        click.echo("does not fit: " + "; ".join(r.split(" [")[0] for r in memory))
+    if not est.runnable:
+        click.echo(
+            "no serving numbers: this deployment cannot start, so TTFT, TPOT and tokens/USD would not be "
+            "achievable (--json keeps what the model computes, marked runnable: false)"
+        )
+        click.echo(f"memory: {est.provenance['kv_cache_tokens']}")
+        return
     rows = [
         ("TTFT", f"{est.ttft_ms:,.1f} ms", "mean time to first token"),
         ("TPOT", f"{est.tpot_ms:.2f} ms", "mean time per output token"),
@@ -196,6 +219,7 @@ def serve(
         ),
     ]
     click.echo(table(rows, ["", "value", "note"], align="lrl"))
+    click.echo(f"note: {est.ttft_note}")
     b = est.breakdown
     parts = [
         ("compute", b.compute_ms),
@@ -278,8 +302,8 @@ def calibrate(
             len(f.skipped),
             e.metric,
             e.points,
-            f"{e.median_abs_pct:.1f}",
-            f"{e.p90_abs_pct:.1f}",
+            "exact fit" if e.exact else f"{e.median_abs_pct:.1f}",
+            "no held-out check" if e.exact else f"{e.p90_abs_pct:.1f}",
         )
         for f in cal.sources
         for e in f.errors
@@ -287,6 +311,11 @@ def calibrate(
     click.echo(
         table(rows, ["source", "kind", "used", "skipped", "metric", "n", "median |err| %", "p90 |err| %"])
     )
+    if any(e.exact for f in cal.sources for e in f.errors):
+        click.echo(
+            "exact fit: no more points than fitted parameters, so the fit goes through them and its error "
+            "says nothing about accuracy; measure more points (sizes, TP degrees) for an error that does"
+        )
     for f in cal.sources:
         for s in f.skipped[:5]:
             click.echo(f"  skipped in {f.source}: {s}")

@@ -5,7 +5,8 @@ achieved FLOP/s and bandwidth fractions, and per-engine software costs. A fitted
 names what it was fitted from; `basis` is `fitted`.
 
 - all-reduce (nccl-tests tables, a sweep's measured collectives): alpha, peak busbw, ramp per rank
-  count (only alpha and peak when fewer than 4 message sizes were measured);
+  count (alpha and peak from 2-4 message sizes; from one size only a scale on the prior curve);
+  never more parameters than points, and an exact fit's error is flagged, not shown as accuracy;
 - serving points: gemm_fraction, hbm_fraction, and per engine step_ms and per_seq_us against TPOT
   (log error, L1: robust to the odd outlier), then per engine request_ms and cohort_fraction against
   TTFT. per_layer_us stays at its prior: a set with one model per engine cannot tell it from step_ms;
@@ -20,6 +21,7 @@ from ..errors import ConfigError
 from ..records import ErrorStats, SourceFit
 from ..specs import (
     DTYPE_BYTES,
+    AllReduceCurve,
     AllReduceFit,
     HardwareProfile,
     ModelSpec,
@@ -31,10 +33,13 @@ from .profile_fit import (
     ENGINE_FIELDS,
     SWEEP_ENGINE,
     Case,
+    affordable,
+    describe_fit,
     fit_allreduce,
     fit_curve,
     fit_serving,
     fit_vars,
+    serving_vars,
     with_allreduce,
 )
 from .serving import EngineConfig, Load, steady_state
@@ -65,11 +70,24 @@ def serving_case(
 
 
 # ---- one calibration source in, a profile and its fit report out ---------------------------------
-def _stats(metric: str, pairs: Sequence[tuple[float, float]]) -> ErrorStats:
+def _stats(metric: str, pairs: Sequence[tuple[float, float]], free: int = 0) -> ErrorStats:
+    """Error of the fitted model on its own points; `free`: parameters fitted to them (at least as
+    many as points: an exact fit, whose ~0 error is no measure of accuracy)."""
     med, p90 = abs_error_stats(pairs)
     return ErrorStats(
-        metric=metric, points=len(pairs), median_abs_pct=round(med, 2), p90_abs_pct=round(p90, 2)
+        metric=metric,
+        points=len(pairs),
+        median_abs_pct=round(med, 2),
+        p90_abs_pct=round(p90, 2),
+        exact=len(pairs) <= free,
     )
+
+
+def _curve_free(curve: AllReduceCurve) -> int:
+    """Parameters a fitted curve took from its points (fit_curve): 1 (a scale), 2 (alpha, busbw) or 4."""
+    if curve.median_error_pct is None:
+        return curve.points
+    return 2 if (curve.half_bytes, curve.shape) == (1.0, 1.0) else 4
 
 
 def calibrate_nccl(
@@ -84,7 +102,9 @@ def calibrate_nccl(
     kept = {
         c.ranks: c for c in (old.curves if old and old.basis == "fitted" else ()) if c.ranks != parsed.ranks
     }
-    new_curve = fit_curve(points, parsed.ranks)
+    new_curve = fit_curve(
+        points, parsed.ranks, Params(profile).allreduce_curve(fabric, "backend", parsed.ranks)[0]
+    )
     if kept and old:  # the other rank counts keep their own provenance
         others = ", ".join(map(str, sorted(kept)))
         source = f"{parsed.ranks} ranks: {source}; {others} ranks: {old.source}"
@@ -97,7 +117,9 @@ def calibrate_nccl(
         basis="fitted",
     )
     profile = profile.model_copy(update={"efficiency": with_allreduce(profile.efficiency, fit)})
-    errors = [_stats("allreduce", [(curve_time_us(new_curve, s), t) for s, t in points])]
+    errors = [
+        _stats("allreduce", [(curve_time_us(new_curve, s), t) for s, t in points], _curve_free(new_curve))
+    ]
     return profile, SourceFit(
         source=label,
         kind="nccl-tests",
@@ -166,25 +188,24 @@ def calibrate_sweep(
                 (p.allreduce_bytes, p.allreduce_us)
             )
     eff = profile.efficiency
+    before = Params(profile)
     for fabric, groups in sorted(by_fabric.items()):
-        eff = with_allreduce(eff, fit_allreduce(groups, fabric, "backend", source))
+        prior = lambda n, f=fabric: before.allreduce_curve(f, "backend", n)[0]  # noqa: E731
+        eff = with_allreduce(eff, fit_allreduce(groups, fabric, "backend", source, prior))
         fitted_names.append(f"allreduce {fabric}/backend at {', '.join(map(str, sorted(groups)))} ranks")
     profile = profile.model_copy(update={"efficiency": eff})
     cases = [sweep_case(p, model, fabric_of.get(p.tp, "none")) for p in points]
-    profile = fit_vars(profile, cases, [("gemm_fraction", None), ("step_ms", SWEEP_ENGINE)], source, target=0)
-    fitted_names += ["gemm_fraction", f"{SWEEP_ENGINE}.step_ms"]
+    # One line determines one parameter: the achieved FLOP/s; the harness's step cost keeps its prior.
+    step_vars = affordable([("gemm_fraction", None), ("step_ms", SWEEP_ENGINE)], len(cases))
+    profile = fit_vars(profile, cases, step_vars, source, target=0)
+    fitted_names += [name if engine is None else f"{engine}.{name}" for name, engine in step_vars]
     params = Params(profile)
-    errors = [_stats("step", [(c(params)[0], c.measured[0]) for c in cases])]
-    ar_pairs = [
-        (
-            curve_time_us(params.allreduce_curve(fabric_of[p.tp], "backend", p.tp)[0], p.allreduce_bytes),
-            p.allreduce_us,
-        )
-        for p in points
-        if p.tp > 1 and p.allreduce_us > 0
-    ]
+    errors = [_stats("step", [(c(params)[0], c.measured[0]) for c in cases], len(step_vars))]
+    ar_points = [p for p in points if p.tp > 1 and p.allreduce_us > 0]
+    curves = {p.tp: params.allreduce_curve(fabric_of[p.tp], "backend", p.tp)[0] for p in ar_points}
+    ar_pairs = [(curve_time_us(curves[p.tp], p.allreduce_bytes), p.allreduce_us) for p in ar_points]
     if ar_pairs:
-        errors.append(_stats("allreduce", ar_pairs))
+        errors.append(_stats("allreduce", ar_pairs, sum(_curve_free(c) for c in curves.values())))
     return profile, SourceFit(
         source=label, kind="sweep", points=len(points), skipped=skipped, fitted=fitted_names, errors=errors
     )
@@ -198,22 +219,25 @@ def calibrate_serving(
         f"fitted by tpplan calibrate from serving points {label} ({len(cases)} points: {', '.join(engines)})"
     )
     profile = fit_serving(profile, cases, source)
+    tpot_vars, ttft_vars = serving_vars(cases)
     params = Params(profile)
     for c in cases:
         c.state = None
     preds = [c(params) for c in cases]
+    n_ttft = sum(map(len, ttft_vars.values()))
     errors = [
-        _stats("tpot", [(p[0], c.measured[0]) for p, c in zip(preds, cases, strict=True)]),
-        _stats("ttft", [(p[1], c.measured[1]) for p, c in zip(preds, cases, strict=True)]),
+        _stats("tpot", [(p[0], c.measured[0]) for p, c in zip(preds, cases, strict=True)], len(tpot_vars)),
+        _stats("ttft", [(p[1], c.measured[1]) for p, c in zip(preds, cases, strict=True)], n_ttft),
     ]
     for e in engines:
         mine = [(p, c) for p, c in zip(preds, cases, strict=True) if c.engine == e]
         errors += [
-            _stats(f"tpot[{e}]", [(p[0], c.measured[0]) for p, c in mine]),
-            _stats(f"ttft[{e}]", [(p[1], c.measured[1]) for p, c in mine]),
+            _stats(f"tpot[{e}]", [(p[0], c.measured[0]) for p, c in mine], len(tpot_vars)),
+            _stats(f"ttft[{e}]", [(p[1], c.measured[1]) for p, c in mine], len(ttft_vars[e])),
         ]
-    fitted_names = ["gemm_fraction", "hbm_fraction"] + [
-        f"{e}.{n}" for e in engines for n in ("step_ms", "per_seq_us", "request_ms", "cohort_fraction")
+    fitted_names = [
+        name if engine is None else f"{engine}.{name}"
+        for name, engine in [*tpot_vars, *(v for vs in ttft_vars.values() for v in vs)]
     ]
     return profile, SourceFit(
         source=label,
@@ -260,6 +284,6 @@ def fitted_parameters(profile: HardwareProfile) -> dict[str, str]:
         for c in a.curves:
             out[f"allreduce.{a.fabric}.{a.implementation}.{c.ranks}"] = (
                 f"alpha {c.alpha_us:g} us, peak busbw {c.peak_busbw_gbps:g} GB/s, half {c.half_bytes:.4g} B, "
-                f"shape {c.shape:g}; {c.points} points, median error {c.median_error_pct}% ({a.basis}: {a.source})"
+                f"shape {c.shape:g}; {describe_fit(c)} ({a.basis}: {a.source})"
             )
     return out

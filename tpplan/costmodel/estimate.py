@@ -26,7 +26,8 @@ class Deployment:
     tp_fabric: str
     pp_fabric: str
     kv_tokens: int  # per instance
-    reasons: tuple[str, ...]  # why it cannot run as asked (engine rules, memory, placement)
+    engine_reasons: tuple[str, ...]  # why the engine refuses the layout (empty: it accepts it)
+    reasons: tuple[str, ...]  # why it cannot run as asked otherwise (memory, placement)
     crosses_nvlink_domain: bool
     nodes: int
     memory_note: str  # how kv_tokens was derived, for provenance
@@ -96,6 +97,23 @@ def _provenance(
     return out
 
 
+def ttft_note(params: Params, engine: str) -> str:
+    """How much to trust the TTFT, in words. The figure itself is measured by `make bench`
+    (bench/bench_costmodel.py against the reference serving points), not read here: the tool ships
+    without the reference data. The closed-loop TTFT model is the least accurate part of the cost
+    model there (a median error several times TPOT's), so no TTFT is printed without saying so."""
+    over = params.overhead(engine)
+    if over.request_ms.basis == "fitted" and over.cohort_fraction.basis == "fitted":
+        return (
+            "TTFT is rough: where its parameters were fitted (measured serving points), its error is several "
+            "times TPOT's; `make bench` prints the measured median and p90"
+        )
+    return (
+        f"TTFT is rough: request_ms and cohort_fraction are {over.request_ms.basis} for {engine} on this "
+        "profile, and even where they were fitted its error is several times TPOT's (`make bench` prints it)"
+    )
+
+
 def estimate_serve(
     model: ModelSpec,
     profile: HardwareProfile,
@@ -117,6 +135,7 @@ def estimate_serve(
     reasons = list(dep.reasons)
     if dep.kv_tokens < seq_tokens and not any("KV cache" in r or "exceed" in r for r in reasons):
         reasons.append(f"KV cache holds {dep.kv_tokens:,} tokens, fewer than one request's {seq_tokens:,}")
+    engine_ok = not dep.engine_reasons
     rate_s = st.requests_per_ms * 1e3
     tokens_s = rate_s * workload.output_tokens
     usd_h = layout.gpus * profile.price.usd_per_gpu_hour.value
@@ -141,7 +160,10 @@ def estimate_serve(
         usd_per_hour=round(usd_h, 4),
         output_tokens_per_usd=round(total_tokens_s * 3600 / usd_h, 1) if usd_h else 0.0,
         fits=not reasons,
-        reasons=reasons,
+        reasons=[*dep.engine_reasons, *reasons],
+        engine_ok=engine_ok,
+        engine_reasons=list(dep.engine_reasons),
+        runnable=engine_ok and not reasons,
         kv_cache_tokens=dep.kv_tokens,
         max_concurrency=layout.replicas * (dep.kv_tokens // seq_tokens),
         max_num_seqs=engine.max_num_seqs,
@@ -155,4 +177,5 @@ def estimate_serve(
         breakdown=_mean_breakdown(st.decode_step, st.mixed_step, st.prefill_step_fraction),
         provenance=_provenance(params, engine, inst, dep, st.decode_seqs),
         converged=st.converged,
+        ttft_note=ttft_note(params, engine.name),
     )

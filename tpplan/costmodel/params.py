@@ -44,6 +44,33 @@ HBM_FRACTION = Param(
     "reference/hardware.md §1 (Azure AI-benchmarking-guide): HBM stream A100 79-86%, H100 87-95%, GB200 92%",
     "published",
 )
+# A CPU rank (gloo backend) has neither cuBLAS nor HBM: the GPU figures above are no source for it.
+# The same fractions serve as a starting point for calibration, labelled as what they are.
+CPU_GEMM_FRACTION = Param(
+    "gemm_fraction",
+    GEMM_FRACTION.value,
+    "of peak",
+    "assumed: the GPU prior's value as a starting point; no published figure for a CPU rank's matmul "
+    "efficiency (calibrate from a sweep: tpplan calibrate results.jsonl)",
+    "assumed",
+)
+CPU_HBM_FRACTION = Param(
+    "hbm_fraction",
+    HBM_FRACTION.value,
+    "of peak",
+    "assumed: the GPU prior's value as a starting point; a CPU rank streams from DRAM, and no published "
+    "figure for its share of the profile's bandwidth applies (calibrate from a sweep)",
+    "assumed",
+)
+
+
+def fraction_priors(profile: HardwareProfile) -> tuple[Param, Param]:
+    """(gemm_fraction, hbm_fraction) priors: published GPU figures, or assumed for CPU (gloo) ranks."""
+    if profile.backend == "gloo":
+        return CPU_GEMM_FRACTION, CPU_HBM_FRACTION
+    return GEMM_FRACTION, HBM_FRACTION
+
+
 # Engine software costs when the profile has none fitted for the engine: the H100 fits of
 # hardware_profiles/dgx-h100.yaml, rounded (SGLang and Megatron-LM borrow vLLM's).
 OVERHEAD_PRIORS: dict[str, tuple[float, float, float, float, float]] = {
@@ -167,13 +194,12 @@ class Params:
         self.profile = profile
         self.eff = profile.efficiency
         e = self.eff
+        gemm_prior, hbm_prior = fraction_priors(profile)
         self.gemm_fraction = (
-            from_sourced("gemm_fraction", "of peak", e.gemm_fraction)
-            if e and e.gemm_fraction
-            else GEMM_FRACTION
+            from_sourced("gemm_fraction", "of peak", e.gemm_fraction) if e and e.gemm_fraction else gemm_prior
         )
         self.hbm_fraction = (
-            from_sourced("hbm_fraction", "of peak", e.hbm_fraction) if e and e.hbm_fraction else HBM_FRACTION
+            from_sourced("hbm_fraction", "of peak", e.hbm_fraction) if e and e.hbm_fraction else hbm_prior
         )
         self.p2p_alpha_us = (
             from_sourced("p2p_alpha_us", "us", e.p2p_alpha_us) if e and e.p2p_alpha_us else P2P_ALPHA_US

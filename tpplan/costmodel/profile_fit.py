@@ -24,7 +24,7 @@ from .collectives import allreduce_us, ring_factor
 from .fit import fit_log, log_error
 from .params import Params
 
-FULL_CURVE_MIN_SIZES = 4
+FULL_CURVE_MIN_SIZES = 5  # more sizes than the 4 parameters: the error then says something
 SWEEP_ENGINE = "tpplan-sweep"  # the sweep harness's own per-step cost, kept apart from serving engines
 MAX_PEAK_OVER_MEASURED = 1.15  # a busbw plateau is what large messages show, not far beyond it
 MAX_PEAK_OVER_MEASURED_FEW = 10.0  # with one or two sizes the bandwidth term is barely constrained
@@ -40,11 +40,30 @@ def fitted(value: float, source: str, exact: bool = False) -> Sourced:
 
 
 # ---- all-reduce curves ------------------------------------------------------------------------
-def fit_curve(points: Sequence[tuple[float, float]], ranks: int) -> AllReduceCurve:
-    """An AllReduceCurve through (bytes, latency_us) points of one rank count."""
+def fit_curve(
+    points: Sequence[tuple[float, float]], ranks: int, prior: AllReduceCurve | None = None
+) -> AllReduceCurve:
+    """An AllReduceCurve through (bytes, latency_us) points of one rank count.
+
+    As many parameters as the distinct sizes can determine: 4 (alpha, peak, ramp, shape) from 4 or
+    more sizes; alpha and a constant busbw from 2-3; from one size only a time scale on `prior` (alpha
+    and busbw scaled together, the prior's ramp and shape kept: one point says nothing about them).
+    A curve with no more parameters than sizes goes through them exactly: its median_error_pct is None,
+    since an in-sample error of ~0 says nothing about accuracy."""
     f = ring_factor(ranks)
-    measured_busbw = max(s * f / (t * 1e3) for s, t in points)
     sizes = {s for s, _ in points}
+    if len(sizes) == 1 and prior is not None:
+        scale = median(t / curve_us(prior, s) for s, t in points)
+        return AllReduceCurve(
+            ranks=ranks,
+            alpha_us=_round(prior.alpha_us * scale),
+            peak_busbw_gbps=_round(prior.peak_busbw_gbps / scale),
+            half_bytes=_round(prior.half_bytes),
+            shape=_round(prior.shape),
+            points=len(points),
+            median_error_pct=None,
+        )
+    measured_busbw = max(s * f / (t * 1e3) for s, t in points)
     t_min = min(t for _, t in points)
 
     def unpack(x: Sequence[float]) -> tuple[float, float, float, float]:
@@ -78,14 +97,37 @@ def fit_curve(points: Sequence[tuple[float, float]], ranks: int) -> AllReduceCur
         half_bytes=_round(half),
         shape=_round(shape),
         points=len(points),
-        median_error_pct=_round(median(errs), 3),
+        median_error_pct=_round(median(errs), 3) if len(sizes) > len(x0) else None,
     )
 
 
+def curve_us(curve: AllReduceCurve, nbytes: float) -> float:
+    return allreduce_us(
+        curve.alpha_us, curve.peak_busbw_gbps, curve.half_bytes, curve.shape, curve.ranks, nbytes
+    )
+
+
+def describe_fit(curve: AllReduceCurve) -> str:
+    """How much a fitted curve's points determined it, in words (see fit_curve)."""
+    n = f"{curve.points} point{'s' if curve.points != 1 else ''}"
+    if curve.median_error_pct is not None:
+        return f"{n}, median error {curve.median_error_pct}%"
+    if curve.half_bytes == 1.0 and curve.shape == 1.0:
+        return f"{n}: fitted alpha and a constant busbw only; exact fit, no held-out check"
+    return f"{n} at 1 size: fitted a time scale only; the curve's shape stays the prior's (no held-out check)"
+
+
 def fit_allreduce(
-    groups: dict[int, Sequence[tuple[float, float]]], fabric: str, implementation: str, source: str
+    groups: dict[int, Sequence[tuple[float, float]]],
+    fabric: str,
+    implementation: str,
+    source: str,
+    prior: Callable[[int], AllReduceCurve] | None = None,
 ) -> AllReduceFit:
-    curves = tuple(fit_curve(pts, n) for n, pts in sorted(groups.items()) if n >= 2 and pts)
+    """One curve per rank count; `prior(n)`: the curve a single message size scales (see fit_curve)."""
+    curves = tuple(
+        fit_curve(pts, n, prior(n) if prior else None) for n, pts in sorted(groups.items()) if n >= 2 and pts
+    )
     return AllReduceFit(
         fabric=fabric, implementation=implementation, curves=curves, source=source, basis="fitted"
     )
@@ -175,11 +217,17 @@ def current(profile: HardwareProfile, var: Var) -> float:
     return getattr(params.overhead(engine), name).value
 
 
+def affordable(variables: Sequence[Var], points: int) -> list[Var]:
+    """The first `points` of `variables` (in order of what matters most): never fit more parameters than
+    there are measurements; the rest keep their current values."""
+    return list(variables[: max(1, points)])
+
+
 def fit_vars(
     profile: HardwareProfile, cases: Sequence[Case], variables: Sequence[Var], source: str, target: int
 ) -> HardwareProfile:
     """Fit `variables` (starting from the profile's current values) to measured value `target` of each
-    case, minimising Σ |log(predicted / measured)|."""
+    case, minimising Σ |log(predicted / measured)|. Callers pass `affordable(variables, len(cases))`."""
     x0 = [max(current(profile, v), 1e-3) for v in variables]
 
     def residuals(x: Sequence[float]) -> list[float]:
@@ -192,12 +240,21 @@ def fit_vars(
 
 def fit_serving(profile: HardwareProfile, cases: Sequence[Case], source: str) -> HardwareProfile:
     """Hardware fractions and per-engine step costs against TPOT; then per engine the request latency
-    and arrival cohorts against TTFT (they barely move TPOT)."""
+    and arrival cohorts against TTFT (they barely move TPOT). No more parameters than points."""
+    tpot_vars, ttft_vars = serving_vars(cases)
+    profile = fit_vars(profile, cases, tpot_vars, source, target=0)
+    for e, variables in ttft_vars.items():
+        profile = fit_vars(profile, [c for c in cases if c.engine == e], variables, source, target=1)
+    return profile
+
+
+def serving_vars(cases: Sequence[Case]) -> tuple[list[Var], dict[str, list[Var]]]:
+    """What fit_serving fits from these cases: the TPOT parameters, and per engine the TTFT ones."""
     engines = sorted({c.engine for c in cases})
     tpot_vars: list[Var] = [("gemm_fraction", None), ("hbm_fraction", None)]
     tpot_vars += [(name, e) for e in engines for name in ("step_ms", "per_seq_us")]
-    profile = fit_vars(profile, cases, tpot_vars, source, target=0)
-    for e in engines:
-        mine = [c for c in cases if c.engine == e]
-        profile = fit_vars(profile, mine, [("request_ms", e), ("cohort_fraction", e)], source, target=1)
-    return profile
+    ttft = {
+        e: affordable([("request_ms", e), ("cohort_fraction", e)], sum(c.engine == e for c in cases))
+        for e in engines
+    }
+    return affordable(tpot_vars, len(cases)), ttft

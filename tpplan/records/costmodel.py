@@ -94,9 +94,17 @@ class ServeEstimate(Frozen):
     usd_per_hour: float
     output_tokens_per_usd: float
     fits: bool = Field(
-        description="weights, activations and one I+O sequence fit; engine and placement accept it"
+        description="memory: weights, activations and one I+O sequence fit (and the placement holds it)"
     )
-    reasons: list[str] = Field(description="why it does not fit (empty when it fits)")
+    reasons: list[str] = Field(description="why it cannot run: engine, memory, placement (empty when it can)")
+    engine_ok: bool = Field(True, description="the engine's own rules accept the layout")
+    engine_reasons: list[str] = Field(default_factory=list, description="why the engine refuses it")
+    runnable: bool = Field(
+        True,
+        description="engine_ok and fits: False means the serving numbers below are what the model computes "
+        "for a deployment that cannot start, not achievable figures",
+    )
+    ttft_note: str = Field("", description="how far the cost model's TTFT is off where it was measured")
     kv_cache_tokens: int = Field(description="KV-cache capacity of one instance, tokens")
     max_concurrency: int = Field(
         description="requests of I+O tokens the KV caches of all replicas hold at once"
@@ -113,12 +121,25 @@ class ServeEstimate(Frozen):
     provenance: dict[str, str] = Field(description="each input number: value (basis: source)")
     converged: bool = Field(description="the steady-state equations converged")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _runnable_of_old_records(cls, data: Any) -> Any:
+        """Records written before `runnable` existed meant by `fits` that it could run at all."""
+        if isinstance(data, dict) and "runnable" not in data and "fits" in data:
+            data = {**data, "runnable": data["fits"]}
+        return data
+
 
 class ErrorStats(Frozen):
     metric: str = Field(description="what was compared: tpot, ttft, step, allreduce")
     points: int
     median_abs_pct: float = Field(description="median |predicted − measured| / measured, %")
     p90_abs_pct: float = Field(description="90th percentile of the same, %")
+    exact: bool = Field(
+        False,
+        description="no more points than fitted parameters: the fit goes through them, so the error "
+        "says nothing about accuracy (no held-out check)",
+    )
 
 
 class SourceFit(Frozen):
