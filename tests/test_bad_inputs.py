@@ -280,3 +280,88 @@ def test_max_model_len_past_the_models_context(capsys):
 def test_profile_non_finite_price(capsys, tmp_path, value):
     p = _profile(tmp_path, lambda d: d["price"]["usd_per_gpu_hour"].update(value=float(value)))
     check_one_line(capsys, [*CANDIDATES, "tiny", "--profile", p], "price.usd_per_gpu_hour")
+
+
+# ---- HF config.json fields that are optional, odd, or inconsistent -------------------------------
+HF_MOE = {
+    "architectures": ["DeepseekV3ForCausalLM"],
+    "model_type": "deepseek_v3",
+    "num_hidden_layers": 4,
+    "hidden_size": 512,
+    "num_attention_heads": 8,
+    "num_key_value_heads": 8,
+    "intermediate_size": 1024,
+    "moe_intermediate_size": 256,
+    "n_routed_experts": 8,
+    "num_experts_per_tok": 2,
+    "n_shared_experts": 1,
+    "kv_lora_rank": 64,
+    "qk_nope_head_dim": 32,
+    "qk_rope_head_dim": 16,
+    "v_head_dim": 32,
+    "vocab_size": 1000,
+}
+
+
+def _hf_variant(tmp_path, **changes):
+    cfg = {k: v for k, v in {**HF_MOE, **changes}.items() if v is not ...}
+    return _write(tmp_path, "config.json", json.dumps(cfg).encode())
+
+
+@pytest.mark.parametrize("field", ["qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim"])
+def test_hf_mla_config_missing_a_dimension(capsys, tmp_path, field):
+    p = _hf_variant(tmp_path, **{field: ...})
+    check_one_line(capsys, [*CANDIDATES, p, "--profile", "dgx-h100"], "config.json", field, "kv_lora_rank")
+
+
+def test_hf_mla_dimension_not_an_integer(capsys, tmp_path):
+    p = _hf_variant(tmp_path, qk_rope_head_dim="64")
+    check_one_line(capsys, [*CANDIDATES, p, "--profile", "dgx-h100"], "qk_rope_head_dim", "'64'", ">= 1")
+
+
+def test_hf_shared_experts_not_a_number_names_the_config_field(capsys, tmp_path):
+    p = _hf_variant(tmp_path, n_shared_experts="x")
+    line = check_one_line(capsys, [*CANDIDATES, p, "--profile", "dgx-h100"], "n_shared_experts", "'x'")
+    assert "xxxx" not in line and "shared_expert_intermediate_size" not in line
+
+
+@pytest.mark.parametrize("field", ["decoder_sparse_step", "interleave_moe_layer_step", "moe_layer_freq"])
+def test_hf_moe_layer_step_zero(capsys, tmp_path, field):
+    p = _hf_variant(tmp_path, **{field: 0})
+    check_one_line(capsys, [*CANDIDATES, p, "--profile", "dgx-h100"], field, "0", ">= 1")
+
+
+@pytest.mark.parametrize("field", ["n_routed_experts", "num_experts", "num_local_experts"])
+def test_hf_single_routed_expert_is_refused_not_planned_dense(capsys, tmp_path, field):
+    p = _hf_variant(tmp_path, **{"n_routed_experts": ..., field: 1})
+    check_one_line(capsys, [*CANDIDATES, p, "--profile", "dgx-h100"], field, "single routed expert", ">= 2")
+
+
+def test_hf_negative_expert_count(capsys, tmp_path):
+    p = _hf_variant(tmp_path, n_routed_experts=-4)
+    check_one_line(capsys, [*CANDIDATES, p, "--profile", "dgx-h100"], "n_routed_experts", "-4")
+
+
+def test_hf_mlp_only_layers_not_a_list(capsys, tmp_path):
+    p = _hf_variant(tmp_path, mlp_only_layers=3)
+    check_one_line(capsys, [*CANDIDATES, p, "--profile", "dgx-h100"], "mlp_only_layers", "3", "list")
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), [("rope_scaling", "yarn"), ("rope_scaling", [1, 2]), ("text_config", "llama")]
+)
+def test_hf_nested_object_not_a_mapping(capsys, tmp_path, field, value):
+    p = _hf_variant(tmp_path, **{field: value})
+    check_one_line(capsys, [*CANDIDATES, p, "--profile", "dgx-h100"], f"{field}:", "not a mapping")
+
+
+def test_hf_fp8_quantization_refuses_unsized_methods_in_one_line(capsys, tmp_path):
+    p = _hf_variant(tmp_path, quantization_config={"quant_method": "awq", "bits": 4})
+    check_one_line(
+        capsys, [*CANDIDATES, p, "--profile", "dgx-h100"], "quantization_config.quant_method", "'awq'", "fp8"
+    )
+
+
+def test_hf_unknown_torch_dtype(capsys, tmp_path):
+    p = _hf_variant(tmp_path, torch_dtype="int4")
+    check_one_line(capsys, [*CANDIDATES, p, "--profile", "dgx-h100"], "torch_dtype", "'int4'", "bfloat16")

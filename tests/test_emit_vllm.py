@@ -27,11 +27,11 @@ def test_single_instance_carries_the_plan():
 
 @pytest.mark.parametrize(
     "dtype,kv,written",
-    [("bf16", "auto", None), ("bf16", "bf16", None), ("bf16", "fp16", "float16"), ("fp8", "auto", "fp8"),
-     ("fp8", "bf16", None), ("fp16", "auto", None), ("bf16", "fp8", "fp8")],
+    [("bf16", "auto", None), ("bf16", "bf16", None), ("bf16", "fp16", "float16"), ("fp8", "auto", None),
+     ("fp8", "bf16", None), ("fp8", "fp8", "fp8"), ("fp16", "auto", None), ("bf16", "fp8", "fp8")],
 )  # fmt: skip
 def test_kv_cache_dtype_is_written_when_it_differs_from_the_activations(dtype, kv, written):
-    """A plan's "auto" KV means its weight dtype; vLLM's "auto" means the activation dtype."""
+    """A plan's "auto" KV means what vLLM's does, the activation dtype (bf16 under fp8 weights): no flag."""
     o = opts(emit(make_plan(tp=2, dtype=dtype, kv_cache_dtype=kv), "vllm").processes[0])
     assert o.get("--kv-cache-dtype") == written
 

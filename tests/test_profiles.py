@@ -6,6 +6,7 @@ import csv
 import re
 
 import pytest
+import yaml
 
 from tpplan import io
 from tpplan.specs import Sourced
@@ -89,3 +90,22 @@ def test_prices_match_reference_table(profiles, reference):
         q = prof.price.usd_per_gpu_hour
         if q.basis != "assumed":
             assert any(q.value == pytest.approx(p) for p in prices), prof.name
+
+
+def test_memory_is_what_nvml_reports_in_gib(profiles, repo):
+    """memory_gib is the NVML total in GiB (MiB / 1024), not the marketing GB: an L40S sold as 48 GB
+    reports 46068 MiB = 44.99 GiB. Checked against every captured nvidia-smi / NVML fixture."""
+    checked = set()
+    for path in sorted((repo / "tests" / "fixtures" / "topology").glob("*.yaml")):
+        gpus = ((yaml.safe_load(path.read_text()) or {}).get("nvml") or {}).get("gpus") or []
+        for g in gpus:
+            if not g.get("memory_mib"):
+                continue
+            for name, p in profiles.items():
+                if any(n in g["name"] for n in p.gpu.nvml_names):
+                    assert p.gpu.memory_gib.value == pytest.approx(g["memory_mib"] / 1024, abs=0.01), (
+                        name,
+                        path,
+                    )
+                    checked.add(name)
+    assert {"dgx-h100", "dgx-a100-80g", "l40s-8x-pcie", "a100-pcie-8x-nvlink-pairs"} <= checked

@@ -26,9 +26,11 @@ def test_dtype_pairs_follow_the_gpu_and_the_engine():
     assert dtype_pairs(["bf16", "fp8"], ["auto", "fp8"], supports_fp8=False, engine="vllm") == (
         ("bf16", "bf16"),
     )
+    # auto is the activation dtype: fp8 weights keep a bf16 cache unless fp8 is asked for
     assert dtype_pairs(["bf16", "fp8"], ["auto", "fp8"], supports_fp8=True, engine="vllm") == (
         ("bf16", "bf16"),
         ("bf16", "fp8"),
+        ("fp8", "bf16"),
         ("fp8", "fp8"),
     )
     # Megatron-LM keeps its cache in the activation dtype: fp8 weights with a bf16 cache, no fp8 cache

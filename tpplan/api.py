@@ -40,7 +40,7 @@ from .records import (
     Measurement,
     Plan,
 )
-from .specs import HardwareProfile, ModelSpec
+from .specs import HardwareProfile, ModelSpec, resolve_kv_dtype
 
 if TYPE_CHECKING:
     from .sweep.request import Request
@@ -116,8 +116,8 @@ def emit_plan(
             field="--out",
         )
     launch = emit_stage.emit(plan, eng, replica_mode, port, node_addrs, checkpoint)  # type: ignore[arg-type]
-    kv = plan.dtype if plan.kv_cache_dtype == "auto" else plan.kv_cache_dtype
     served = plan.model.model_copy(update={"dtype": plan.dtype})  # fp8 weights weigh half the spec's bf16
+    kv = resolve_kv_dtype(plan.kv_cache_dtype, served.dtype, served.activation_dtype)
     fit = candidates_stage.judge(
         served, plan.profile, plan.layout, eng, plan.layout.gpus, plan.max_model_len, kv
     )

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from . import engines, memory, placement
 from .errors import LayoutError
 from .records import Candidate, Layout
-from .specs import HardwareProfile, ModelSpec
+from .specs import HardwareProfile, ModelSpec, resolve_kv_dtype
 
 # Memory outside torch tensors: CUDA context, NCCL buffers, CUDA-graph pools. Assumed, from the
 # 0.5–1.5 GiB vLLM reports as non-torch + cudagraph memory in its start-up log.
@@ -137,7 +137,8 @@ def judge(
     notes: list[str] = list(model.notes)
     max_len = max_model_len or model.max_position_embeddings
 
-    mem = memory_fit(model, profile, layout.tp, verdict.layers_per_stage, engine, kv_dtype or model.dtype)
+    kv = resolve_kv_dtype(kv_dtype or "auto", model.dtype, model.activation_dtype)
+    mem = memory_fit(model, profile, layout.tp, verdict.layers_per_stage, engine, kv)
     gib = memory.GIB
     fits = mem.kv_free_min > 0 and mem.kv_tokens >= max_len
     if mem.kv_free_min <= 0:

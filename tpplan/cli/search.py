@@ -80,7 +80,7 @@ def _dtype_list(flag: str, text: str | None, allowed: tuple[str, ...]) -> list[s
     "--kv-cache-dtype",
     "kv_text",
     metavar="LIST",
-    help="KV-cache dtypes to search, e.g. auto,fp8 (default: auto = the weight dtype).",
+    help="KV-cache dtypes to search, e.g. auto,fp8 (default: auto = the activation dtype, bf16 under fp8 weights, as vLLM).",
 )
 @click.option("--max-model-len", type=int, help="Context length one sequence must fit (default: ISL + OSL).")
 @click.option("--model-path", help="What the engine loads (HF repo id or local dir), written into the plan.")

@@ -16,6 +16,7 @@ import yaml
 from .. import engines, placement
 from ..errors import ConfigError, LayoutError
 from ..records import EnvRef, Launch, Option, Plan, Process, Word
+from ..specs import compute_dtype, resolve_kv_dtype
 from .gpu_arch import compute_capability
 
 ReplicaMode = Literal["instances", "dp"]
@@ -47,15 +48,14 @@ class Target:
 
     @property
     def activation_dtype(self) -> str:
-        """What the engines compute in: fp8 weights still run bf16 activations."""
-        return "fp16" if self.plan.dtype == "fp16" else "bf16"
+        """What the engines compute in: fp8 weights still run the checkpoint's bf16 (or fp16) activations."""
+        return compute_dtype(self.plan.dtype, self.plan.model.activation_dtype)
 
     @property
     def kv_dtype(self) -> str | None:
         """The KV dtype to write, None when it is the engine's default (the activation dtype).
-        A plan's "auto" means its weight dtype (Workload.kv_dtype), so fp8 weights plan an fp8
-        cache, while the engines' own "auto" would keep the cache in bf16."""
-        kv = self.plan.dtype if self.plan.kv_cache_dtype == "auto" else self.plan.kv_cache_dtype
+        A plan's "auto" means what the engines' own auto means (specs.resolve_kv_dtype), so no flag."""
+        kv = resolve_kv_dtype(self.plan.kv_cache_dtype, self.plan.dtype, self.plan.model.activation_dtype)
         return None if kv == self.activation_dtype else kv
 
     @property

@@ -45,7 +45,7 @@ def shared_options(t: Target, dp: int) -> tuple[list[Option], list[str]]:
         opt("--mem-fraction-static", fraction),
         opt("--max-running-requests", plan.max_num_seqs * dp),
         opt("--context-length", plan.max_model_len),
-        opt("--dtype", DTYPE[plan.dtype]),
+        opt("--dtype", DTYPE[t.activation_dtype]),
     ]
     if dp > 1:
         opts.insert(3, opt("--dp-size", dp))
@@ -54,7 +54,7 @@ def shared_options(t: Target, dp: int) -> tuple[list[Option], list[str]]:
     if t.kv_dtype == "fp16":
         raise LayoutError(
             f"SGLang has no fp16 KV-cache dtype (choices: auto, fp8_e5m2, fp8_e4m3, bf16, ...), and with "
-            f"{plan.dtype} weights its cache is bf16; plan kv_cache_dtype as bf16 or fp8"
+            f"{plan.dtype} weights its cache is {t.activation_dtype}; plan kv_cache_dtype as bf16 or fp8"
         )
     if t.kv_dtype:
         opts.append(opt("--kv-cache-dtype", KV_DTYPE[t.kv_dtype]))

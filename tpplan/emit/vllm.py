@@ -52,7 +52,7 @@ def shared_options(t: Target) -> tuple[list[Option], list[str]]:
         opt("--max-model-len", plan.max_model_len),
         opt("--max-num-seqs", plan.max_num_seqs),
         opt("--gpu-memory-utilization", fraction),
-        opt("--dtype", DTYPE[plan.dtype]),
+        opt("--dtype", DTYPE[t.activation_dtype]),
     ]
     if plan.dtype == "fp8":
         opts.append(opt("--quantization", "fp8"))

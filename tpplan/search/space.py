@@ -33,6 +33,8 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Protocol
 
+from ..specs import compute_dtype, resolve_kv_dtype
+
 SEQS_MAX_LOG2 = 10  # max_num_seqs up to 1024, vLLM's default cap on 80 GiB+ GPUs (get_batch_defaults)
 SEQS = tuple(2**k for k in range(SEQS_MAX_LOG2 + 1))
 LOG_DIMS = ("replicas",)  # the other integers are already indices of doubling values
@@ -195,17 +197,17 @@ class Space:
 
 
 def dtype_pairs(
-    dtypes: list[str], kv_dtypes: list[str], supports_fp8: bool, engine: str
+    dtypes: list[str], kv_dtypes: list[str], supports_fp8: bool, engine: str, activation_dtype: str = "bf16"
 ) -> tuple[tuple[str, str], ...]:
     """(weights, KV cache) pairs to search on one GPU, the KV dtype explicit: fp8 only with FP8 tensor
-    cores. "auto" is the weight dtype (Workload.kv_dtype), except on Megatron-LM, whose cache is in the
-    activation dtype and which has no flag to change it (emit/megatron.py refuses other caches)."""
+    cores. "auto" is the compute dtype as in the engines (specs.resolve_kv_dtype: fp8 weights keep the
+    checkpoint's `activation_dtype` cache); Megatron-LM has no flag for any other cache
+    (emit/megatron.py refuses it)."""
     out: list[tuple[str, str]] = []
     for w in dtypes:
-        activation = "fp16" if w == "fp16" else "bf16"
+        activation = compute_dtype(w, activation_dtype)
         for kv in kv_dtypes:
-            if kv == "auto":
-                kv = activation if engine == "megatron" else w
+            kv = resolve_kv_dtype(kv, w, activation_dtype)
             if "fp8" in (w, kv) and not supports_fp8:
                 continue
             if engine == "megatron" and kv != activation:

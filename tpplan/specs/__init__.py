@@ -3,7 +3,7 @@
 from .base import Basis, Frozen, Sourced
 from .efficiency import AllReduceCurve, AllReduceFit, Efficiency, EngineOverhead
 from .hardware import FabricSpec, GpuSpec, HardwareProfile, NvlinkSpec, PcieSpec, PriceSpec
-from .model import DTYPE_BYTES, MLASpec, ModelSpec, MoESpec
+from .model import DTYPE_BYTES, MLASpec, ModelSpec, MoESpec, compute_dtype, resolve_kv_dtype
 from .topology import GpuInfo, HcaPort, NvlinkLink, NvlinkPair, Topology
 from .workload import Workload
 
@@ -31,4 +31,6 @@ __all__ = [
     "ModelSpec",
     "MoESpec",
     "Workload",
+    "compute_dtype",
+    "resolve_kv_dtype",
 ]

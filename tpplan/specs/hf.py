@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import ConfigError, show_value
+from .hf_dtype import hf_dtypes
 
 # HF field names, in the order they are tried, for each ModelSpec field.
 ALIASES: dict[str, tuple[str, ...]] = {
@@ -74,7 +75,7 @@ FAMILIES: dict[str, dict[str, Any]] = {
     "gpt_bigcode": {"gated": False, "tie": True, "ffn_x_hidden": 4},
     "starcoder2": {"gated": False, "tie": True},
 }
-DTYPES = {"bfloat16": "bf16", "float16": "fp16", "half": "fp16", "float32": "bf16", "float": "bf16"}
+MLA_DIMS = ("kv_lora_rank", "qk_rope_head_dim", "qk_nope_head_dim", "v_head_dim")
 
 
 def _first(cfg: dict, keys: tuple[str, ...]) -> tuple[str | None, Any]:
@@ -84,13 +85,30 @@ def _first(cfg: dict, keys: tuple[str, ...]) -> tuple[str | None, Any]:
     return None, None
 
 
-def _positive_int(cfg: dict, key: str, file: str, where: str = "") -> int:
+def _positive_int(cfg: dict, key: str, file: str, where: str = "", minimum: int = 1) -> int:
     value = cfg[key]
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ConfigError(
-            f"{show_value(value)} is not usable", file=file, field=where + key, expected="an integer >= 1"
+            f"{show_value(value)} is not usable",
+            file=file,
+            field=where + key,
+            expected=f"an integer >= {minimum}",
         )
     return value
+
+
+def _mapping(cfg: dict, key: str, file: str, where: str = "") -> dict | None:
+    """An optional nested object (text_config, rope_scaling): absent, or a mapping."""
+    value = cfg.get(key)
+    if value is not None and not isinstance(value, dict):
+        raise ConfigError(
+            f"{show_value(value)} is not a mapping", file=file, field=where + key, expected="an object"
+        )
+    return value
+
+
+def _optional_int(cfg: dict, key: str, file: str, where: str, minimum: int) -> int | None:
+    return None if cfg.get(key) is None else _positive_int(cfg, key, file, where, minimum)
 
 
 def resolve_kv_heads(cfg: dict, model_type: str, num_heads: int) -> tuple[int, str]:
@@ -109,7 +127,7 @@ def spec_fields_from_hf(raw: dict, file: str, name: str) -> dict[str, Any]:
     if not isinstance(archs, list) or not all(isinstance(a, str) for a in archs):
         raise ConfigError(f"{show_value(archs)} is not a list of names", file=file, field="architectures")
     cfg, where = raw, ""
-    if isinstance(raw.get("text_config"), dict):  # multimodal wrapper (Llama-4): shapes live in text_config
+    if _mapping(raw, "text_config", file):  # multimodal wrapper (Llama-4): shapes live in text_config
         cfg, where = raw["text_config"], "text_config."
     model_type = str(cfg.get("model_type") or raw.get("model_type") or "")
     architecture = archs[0] if archs else (model_type or "unknown")
@@ -158,10 +176,7 @@ def spec_fields_from_hf(raw: dict, file: str, name: str) -> dict[str, Any]:
     fields["parallel_attn_mlp"] = model_type in FALCON_TYPES and bool(
         cfg.get("parallel_attn", True) or cfg.get("new_decoder_architecture", False)
     )
-    dtype_text = str(cfg.get("torch_dtype") or cfg.get("dtype") or raw.get("torch_dtype") or "bfloat16")
-    fields["dtype"] = DTYPES.get(dtype_text, "bf16")
-    if dtype_text in ("float32", "float"):
-        notes.append("config dtype float32 is served as bf16 (vLLM's dtype=auto downcasts float32)")
+    fields.update(hf_dtypes(raw, cfg, file, where, notes))
 
     window = cfg.get("sliding_window")
     if (
@@ -172,7 +187,7 @@ def spec_fields_from_hf(raw: dict, file: str, name: str) -> dict[str, Any]:
     ):
         fields["sliding_window_tokens"] = window
 
-    mla = _mla(cfg)
+    mla = _mla(cfg, file, where)
     if mla:
         fields["mla"] = mla
         fields["head_dim"] = mla["qk_nope_head_dim"] + mla["qk_rope_head_dim"]
@@ -188,7 +203,7 @@ def spec_fields_from_hf(raw: dict, file: str, name: str) -> dict[str, Any]:
                 )
             head_dim = hidden // heads
         fields["head_dim"] = head_dim
-    moe = _moe(cfg, fields["num_layers"], notes)
+    moe = _moe(cfg, file, where, notes)
     if moe:
         fields["moe"] = moe
     fields["notes"] = tuple(notes)
@@ -199,12 +214,12 @@ def _max_model_len(cfg: dict, model_type: str, file: str, where: str, notes: lis
     """The context length vLLM serves by default: the smallest length field, extended by the RoPE
     scaling factor unless the RoPE type already accounts for it (vllm/config/model.py:2545-2660)."""
     lengths = [_positive_int(cfg, k, file, where) for k in POSITION_FIELDS if cfg.get(k) is not None]
+    rope = _mapping(cfg, "rope_scaling", file, where)
     if not lengths:
         notes.append("no max_position_embeddings or similar field; 2048 tokens assumed, as vLLM does")
         return 2048
     length = min(lengths)
-    rope = cfg.get("rope_scaling")
-    if isinstance(rope, dict) and not model_type.startswith("gemma3"):
+    if rope and not model_type.startswith("gemma3"):
         kind = rope.get("rope_type") or rope.get("type")
         factor = rope.get("factor")
         if kind not in ROPE_NOT_EXTENDING and isinstance(factor, int | float) and factor > 1:
@@ -213,47 +228,85 @@ def _max_model_len(cfg: dict, model_type: str, file: str, where: str, notes: lis
     return length
 
 
-def _mla(cfg: dict) -> dict[str, Any] | None:
+def _mla(cfg: dict, file: str, where: str) -> dict[str, Any] | None:
+    """DeepSeek MLA dimensions; a config with kv_lora_rank must carry all of them."""
     if cfg.get("kv_lora_rank") is None:
         return None
-    return {
-        "kv_lora_rank": cfg["kv_lora_rank"],
-        "qk_rope_head_dim": cfg.get("qk_rope_head_dim"),
-        "qk_nope_head_dim": cfg.get("qk_nope_head_dim"),
-        "v_head_dim": cfg.get("v_head_dim"),
-        "q_lora_rank": cfg.get("q_lora_rank") or 0,
-    }
+    missing = [k for k in MLA_DIMS if cfg.get(k) is None]
+    if missing:
+        raise ConfigError(
+            f"has kv_lora_rank (multi-head latent attention) but no {', '.join(missing)}",
+            file=file,
+            field=where + missing[0],
+            expected="all of " + ", ".join(MLA_DIMS),
+        )
+    mla = {k: _positive_int(cfg, k, file, where) for k in MLA_DIMS}
+    mla["q_lora_rank"] = _optional_int(cfg, "q_lora_rank", file, where, 0) or 0
+    return mla
 
 
-def _moe(cfg: dict, num_layers: int, notes: list[str]) -> dict[str, Any] | None:
-    _, experts = _first(cfg, ("num_local_experts", "num_experts", "n_routed_experts", "moe_num_experts"))
-    if not isinstance(experts, int) or isinstance(experts, bool) or experts < 2:
+def _moe(cfg: dict, file: str, where: str, notes: list[str]) -> dict[str, Any] | None:
+    """Routed experts as vLLM builds them. Each count is checked under the config's own field name."""
+
+    def num(key: str, minimum: int = 1) -> int | None:
+        return _optional_int(cfg, key, file, where, minimum)
+
+    experts_key, _ = _first(cfg, ("num_local_experts", "num_experts", "n_routed_experts", "moe_num_experts"))
+    if experts_key is None:
         return None
-    _, topk = _first(cfg, ("num_experts_per_tok", "experts_per_token", "moe_topk", "num_selected_experts"))
-    _, width = _first(cfg, ("moe_intermediate_size", "intermediate_size"))
+    experts = num(experts_key, 0)
+    if (
+        not experts
+    ):  # Qwen-MoE builds a dense MLP when num_experts is 0 (`num_experts > 0` in vLLM's qwen2_moe.py)
+        return None
+    if experts == 1:
+        # vLLM still builds a one-expert MoE layer (router + expert of the MoE width, plus any shared
+        # experts), which is not the dense FFN tpplan would otherwise plan from intermediate_size.
+        raise ConfigError(
+            "1 is a single routed expert; tpplan plans mixture-of-experts layers with 2 or more experts",
+            file=file,
+            field=where + experts_key,
+            expected="an integer >= 2, or 0 / no expert field for a dense model",
+        )
+    topk_key, _ = _first(
+        cfg, ("num_experts_per_tok", "experts_per_token", "moe_topk", "num_selected_experts")
+    )
+    width_key, _ = _first(cfg, ("moe_intermediate_size", "intermediate_size"))
     moe: dict[str, Any] = {
         "num_experts": experts,
-        "experts_per_token": topk,
-        "expert_intermediate_size": width,
+        "experts_per_token": num(topk_key) if topk_key else None,
+        "expert_intermediate_size": num(width_key) if width_key else None,
     }
-    if cfg.get("shared_expert_intermediate_size"):  # Qwen2-MoE
+    width = moe["expert_intermediate_size"]
+    if num("shared_expert_intermediate_size", 0):  # Qwen2-MoE
         moe["shared_expert_intermediate_size"] = cfg["shared_expert_intermediate_size"]
-    elif cfg.get("n_shared_experts") and isinstance(width, int):  # DeepSeek: n copies of the expert width
+    elif num("n_shared_experts", 0) and width:  # DeepSeek: n copies of the expert width
         moe["shared_expert_intermediate_size"] = cfg["n_shared_experts"] * width
-    elif cfg.get("shared_intermediate_size"):  # MiniMax
+    elif num("shared_intermediate_size", 0):  # MiniMax
         moe["shared_expert_intermediate_size"] = cfg["shared_intermediate_size"]
-    elif cfg.get("model_type") in ("llama4", "llama4_text") and isinstance(width, int):
+    elif cfg.get("model_type") in ("llama4", "llama4_text") and width:
         moe["shared_expert_intermediate_size"] = width  # Llama-4 MoE layers add one shared expert
-    if cfg.get("first_k_dense_replace"):
+    if num("first_k_dense_replace", 0):
         moe["first_dense_layers"] = cfg["first_k_dense_replace"]
-    step = cfg.get("interleave_moe_layer_step") or cfg.get("decoder_sparse_step") or 1
-    if isinstance(step, int) and step > 1:
+    # vLLM takes (layer + 1) % step (llama4.py, qwen2_moe.py): a step of 0 does not load there either.
+    step = num("interleave_moe_layer_step") or num("decoder_sparse_step") or 1
+    if step > 1:
         moe["moe_layer_step"] = step
-    if (cfg.get("moe_layer_freq") or 1) != 1:
-        notes.append(f"moe_layer_freq {cfg['moe_layer_freq']} approximated as every layer being MoE")
+    freq = num("moe_layer_freq")  # DeepSeek: layer % moe_layer_freq == 0 (deepseek_v2.py)
+    if freq not in (None, 1):
+        notes.append(f"moe_layer_freq {freq} approximated as every layer being MoE")
     dense_only = cfg.get("mlp_only_layers") or []
+    if not isinstance(dense_only, list) or not all(
+        isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in dense_only
+    ):
+        raise ConfigError(
+            f"{show_value(dense_only)} is not a list of layer indices",
+            file=file,
+            field=where + "mlp_only_layers",
+            expected="a list of integers >= 0",
+        )
     if dense_only:
-        if list(dense_only) == list(range(len(dense_only))):
+        if dense_only == list(range(len(dense_only))):
             moe["first_dense_layers"] = len(dense_only)
         else:
             notes.append(

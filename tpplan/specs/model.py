@@ -15,8 +15,25 @@ from .base import Frozen, Name
 Dim = Annotated[int, Field(ge=1, le=1_048_576)]
 Count = Annotated[int, Field(ge=1, le=100_000)]
 WeightDtype = Literal["bf16", "fp16", "fp32", "fp8"]
+ActivationDtype = Literal["bf16", "fp16"]
 
 DTYPE_BYTES: dict[str, float] = {"fp32": 4, "bf16": 2, "fp16": 2, "fp8": 1}
+
+
+def compute_dtype(weight_dtype: str, activation_dtype: str = "bf16") -> str:
+    """The dtype activations (and an `auto` KV cache) are in. FP8 weights are a quantization: vLLM
+    still computes in the model dtype (--dtype auto = the checkpoint's torch_dtype), so fp8 → bf16
+    unless the checkpoint is fp16; bf16/fp16/fp32 weights compute in their own dtype."""
+    return activation_dtype if weight_dtype == "fp8" else weight_dtype
+
+
+def resolve_kv_dtype(kv_cache_dtype: str, weight_dtype: str, activation_dtype: str = "bf16") -> str:
+    """The KV-cache dtype a `--kv-cache-dtype` choice means. `auto` is the model's compute dtype, not
+    the weights' (reference engines/README.md §4.5, "auto means the model dtype"; vLLM's
+    kv_cache_dtype_str_to_dtype returns model_config.dtype for auto, and SGLang's ModelRunner sets
+    kv_cache_dtype = self.dtype unless the checkpoint itself declares an FP8 KV cache), so an FP8
+    checkpoint keeps a bf16 cache unless fp8 is asked for."""
+    return compute_dtype(weight_dtype, activation_dtype) if kv_cache_dtype == "auto" else kv_cache_dtype
 
 
 class MoESpec(Frozen):
@@ -89,10 +106,23 @@ class ModelSpec(Frozen):
         None, description="attention window of windowed layers, if any (KV estimates are then an upper bound)"
     )
     dtype: WeightDtype = Field("bf16", description="dtype the weights are stored and served in")
+    activation_dtype: ActivationDtype = Field(
+        "bf16",
+        description="dtype fp8 weights compute in and an `auto` KV cache is kept in: the checkpoint's "
+        "torch_dtype (vLLM --dtype auto); fp16 by default for fp16 weights. Other weights compute in their own dtype",
+    )
     moe: MoESpec | None = Field(None, description="mixture-of-experts FFN, if any")
     mla: MLASpec | None = Field(None, description="multi-head latent attention, if used")
     source: str = Field("", description="where these numbers came from")
     notes: tuple[str, ...] = Field((), strict=False, description="warnings raised while reading the spec")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fp16_computes_in_fp16(cls, data: object) -> object:
+        """An fp16 checkpoint computes in fp16 even when served with fp8 weights (vLLM --dtype auto)."""
+        if isinstance(data, dict) and data.get("dtype") == "fp16" and "activation_dtype" not in data:
+            return {**data, "activation_dtype": "fp16"}
+        return data
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelSpec:
@@ -115,6 +145,11 @@ class ModelSpec(Frozen):
     @property
     def dtype_bytes(self) -> float:
         return DTYPE_BYTES[self.dtype]
+
+    @property
+    def compute_dtype(self) -> str:
+        """What the engine computes in: the activation dtype for fp8 weights, else the weight dtype."""
+        return compute_dtype(self.dtype, self.activation_dtype)
 
     @property
     def q_width(self) -> int:

@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from .base import Frozen
+from .model import resolve_kv_dtype
 
 Tokens = Annotated[int, Field(ge=1, le=100_000_000)]
 Millis = Annotated[float, Field(gt=0, le=3_600_000)]
@@ -22,14 +23,17 @@ class Workload(Frozen):
     )
     dtype: Literal["bf16", "fp16", "fp8"] = Field("bf16", description="weight / compute dtype")
     kv_cache_dtype: Literal["auto", "bf16", "fp16", "fp8"] = Field(
-        "auto", description="KV-cache dtype; auto means the weight dtype"
+        "auto",
+        description="KV-cache dtype; auto means the compute dtype as in vLLM (bf16 for fp8 weights, not fp8)",
     )
     slo_ttft_ms: Millis | None = Field(None, description="limit on mean time to first token")
     slo_tpot_ms: Millis | None = Field(None, description="limit on mean time per output token")
 
     @property
     def kv_dtype(self) -> str:
-        return self.dtype if self.kv_cache_dtype == "auto" else self.kv_cache_dtype
+        """The resolved KV dtype. A Workload does not know the checkpoint, so fp8 weights under auto
+        get bf16; callers that know an fp16 checkpoint pass its KV dtype explicitly."""
+        return resolve_kv_dtype(self.kv_cache_dtype, self.dtype)
 
     @property
     def sequence_tokens(self) -> int:

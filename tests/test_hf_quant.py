@@ -1,0 +1,146 @@
+"""Quantized HF checkpoints and the `auto` KV-cache dtype, as vLLM reads them.
+
+vLLM reads `quantization_config.quant_method` for the weights and keeps an `auto` KV cache in the
+model's compute dtype (reference engines/README.md §4.5), so an FP8 checkpoint has a bf16 cache.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.cli_helpers import run
+from tpplan import io, memory
+from tpplan.candidates import judge
+from tpplan.errors import ConfigError
+from tpplan.records import Layout
+from tpplan.search.space import dtype_pairs
+from tpplan.specs import Workload, resolve_kv_dtype
+
+DSV3 = {
+    "architectures": ["DeepseekV3ForCausalLM"],
+    "model_type": "deepseek_v3",
+    "hidden_size": 7168,
+    "intermediate_size": 18432,
+    "moe_intermediate_size": 2048,
+    "n_routed_experts": 256,
+    "n_shared_experts": 1,
+    "num_experts_per_tok": 8,
+    "num_hidden_layers": 61,
+    "num_attention_heads": 128,
+    "num_key_value_heads": 128,
+    "kv_lora_rank": 512,
+    "q_lora_rank": 1536,
+    "qk_nope_head_dim": 128,
+    "qk_rope_head_dim": 64,
+    "v_head_dim": 128,
+    "vocab_size": 129280,
+    "first_k_dense_replace": 3,
+    "max_position_embeddings": 163840,
+    "tie_word_embeddings": False,
+    "torch_dtype": "bfloat16",
+    # As DeepSeek-V3's config.json ships it.
+    "quantization_config": {
+        "activation_scheme": "dynamic",
+        "fmt": "e4m3",
+        "quant_method": "fp8",
+        "weight_block_size": [128, 128],
+    },
+}
+
+
+def _write(tmp_path, cfg, name="config.json"):
+    p = tmp_path / name
+    p.write_text(json.dumps(cfg))
+    return p
+
+
+def test_fp8_checkpoint_is_planned_with_fp8_weights(tmp_path):
+    m = io.load_model(_write(tmp_path, DSV3))
+    assert (m.dtype, m.activation_dtype, m.compute_dtype) == ("fp8", "bf16", "bf16")
+    assert any("quant_method fp8" in n for n in m.notes)
+
+
+def test_fp8_deepseek_v3_fits_eight_h200(capsys, tmp_path):
+    """vLLM serves DeepSeek-V3 FP8 at TP=8 on 8×H200: ~79 GiB of weights per GPU, not 158."""
+    rc, out, err = run(
+        capsys, "candidates", _write(tmp_path, DSV3), "--profile", "hgx-h200", "--tp", "8", "--json"
+    )
+    assert rc == 0, err
+    (c,) = json.loads(out)
+    assert c["fits"], c
+    assert 75 < c["weights_gib_per_gpu"] < 85, c["weights_gib_per_gpu"]
+
+
+@pytest.mark.parametrize("method", ["awq", "gptq", "mxfp4", "compressed-tensors", "bitsandbytes"])
+def test_quantizations_tpplan_cannot_size_are_refused(tmp_path, method):
+    cfg = {**DSV3, "quantization_config": {"quant_method": method, "bits": 4}}
+    with pytest.raises(ConfigError) as e:
+        io.load_model(_write(tmp_path, cfg))
+    text = str(e.value)
+    assert "quantization_config.quant_method" in text and repr(method) in text and "fp8" in text
+
+
+def test_quantization_config_must_be_a_mapping(tmp_path):
+    with pytest.raises(ConfigError, match="quantization_config: 'fp8' is not a mapping"):
+        io.load_model(_write(tmp_path, {**DSV3, "quantization_config": "fp8"}))
+
+
+@pytest.mark.parametrize("dtype", ["int4", "float8_e4m3fn", 16])
+def test_unknown_torch_dtype_is_refused_not_planned_as_bf16(tmp_path, dtype):
+    with pytest.raises(ConfigError) as e:
+        io.load_model(_write(tmp_path, {**DSV3, "torch_dtype": dtype, "quantization_config": None}))
+    assert "torch_dtype" in str(e.value) and repr(dtype) in str(e.value) and "bfloat16" in str(e.value)
+
+
+def test_fp16_checkpoint_keeps_fp16_activations_under_fp8_weights(tmp_path):
+    cfg = {**DSV3, "torch_dtype": "float16"}
+    m = io.load_model(_write(tmp_path, cfg))
+    assert (m.dtype, m.compute_dtype) == ("fp8", "fp16")
+    assert resolve_kv_dtype("auto", m.dtype, m.activation_dtype) == "fp16"
+
+
+def test_every_reference_config_reads_its_dtypes(reference):
+    """None of the reference configs carries quantization_config (gpt-oss's mxfp4 block is stripped
+    there), so each plans in its torch_dtype; float32 (OLMo-2) is served as bf16."""
+    for path in sorted((reference / "models" / "hf_configs").glob("*.json")):
+        raw = json.loads(path.read_text())
+        m = io.load_model(path)
+        want = {"float16": "fp16"}.get(raw.get("torch_dtype"), "bf16")
+        assert (m.dtype, m.activation_dtype) == (want, want), path.name
+
+
+# ---- KV cache dtype `auto` --------------------------------------------------------------
+def test_auto_kv_cache_follows_activations_not_fp8_weights():
+    """Llama-3.1-70B with fp8 weights: `auto` keeps the bf16 cache (40,960 B/token at TP=8,
+    reference §4.5); only an explicit fp8 cache halves it."""
+    m = io.load_model("llama-3.1-70b").model_copy(update={"dtype": "fp8"})
+    bf16 = memory.kv_bytes_per_token(m, 8, 80, "bf16")
+    assert bf16 == 40_960
+    auto = Workload(input_tokens=1, output_tokens=1, dtype="fp8", kv_cache_dtype="auto").kv_dtype
+    assert memory.kv_bytes_per_token(m, 8, 80, auto) == bf16
+    fp8 = Workload(input_tokens=1, output_tokens=1, dtype="fp8", kv_cache_dtype="fp8").kv_dtype
+    assert memory.kv_bytes_per_token(m, 8, 80, fp8) == bf16 / 2
+
+
+def test_judge_auto_kv_matches_an_explicit_bf16_cache():
+    m = io.load_model("llama-3.1-70b").model_copy(update={"dtype": "fp8"})
+    profile = io.load_profile("dgx-h100")
+    lay = Layout(tp=8, pp=1, replicas=1)
+    auto = judge(m, profile, lay, "vllm", 8)
+    bf16 = judge(m, profile, lay, "vllm", 8, kv_dtype="bf16")
+    fp8 = judge(m, profile, lay, "vllm", 8, kv_dtype="fp8")
+    assert auto.kv_cache_tokens == bf16.kv_cache_tokens
+    assert fp8.kv_cache_tokens in (2 * auto.kv_cache_tokens, 2 * auto.kv_cache_tokens + 1)
+
+
+def test_search_auto_pairs_fp8_weights_with_the_activation_cache():
+    assert dtype_pairs(["fp8"], ["auto"], True, "vllm") == (("fp8", "bf16"),)
+    assert dtype_pairs(["fp8"], ["auto"], True, "vllm", "fp16") == (("fp8", "fp16"),)
+    assert dtype_pairs(["fp8", "bf16"], ["auto", "fp8"], True, "vllm") == (
+        ("fp8", "bf16"),
+        ("fp8", "fp8"),
+        ("bf16", "bf16"),
+        ("bf16", "fp8"),
+    )
