@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from tests.hf_configs import DSV3
 from tpplan import io
 from tpplan.errors import ConfigError
 from tpplan.specs.hf import resolve_kv_heads
@@ -111,29 +112,7 @@ def test_opt_config(tmp_path):
 
 
 def test_deepseek_mla_and_moe(tmp_path):
-    cfg = {
-        "architectures": ["DeepseekV3ForCausalLM"],
-        "model_type": "deepseek_v3",
-        "hidden_size": 7168,
-        "intermediate_size": 18432,
-        "moe_intermediate_size": 2048,
-        "n_routed_experts": 256,
-        "n_shared_experts": 1,
-        "num_experts_per_tok": 8,
-        "num_hidden_layers": 61,
-        "num_attention_heads": 128,
-        "num_key_value_heads": 128,
-        "kv_lora_rank": 512,
-        "q_lora_rank": 1536,
-        "qk_nope_head_dim": 128,
-        "qk_rope_head_dim": 64,
-        "v_head_dim": 128,
-        "vocab_size": 129280,
-        "first_k_dense_replace": 3,
-        "moe_layer_freq": 1,
-        "max_position_embeddings": 163840,
-        "tie_word_embeddings": False,
-    }
+    cfg = {k: v for k, v in DSV3.items() if k != "quantization_config"}
     m = _hf(tmp_path, "dsv3", cfg)
     assert m.mla.cache_width == 576 and m.head_dim == 192
     assert m.moe.first_dense_layers == 3 and m.num_moe_layers == 58 and m.has_dense_mlp
