@@ -31,3 +31,15 @@ DSV3 = {
         "weight_block_size": [128, 128],
     },
 }
+
+
+# An architecture no engine registers (tpplan plans it with a warning).
+FOO = {
+    "architectures": ["FooForCausalLM"],
+    "model_type": "foo",
+    "hidden_size": 1024,
+    "num_attention_heads": 16,
+    "num_hidden_layers": 8,
+    "intermediate_size": 4096,
+    "vocab_size": 32000,
+}

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 from tests.cli_helpers import run
+from tests.hf_configs import FOO
 
 CANDIDATE_KEYS = {
     "tp",
@@ -103,15 +104,7 @@ def test_profile_path_and_hf_config_path(capsys, reference, repo):
 
 
 def test_unknown_architecture_warns_and_is_unsupported_for_vllm(capsys, tmp_path):
-    cfg = {
-        "architectures": ["FooForCausalLM"],
-        "model_type": "foo",
-        "hidden_size": 1024,
-        "num_attention_heads": 16,
-        "num_hidden_layers": 8,
-        "intermediate_size": 4096,
-        "vocab_size": 32000,
-    }
+    cfg = dict(FOO)
     p = tmp_path / "config.json"
     p.write_text(json.dumps(cfg))
     rc, out, err = run(capsys, "candidates", p, "--profile", "dgx-h100", "--tp", "2", "--pp", "1")

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from tests.hf_configs import DSV3
+from tests.hf_configs import DSV3, FOO
 from tpplan import io
 from tpplan.errors import ConfigError
 from tpplan.specs.hf import resolve_kv_heads
@@ -120,15 +120,7 @@ def test_deepseek_mla_and_moe(tmp_path):
 
 
 def test_unknown_architecture_is_planned_with_a_warning(tmp_path):
-    cfg = {
-        "architectures": ["FooForCausalLM"],
-        "model_type": "foo",
-        "hidden_size": 1024,
-        "num_attention_heads": 16,
-        "num_hidden_layers": 8,
-        "intermediate_size": 4096,
-        "vocab_size": 32000,
-    }
+    cfg = dict(FOO)
     m = _hf(tmp_path, "foo", cfg)
     assert m.architecture == "FooForCausalLM" and m.num_kv_heads == 16
     assert any("not one tpplan knows" in n for n in m.notes)

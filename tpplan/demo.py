@@ -150,13 +150,19 @@ def step_search(out: Path, echo: Echo) -> None:
     echo(f"  -> {result.plan} (study {result.study} in {result.storage}; optuna-dashboard opens it)")
 
 
+def first_node_block(script: str) -> list[str]:
+    """The `# ---- node 0` comment of an emitted script and the command lines under it."""
+    lines = script.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("# ---- node"))
+    end = next((i for i in range(start + 1, len(lines)) if not lines[i].strip()), len(lines))
+    return lines[start:end]
+
+
 def step_emit(out: Path, echo: Echo) -> None:
     script = out / "launch-vllm.sh"
     launch, text = api.emit_plan(out / "plan.yaml", "vllm", "cli", script)
     echo(f"  {len(launch.processes)} vllm serve process(es) on {launch.nodes} node(s); node 0:")
-    lines = text.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith("# ---- node"))
-    for line in lines[start : lines.index("", start) if "" in lines[start:] else len(lines)]:
+    for line in first_node_block(text):
         echo("    " + line)
     echo(
         f"  -> {script} (every process; `tpplan emit {out / 'plan.yaml'} --engine sglang|megatron` for the others)"
@@ -188,10 +194,8 @@ def closing(out: Path, echo: Echo) -> None:
     """The answer last: the plan in one line, where the report is, and the command that launches it."""
     plan = io.load_plan(out / "plan.yaml")
     e = plan.estimate
-    lines = (out / "launch-vllm.sh").read_text().splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith("# ---- node"))
-    end = next((i for i in range(start + 1, len(lines)) if not lines[i].strip()), len(lines))
-    command = " ".join(line.strip().removesuffix("\\").strip() for line in lines[start + 1 : end])
+    _, *command_lines = first_node_block((out / "launch-vllm.sh").read_text())
+    command = " ".join(line.strip().removesuffix("\\").strip() for line in command_lines)
     echo(
         f"\nPlan: {plan.model.name} as {plan.layout.label()} on {plan.layout.gpus} x {plan.profile.gpu.name} ({plan.profile.name})"
     )
