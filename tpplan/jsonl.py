@@ -62,7 +62,9 @@ def read_jsonl(
     return out
 
 
-def _bad_line(e: json.JSONDecodeError | ValidationError, path: Path, n: int, cls: type, writer: str) -> ConfigError:
+def _bad_line(
+    e: json.JSONDecodeError | ValidationError, path: Path, n: int, cls: type, writer: str
+) -> ConfigError:
     if isinstance(e, json.JSONDecodeError):
         return ConfigError(
             f"line {n} is not JSON ({e.msg})",

@@ -49,7 +49,9 @@ def _num(d: dict, *keys: str) -> float:
     for k in keys:
         if isinstance(d.get(k), int | float):
             return float(d[k])
-    raise ConfigError("lacks a field the bench needs", field=keys[0], expected="the engine client's result JSON")
+    raise ConfigError(
+        "lacks a field the bench needs", field=keys[0], expected="the engine client's result JSON"
+    )
 
 
 def parse_result(path: Path, usd_per_hour: float) -> BenchMetrics:

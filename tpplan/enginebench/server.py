@@ -8,6 +8,7 @@ an engine that will not start is a measurement too.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -126,10 +127,8 @@ class Server:
                     break
                 if _group_gone(pgid, wait_s, self.proc):
                     break
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                pass
         if self._log is not None:
             self._log.close()
             self._log = None
