@@ -18,7 +18,13 @@ from tpplan.jsonl import AppendFile, read_jsonl
 from tpplan.records import BenchPredicted, BenchRecord, Layout
 
 FAKE = Path(__file__).parent / "fakes" / "fake_vllm.py"
-COMMON = {"profile": "cpu-local", "model": "tiny", "model_spec": "model.yaml", "dtype": "bf16"}
+COMMON = {
+    "profile": "cpu-local",
+    "model": "tiny",
+    "model_spec": "model.yaml",
+    "dtype": "bf16",
+    "max_num_seqs": 4,
+}
 pytestmark = pytest.mark.slow
 
 

@@ -154,6 +154,7 @@ def bench(
         "model": plan.model.name,
         "model_spec": MODEL_SPEC,
         "dtype": plan.dtype,
+        "max_num_seqs": plan.max_num_seqs,
     }
     settings = enginebench.Settings(
         isl, osl, tuple(concurrency), start_timeout_s=start_timeout_s, client_timeout_s=client_timeout_s

@@ -256,6 +256,8 @@ def _serving_cases(profile: HardwareProfile, src, models: dict[str, str], label:
             deps[key] = _deployment(model, profile, layout, p.engine, p.dtype, p.isl + p.osl)
         d = deps[key]
         cfg = _engine_config(p.engine, model, profile, p.tp, p.pp)
+        if p.max_num_seqs:  # the server ran with this cap (a bench records it): queueing above it
+            cfg = dataclasses.replace(cfg, max_num_seqs=p.max_num_seqs, source=f"{cfg.source}; as benched")
         cases.append(
             costmodel.serving_case(p, model, cfg, d.kv_tokens, d.layers_per_stage, d.tp_fabric, d.pp_fabric)
         )

@@ -73,6 +73,7 @@ class ServingPoint:
     ttft_ms: float
     tpot_ms: float
     spec_path: str = ""  # a model spec file to load (bench.jsonl names one); "": look `model` up
+    max_num_seqs: int | None = None  # the server's sequence cap when recorded (bench.jsonl); None: default
 
 
 @dataclass
@@ -304,6 +305,7 @@ def parse_bench(text: str, path: Path) -> Parsed:
                 ttft_ms=float(m["ttft_ms_mean"]),
                 tpot_ms=float(m["tpot_ms_mean"]),
                 spec_path=str(path.parent / rec["model_spec"]),
+                max_num_seqs=int(rec["max_num_seqs"]),
             )
             devices.add(str(rec["device"]))
         except json.JSONDecodeError:

@@ -60,6 +60,7 @@ class BenchRecord(Frozen):
     pp: int
     replicas: int
     dtype: str
+    max_num_seqs: int = Field(description="the server's --max-num-seqs (the plan's): C above it queues")
     isl: int
     osl: int
     concurrency: int
