@@ -3,9 +3,12 @@ slow start, crash, refused flag, port in use, hang, death mid-run, no orphans, -
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import socket
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -164,6 +167,31 @@ def test_resume_runs_only_what_is_missing_and_survives_a_cut_line(tmp_path, bin_
     assert [r.concurrency for r in read_jsonl(path, BenchRecord, "tpplan bench")] == [1, 2]
     written, msgs = _run(tmp_path, bin_dir, monkeypatch, conc=(1, 2), resume=True)
     assert written == [] and "already measured" in msgs[0]
+
+
+def test_kill_9_of_the_bench_takes_its_server_down(tmp_path, bin_dir, monkeypatch):
+    """The bench killed by SIGKILL cannot stop its server; the server still goes (PR_SET_PDEATHSIG)."""
+    port = enginebench.free_port()
+    script = (
+        "import os, sys, time; from pathlib import Path; from tpplan.enginebench import Server\n"
+        f"s = Server('vllm serve m --port {port}', dict(os.environ, PATH='{bin_dir}:' + os.environ['PATH']),"
+        f" {port}, Path('{tmp_path}/log'))\n"
+        "s.start(); print(s.wait_healthy(20), flush=True); time.sleep(60)\n"
+    )
+    monkeypatch.setenv("FAKE_VLLM_PIDS", str(tmp_path / "pids"))
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert "ok" in proc.stdout.readline()
+    proc.kill()
+    proc.wait()
+    pids = [int(p) for p in (tmp_path / "pids").read_text().split()]
+    deadline = time.monotonic() + 10
+    while _alive(pids[0]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(pids[0]), "the server outlived the bench killed by SIGKILL"
+    with contextlib.suppress(
+        ProcessLookupError
+    ):  # the fake's worker (vLLM's own shut down with their server)
+        os.kill(pids[1], signal.SIGKILL)
 
 
 def test_client_result_parsing_names_a_missing_field(tmp_path):

@@ -30,6 +30,7 @@ def cli() -> None:
       tpplan calibrate SOURCE --profile P --out P.yaml  fit the cost model to measurements
       tpplan search MODEL --profile dgx-h100 ...        most tokens/$ within the SLOs (Optuna) -> plan.yaml
       tpplan emit PLAN --engine vllm                    the plan's launch commands (vllm, megatron, sglang)
+      tpplan bench PLAN --out DIR                       run the plan on the real engine, measured vs predicted
       tpplan report RUN_DIR --format html               figures and a Verdict of a run (sweep, search, plan)
 
     MODEL is a tpplan model.yaml, a Hugging Face config.json, or a bundled name

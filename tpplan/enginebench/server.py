@@ -9,6 +9,7 @@ an engine that will not start is a measurement too.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import re
 import signal
@@ -89,6 +90,7 @@ class Server:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group: killpg reaches every worker it forks
+            preexec_fn=_die_with_parent,
         )
 
     def alive(self) -> bool:
@@ -135,6 +137,13 @@ class Server:
         deadline = time.monotonic() + 10
         while not port_free(self.port) and time.monotonic() < deadline:
             time.sleep(0.2)
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM it when the bench dies, even by kill -9 (Linux
+    PR_SET_PDEATHSIG, kept across exec), so no server outlives the bench that started it."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
 
 
 def _group_gone(pgid: int, wait_s: float, leader: subprocess.Popen) -> bool:
