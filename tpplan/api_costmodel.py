@@ -164,11 +164,15 @@ def calibrate(
     models: dict[str, str] | None = None,
     sweep_model: Ref | None = None,
     dtype: str | None = None,
+    allow_other_device: bool = False,
 ) -> tuple[Calibration, HardwareProfile]:
     """Fit the profile's efficiency parameters to each source (collectives first, then steps, then
-    serving, which uses the collectives); write the calibrated profile to `out` if given."""
+    serving, which uses the collectives); write the calibrated profile to `out` if given. A source
+    measured on another device kind (a CPU bench, a GPU profile) is refused unless allowed."""
     profile = profile_ref if isinstance(profile_ref, HardwareProfile) else load_profile(profile_ref)
     parsed = [(str(ref), costmodel.read_source(Path(ref))) for ref in source_refs]
+    for _, src in parsed:
+        costmodel.check_device(src, profile.name, profile.backend, allow_other_device)
     rank = {costmodel.NCCL_TESTS: 0, costmodel.SWEEP: 1, costmodel.SERVING: 2}
     fits = []
     for label, src in sorted(parsed, key=lambda p: rank[p[1].kind]):
@@ -242,7 +246,9 @@ def _serving_cases(profile: HardwareProfile, src, models: dict[str, str], label:
     cases, specs, deps = [], {}, {}
     for p in src.points:
         if p.model not in specs:
-            specs[p.model] = load_model(models.get(p.model) or _bundled_model_for(p.model, label))
+            specs[p.model] = load_model(
+                models.get(p.model) or p.spec_path or _bundled_model_for(p.model, label)
+            )
         model = specs[p.model].model_copy(update={"dtype": p.dtype})
         layout = io.validate(Layout, {"tp": p.tp, "pp": p.pp}, label, prefix=f"line {p.line}: ")
         key = (p.model, p.tp, p.pp, p.engine, p.dtype)
@@ -250,6 +256,8 @@ def _serving_cases(profile: HardwareProfile, src, models: dict[str, str], label:
             deps[key] = _deployment(model, profile, layout, p.engine, p.dtype, p.isl + p.osl)
         d = deps[key]
         cfg = _engine_config(p.engine, model, profile, p.tp, p.pp)
+        if p.max_num_seqs:  # the server ran with this cap (a bench records it): queueing above it
+            cfg = dataclasses.replace(cfg, max_num_seqs=p.max_num_seqs, source=f"{cfg.source}; as benched")
         cases.append(
             costmodel.serving_case(p, model, cfg, d.kv_tokens, d.layers_per_stage, d.tp_fabric, d.pp_fabric)
         )

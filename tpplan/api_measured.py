@@ -13,7 +13,10 @@ from .errors import ConfigError
 from .records import ServeEstimate
 from .specs import HardwareProfile, ModelSpec
 
-SOURCES = "a calibrated profile YAML, a sweep run dir or results.jsonl, nccl-tests output, or a serving CSV"
+SOURCES = (
+    "a calibrated profile YAML, a sweep run dir or results.jsonl, a bench dir or bench.jsonl, nccl-tests "
+    "output, or a serving CSV"
+)
 
 
 @dataclass
@@ -63,10 +66,11 @@ def apply_calibration(
                 "no such file or directory", file=str(path), field="--calibration", expected=SOURCES
             )
         if path.is_dir():
-            path = path / "results.jsonl"
+            found = [path / n for n in ("results.jsonl", "bench.jsonl") if (path / n).is_file()]
+            path = found[0] if found else path / "results.jsonl"
             if not path.is_file():
                 raise ConfigError(
-                    "has no results.jsonl",
+                    "has no results.jsonl or bench.jsonl",
                     file=str(path.parent),
                     field="--calibration",
                     expected=SOURCES,

@@ -16,11 +16,13 @@ from pathlib import Path
 from . import api, io
 from . import candidates as candidates_stage
 from .errors import ConfigError, TpplanError
-from .records import Candidate, Layout, Report, ServeEstimate
+from .jsonl import read_jsonl
+from .records import BenchRecord, Candidate, Layout, Report, ServeEstimate
 
 EXPECTED = (
     "a run directory of `tpplan demo`, `tpplan sweep --out DIR` or `tpplan search --out DIR` "
-    "(results.jsonl, sweep/results.jsonl, study.db, plan.yaml, candidates.json, estimates.json, profile.yaml)"
+    "(results.jsonl, sweep/results.jsonl, study.db, plan.yaml, candidates.json, estimates.json, profile.yaml, "
+    "bench.jsonl, bench/bench.jsonl)"
 )
 MODEL_POINTS = 25  # points of each all-reduce model line, log-spaced over the measured sizes ×1/16..×16
 
@@ -74,6 +76,7 @@ def read_run(run_dir: Path, sweep_profile: str | None = None):
         "candidates": _find(run_dir, "candidates.json"),
         "estimates": _find(run_dir, "estimates.json"),
         "profile": _find(run_dir, "profile.yaml"),
+        "bench": _find(run_dir, "bench.jsonl", "bench/bench.jsonl"),
     }
     if not any(parts.values()):
         raise ConfigError("holds nothing tpplan wrote", file=str(run_dir), expected=EXPECTED)
@@ -88,6 +91,10 @@ def read_run(run_dir: Path, sweep_profile: str | None = None):
     data.estimates = _read(data, parts["estimates"], lambda p: _records(p, ServeEstimate)) or []
     data.detected = _read(data, parts["profile"], api.load_profile)
     data.study = _read(data, parts["study"], lambda p: _study(p, data))
+    data.bench = (
+        _read(data, parts["bench"], lambda p: read_jsonl(p, BenchRecord, "tpplan bench", skipped=data.notes))
+        or []
+    )
     if parts["study"] is None and data.plan is None:
         data.missing.append(
             f"no search in this run: run `tpplan search MODEL --profile PROFILE --isl N --osl N "

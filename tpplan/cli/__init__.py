@@ -10,7 +10,7 @@ from .. import __version__
 from .common import TpplanGroup
 
 # Each module defines click commands and a `COMMANDS` list; order is the order in --help.
-COMMAND_MODULES = ("detect", "plan", "sweep", "estimate", "search", "emit", "report", "demo")
+COMMAND_MODULES = ("detect", "plan", "sweep", "estimate", "search", "emit", "bench", "report", "demo")
 
 
 @click.group(
@@ -30,6 +30,7 @@ def cli() -> None:
       tpplan calibrate SOURCE --profile P --out P.yaml  fit the cost model to measurements
       tpplan search MODEL --profile dgx-h100 ...        most tokens/$ within the SLOs (Optuna) -> plan.yaml
       tpplan emit PLAN --engine vllm                    the plan's launch commands (vllm, megatron, sglang)
+      tpplan bench PLAN --out DIR                       run the plan on the real engine, measured vs predicted
       tpplan report RUN_DIR --format html               figures and a Verdict of a run (sweep, search, plan)
 
     MODEL is a tpplan model.yaml, a Hugging Face config.json, or a bundled name

@@ -258,6 +258,9 @@ def serve(
 @click.option(
     "--dtype", type=click.Choice(["bf16", "fp16", "fp32", "fp8"]), help="Fit a sweep's lines of this dtype."
 )
+@click.option(
+    "--allow-other-device", is_flag=True, help="Fit a bench measured on CPU to a GPU profile (or back)."
+)
 @json_option
 def calibrate(
     sources: tuple[str, ...],
@@ -266,18 +269,20 @@ def calibrate(
     model_map: tuple[str, ...],
     sweep_model: str | None,
     dtype: str | None,
+    allow_other_device: bool,
     as_json: bool,
 ) -> None:
     """Fit a profile's efficiency parameters to measurements and report the fit error per source.
 
-    SOURCE is any of: a sweep's results.jsonl, the text output of nccl-tests all_reduce_perf, or measured
-    serving points (CSV columns backend, model_path, isl, osl, batch_size, tp_size, silicon_ttft_ms,
+    SOURCE is any of: a sweep's results.jsonl, the text output of nccl-tests all_reduce_perf, a
+    `tpplan bench` bench.jsonl, or measured serving points (CSV columns backend, model_path, isl, osl, batch_size, tp_size, silicon_ttft_ms,
     silicon_tpot_ms). The written profile's fitted numbers say `basis: fitted` and what they came from.
 
     \b
     Examples:
       tpplan calibrate runs/sweep/results.jsonl --profile cpu-local --out cpu-calibrated.yaml
       tpplan calibrate all_reduce_perf.txt --profile dgx-a100-80g --out my-a100.yaml
+      tpplan calibrate runs/tiny/bench/bench.jsonl --profile cpu-local --out cpu-cal.yaml
       tpplan calibrate serving.csv --profile dgx-h100 --model Qwen/Qwen3-32B=qwen3-32b --out h100.yaml --json
     """
     from .. import api
@@ -290,7 +295,7 @@ def calibrate(
                 f"{item!r} is not NAME=SPEC", field="--model", expected="e.g. Qwen/Qwen3-32B=qwen3-32b"
             )
         models[name] = spec
-    cal, _ = api.calibrate(list(sources), profile, out, models, sweep_model, dtype)
+    cal, _ = api.calibrate(list(sources), profile, out, models, sweep_model, dtype, allow_other_device)
     if as_json:
         echo_json(cal.model_dump(mode="json"))
         return

@@ -66,7 +66,7 @@ def _dtype_list(flag: str, text: str | None, allowed: tuple[str, ...]) -> list[s
     "--calibration",
     multiple=True,
     metavar="[PROFILE=]FILE",
-    help="Measurements to use: a calibrated profile YAML, a sweep run dir or results.jsonl, nccl-tests "
+    help="Measurements to use: a calibrated profile YAML, a sweep run dir or results.jsonl, a bench dir, nccl-tests "
     "output or a serving CSV (measured TTFT/TPOT replace estimates where they match). Repeatable.",
 )
 @click.option("--pareto", is_flag=True, help="NSGA-II over tokens/USD, TPOT and TTFT; show the Pareto front.")

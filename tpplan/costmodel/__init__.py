@@ -21,7 +21,7 @@ from .estimate import Deployment, estimate_allreduce, estimate_serve
 from .params import Params
 from .profile_fit import fit_allreduce, with_allreduce
 from .serving import EngineConfig
-from .sources import NCCL_TESTS, SERVING, SWEEP, read_source
+from .sources import NCCL_TESTS, SERVING, SWEEP, check_device, read_source
 
 __all__ = [
     "CALIBRATION_ENGINES",
@@ -39,6 +39,7 @@ __all__ = [
     "estimate_serve",
     "fit_allreduce",
     "fitted_parameters",
+    "check_device",
     "read_source",
     "serving_case",
     "sweep_case",

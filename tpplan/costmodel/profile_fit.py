@@ -28,6 +28,10 @@ FULL_CURVE_MIN_SIZES = 5  # more sizes than the 4 parameters: the error then say
 SWEEP_ENGINE = "tpplan-sweep"  # the sweep harness's own per-step cost, kept apart from serving engines
 MAX_PEAK_OVER_MEASURED = 1.15  # a busbw plateau is what large messages show, not far beyond it
 MAX_PEAK_OVER_MEASURED_FEW = 10.0  # with one or two sizes the bandwidth term is barely constrained
+# A fraction above 1 raises the profile's peak (apply), but by at most this: beyond it the points only
+# say the term is negligible (a tiny model's compute on a real engine), not how fast the device is, and
+# an unbounded fit drifted to peaks no profile can hold (1e10 TFLOP/s).
+MAX_PEAK_RAISE = 100.0
 
 
 def _round(x: float, digits: int = 4) -> float:
@@ -180,7 +184,7 @@ def apply(
     for name, peak_field in (("gemm_fraction", "bf16_dense_tflops"), ("hbm_fraction", "hbm_gbps")):
         if (name, None) not in values:
             continue
-        v = values[(name, None)]
+        v = min(values[(name, None)], MAX_PEAK_RAISE)
         if v > 1.0:
             peak = getattr(profile.gpu, peak_field)
             why = f"raised to the throughput achieved ({v:.3g}x the profile's {peak.value:g}); {source}"

@@ -5,7 +5,9 @@
     lines that failed, timed out or were cut off by an interrupted sweep are skipped and counted;
 (b) the text output of nccl-tests `all_reduce_perf` (its standard table: size count type redop
     [root] time algbw busbw #wrong time algbw busbw #wrong, out-of-place then in-place);
-(c) measured serving points in the columns of reference/serving/silicon_calibration.csv.
+(c) measured serving points in the columns of reference/serving/silicon_calibration.csv;
+(d) a `tpplan bench` DIR/bench.jsonl (BenchRecord lines): read as serving points (c), the same fit;
+    faults are skipped and counted, and `device` says what the engine ran on (cpu or gpu).
 A file that is none of these, or lacks a column the format needs, is a ConfigError naming it.
 """
 
@@ -22,7 +24,7 @@ from typing import Any
 from ..errors import ConfigError
 from ..io import read_text
 
-SWEEP, NCCL_TESTS, SERVING = "sweep", "nccl-tests", "serving"
+SWEEP, NCCL_TESTS, SERVING, BENCH = "sweep", "nccl-tests", "serving", "bench"
 OK_STATUSES = ("ok", "measured", "success")
 SERVING_COLUMNS = (
     "backend",
@@ -70,6 +72,8 @@ class ServingPoint:
     pp: int
     ttft_ms: float
     tpot_ms: float
+    spec_path: str = ""  # a model spec file to load (bench.jsonl names one); "": look `model` up
+    max_num_seqs: int | None = None  # the server's sequence cap when recorded (bench.jsonl); None: default
 
 
 @dataclass
@@ -79,13 +83,14 @@ class Parsed:
     points: list = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     ranks: int = 0  # nccl-tests: ranks in the all-reduce
+    device: str = ""  # bench.jsonl: "cpu" or "gpu", what the engine ran on ("": not recorded)
 
 
 def sniff(path: Path, text: str) -> str:
     """Which of the three formats a file is, by content."""
     head = text.lstrip()[:4000]
     if head.startswith("{"):
-        return SWEEP
+        return BENCH if re.match(r'\{"kind":\s*"tpplan-bench"', head) else SWEEP
     if "all_reduce_perf" in head or re.search(r"#\s+size\s+count\s+type\s+redop", head):
         return NCCL_TESTS
     first = head.splitlines()[0] if head else ""
@@ -106,6 +111,8 @@ def read_source(path: Path, representative_only: bool = True) -> Parsed:
     kind = sniff(path, text)
     if kind == SWEEP:
         return parse_sweep(text, str(path), representative_only)
+    if kind == BENCH:
+        return parse_bench(text, path)
     return {NCCL_TESTS: parse_nccl_tests, SERVING: parse_serving}[kind](text, str(path))
 
 
@@ -266,3 +273,72 @@ def parse_serving(text: str, path: str) -> Parsed:
             continue
         out.points.append(point)
     return out
+
+
+# ---- (d) tpplan bench DIR/bench.jsonl -------------------------------------------------------------
+def parse_bench(text: str, path: Path) -> Parsed:
+    """Measured points as serving points (mean TTFT and TPOT, as the serving CSV and the cost model
+    mean them); the model spec is the bench's model.yaml beside the file."""
+    out = Parsed(SERVING, str(path))
+    devices = set()
+    for n, raw in enumerate(text.splitlines(), 1):
+        if not raw.strip():
+            continue
+        try:
+            rec = json.loads(raw)
+            if rec.get("status") != "ok":
+                out.skipped.append(
+                    f"line {n}: status {rec.get('status')!r} ({rec.get('reason') or 'no reason'})"
+                )
+                continue
+            m = rec["measured"]
+            point = ServingPoint(
+                line=n,
+                engine=str(rec["engine"]),
+                model=str(rec["model"]),
+                dtype=str(rec["dtype"]),
+                isl=int(rec["isl"]),
+                osl=int(rec["osl"]),
+                concurrency=int(rec["concurrency"]),
+                tp=int(rec["tp"]),
+                pp=int(rec["pp"]),
+                ttft_ms=float(m["ttft_ms_mean"]),
+                tpot_ms=float(m["tpot_ms_mean"]),
+                spec_path=str(path.parent / rec["model_spec"]),
+                max_num_seqs=int(rec["max_num_seqs"]),
+            )
+            devices.add(str(rec["device"]))
+        except json.JSONDecodeError:
+            out.skipped.append(f"line {n}: not valid JSON (an interrupted write?)")
+            continue
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            out.skipped.append(f"line {n}: missing or bad field {e}")
+            continue
+        if point.tpot_ms <= 0 or point.ttft_ms <= 0:
+            out.skipped.append(f"line {n}: non-positive TTFT or TPOT")
+            continue
+        out.points.append(point)
+    if len(devices) > 1:
+        raise ConfigError(
+            f"mixes devices ({', '.join(sorted(devices))})",
+            file=str(path),
+            expected="one device per bench file",
+        )
+    out.device = devices.pop() if devices else ""
+    return out
+
+
+def device_kind(backend: str) -> str:
+    """What a profile's devices are: gloo profiles are CPU ranks, nccl ones GPUs."""
+    return "cpu" if backend == "gloo" else "gpu"
+
+
+def check_device(parsed: Parsed, profile_name: str, backend: str, allow_other: bool) -> None:
+    """A measurement on one device kind never silently recalibrates a profile of another."""
+    kind = device_kind(backend)
+    if parsed.device and parsed.device != kind and not allow_other:
+        raise ConfigError(
+            f"was measured on {parsed.device} but profile {profile_name} is a {kind} profile",
+            file=parsed.path,
+            expected=f"a {parsed.device} profile (e.g. cpu-local), or --allow-other-device to fit it anyway",
+        )

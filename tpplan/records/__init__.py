@@ -3,6 +3,7 @@
 One module per stage that produces them; import them from here (`from tpplan.records import Plan`).
 """
 
+from .bench import BENCH_KIND, BenchMetrics, BenchPredicted, BenchRecord, BenchStatus
 from .costmodel import (
     AllReduceEstimate,
     Calibration,
@@ -29,6 +30,11 @@ from .sweep import (
 )
 
 __all__ = [
+    "BENCH_KIND",
+    "BenchMetrics",
+    "BenchPredicted",
+    "BenchRecord",
+    "BenchStatus",
     "AllReduceEstimate",
     "AllReduceStats",
     "Basis",

@@ -4,6 +4,7 @@
     figures_sweep.py    all-reduce vs the cost model, per-rank busy fraction, drift       (measured)
     figures_step.py     step-time breakdown, measured and modelled side by side
     figures_search.py   tokens/USD against TPOT: trials, Pareto front, SLO, winner         (searched)
+    figures_bench.py    predicted against measured on the real engine (`tpplan bench`)    (measured)
     figures_topology.py GPUs by NVLink domain, network ports, the plan's TP groups on them
     verdict.py          the Verdict and the failed cases in words; tables.py pandas CSV/Parquet
     render.py           Markdown + PNGs, or one HTML file with the PNGs inlined
@@ -18,7 +19,7 @@ from pathlib import Path
 
 from .. import io
 from ..records import Report
-from . import figures_search, figures_step, figures_sweep, figures_topology, tables, verdict
+from . import figures_bench, figures_search, figures_step, figures_sweep, figures_topology, tables, verdict
 from .data import RunData, StudyData, layout_label
 from .plot import png_bytes
 from .render import Block, html_page, markdown
@@ -31,6 +32,7 @@ FIGURES = (
     figures_step.breakdown,
     figures_sweep.drift,
     figures_search.pareto,
+    figures_bench.predicted_vs_measured,
     figures_topology.topology,
 )
 
@@ -65,7 +67,7 @@ def write_report(
             missing.append("no sweep results to export as CSV/Parquet")
         else:
             files += [str(p) for p in tables.write_tables(frame, out)]
-    lines = verdict.verdict(data)
+    lines = verdict.verdict(data) + figures_bench.winner_lines(data.bench)
     blocks = _blocks(data, lines, missing, drawn, frame)
     title = f"tpplan report: {data.run_dir}"
     for fmt in formats:
@@ -107,6 +109,16 @@ def _blocks(data: RunData, lines: list[str], missing: list[str], drawn, frame) -
                 "p",
                 "Measured on this machine by `tpplan sweep`; `tpplan report RUN_DIR --csv` exports "
                 "every column as sweep.csv and sweep.parquet.",
+            ),
+        ]
+    if data.bench:
+        headers, rows = figures_bench.table(data.bench)
+        blocks += [
+            Block("h2", f"Bench: predicted beside measured ({len(data.bench)} points)"),
+            Block("table", headers=tuple(headers), rows=tuple(tuple(r) for r in rows)),
+            Block(
+                "p",
+                "Measured by the engine's own client (`tpplan bench`); pred: tpplan's estimate of the point.",
             ),
         ]
     if data.plan is not None and data.plan.provenance:

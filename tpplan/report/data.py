@@ -5,7 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..records import AllReduceEstimate, Candidate, Measurement, Plan, ScoredConfig, ServeEstimate
+from ..records import (
+    AllReduceEstimate,
+    BenchRecord,
+    Candidate,
+    Measurement,
+    Plan,
+    ScoredConfig,
+    ServeEstimate,
+)
 from ..specs import HardwareProfile
 
 
@@ -39,6 +47,7 @@ class RunData:
     winner_groups: list[list[list[int]]] = field(default_factory=list)
     study: StudyData | None = None
     detected: HardwareProfile | None = None  # profile.yaml, as `tpplan detect` wrote it
+    bench: list[BenchRecord] = field(default_factory=list)  # bench.jsonl, as `tpplan bench` wrote it
     missing: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 

@@ -1,96 +1,28 @@
-"""DIR/results.jsonl: one `Measurement` per line, appended and flushed to disk as each case ends.
-
-Each line goes out in one `write` on an O_APPEND descriptor and is fsync'd, so a sweep killed at
-any moment leaves whole lines; a line cut by a crash mid-write is the only damage possible, and
-reading the file for `--resume` trims it.
-"""
+"""DIR/results.jsonl: one `Measurement` per line, appended and flushed to disk as each case ends
+(tpplan.jsonl: one fsync'd write per line, so a killed sweep leaves whole lines)."""
 
 from __future__ import annotations
 
-import json
-import os
-import sys
 from pathlib import Path
 
-from pydantic import ValidationError
-
-from ..errors import ConfigError
-from ..io import validation_error
+from ..jsonl import AppendFile, read_jsonl
 from ..records import Measurement
 
 RESULTS = "results.jsonl"
+WRITER = "tpplan sweep"
 
 
 def read_results(path: Path, repair: bool = False, skipped: list[str] | None = None) -> list[Measurement]:
-    """Every measurement in `path`; with `repair`, a final line cut off mid-write is removed from the file.
-
-    A line that is not a Measurement is a ConfigError naming file:line, unless `skipped` is given: then
-    the line is left out and `skipped` gets a "file:line: why" note (a report shows what it can), as
-    does a last line cut off mid-write (without `repair`, which says so itself)."""
-    if not path.exists():
-        return []
-    data = path.read_bytes()
-    if data and not data.endswith(b"\n"):
-        cut = data.rfind(b"\n") + 1
-        if not repair:
-            if skipped is not None:
-                n = data[:cut].count(b"\n") + 1
-                skipped.append(
-                    f"{path}:{n}: the last line is cut off mid-write ({len(data) - cut} bytes; the sweep was "
-                    "interrupted, `tpplan sweep --resume` measures that case again) (line skipped)"
-                )
-            data = data[:cut]
-        else:
-            with open(path, "r+b") as f:
-                f.truncate(cut)
-            print(f"{path}: removed a last line cut off mid-write ({len(data) - cut} bytes)", file=sys.stderr)
-            data = data[:cut]
-    out = []
-    for n, line in enumerate(data.decode("utf-8", errors="replace").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            out.append(Measurement.model_validate(json.loads(line)))
-        except (json.JSONDecodeError, ValidationError) as e:
-            error = _bad_line(e, path, n)
-            if skipped is None:
-                raise error from None
-            skipped.append(f"{error} (line skipped)")
-    return out
+    """Every measurement in `path` (see jsonl.read_jsonl)."""
+    return read_jsonl(path, Measurement, WRITER, repair, skipped)
 
 
-def _bad_line(e: json.JSONDecodeError | ValidationError, path: Path, n: int) -> ConfigError:
-    if isinstance(e, json.JSONDecodeError):
-        return ConfigError(
-            f"line {n} is not JSON ({e.msg})",
-            file=str(path),
-            expected="one Measurement per line, as `tpplan sweep` writes",
-        )
-    return validation_error(e, f"{path}:{n}")
-
-
-class ResultsFile:
+class ResultsFile(AppendFile[Measurement]):
     """The sweep's output file, opened for appending."""
 
     def __init__(self, out_dir: Path, resume: bool) -> None:
-        self.path = out_dir / RESULTS
-        out_dir.mkdir(parents=True, exist_ok=True)
-        existing = read_results(self.path, repair=resume)
-        if existing and not resume:
-            raise ConfigError(
-                f"already holds {len(existing)} results",
-                file=str(self.path),
-                expected="--resume to continue that sweep, or another --out directory",
-            )
-        self.measurements = existing
-        self.keys = {m.key for m in existing}
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        super().__init__(out_dir / RESULTS, Measurement, WRITER, resume)
 
-    def append(self, m: Measurement) -> None:
-        os.write(self._fd, (m.model_dump_json() + "\n").encode())
-        os.fsync(self._fd)
-        self.measurements.append(m)
-        self.keys.add(m.key)
-
-    def close(self) -> None:
-        os.close(self._fd)
+    @property
+    def measurements(self) -> list[Measurement]:
+        return self.records
