@@ -7,6 +7,7 @@ the file, the field, the value and what is valid.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from pathlib import Path
@@ -26,16 +27,28 @@ R = TypeVar("R", bound=BaseModel)
 # Keys that mark a Hugging Face config.json rather than tpplan's own model.yaml.
 HF_MARKERS = ("architectures", "model_type", "text_config", "num_hidden_layers", "n_layer")
 
+# Caps on what tpplan reads, so a hostile or mistaken file fails in a second instead of running for
+# minutes: the largest real input (a long sweep's results.jsonl) is a few MiB, a model or profile a few KiB.
+MAX_INPUT_BYTES = 16 * 2**20  # calibration sources and results.jsonl, read line by line
+MAX_MAPPING_BYTES = 2**20  # a YAML/JSON model, profile or plan (the largest bundled profile is ~10 KiB)
+MAX_NESTING = 100  # HF configs nest 3-4 deep; Python's recursion limit is 1000
+MAX_YAML_NODES = 200_000  # values after alias expansion: a 10-alias x 9-level "billion laughs" is 10^9
 
-def read_text(path: Path) -> str:
+
+def read_text(path: Path, max_bytes: int = MAX_INPUT_BYTES) -> str:
     if not path.exists():
         raise ConfigError("no such file", file=str(path), expected="a path to a .yaml or .json file")
     if path.is_dir():
         raise ConfigError("is a directory", file=str(path), expected="a .yaml or .json file")
     try:
-        data = path.read_bytes()
+        with path.open("rb") as f:  # read one byte past the cap: a pipe or /dev/zero has no size to stat
+            data = f.read(max_bytes + 1)
     except OSError as e:
         raise ConfigError(f"cannot be read ({e.strerror})", file=str(path)) from None
+    if len(data) > max_bytes:
+        raise ConfigError(
+            f"is larger than {max_bytes // 2**20} MiB", file=str(path), expected="a smaller input file"
+        )
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -52,7 +65,7 @@ def read_text(path: Path) -> str:
 def parse_mapping(text: str, file: str) -> dict[str, Any]:
     """YAML or JSON text (JSON by suffix, YAML otherwise; YAML also reads JSON) → a dict."""
     try:
-        data = json.loads(text) if file.endswith(".json") else yaml.safe_load(text)
+        data = _load_json(text, file) if file.endswith(".json") else _load_yaml(text, file)
     except json.JSONDecodeError as e:
         raise ConfigError(f"invalid JSON at line {e.lineno} column {e.colno}: {e.msg}", file=file) from None
     except yaml.YAMLError as e:
@@ -66,8 +79,84 @@ def parse_mapping(text: str, file: str) -> dict[str, Any]:
     return data
 
 
+def _too_deep(file: str) -> ConfigError:
+    return ConfigError(
+        f"nests deeper than {MAX_NESTING} levels", file=file, expected=f"at most {MAX_NESTING} levels"
+    )
+
+
+def _too_many(file: str, how: str = "") -> ConfigError:
+    return ConfigError(
+        f"holds more than {MAX_YAML_NODES:,} values{how}",
+        file=file,
+        expected="a model, profile or plan file (a few hundred values; no aliases that multiply them)",
+    )
+
+
+def _load_json(text: str, file: str) -> Any:
+    try:
+        data = json.loads(text)
+    except RecursionError:
+        raise _too_deep(file) from None
+    stack = [(data, 1)]  # depth checked without recursion: the records below recurse on it
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_NESTING:
+            raise _too_deep(file)
+        children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+        stack.extend((c, depth + 1) for c in children)
+    return data
+
+
+def _load_yaml(text: str, file: str) -> Any:
+    """`yaml.safe_load` with the depth checked on the parser's events (which do not recurse) and the
+    size after alias expansion counted on the node graph before any value is built."""
+    depth = 0
+    for n, event in enumerate(yaml.parse(text, Loader=_Loader)):
+        if n > MAX_YAML_NODES:
+            raise _too_many(file)
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_NESTING:
+                raise _too_deep(file)
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        sizes: dict[int, int] = {}
+        if _expanded_size(node, sizes, set()) > MAX_YAML_NODES:
+            raise _too_many(file, " once its aliases are expanded")
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _expanded_size(node: yaml.Node, sizes: dict[int, int], open_: set[int]) -> int:
+    """Values `node` holds once every alias is expanded; a node reached again costs its size again."""
+    key = id(node)
+    if key in sizes:
+        return sizes[key]
+    if key in open_:
+        raise yaml.YAMLError("a recursive alias (an anchor used inside itself)")
+    open_.add(key)
+    total = 1
+    if isinstance(node, yaml.SequenceNode):
+        total += sum(_expanded_size(c, sizes, open_) for c in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        total += sum(_expanded_size(k, sizes, open_) + _expanded_size(v, sizes, open_) for k, v in node.value)
+    open_.discard(key)
+    sizes[key] = total = min(total, MAX_YAML_NODES + 1)
+    return total
+
+
 def load_mapping(path: Path) -> dict[str, Any]:
-    return parse_mapping(read_text(path), str(path))
+    return parse_mapping(read_text(path, MAX_MAPPING_BYTES), str(path))
 
 
 def validate(cls: type[R], data: Any, file: str, prefix: str = "") -> R:
@@ -231,12 +320,49 @@ _CompactDumper.add_representer(
 )
 
 
-def write_text(path: Path, text: str) -> None:
+def write_text(path: Path, text: str, flag: str = "--out") -> None:
     """Write through a temporary file and rename, so a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    write_bytes(path, text.encode("utf-8"), flag)
+
+
+def write_bytes(path: Path, data: bytes, flag: str = "--out") -> None:
+    path = Path(path)
+    make_dir(path.parent, flag)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        if path.is_dir():
+            raise IsADirectoryError(errno.EISDIR, "Is a directory", str(path))
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except OSError as e:
+        if tmp.is_file():  # a full disk leaves the partial temporary file behind
+            tmp.unlink()
+        raise output_error(e, path, flag) from None
+
+
+def make_dir(path: Path, flag: str = "--out") -> Path:
+    """`mkdir -p path`, a refusal (read-only, a file in the way, disk full) a ConfigError naming it."""
+    try:
+        Path(path).mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise output_error(e, Path(path), flag) from None
+    return Path(path)
+
+
+def output_error(e: OSError, path: Path, flag: str) -> ConfigError:
+    """An OSError met writing `path` (given by `flag`) as one line saying what to change."""
+    why = {
+        errno.EACCES: "permission denied",
+        errno.EPERM: "permission denied",
+        errno.EROFS: "read-only file system",
+        errno.ENOSPC: "no space left on the device",
+        errno.EDQUOT: "disk quota exceeded",
+        errno.EEXIST: f"{e.filename or path} is a file where a directory is needed",
+        errno.ENOTDIR: f"a part of {e.filename or path} is a file, not a directory",
+        errno.EISDIR: "is a directory",
+        errno.ENAMETOOLONG: "the name is too long",
+    }.get(e.errno or 0, e.strerror or type(e).__name__)
+    return ConfigError(f"cannot be written: {why}", file=str(path), field=flag, expected="a writable path")
 
 
 # ---- plans ------------------------------------------------------------------------------

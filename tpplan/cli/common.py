@@ -27,6 +27,11 @@ class TpplanGroup(click.Group):
         except BrokenPipeError:  # `tpplan ... | head`
             sys.stderr.close()
             ctx.exit(0)
+        except OSError as e:  # a path the OS refused where no stage expected it: still one line naming it
+            if e.filename is None:
+                raise
+            click.echo(f"error: {e.filename}: {e.strerror or type(e).__name__}", err=True)
+            ctx.exit(2)
 
 
 def json_option(f: Callable) -> Callable:

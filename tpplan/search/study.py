@@ -39,6 +39,7 @@ from optuna.trial import TrialState
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
 from ..errors import ConfigError, TpplanError
+from ..io import make_dir
 from ..records import ScoredConfig
 from .objective import CONSTRAINTS, Evaluate, Question, better, objective_values, score
 from .sampler import DistinctSampler
@@ -80,7 +81,7 @@ def open_storage(url: str) -> RDBStorage:
     if url.startswith("sqlite:///"):
         path = url.removeprefix("sqlite:///")
         if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            make_dir(Path(path).parent, "--storage")
         engine_kwargs = {"connect_args": {"timeout": SQLITE_TIMEOUT_S, "factory": _SqliteConnection}}
     try:
         return _create_storage(url, engine_kwargs)

@@ -15,7 +15,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from ..errors import ConfigError
-from ..io import validation_error
+from ..io import make_dir, output_error, validation_error
 from ..records import Measurement
 
 RESULTS = "results.jsonl"
@@ -74,7 +74,7 @@ class ResultsFile:
 
     def __init__(self, out_dir: Path, resume: bool) -> None:
         self.path = out_dir / RESULTS
-        out_dir.mkdir(parents=True, exist_ok=True)
+        make_dir(out_dir, "--out")
         existing = read_results(self.path, repair=resume)
         if existing and not resume:
             raise ConfigError(
@@ -84,11 +84,17 @@ class ResultsFile:
             )
         self.measurements = existing
         self.keys = {m.key for m in existing}
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise output_error(e, self.path, "--out") from None
 
     def append(self, m: Measurement) -> None:
-        os.write(self._fd, (m.model_dump_json() + "\n").encode())
-        os.fsync(self._fd)
+        try:
+            os.write(self._fd, (m.model_dump_json() + "\n").encode())
+            os.fsync(self._fd)
+        except OSError as e:  # a full disk: the line may be cut, which --resume trims
+            raise output_error(e, self.path, "--out") from None
         self.measurements.append(m)
         self.keys.add(m.key)
 
