@@ -34,6 +34,10 @@ class TpplanGroup(click.Group):
             ctx.exit(2)
 
 
+# numpy's and torch's generators take seeds in 0..2**32-1 (a larger one is numpy's traceback).
+SEED_RANGE = click.IntRange(0, 2**32 - 1)
+
+
 def json_option(f: Callable) -> Callable:
     return click.option(
         "--json", "as_json", is_flag=True, help="Print machine-readable JSON instead of a table."

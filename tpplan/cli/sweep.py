@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from .common import echo_json, int_list, json_option, profile_option, table
+from .common import SEED_RANGE, echo_json, int_list, json_option, profile_option, table
 
 
 @click.command()
@@ -53,7 +53,7 @@ from .common import echo_json, int_list, json_option, profile_option, table
 )
 @click.option("--atol", type=float, default=1e-2, show_default=True, help="allclose atol for TP=N vs TP=1.")
 @click.option("--rtol", type=float, default=1e-2, show_default=True, help="allclose rtol for TP=N vs TP=1.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of weights and input.")
+@click.option("--seed", type=SEED_RANGE, default=0, show_default=True, help="Seed of weights and input.")
 @click.option(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
