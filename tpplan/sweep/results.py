@@ -30,6 +30,12 @@ def read_results(path: Path, repair: bool = False, skipped: list[str] | None = N
     if not path.exists():
         return []
     data = path.read_bytes()
+    if data and not data.endswith(b"\n") and _whole(data[data.rfind(b"\n") + 1 :]):
+        # the last record was written whole and only its newline is missing (an editor, a copy): keep it
+        if repair:
+            with open(path, "ab") as f:
+                f.write(b"\n")
+        data += b"\n"
     if data and not data.endswith(b"\n"):
         cut = data.rfind(b"\n") + 1
         if not repair:
@@ -57,6 +63,14 @@ def read_results(path: Path, repair: bool = False, skipped: list[str] | None = N
                 raise error from None
             skipped.append(f"{error} (line skipped)")
     return out
+
+
+def _whole(line: bytes) -> bool:
+    try:
+        Measurement.model_validate_json(line)
+    except ValidationError:
+        return False
+    return True
 
 
 def _bad_line(e: json.JSONDecodeError | ValidationError, path: Path, n: int) -> ConfigError:
