@@ -295,7 +295,25 @@ def to_yaml(record: BaseModel, header: str = "", compact: bool = False) -> str:
     data = record.model_dump(mode="json", exclude_defaults=False)
     dumper = _CompactDumper if compact else yaml.SafeDumper
     body = yaml.dump(data, Dumper=dumper, sort_keys=False, width=200 if compact else 100, allow_unicode=False)
-    return (header + "\n" if header else "") + body
+    return (comment_lines(header) + "\n" if header else "") + body
+
+
+def comment_lines(header: str) -> str:
+    """`header` as YAML comment lines: a line break inside a path, study name or file name (a line
+    not starting with #) is shown escaped, so tpplan can read back the file it wrote."""
+    lines: list[str] = []
+    for line in header.split("\n"):
+        line = "".join(_escape(c) for c in line)
+        if lines and not line.startswith("#"):
+            lines[-1] += "\\n" + line
+        else:
+            lines.append(line)
+    return "\n".join(lines)
+
+
+def _escape(c: str) -> str:
+    """YAML 1.1 also breaks lines at \\r, NEL, LS and PS; other control characters are unprintable."""
+    return repr(c)[1:-1] if c in "\r\x85\u2028\u2029\ufeff" or (ord(c) < 32 and c != "\t") else c
 
 
 class _CompactDumper(yaml.SafeDumper):
