@@ -9,9 +9,8 @@ innermost), so a TP group either stays inside one NVLink domain or crosses it.
 
 from __future__ import annotations
 
-from collections import Counter
-
 import math
+from collections import Counter
 from dataclasses import dataclass
 
 from . import engines, memory, placement

@@ -51,7 +51,11 @@ def _dtype_list(flag: str, text: str | None, allowed: tuple[str, ...]) -> list[s
     "[default: 200 or a tenth of the space, whichever is more; never more than the space].",
 )
 @click.option(
-    "--seed", type=SEED_RANGE, default=0, show_default=True, help="Sampler seed (a joining worker adds its pid)."
+    "--seed",
+    type=SEED_RANGE,
+    default=0,
+    show_default=True,
+    help="Sampler seed (a joining worker adds its pid).",
 )
 @click.option(
     "--storage", metavar="URL", help="SQLAlchemy URL of the study (default: sqlite:///RUN_DIR/study.db)."

@@ -175,8 +175,12 @@ def spec_fields_from_hf(raw: dict, file: str, name: str) -> dict[str, Any]:
 
     fields: dict[str, Any] = dict(found, name=name, architecture=architecture, num_kv_heads=kv)
     fields["gated_mlp"] = family.get("gated", True)
-    tie = next((c["tie_word_embeddings"] for c in (cfg, raw) if c.get("tie_word_embeddings") is not None), None)
-    fields["tie_word_embeddings"] = bool(family.get("tie", False) if tie is None else tie)  # null: the default
+    tie = next(
+        (c["tie_word_embeddings"] for c in (cfg, raw) if c.get("tie_word_embeddings") is not None), None
+    )
+    fields["tie_word_embeddings"] = bool(
+        family.get("tie", False) if tie is None else tie
+    )  # null: the default
     # vLLM's Falcon sums attention and MLP before one all-reduce (reduce_row_parallel_results).
     fields["parallel_attn_mlp"] = model_type in FALCON_TYPES and bool(
         cfg.get("parallel_attn", True) or cfg.get("new_decoder_architecture", False)
