@@ -263,7 +263,9 @@ def load_model(ref: str | os.PathLike) -> ModelSpec:
 
 
 def model_from_mapping(data: dict[str, Any], file: str, default_name: str) -> ModelSpec:
-    if any(k in data for k in HF_MARKERS) and "num_layers" not in data:
+    # GPT-Neo's HF config names its depth num_layers, as tpplan's own model.yaml does
+    hf_only = any(k in data for k in ("architectures", "model_type", "text_config"))
+    if hf_only or (any(k in data for k in HF_MARKERS) and "num_layers" not in data):
         fields = spec_fields_from_hf(data, file, default_name)
         fields.setdefault("source", f"Hugging Face config {Path(file).name}")
         return validate(ModelSpec, fields, file)

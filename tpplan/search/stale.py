@@ -6,8 +6,8 @@ trial killed before its first heartbeat has none and is never failed. `run` coun
 towards --trials (several live workers share the budget), so the same command re-run found the budget
 spent and stopped one trial short for ever. Each trial records its worker (host:pid) the moment it is
 created (`mark_worker`, from the sampler's before_trial); a RUNNING trial is dead when that process is
-gone from this host, when its heartbeat is stale, or when it has neither worker nor heartbeat past the
-grace period.
+gone from this host, when its heartbeat is stale, or when it names no worker (a kill between Optuna
+creating it and tpplan naming it) and still names none half a second later, or after the grace period.
 """
 
 from __future__ import annotations
@@ -15,11 +15,13 @@ from __future__ import annotations
 import datetime as dt
 import os
 import socket
+import time
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 WORKER = "tpplan:worker"  # trial system attr: host:pid of the process running it
+UNNAMED_WAIT_S = 0.5  # a trial is named (mark_worker) a few ms after it is created
 FAIL_REASON = "fail_reason"  # trial user attr, also set by Optuna's own stale-trial handling
 
 
@@ -33,25 +35,38 @@ def mark_worker(study: optuna.Study, trial: FrozenTrial) -> None:
 
 def fail_dead_trials(study: optuna.Study, grace_s: float) -> list[int]:
     """Mark FAIL every RUNNING trial whose worker is gone; the numbers of the trials failed."""
-    failed = []
     running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     stale = set(_stale_ids(study)) if running else set()
-    for t in running:
-        why = _dead(t, t._trial_id in stale, grace_s)
-        if why is None:
-            continue
+    dead = {t.number: (t, why) for t in running if (why := _dead(t, t._trial_id in stale, grace_s))}
+    unnamed = [t for t in running if t.number not in dead and _worker(t) is None]
+    if unnamed:  # a live worker names its new trial within milliseconds; look again after a pause
+        time.sleep(UNNAMED_WAIT_S)
+        again = {t.number: t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+        for t in unnamed:
+            if t.number in again and _worker(again[t.number]) is None:
+                dead[t.number] = (
+                    t,
+                    "a worker died before it recorded this trial as its own (found on resume)",
+                )
+    failed = []
+    for number, (t, why) in sorted(dead.items()):
         try:
             study._storage.set_trial_user_attr(t._trial_id, FAIL_REASON, why)
             study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
         except (RuntimeError, optuna.exceptions.UpdateFinishedTrialError):
             continue  # finished, or failed by another worker meanwhile
-        failed.append(t.number)
+        failed.append(number)
     return failed
 
 
-def _dead(t: FrozenTrial, stale: bool, grace_s: float) -> str | None:
+def _worker(t: FrozenTrial) -> str | None:
     worker = t.system_attrs.get(WORKER) or t.user_attrs.get("worker")
-    if isinstance(worker, str) and worker.rpartition(":")[0] == socket.gethostname():
+    return worker if isinstance(worker, str) and ":" in worker else None
+
+
+def _dead(t: FrozenTrial, stale: bool, grace_s: float) -> str | None:
+    worker = _worker(t)
+    if worker is not None and worker.rpartition(":")[0] == socket.gethostname():
         pid = worker.rpartition(":")[2]
         if pid.isdigit() and not _alive(int(pid)):
             return f"worker {worker} died with this trial running (found on resume)"
