@@ -10,6 +10,7 @@ innermost), so a TP group either stays inside one NVLink domain or crosses it.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import dataclass
 
 from . import engines, memory, placement
@@ -186,6 +187,18 @@ def judge(
         nodes=where.nodes,
         idle_gpus=budget_gpus - layout.gpus,
     )
+
+
+def why_none_valid(found: list[Candidate], budget_gpus: int) -> str:
+    """Why a listing has no valid layout: the first reasons most layouts share, or that none was listed."""
+    if not found:
+        return (
+            f"no TP x PP x replica layout matches --tp/--pp/--full-budget within {budget_gpus} GPUs "
+            "(TP x PP x replicas <= the budget, PP <= the model's layers)"
+        )
+    counts = Counter(c.reasons[0].split(" [")[0].split(";")[0] for c in found if c.reasons)
+    shown = "; ".join(f"{reason} ({n} of {len(found)} layouts)" for reason, n in counts.most_common(2))
+    return "no layout is valid: " + (shown or "every layout was refused")
 
 
 def candidates(

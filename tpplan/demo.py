@@ -212,7 +212,7 @@ def closing(out: Path, echo: Echo) -> None:
 
 
 def run(out: Path, echo: Echo = print) -> None:
-    out.mkdir(parents=True, exist_ok=True)
+    io.make_dir(out, "--out")
     for i, (title, step) in enumerate(STEPS, 1):
         echo(f"\n[{i}/{len(STEPS)}] {title}")
         step(out, echo)

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import reprlib
 from typing import Any
 
 
@@ -49,7 +50,13 @@ class LayoutError(TpplanError):
 
 
 def show_value(value: Any, limit: int = 60) -> str:
-    """A value as it should appear inside an error line: repr'd, short, on one line."""
-    text = repr(value)
+    """A value as it should appear inside an error line: repr'd, short, on one line. The repr is
+    size-capped BEFORE it is built: a value expanded from YAML aliases can hold 10^9 items."""
+    text = _REPR.repr(value)
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+_REPR = reprlib.Repr()  # Python 3.11's Repr takes no keywords
+_REPR.maxlevel, _REPR.maxdict, _REPR.maxlist, _REPR.maxtuple, _REPR.maxset = 3, 6, 8, 8, 8
+_REPR.maxstring, _REPR.maxother, _REPR.maxlong = 200, 200, 80

@@ -7,6 +7,7 @@ the file, the field, the value and what is valid.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from . import bundled
+from . import bundled, safe_load
 from .errors import ConfigError, show_value
 from .records import Plan
 from .specs import HardwareProfile, ModelSpec
@@ -26,16 +27,26 @@ R = TypeVar("R", bound=BaseModel)
 # Keys that mark a Hugging Face config.json rather than tpplan's own model.yaml.
 HF_MARKERS = ("architectures", "model_type", "text_config", "num_hidden_layers", "n_layer")
 
+# Caps on what tpplan reads, so a hostile or mistaken file fails in a second instead of running for
+# minutes: the largest real input (a long sweep's results.jsonl) is a few MiB, a model or profile a few KiB.
+MAX_INPUT_BYTES = 16 * 2**20  # calibration sources and results.jsonl, read line by line
+MAX_MAPPING_BYTES = 2**20  # a YAML/JSON model, profile or plan (the largest bundled profile is ~10 KiB)
 
-def read_text(path: Path) -> str:
+
+def read_text(path: Path, max_bytes: int = MAX_INPUT_BYTES) -> str:
     if not path.exists():
         raise ConfigError("no such file", file=str(path), expected="a path to a .yaml or .json file")
     if path.is_dir():
         raise ConfigError("is a directory", file=str(path), expected="a .yaml or .json file")
     try:
-        data = path.read_bytes()
+        with path.open("rb") as f:  # read one byte past the cap: a pipe or /dev/zero has no size to stat
+            data = f.read(max_bytes + 1)
     except OSError as e:
         raise ConfigError(f"cannot be read ({e.strerror})", file=str(path)) from None
+    if len(data) > max_bytes:
+        raise ConfigError(
+            f"is larger than {max_bytes // 2**20} MiB", file=str(path), expected="a smaller input file"
+        )
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -52,7 +63,7 @@ def read_text(path: Path) -> str:
 def parse_mapping(text: str, file: str) -> dict[str, Any]:
     """YAML or JSON text (JSON by suffix, YAML otherwise; YAML also reads JSON) → a dict."""
     try:
-        data = json.loads(text) if file.endswith(".json") else yaml.safe_load(text)
+        data = safe_load.load_json(text, file) if file.endswith(".json") else safe_load.load_yaml(text, file)
     except json.JSONDecodeError as e:
         raise ConfigError(f"invalid JSON at line {e.lineno} column {e.colno}: {e.msg}", file=file) from None
     except yaml.YAMLError as e:
@@ -67,7 +78,7 @@ def parse_mapping(text: str, file: str) -> dict[str, Any]:
 
 
 def load_mapping(path: Path) -> dict[str, Any]:
-    return parse_mapping(read_text(path), str(path))
+    return parse_mapping(read_text(path, MAX_MAPPING_BYTES), str(path))
 
 
 def validate(cls: type[R], data: Any, file: str, prefix: str = "") -> R:
@@ -174,7 +185,9 @@ def load_model(ref: str | os.PathLike) -> ModelSpec:
 
 
 def model_from_mapping(data: dict[str, Any], file: str, default_name: str) -> ModelSpec:
-    if any(k in data for k in HF_MARKERS) and "num_layers" not in data:
+    # GPT-Neo's HF config names its depth num_layers, as tpplan's own model.yaml does
+    hf_only = any(k in data for k in ("architectures", "model_type", "text_config"))
+    if hf_only or (any(k in data for k in HF_MARKERS) and "num_layers" not in data):
         fields = spec_fields_from_hf(data, file, default_name)
         fields.setdefault("source", f"Hugging Face config {Path(file).name}")
         return validate(ModelSpec, fields, file)
@@ -206,7 +219,25 @@ def to_yaml(record: BaseModel, header: str = "", compact: bool = False) -> str:
     data = record.model_dump(mode="json", exclude_defaults=False)
     dumper = _CompactDumper if compact else yaml.SafeDumper
     body = yaml.dump(data, Dumper=dumper, sort_keys=False, width=200 if compact else 100, allow_unicode=False)
-    return (header + "\n" if header else "") + body
+    return (comment_lines(header) + "\n" if header else "") + body
+
+
+def comment_lines(header: str) -> str:
+    """`header` as YAML comment lines: a line break inside a path, study name or file name (a line
+    not starting with #) is shown escaped, so tpplan can read back the file it wrote."""
+    lines: list[str] = []
+    for line in header.split("\n"):
+        line = "".join(_escape(c) for c in line)
+        if lines and not line.startswith("#"):
+            lines[-1] += "\\n" + line
+        else:
+            lines.append(line)
+    return "\n".join(lines)
+
+
+def _escape(c: str) -> str:
+    """YAML 1.1 also breaks lines at \\r, NEL, LS and PS; other control characters are unprintable."""
+    return repr(c)[1:-1] if c in "\r\x85\u2028\u2029\ufeff" or (ord(c) < 32 and c != "\t") else c
 
 
 class _CompactDumper(yaml.SafeDumper):
@@ -231,12 +262,49 @@ _CompactDumper.add_representer(
 )
 
 
-def write_text(path: Path, text: str) -> None:
+def write_text(path: Path, text: str, flag: str = "--out") -> None:
     """Write through a temporary file and rename, so a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    write_bytes(path, text.encode("utf-8"), flag)
+
+
+def write_bytes(path: Path, data: bytes, flag: str = "--out") -> None:
+    path = Path(path)
+    make_dir(path.parent, flag)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        if path.is_dir():
+            raise IsADirectoryError(errno.EISDIR, "Is a directory", str(path))
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except OSError as e:
+        if tmp.is_file():  # a full disk leaves the partial temporary file behind
+            tmp.unlink()
+        raise output_error(e, path, flag) from None
+
+
+def make_dir(path: Path, flag: str = "--out") -> Path:
+    """`mkdir -p path`, a refusal (read-only, a file in the way, disk full) a ConfigError naming it."""
+    try:
+        Path(path).mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise output_error(e, Path(path), flag) from None
+    return Path(path)
+
+
+def output_error(e: OSError, path: Path, flag: str) -> ConfigError:
+    """An OSError met writing `path` (given by `flag`) as one line saying what to change."""
+    why = {
+        errno.EACCES: "permission denied",
+        errno.EPERM: "permission denied",
+        errno.EROFS: "read-only file system",
+        errno.ENOSPC: "no space left on the device",
+        errno.EDQUOT: "disk quota exceeded",
+        errno.EEXIST: f"{e.filename or path} is a file where a directory is needed",
+        errno.ENOTDIR: f"a part of {e.filename or path} is a file, not a directory",
+        errno.EISDIR: "is a directory",
+        errno.ENAMETOOLONG: "the name is too long",
+    }.get(e.errno or 0, e.strerror or type(e).__name__)
+    return ConfigError(f"cannot be written: {why}", file=str(path), field=flag, expected="a writable path")
 
 
 # ---- plans ------------------------------------------------------------------------------

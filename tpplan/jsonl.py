@@ -16,7 +16,7 @@ from typing import Generic, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from .errors import ConfigError
-from .io import validation_error
+from .io import make_dir, output_error, validation_error
 
 R = TypeVar("R", bound=BaseModel)
 
@@ -33,6 +33,12 @@ def read_jsonl(
     if not path.exists():
         return []
     data = path.read_bytes()
+    if data and not data.endswith(b"\n") and _whole(data[data.rfind(b"\n") + 1 :], cls):
+        # the last record was written whole and only its newline is missing (an editor, a copy): keep it
+        if repair:
+            with open(path, "ab") as f:
+                f.write(b"\n")
+        data += b"\n"
     if data and not data.endswith(b"\n"):
         cut = data.rfind(b"\n") + 1
         if not repair:
@@ -62,6 +68,14 @@ def read_jsonl(
     return out
 
 
+def _whole(line: bytes, cls: type[R]) -> bool:
+    try:
+        cls.model_validate_json(line)
+    except ValidationError:
+        return False
+    return True
+
+
 def _bad_line(
     e: json.JSONDecodeError | ValidationError, path: Path, n: int, cls: type, writer: str
 ) -> ConfigError:
@@ -79,7 +93,7 @@ class AppendFile(Generic[R]):
 
     def __init__(self, path: Path, cls: type[R], writer: str, resume: bool) -> None:
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_dir(path.parent, "--out")
         existing = read_jsonl(path, cls, writer, repair=resume)
         if existing and not resume:
             raise ConfigError(
@@ -89,11 +103,17 @@ class AppendFile(Generic[R]):
             )
         self.records: list[R] = existing
         self.keys = {r.key for r in existing}  # type: ignore[attr-defined]
-        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise output_error(e, path, "--out") from None
 
     def append(self, r: R) -> None:
-        os.write(self._fd, (r.model_dump_json() + "\n").encode())
-        os.fsync(self._fd)
+        try:
+            os.write(self._fd, (r.model_dump_json() + "\n").encode())
+            os.fsync(self._fd)
+        except OSError as e:  # a full disk: the line may be cut, which --resume trims
+            raise output_error(e, self.path, "--out") from None
         self.records.append(r)
         self.keys.add(r.key)  # type: ignore[attr-defined]
 

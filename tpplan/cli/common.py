@@ -27,6 +27,15 @@ class TpplanGroup(click.Group):
         except BrokenPipeError:  # `tpplan ... | head`
             sys.stderr.close()
             ctx.exit(0)
+        except OSError as e:  # a path the OS refused where no stage expected it: still one line naming it
+            if e.filename is None:
+                raise
+            click.echo(f"error: {e.filename}: {e.strerror or type(e).__name__}", err=True)
+            ctx.exit(2)
+
+
+# numpy's and torch's generators take seeds in 0..2**32-1 (a larger one is numpy's traceback).
+SEED_RANGE = click.IntRange(0, 2**32 - 1)
 
 
 def json_option(f: Callable) -> Callable:

@@ -3,38 +3,52 @@
 from __future__ import annotations
 
 import re
+from fractions import Fraction
 
 import click
 
-from ..errors import ConfigError
+from ..errors import ConfigError, show_value
 from .common import echo_json, engine_option, json_option, positive_int, profile_option, table
 
 UNITS = {
     "": 1,
     "B": 1,
-    "K": 1e3,
-    "KB": 1e3,
-    "M": 1e6,
-    "MB": 1e6,
-    "G": 1e9,
-    "GB": 1e9,
+    "K": 10**3,
+    "KB": 10**3,
+    "M": 10**6,
+    "MB": 10**6,
+    "G": 10**9,
+    "GB": 10**9,
     "KIB": 2**10,
     "MIB": 2**20,
     "GIB": 2**30,
+    "TIB": 2**40,
 }
+# One all-reduce message larger than a GPU's memory (192 GB on B200) cannot exist; 1 TiB is far past it.
+MAX_MESSAGE_BYTES = 2**40
 
 
 def parse_bytes(text: str) -> int:
-    """'33554432', '32MiB', '4M' -> bytes."""
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*", text)
+    """'33554432', '32MiB', '4M', '1.5KiB' -> bytes (a whole number of them, at most 1 TiB)."""
+    m = re.fullmatch(r"\s*(\d{1,20}(?:\.\d{1,20})?)\s*([A-Za-z]*)\s*", text)
     unit = m.group(2).upper() if m else None
-    if not m or unit not in UNITS or float(m.group(1)) * UNITS[unit] < 1:
-        raise ConfigError(
-            f"{text!r} is not a size",
-            field="--bytes",
-            expected="a positive byte count such as 33554432, 32MiB or 4M",
+    size = Fraction(m.group(1)) * UNITS[unit] if m and unit in UNITS else None  # exact: 1.5 stays 1.5
+    if size is None or size < 1 or size > MAX_MESSAGE_BYTES or size.denominator != 1:
+        why = (
+            "is not a size"
+            if size is None
+            else "is larger than one all-reduce message can be"
+            if size > MAX_MESSAGE_BYTES
+            else "is less than one byte"
+            if size < 1
+            else "is not a whole number of bytes"
         )
-    return int(float(m.group(1)) * UNITS[unit])
+        raise ConfigError(
+            f"{show_value(text)} {why}",
+            field="--bytes",
+            expected=f"a whole byte count from 1 to {MAX_MESSAGE_BYTES} (1 TiB), such as 33554432, 32MiB or 4M",
+        )
+    return int(size)
 
 
 @click.group()

@@ -98,6 +98,7 @@ def candidates(
         int_list("--tp", tp_text),
         int_list("--pp", pp_text),
     )
+    judged = found
     if valid_only:
         found = [c for c in found if c.valid]
     if as_json:
@@ -152,6 +153,10 @@ def candidates(
         f"\n{n_valid} of {len(found)} layouts valid. GiB are per GPU at the {engine} memory fraction; "
         "--json gives every field and the full reasons."
     )
+    if not any(c.valid for c in judged):
+        from ..candidates import why_none_valid
+
+        click.echo(why_none_valid(judged, budget))
 
 
 def _group_replicas(found: list) -> list[list]:

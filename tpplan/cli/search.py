@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .common import echo_json, engine_option, json_option, profile_option, table
+from .common import SEED_RANGE, echo_json, engine_option, json_option, profile_option, table
 
 DTYPES = ("bf16", "fp16", "fp8")
 
@@ -51,7 +51,11 @@ def _dtype_list(flag: str, text: str | None, allowed: tuple[str, ...]) -> list[s
     "[default: 200 or a tenth of the space, whichever is more; never more than the space].",
 )
 @click.option(
-    "--seed", type=int, default=0, show_default=True, help="Sampler seed (a joining worker adds its pid)."
+    "--seed",
+    type=SEED_RANGE,
+    default=0,
+    show_default=True,
+    help="Sampler seed (a joining worker adds its pid).",
 )
 @click.option(
     "--storage", metavar="URL", help="SQLAlchemy URL of the study (default: sqlite:///RUN_DIR/study.db)."

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from .common import echo_json, int_list, json_option, profile_option, table
+from .common import SEED_RANGE, echo_json, int_list, json_option, profile_option, table
 
 
 @click.command()
@@ -51,9 +51,13 @@ from .common import echo_json, int_list, json_option, profile_option, table
 @click.option(
     "--timeout-s", type=float, default=60.0, show_default=True, help="Timeout of every collective, seconds."
 )
-@click.option("--atol", type=float, default=1e-2, show_default=True, help="allclose atol for TP=N vs TP=1.")
-@click.option("--rtol", type=float, default=1e-2, show_default=True, help="allclose rtol for TP=N vs TP=1.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of weights and input.")
+@click.option(
+    "--atol",
+    type=float,
+    help="allclose atol for TP=N vs TP=1 [default: bf16 0.0625, fp16 0.0078, fp32 1e-5].",
+)
+@click.option("--rtol", type=float, help="allclose rtol for TP=N vs TP=1 [default: as --atol].")
+@click.option("--seed", type=SEED_RANGE, default=0, show_default=True, help="Seed of weights and input.")
 @click.option(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
@@ -78,8 +82,8 @@ def sweep(
     warmup: int,
     iters: int,
     timeout_s: float,
-    atol: float,
-    rtol: float,
+    atol: float | None,
+    rtol: float | None,
     seed: int,
     out: Path,
     resume: bool,
@@ -235,9 +239,14 @@ def summary(found: list) -> list[str]:
             lines.append(text)
     advice = {a for m in found if m.drift and not m.drift.allclose for a in m.drift.advice}
     failing = [_label(m) for m in found if m.drift and not m.drift.allclose]
+    tols = "; ".join(
+        sorted({f"{m.dtype} atol {m.drift.atol:g} rtol {m.drift.rtol:g}" for m in found if m.drift})
+    )
     if failing:
-        lines.append(f"drift: {', '.join(failing)} fail allclose(atol, rtol) against TP=1; remedies:")
+        lines.append(f"drift: {', '.join(failing)} fail allclose ({tols}) against TP=1; remedies:")
         lines += [f"  - {a}" for a in sorted(advice)]
+    elif tols:
+        lines.append(f"drift: every TP>1 case is allclose to TP=1 ({tols})")
     return ["", *lines] if lines else []
 
 

@@ -38,6 +38,28 @@ SERVING_COLUMNS = (
 )
 
 
+# (CSV column, ServingPoint field) of every number a serving row must hold, > 0 and finite.
+SERVING_NUMBERS = (
+    ("isl", "isl"),
+    ("osl", "osl"),
+    ("batch_size", "concurrency"),
+    ("tp_size", "tp"),
+    ("pp_size", "pp"),
+    ("silicon_ttft_ms", "ttft_ms"),
+    ("silicon_tpot_ms", "tpot_ms"),
+)
+
+
+def _finite(path: str, line: int, column: str, value: float) -> None:
+    """NaN or inf in a measurement is a corrupt file, not a slow case: it must not reach the fit."""
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ConfigError(
+            f"line {line}: column {column}: {value} is not a finite number",
+            file=path,
+            expected="a finite measured value in every row",
+        )
+
+
 @dataclass(frozen=True)
 class SweepPoint:
     line: int
@@ -169,6 +191,9 @@ def parse_sweep(text: str, path: str, representative_only: bool = True) -> Parse
         except (KeyError, TypeError, ValueError) as e:
             out.skipped.append(f"line {n}: missing or bad field {e}")
             continue
+        _finite(path, n, "step_ms.p50", point.step_ms)
+        _finite(path, n, "allreduce.latency_us.p50", point.allreduce_us)
+        _finite(path, n, "allreduce.bytes", point.allreduce_bytes)
         if point.step_ms <= 0 or point.tokens < 1 or point.layers_measured < 1:
             out.skipped.append(f"line {n}: non-positive step_ms, tokens or layers_measured")
             continue
@@ -202,7 +227,10 @@ def parse_nccl_tests(text: str, path: str) -> Parsed:
             continue
         tokens = s.split()
         # size count type redop [root] | time algbw busbw #wrong | time algbw busbw #wrong
-        if len(tokens) < 12 or not tokens[0].isdigit():
+        if not tokens or not re.fullmatch(r"-?\d+", tokens[0]):
+            continue
+        if len(tokens) < 12:
+            out.skipped.append(f"line {n}: cut off ({len(tokens)} of 12 or 13 columns)")
             continue
         tail = tokens[-8:]
         try:
@@ -211,8 +239,12 @@ def parse_nccl_tests(text: str, path: str) -> Parsed:
         except ValueError:
             out.skipped.append(f"line {n}: unreadable timing columns")
             continue
+        for column, value in (("out-of-place time", times[0]), ("in-place time", times[1])):
+            _finite(path, n, column, value)
         if size <= 0 or min(times) <= 0:
-            continue  # nccl-tests prints 0-byte rows; they carry no bandwidth
+            shown = f"{int(size)} bytes" if size <= 0 else f"time {min(times):g} us"
+            out.skipped.append(f"line {n}: {shown} is not positive")
+            continue
         wrong = [tail[3], tail[7]]
         if any(w not in ("0", "N/A") for w in wrong):
             out.skipped.append(
@@ -264,13 +296,15 @@ def parse_serving(text: str, path: str) -> Parsed:
         except (TypeError, ValueError) as e:
             out.skipped.append(f"line {n}: {e}")
             continue
-        if (
-            min(point.isl, point.osl, point.concurrency, point.tp, point.pp) < 1
-            or point.tpot_ms <= 0
-            or point.ttft_ms <= 0
-        ):
-            out.skipped.append(f"line {n}: non-positive value")
-            continue
+        for column, attr in SERVING_NUMBERS:
+            value = getattr(point, attr)
+            _finite(path, n, column, value)
+            if value <= 0:
+                raise ConfigError(
+                    f"line {n}: column {column}: {value:g} is not positive",
+                    file=path,
+                    expected="a measured value > 0 in every row",
+                )
         out.points.append(point)
     return out
 

@@ -17,6 +17,9 @@ class Detection(Frozen):
     profile: HardwareProfile
     gpu_found: bool = Field(description="NVML reported at least one GPU; False: a CPU (gloo) profile")
     fallback_reason: str | None = Field(None, description="why no GPU was read (nvmlInit error, no GPU)")
+    gpus_present: list[str] = Field(
+        default_factory=list, description="signs of NVIDIA GPUs NVML could not read (/dev/nvidia0, PCI 10de)"
+    )
     warnings: list[str] = Field(default_factory=list, description="degraded links, unsourced numbers")
 
 

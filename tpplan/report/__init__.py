@@ -45,7 +45,7 @@ def write_report(
     echo: Callable[[str], None] = print,
 ) -> Report:
     """Draw every figure the run's data allows, write the report(s) and, with `csv`, the sweep tables."""
-    out.mkdir(parents=True, exist_ok=True)
+    io.make_dir(out, "--out")
     missing, files, drawn = list(data.missing), [], []
     for make in FIGURES:
         got = make(data)
@@ -57,7 +57,7 @@ def write_report(
         png = png_bytes(got.figure)
         if "md" in formats:  # HTML inlines the bytes; Markdown links the files
             path = out / got.data.file
-            path.write_bytes(png)
+            io.write_bytes(path, png)
             files.append(str(path))
         drawn.append((got.data, png))
         echo(f"  figure {got.data.name}: {got.data.title} ({sum(len(s.y) for s in got.data.series)} points)")

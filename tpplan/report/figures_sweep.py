@@ -264,10 +264,18 @@ def drift(data: RunData) -> Drawn | str:
         f"(worst {'ratio' if ratio else 'max_rel'} {worst:.2g})."
     )
     name = "tolerance ratio by case" if ratio else "max_rel by case"
-    drawn = [
-        series(name, "measured", xs, values),
-        series("allclose bound" if ratio else "rtol", "tolerance", [xs[0], xs[-1]], [lines[0], lines[0]]),
-    ]
+    drawn = (
+        [series(name, "measured", xs, values)]
+        + [  # one rtol per dtype since tolerances follow it
+            series(
+                "allclose bound" if ratio else "rtol" if len(lines) == 1 else f"rtol {v:g}",
+                "tolerance",
+                [xs[0], xs[-1]],
+                [v, v],
+            )
+            for v in (lines[:1] if ratio else lines)
+        ]
+    )
     return Drawn(
         fig,
         figure_data("drift", "Numerical drift per dtype and TP", caption, "case (TP, dtype)", y_label, drawn),

@@ -30,6 +30,10 @@ class Machine:
     domains: list[list[int]]  # global GPU indices, each domain within one node
     ports: list[tuple[str, list[int]]] = field(default_factory=list)  # (label, nearest GPUs) on node 0
     network: str = ""  # one line on the inter-node fabric
+    # A rack-scale NVLink domain (GB200 NVL72: 18 trays of 4 GPUs) is drawn as one "node" of `tray`-GPU
+    # trays, `row_gpus` to a line, so 72 GPUs make a readable block rather than 18 rows or one long line.
+    tray: int = 0
+    row_gpus: int = 0
 
 
 def _machine(data: RunData) -> Machine | str:
@@ -63,6 +67,24 @@ def _machine(data: RunData) -> Machine | str:
     p = plan.profile
     gpn = p.gpus_per_node
     nodes = max(p.nodes, math.ceil(used / gpn))
+    if p.domain_size > gpn:  # one NVLink domain over several nodes: draw each domain as one block
+        racks = math.ceil(nodes * gpn / p.domain_size)
+        domains = [list(range(r * p.domain_size, (r + 1) * p.domain_size)) for r in range(racks)]
+        title = (
+            f"{p.gpu.name}: NVLink domain of {p.domain_size} GPUs over {p.domain_size // gpn} nodes of {gpn}"
+        )
+        row_gpus = gpn * max(1, min(p.domain_size // gpn, round(math.sqrt(p.domain_size / gpn / 2))))
+        return Machine(
+            "profile",
+            f"{title} (profile {p.name})",
+            p.domain_size,
+            racks,
+            domains,
+            [],
+            _network(p),
+            gpn,
+            row_gpus,
+        )
     size = min(p.domain_size, gpn) if p.domain_size > 1 else 1
     domains = [list(range(s, min(s + size, (s // gpn + 1) * gpn))) for s in range(0, nodes * gpn, size)]
     return Machine(
@@ -81,30 +103,40 @@ def topology(data: RunData) -> Drawn | str:
     if isinstance(m, str):
         return m
     local_x, x = {}, 0.0  # node-local GPU -> x: domains left to right, a gap between domains
+    local_y: dict[int, float] = {}  # node-local GPU -> rows below the node's first (wrapped domains)
     for d in (d for d in m.domains if d[0] < m.gpus_per_node):
         for g in d:
+            if m.row_gpus:  # trays of m.tray GPUs, m.row_gpus to a line, a gap between trays
+                col = g % m.row_gpus
+                local_x[g], local_y[g] = col + 0.5 * (col // m.tray), -1.2 * (g // m.row_gpus)
+                continue
             local_x[g] = x
             x += 1.0
         x += 0.5
+    lines = 1 + int(-min(local_y.values(), default=0.0) / 1.2)
     # Each port sits under the GPUs nearest to it; ports sharing a spot stack downwards.
     anchors, stack = [], {}
     for label, near in m.ports:
         ax_x = sum(local_x[g] for g in near) / len(near) if near else -1.0
         anchors.append((label, ax_x, stack.get(ax_x, 0)))
         stack[ax_x] = stack.get(ax_x, 0) + 1
-    row = 2.0 + PORT_STEP * max(stack.values(), default=1)
-    pos = {g + k * m.gpus_per_node: (lx, -row * k) for k in range(m.nodes) for g, lx in local_x.items()}
+    row = 2.0 + PORT_STEP * max(stack.values(), default=1) + 1.2 * (lines - 1)
+    pos = {
+        g + k * m.gpus_per_node: (lx, -row * k + local_y.get(g, 0.0))
+        for k in range(m.nodes)
+        for g, lx in local_x.items()
+    }
     width = max(local_x.values()) + 2
     fig, ax = new_figure(max(7, 0.75 * width + 1), 1.2 + 1.6 * m.nodes * row / 2.0)
     drawn = []
     for i, d in enumerate(m.domains):
-        xs = [pos[g][0] for g in d]
+        xs, ys = [pos[g][0] for g in d], [pos[g][1] for g in d]
         y = pos[d[0]][1]
         ax.add_patch(
             FancyBboxPatch(
-                (min(xs) - 0.45, y - 0.45),
+                (min(xs) - 0.45, min(ys) - 0.45),
                 max(xs) - min(xs) + 0.9,
-                0.9,
+                max(ys) - min(ys) + 0.9,
                 boxstyle="round,pad=0.05",
                 facecolor="#e8f0fb",
                 edgecolor="#4c72b0",
@@ -151,7 +183,15 @@ def topology(data: RunData) -> Drawn | str:
             drawn.append(series(f"instance {k} stage {s} TP group", "profile", grp, [k] * len(grp)))
     for k in range(m.nodes):
         y = -row * k
-        ax.text(-0.9, y, f"node {k}", ha="right", va="center", fontsize=8, fontweight="bold")
+        ax.text(
+            -0.9,
+            y,
+            f"{'rack' if m.tray else 'node'} {k}",
+            ha="right",
+            va="center",
+            fontsize=8,
+            fontweight="bold",
+        )
         for label, px, level in anchors:
             down = "DOWN" in label
             ax.text(
@@ -165,7 +205,7 @@ def topology(data: RunData) -> Drawn | str:
                 bbox={"boxstyle": "round,pad=0.15", "facecolor": "#f4f4f4", "edgecolor": "#aaaaaa"},
             )
         if not m.ports:
-            ax.text(-0.45, y - 0.85, m.network, fontsize=6.5, color="#555555")
+            ax.text(-0.45, y - 0.85 - 1.2 * (lines - 1), m.network, fontsize=6.5, color="#555555")
         else:
             drawn.append(
                 series(
@@ -176,7 +216,9 @@ def topology(data: RunData) -> Drawn | str:
                 )
             )
     ax.set_xlim(-2.2, width)
-    ax.set_ylim(-row * (m.nodes - 1) - 1.0 - PORT_STEP * max(stack.values(), default=1), 1.0)
+    ax.set_ylim(
+        -row * (m.nodes - 1) - 1.2 * (lines - 1) - 1.0 - PORT_STEP * max(stack.values(), default=1), 1.0
+    )
     ax.set_xlabel("GPUs of each node, grouped by NVLink domain (index = global GPU number)")
     ax.set_ylabel("node (one row each)")
     ax.set_xticks([])

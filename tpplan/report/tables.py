@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .. import io
 from ..records import Measurement
 
 # Column -> how to read it from a Measurement; times in ms or µs as named, bandwidths in GB/s.
@@ -73,8 +74,8 @@ def sweep_frame(measurements: list[Measurement]) -> pd.DataFrame:
 def write_tables(frame: pd.DataFrame, out: Path) -> list[Path]:
     """out/sweep.csv and out/sweep.parquet (pyarrow), the same rows and columns."""
     csv, parquet = out / "sweep.csv", out / "sweep.parquet"
-    frame.to_csv(csv, index=False)
-    frame.to_parquet(parquet, index=False, engine="pyarrow")
+    io.write_text(csv, frame.to_csv(index=False))
+    io.write_bytes(parquet, frame.to_parquet(index=False, engine="pyarrow"))
     return [csv, parquet]
 
 

@@ -31,6 +31,7 @@ from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 
 from .space import LOG_DIMS, Space
+from .stale import mark_worker
 
 MAX_DRAWS = 500_000
 OTHER_PROFILE = 4.0  # another GPU type is farther than any one doubling step
@@ -140,6 +141,7 @@ class DistinctSampler(BaseSampler):
         return self._inner.sample_independent(study, trial, param_name, param_distribution)
 
     def before_trial(self, study: Study, trial: FrozenTrial) -> None:
+        mark_worker(study, trial)  # first thing after the trial exists: a kill -9 after it is traceable
         self._inner.before_trial(study, trial)
 
     def after_trial(

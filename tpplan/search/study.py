@@ -39,10 +39,12 @@ from optuna.trial import TrialState
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
 from ..errors import ConfigError, TpplanError
+from ..io import make_dir
 from ..records import ScoredConfig
 from .objective import CONSTRAINTS, Evaluate, Question, better, objective_values, score
 from .sampler import DistinctSampler
 from .space import Space
+from .stale import fail_dead_trials
 
 HEARTBEAT_S, GRACE_S = 10, 30  # a trial takes milliseconds; a worker silent for 30 s is gone
 SQLITE_TIMEOUT_S = 60  # wait this long for another worker's write lock before giving up
@@ -80,7 +82,7 @@ def open_storage(url: str) -> RDBStorage:
     if url.startswith("sqlite:///"):
         path = url.removeprefix("sqlite:///")
         if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            make_dir(Path(path).parent, "--storage")
         engine_kwargs = {"connect_args": {"timeout": SQLITE_TIMEOUT_S, "factory": _SqliteConnection}}
     try:
         return _create_storage(url, engine_kwargs)
@@ -225,9 +227,11 @@ def run(
         values = objective_values(scored, question.pareto)
         return values if question.pareto else values[0]
 
-    sampler = _sampler(space, question.pareto, seed + (os.getpid() if joined else 0), trials, constraints)
+    worker_seed = (seed + (os.getpid() if joined else 0)) % 2**32  # numpy's seed range
+    sampler = _sampler(space, question.pareto, worker_seed, trials, constraints)
     study.sampler = sampler
     remember_study()  # a resumed study: its evaluations are not repeated
+    fail_dead_trials(study, GRACE_S)  # a killed worker's RUNNING trial must not use up the budget
     remaining = trials - len(study.get_trials(deepcopy=False, states=COUNTED))
     if remaining > 0:
         every: list[Callable] = [MaxTrialsCallback(trials, states=COUNTED), *callbacks]

@@ -74,6 +74,12 @@ FAMILIES: dict[str, dict[str, Any]] = {
     "gpt2": {"gated": False, "tie": True, "ffn_x_hidden": 4},
     "gpt_bigcode": {"gated": False, "tie": True, "ffn_x_hidden": 4},
     "starcoder2": {"gated": False, "tie": True},
+    # n_inner / intermediate_size null means 4 x hidden in these (transformers' GPTJMLP, CodeGenMLP,
+    # GPTNeoMLP: `config.n_inner if config.n_inner is not None else 4 * embed_dim`; BloomMLP: 4 x hidden).
+    "gptj": {"gated": False, "tie": False, "ffn_x_hidden": 4},
+    "codegen": {"gated": False, "tie": False, "ffn_x_hidden": 4},
+    "gpt_neo": {"gated": False, "tie": True, "ffn_x_hidden": 4},
+    "bloom": {"gated": False, "tie": True, "ffn_x_hidden": 4},
 }
 MLA_DIMS = ("kv_lora_rank", "qk_rope_head_dim", "qk_nope_head_dim", "v_head_dim")
 
@@ -169,9 +175,12 @@ def spec_fields_from_hf(raw: dict, file: str, name: str) -> dict[str, Any]:
 
     fields: dict[str, Any] = dict(found, name=name, architecture=architecture, num_kv_heads=kv)
     fields["gated_mlp"] = family.get("gated", True)
-    fields["tie_word_embeddings"] = bool(
-        cfg.get("tie_word_embeddings", raw.get("tie_word_embeddings", family.get("tie", False)))
+    tie = next(
+        (c["tie_word_embeddings"] for c in (cfg, raw) if c.get("tie_word_embeddings") is not None), None
     )
+    fields["tie_word_embeddings"] = bool(
+        family.get("tie", False) if tie is None else tie
+    )  # null: the default
     # vLLM's Falcon sums attention and MLP before one all-reduce (reduce_row_parallel_results).
     fields["parallel_attn_mlp"] = model_type in FALCON_TYPES and bool(
         cfg.get("parallel_attn", True) or cfg.get("new_decoder_architecture", False)

@@ -148,10 +148,11 @@ def measurement(
     tps = sum(per_instance.values())
     drift_rec = None
     if drift is not None:
+        atol, rtol = settings.tolerance(case.dtype)
         drift_rec = Drift(
             **drift,
-            atol=settings.atol,
-            rtol=settings.rtol,
+            atol=atol,
+            rtol=rtol,
             advice=[] if drift["allclose"] else advice(case.dtype),
         )
     return Measurement(

@@ -42,9 +42,22 @@ class SweepSettings(Frozen):
     warmup: Annotated[int, Field(ge=0)]
     iters: Annotated[int, Field(ge=1)]
     timeout_s: Annotated[float, Field(gt=0)] = Field(description="timeout of every collective")
-    atol: Annotated[float, Field(ge=0)]
-    rtol: Annotated[float, Field(ge=0)]
+    atol: Annotated[float, Field(ge=0)] | None = Field(None, description="None: the case dtype's tolerance")
+    rtol: Annotated[float, Field(ge=0)] | None = None
+
+    def tolerance(self, dtype: str) -> tuple[float, float]:
+        """(atol, rtol) of the drift check: the flags when given, else the dtype's (DRIFT_TOLERANCE)."""
+        default = DRIFT_TOLERANCE[dtype]
+        return (default if self.atol is None else self.atol, default if self.rtol is None else self.rtol)
+
     seed: int = 0
+
+
+# A TP=N forward sums its partial results in another order than TP=1, so each element may differ by
+# a few roundings of the dtype; 8 units of its machine epsilon (bf16 2^-7, fp16 2^-10) is that, where a
+# real sharding bug is off by O(1). fp32's 8 x 2^-23 is below what the reordered sums of a 4k-wide
+# layer reach; 1e-5 is torch.testing's fp32 atol. One value serves as atol and rtol.
+DRIFT_TOLERANCE = {"bf16": 8 * 2.0**-7, "fp16": 8 * 2.0**-10, "fp32": 1e-5}
 
 
 class Case(Frozen):

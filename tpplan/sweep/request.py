@@ -185,8 +185,8 @@ class Request(Frozen):
     warmup: int = 5  # nccl-tests' defaults: 5 warm-up, 20 timed iterations
     iters: int = 20
     timeout_s: float = 60.0
-    atol: float = 1e-2  # the seed's allclose tolerance
-    rtol: float = 1e-2
+    atol: float | None = None  # None: the dtype's tolerance (plan.DRIFT_TOLERANCE)
+    rtol: float | None = None
     seed: int = 0
 
 
@@ -205,6 +205,8 @@ def _check_numbers(r: Request) -> None:
         ("--atol", r.atol, False),
         ("--rtol", r.rtol, False),
     ):
+        if fvalue is None:
+            continue
         if not (fvalue > 0 if positive else fvalue >= 0) or fvalue != fvalue or fvalue == float("inf"):
             raise ConfigError(
                 f"{fvalue} is not allowed",
@@ -222,6 +224,11 @@ def prepare(
     dtypes = parse_dtypes(r.dtypes, model)
     heads = parse_heads(r.heads)
     backend = profile.backend
+    default_limit = None
+    if rank_limit is None and backend == "gloo":
+        # Default TP degrees on CPU: one rank per core (and TP=2 always, for a drift check); more ranks
+        # than cores wait for a core and the case is flagged unrepresentative. --tp still goes further.
+        default_limit = max(2, cpu_cores())
     if rank_limit is None:
         gpus = _cuda_devices() if backend == "nccl" else 0
         if backend == "nccl" and gpus == 0:
@@ -232,7 +239,12 @@ def prepare(
         rank_limit = local_rank_limit(backend, gpus)
     limit, why = rank_limit
     others = max(r.pp) * max(r.replicas)  # default TP degrees: powers of two that fit beside --pp/--replicas
-    tps = r.tp or [t for t in (1, 2, 4, 8) if t <= model.num_attention_heads and t * others <= limit] or [1]
+    auto_limit = min(limit, max(default_limit, 2 * others) if default_limit else limit)
+    tps = (
+        r.tp
+        or [t for t in (1, 2, 4, 8) if t <= model.num_attention_heads and t * others <= auto_limit]
+        or [1]
+    )
     check_layouts(model, tps, r.pp, r.replicas, limit, why)
     if r.layers is not None:
         if r.layers < max(r.pp):

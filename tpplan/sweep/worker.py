@@ -202,14 +202,15 @@ class CaseRun:
             self.s.model, torch.cat([self.output, ref]), self.s.seed
         ).chunk(2)
         d = (logits - ref_logits).abs()
-        tol = dict(atol=self.s.atol, rtol=self.s.rtol)  # by name: allclose's third argument is rtol
+        atol, rtol = self.s.tolerance(self.case.dtype)
+        tol = dict(atol=atol, rtol=rtol)  # by name: allclose's third argument is rtol
         close = torch.allclose(logits, ref_logits, **tol) and torch.allclose(out, ref32, **tol)
         ratios = [tolerance_ratio(logits, ref_logits, **tol), tolerance_ratio(out, ref32, **tol)]
         return {
             "dtype": self.case.dtype,
             "reference": "TP=1, unpadded, same seed, input and dtype (fp32 LM head on both)",
             "max_abs": d.max().item(),
-            "max_rel": (d / ref_logits.abs().clamp_min(max(self.s.atol, 1e-12))).max().item(),
+            "max_rel": (d / ref_logits.abs().clamp_min(max(atol, 1e-12))).max().item(),
             "hidden_max_abs": (out - ref32).abs().max().item(),
             "allclose": bool(close),
             # JSON has no inf or NaN (and max() would pass over a NaN): a non-finite ratio is not recorded

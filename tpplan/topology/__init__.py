@@ -60,10 +60,26 @@ def detect(
         if cpu_local is None:
             raise TpplanError("bundled profile cpu-local is missing; reinstall tpplan") from None
         found = cpu.cpu_profile(cpu.read_machine(host, proc), cpu_local, node_count, price, date, topo)
-        return Detection(profile=found, gpu_found=False, fallback_reason=str(e))
+        return Detection(profile=found, gpu_found=False, fallback_reason=str(e), gpus_present=gpu_signs(root))
     topo = _gpu_topology(host, root, reading, ports, sys_errors)
     found, warnings = profile.gpu_profile(topo, bundled, node_count, price, date)
     return Detection(profile=found, gpu_found=True, warnings=[*topo.warnings, *warnings])
+
+
+def gpu_signs(root: Path) -> list[str]:
+    """Device nodes, driver entries and PCI functions of NVIDIA GPUs: NVML failing while these exist is a
+    broken driver, not a machine without GPUs."""
+    signs = [str(p) for p in sorted((root / "dev").glob("nvidia[0-9]*"))[:2]]
+    signs += [str(p) for p in (root / "dev" / "nvidiactl", root / "proc" / "driver" / "nvidia") if p.exists()]
+    for dev in sorted((root / "sys" / "bus" / "pci" / "devices").glob("*"))[:512]:
+        try:
+            vendor, cls = (dev / "vendor").read_text().strip(), (dev / "class").read_text().strip()
+        except OSError:
+            continue
+        if vendor == "0x10de" and cls.startswith(("0x0300", "0x0302")):  # display / 3D controller
+            signs.append(f"PCI {dev.name} (NVIDIA)")
+            break
+    return signs
 
 
 def _gpu_topology(
