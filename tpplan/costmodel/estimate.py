@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..records import AllReduceEstimate, Layout, ServeEstimate, StepBreakdown
+from ..records import AllReduceEstimate, Layout, Reason, ServeEstimate, StepBreakdown
 from ..specs import HardwareProfile, ModelSpec, Workload
 from .collectives import allreduce_time, ring_factor
 from .params import Params
@@ -26,8 +26,8 @@ class Deployment:
     tp_fabric: str
     pp_fabric: str
     kv_tokens: int  # per instance
-    engine_reasons: tuple[str, ...]  # why the engine refuses the layout (empty: it accepts it)
-    reasons: tuple[str, ...]  # why it cannot run as asked otherwise (memory, placement)
+    engine_reasons: tuple[Reason, ...]  # why the engine refuses the layout (empty: it accepts it)
+    reasons: tuple[Reason, ...]  # why it cannot run as asked otherwise (memory, context, placement)
     crosses_nvlink_domain: bool
     nodes: int
     memory_note: str  # how kv_tokens was derived, for provenance
@@ -133,8 +133,13 @@ def estimate_serve(
     st = steady_state(inst, params, engine, load, dep.kv_tokens)
     seq_tokens = workload.input_tokens + workload.output_tokens
     reasons = list(dep.reasons)
-    if dep.kv_tokens < seq_tokens and not any("KV cache" in r or "exceed" in r for r in reasons):
-        reasons.append(f"KV cache holds {dep.kv_tokens:,} tokens, fewer than one request's {seq_tokens:,}")
+    if dep.kv_tokens < seq_tokens and not any(r.kind in ("memory", "context") for r in reasons):
+        reasons.append(
+            Reason(
+                kind="context",
+                text=f"KV cache holds {dep.kv_tokens:,} tokens, fewer than one request's {seq_tokens:,}",
+            )
+        )
     engine_ok = not dep.engine_reasons
     rate_s = st.requests_per_ms * 1e3
     tokens_s = rate_s * workload.output_tokens
@@ -162,7 +167,6 @@ def estimate_serve(
         fits=not reasons,
         reasons=[*dep.engine_reasons, *reasons],
         engine_ok=engine_ok,
-        engine_reasons=list(dep.engine_reasons),
         runnable=engine_ok and not reasons,
         kv_cache_tokens=dep.kv_tokens,
         max_concurrency=layout.replicas * (dep.kv_tokens // seq_tokens),

@@ -14,6 +14,7 @@ from .costmodel import (
 )
 from .emit import EnvName, EnvRef, Launch, Option, Process, Word
 from .layout import Candidate, Degree, Layout, TpFabric
+from .reason import Reason, ReasonKind
 from .report import FigureData, Report, Series, SeriesSource
 from .search import Basis, Neighbour, Plan, ScoredConfig, SearchResult
 from .sweep import (
@@ -51,6 +52,8 @@ __all__ = [
     "Plan",
     "Process",
     "RankTiming",
+    "Reason",
+    "ReasonKind",
     "Report",
     "ScoredConfig",
     "SearchResult",

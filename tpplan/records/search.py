@@ -10,6 +10,7 @@ from pydantic import Field
 from ..specs import HardwareProfile, ModelSpec, Workload
 from ..specs.base import Frozen
 from .layout import Layout
+from .reason import Reason
 
 Basis = Literal["measured", "fitted", "profile"]
 
@@ -34,7 +35,7 @@ class ScoredConfig(Frozen):
     violations: dict[str, float] = Field(
         description="constraint values as Optuna sees them (> 0: violated, by that fraction)"
     )
-    reasons: list[str] = Field(description="why it is infeasible, in numbers (empty when feasible)")
+    reasons: list[Reason] = Field(description="why it is infeasible, in numbers (empty when feasible)")
     basis: Basis = Field(
         description="measured: TTFT/TPOT measured at this layout; fitted: cost model with fitted "
         "parameters; profile: cost model on the profile's published or assumed numbers"
