@@ -25,9 +25,10 @@ def _engine_config(
     source = {
         "vllm": "vLLM 0.33.0 get_batch_defaults (vllm/engine/arg_utils.py)",
         "sglang": "SGLang 0.5.23 automatic chunked_prefill_size / cuda_graph_max_bs (memory_hook.py)",
-        "megatron": "assumed: Megatron-LM inference defaults",
+        "megatron": "Megatron-LM inference defaults",
     }[engine]
-    return costmodel.EngineConfig(engine, d.max_num_batched_tokens, d.max_num_seqs, False, source)
+    basis = "assumed" if engine == "megatron" else "published"  # Megatron-LM has no serving defaults
+    return costmodel.EngineConfig(engine, d.max_num_batched_tokens, d.max_num_seqs, False, source, basis)
 
 
 def _deployment(
@@ -59,7 +60,7 @@ def _deployment(
     note = (
         f"{c.kv_cache_gib_per_gpu:g} GiB per GPU left of {c.memory_budget_gib_per_gpu:g} GiB "
         f"({memory_engine} memory fraction) after {c.weights_gib_per_gpu:g} GiB weights and "
-        f"{c.activation_gib_per_gpu:g} GiB activations/runtime (candidates.memory_fit)"
+        f"{c.activation_gib_per_gpu:g} GiB activations/runtime"
     )
     return costmodel.Deployment(
         tuple(c.layers_per_stage),

@@ -21,8 +21,9 @@ from .records import Layout, Plan, ScoredConfig, SearchResult
 from .search import Config, Evaluation, Question
 from .specs import HardwareProfile, ModelSpec, Workload
 
-# Bump when the space or the objective changes meaning: a study of an older search is not resumed.
-SEARCH_VERSION = 1
+# Bump when the space, the objective or the stored result record changes meaning (2: typed reasons):
+# a study of an older search is not resumed.
+SEARCH_VERSION = 2
 DEFAULT_OUT = Path("runs/search")
 CONFIRM_NO_WINNER = 5000  # configurations scored (~1.5 ms each) to confirm that none is feasible
 DEFAULT_TRIALS, DEFAULT_TRIALS_FRACTION = 200, 0.10  # --trials: at least 200, or a tenth of the space

@@ -9,6 +9,7 @@ from pydantic import Field, computed_field, model_validator
 from ..specs import HardwareProfile
 from ..specs.base import Frozen
 from .layout import Layout, TpFabric
+from .provenance import Provenance
 from .reason import Reason
 
 
@@ -33,7 +34,9 @@ class AllReduceEstimate(Frozen):
     latency_us: float = Field(description="t = alpha + S·2(n−1)/n ÷ busbw(S)")
     algbw_gbps: float = Field(description="S / t")
     busbw_gbps: float = Field(description="algbw · 2(n−1)/n")
-    provenance: list[str] = Field(description="where each number came from: fitted curve, prior, profile")
+    provenance: list[Provenance] = Field(
+        description="where each number came from: fitted curve, prior, profile"
+    )
 
 
 class StepBreakdown(Frozen):
@@ -120,7 +123,7 @@ class ServeEstimate(Frozen):
     crosses_nvlink_domain: bool
     nodes: int
     breakdown: StepBreakdown = Field(description="the mean step, whose total is the TPOT")
-    provenance: dict[str, str] = Field(description="each input number: value (basis: source)")
+    provenance: dict[str, Provenance] = Field(description="each input number: value, basis and source")
     converged: bool = Field(description="the steady-state equations converged")
 
     @model_validator(mode="before")
@@ -170,4 +173,4 @@ class Calibration(Frozen):
     profile: str = Field(description="name of the calibrated profile")
     out: str = Field(description="where the calibrated profile was written ('' when not written)")
     sources: list[SourceFit]
-    parameters: dict[str, str] = Field(description="every fitted parameter: value (basis: source)")
+    parameters: dict[str, Provenance] = Field(description="every fitted parameter: value, basis and source")

@@ -10,6 +10,7 @@ from pydantic import Field
 from ..specs import HardwareProfile, ModelSpec, Workload
 from ..specs.base import Frozen
 from .layout import Layout
+from .provenance import Provenance
 from .reason import Reason
 
 Basis = Literal["measured", "fitted", "profile"]
@@ -76,8 +77,8 @@ class Plan(Frozen):
         None,
         description="what `tpplan search` expects of this plan, and whether it is measured, fitted or from a profile",
     )
-    provenance: dict[str, str] = Field(
-        default_factory=dict, description="each number behind the estimate: value (basis: source)"
+    provenance: dict[str, Provenance] = Field(
+        default_factory=dict, description="each number behind the estimate: value, basis and source"
     )
     why: list[str] = Field(default_factory=list, description="what the winner's neighbours lost on")
 

@@ -18,7 +18,6 @@ layout that misses the TPOT SLO by 2% from one that misses it by 3x:
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -105,16 +104,13 @@ def constraints(config: Config, ev: Evaluation, q: Question) -> tuple[dict[str, 
     return values, reasons
 
 
-_BASIS = re.compile(r"\((published|measured|fitted|derived|assumed):")
-
-
 def basis(ev: Evaluation) -> str:
     """measured when TTFT/TPOT were measured at this configuration; fitted when any cost-model input
     was fitted to measurements; profile otherwise (published, derived or assumed numbers)."""
     if ev.measured:
         return "measured"
-    found = {m for text in ev.estimate.provenance.values() for m in _BASIS.findall(text)}
-    return "fitted" if "fitted" in found else "profile"
+    fitted = any(p.basis == "fitted" for p in ev.estimate.provenance.values())
+    return "fitted" if fitted else "profile"
 
 
 def score(config: Config, ev: Evaluation, q: Question, trial: int | None = None) -> ScoredConfig:
