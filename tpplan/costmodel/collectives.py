@@ -118,8 +118,8 @@ def _hierarchical(params: Params, nbytes: float, ranks: int, engine_kernels: boo
     parts = {
         **intra.provenance,
         "allreduce_inter_node": why,
-        "nic_fraction": NIC_FRACTION.provenance(),
-        "network_alpha_us": NETWORK_ALPHA_US.provenance(),
+        "nic_fraction": NIC_FRACTION.provenance(named=True),
+        "network_alpha_us": NETWORK_ALPHA_US.provenance(named=True),
     }
     return AllReduceTime(intra.latency_us + inter, "network", "backend", parts)
 

@@ -21,10 +21,10 @@ class Param:
     source: str
     basis: Basis
 
-    def provenance(self) -> Provenance:
-        return Provenance(
-            value=f"{self.value:.4g} {self.unit}".rstrip(), basis=self.basis, source=self.source
-        )
+    def provenance(self, named: bool = False) -> Provenance:
+        """`named`: the value says which parameter it is (for a list without keys)."""
+        value = f"{self.name} {self.value:.4g} {self.unit}" if named else f"{self.value:.4g} {self.unit}"
+        return Provenance(value=value.rstrip(), basis=self.basis, source=self.source)
 
 
 def from_sourced(name: str, unit: str, q: Sourced) -> Param:
