@@ -93,7 +93,7 @@ def test_emit_launches_the_placement_the_candidates_stage_priced(tp, pp, replica
 def test_memory_fit_numbers_for_llama70b_on_h100():
     m, prof = io.load_model("llama-3.1-70b"), io.load_profile("dgx-h100")
     tp1 = judge(m, prof, Layout(tp=1), "vllm", 8, max_model_len=8192)
-    assert not tp1.fits and "exceed" in tp1.reasons[0]
+    assert not tp1.fits and "exceed" in str(tp1.reasons[0])
     assert 131 < tp1.weights_gib_per_gpu < 132  # 70.6e9 params x 2 bytes
     tp8 = judge(m, prof, Layout(tp=8), "vllm", 8)
     assert tp8.fits and tp8.valid
@@ -105,7 +105,7 @@ def test_memory_fit_numbers_for_llama70b_on_h100():
 def test_kv_cache_must_hold_max_model_len():
     m, prof = io.load_model("llama-3.1-70b"), io.load_profile("dgx-h100")
     tp2 = judge(m, prof, Layout(tp=2), "vllm", 8)  # default max_model_len = 131072
-    assert not tp2.fits and "fewer than max_model_len 131,072" in tp2.reasons[0]
+    assert not tp2.fits and "fewer than max_model_len 131,072" in str(tp2.reasons[0])
     assert judge(m, prof, Layout(tp=2), "vllm", 8, max_model_len=8192).fits
 
 

@@ -157,7 +157,7 @@ def test_a_two_line_sweep_is_an_exact_fit_not_a_perfect_one(tmp_path):
     cal, _ = api.calibrate([_sweep_lines(tmp_path, {1, 2})], "cpu-local", sweep_model="tiny")
     errors = {e.metric: e for e in cal.sources[0].errors}
     assert errors["step"].exact and errors["allreduce"].exact
-    (text,) = [v for k, v in cal.parameters.items() if k.startswith("allreduce.")]
+    (text,) = [str(v) for k, v in cal.parameters.items() if k.startswith("allreduce.")]
     assert "1 point at 1 size: fitted a time scale only" in text and "median error" not in text
 
 

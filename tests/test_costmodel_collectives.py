@@ -50,14 +50,14 @@ def test_crossing_nodes_costs_more_than_staying_in_the_nvlink_domain():
     assert inter.latency_us > 1.4 * intra.latency_us
     small = api.estimate_allreduce("dgx-a100-80g", 64 * 1024, 16)
     assert small.latency_us > 45  # network alpha: ~45-50 us across 2 nodes (hardware.md §3)
-    assert any("hierarchical" in p for p in inter.provenance)
+    assert any("hierarchical" in str(p) for p in inter.provenance)
 
 
 def test_a_profile_without_efficiency_uses_labelled_priors():
     profile = io.load_profile("hgx-h200")
     assert profile.efficiency is None
     t = allreduce_time(Params(profile), SEED_BYTES, 8, "nvlink")
-    assert "prior" in t.provenance[0]
+    assert "prior" in str(t.provenance["allreduce"])
     curve, _ = prior_curve(profile, "nvlink", 8)
     assert curve.peak_busbw_gbps > 450  # NVLS raises busbw above the 450 GB/s link for > 4 GPUs
 

@@ -92,8 +92,10 @@ def test_phi3_medium_passes_config_but_fails_load():
     )
     for tp in (4, 8):
         v = engines.check("vllm", m, tp, 1)
-        assert not v.ok and any("num_kv_heads (10)" in r or "num_kv_heads (10)" in r for r in v.reasons)
-        assert not any("num_attention_heads" in r for r in v.reasons)
+        assert not v.ok and any(
+            "num_kv_heads (10)" in r or "num_kv_heads (10)" in r for r in map(str, v.reasons)
+        )
+        assert not any("num_attention_heads" in r for r in map(str, v.reasons))
 
 
 def test_36_heads_at_tp8_is_refused_with_the_valid_tps():
@@ -101,8 +103,8 @@ def test_36_heads_at_tp8_is_refused_with_the_valid_tps():
     v = engines.check("vllm", m, 8, 1, tp_limit=16)
     assert not v.ok
     assert v.heads_per_rank == [5, 5, 5, 5, 4, 4, 4, 4]
-    assert any("num_attention_heads (36) is not divisible by tp (8)" in r for r in v.reasons)
-    assert any(r.startswith("vllm accepts tp in 1, 2, 4") for r in v.reasons)
+    assert any("num_attention_heads (36) is not divisible by tp (8)" in r for r in map(str, v.reasons))
+    assert any(r.startswith("vllm accepts tp in 1, 2, 4") for r in map(str, v.reasons))
 
 
 def test_kv_bytes_per_token_example():

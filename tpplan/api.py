@@ -122,7 +122,7 @@ def emit_plan(
         served, plan.profile, plan.layout, eng, plan.layout.gpus, plan.max_model_len, kv
     )
     if not fit.fits:
-        why = "; ".join(r for r in fit.reasons if "GiB" in r or "KV cache" in r) or "; ".join(fit.reasons)
+        why = "; ".join(str(r) for r in fit.reasons if r.kind in ("memory", "context"))
         launch = launch.model_copy(
             update={
                 "notes": [*launch.notes, f"warning: may not fit under {eng}'s default memory fraction: {why}"]

@@ -12,7 +12,7 @@ from . import bundled, costmodel, engines, io
 from . import candidates as candidates_stage
 from .api_base import Ref, check_context, check_engine, load_model, load_profile
 from .errors import ConfigError, LayoutError
-from .records import AllReduceEstimate, Calibration, Layout, ServeEstimate
+from .records import AllReduceEstimate, Calibration, Candidate, Layout, ServeEstimate
 from .specs import HardwareProfile, ModelSpec, Workload
 
 
@@ -25,9 +25,10 @@ def _engine_config(
     source = {
         "vllm": "vLLM 0.33.0 get_batch_defaults (vllm/engine/arg_utils.py)",
         "sglang": "SGLang 0.5.23 automatic chunked_prefill_size / cuda_graph_max_bs (memory_hook.py)",
-        "megatron": "assumed: Megatron-LM inference defaults",
+        "megatron": "Megatron-LM inference defaults",
     }[engine]
-    return costmodel.EngineConfig(engine, d.max_num_batched_tokens, d.max_num_seqs, False, source)
+    basis = "assumed" if engine == "megatron" else "published"  # Megatron-LM has no serving defaults
+    return costmodel.EngineConfig(engine, d.max_num_batched_tokens, d.max_num_seqs, False, source, basis)
 
 
 def _deployment(
@@ -38,16 +39,19 @@ def _deployment(
     kv_dtype: str,
     seq_tokens: int,
     budget_gpus: int | None = None,
+    candidate: Candidate | None = None,
 ) -> costmodel.Deployment:
     """Placement and memory of a layout, as the candidates stage judges them (budget: the layout's
-    GPUs unless given: a larger budget can place instances that would not pack into fewer nodes)."""
+    GPUs unless given: a larger budget can place instances that would not pack into fewer nodes).
+    `candidate`: that judgement when the caller already has it (the engine rules run once per layout)."""
     memory_engine = check_engine(costmodel.MEMORY_PROXY.get(engine, engine))
     budget = budget_gpus or layout.gpus
     # The engine's "accepts tp in ..." names the degrees the hardware could run, not only up to this
     # layout's own GPU count (TP=3 is refused; 4 and 8 are the alternatives on an 8-GPU node).
     tp_limit = max(budget, profile.total_gpus)
-    c = candidates_stage.judge(model, profile, layout, memory_engine, budget, seq_tokens, kv_dtype, tp_limit)
-    verdict = engines.check(memory_engine, model, layout.tp, layout.pp, tp_limit=tp_limit)
+    c = candidate or candidates_stage.judge(
+        model, profile, layout, memory_engine, budget, seq_tokens, kv_dtype, tp_limit
+    )
     stage_link = (
         "network"
         if c.crosses_node and c.tp_fabric != "network"
@@ -56,15 +60,15 @@ def _deployment(
     note = (
         f"{c.kv_cache_gib_per_gpu:g} GiB per GPU left of {c.memory_budget_gib_per_gpu:g} GiB "
         f"({memory_engine} memory fraction) after {c.weights_gib_per_gpu:g} GiB weights and "
-        f"{c.activation_gib_per_gpu:g} GiB activations/runtime (candidates.memory_fit)"
+        f"{c.activation_gib_per_gpu:g} GiB activations/runtime"
     )
     return costmodel.Deployment(
         tuple(c.layers_per_stage),
         c.tp_fabric,
         stage_link if layout.pp > 1 else "none",
         c.kv_cache_tokens,
-        tuple(verdict.reasons),
-        tuple(r for r in c.reasons if r not in verdict.reasons),
+        tuple(r for r in c.reasons if r.kind == "engine"),
+        tuple(r for r in c.reasons if r.kind != "engine"),
         c.crosses_nvlink_domain,
         c.nodes,
         note,
@@ -127,11 +131,14 @@ def serve_estimate(
     max_num_seqs: int | None = None,
     budget_gpus: int | None = None,
     max_model_len: int | None = None,
+    candidate: Candidate | None = None,
 ) -> ServeEstimate:
     """`estimate_serve` on loaded records (the search prices thousands of layouts without re-reading
     files). `max_num_seqs` caps sequences per instance (default: the engine's); `budget_gpus` is the
     budget the instances are placed on (default: the layout's own GPUs); `max_model_len` is the context
-    one sequence must fit in the KV cache (default: the workload's input + output tokens)."""
+    one sequence must fit in the KV cache (default: the workload's input + output tokens); `candidate`
+    is the candidates stage's judgement of this layout when the caller has made it (with the same engine,
+    budget, context and KV dtype), so the engine rules are not run again."""
     if workload.dtype == "fp8" and not profile.gpu.supports_fp8:
         raise ConfigError(
             f"{profile.gpu.name} has no FP8 tensor cores",
@@ -148,6 +155,7 @@ def serve_estimate(
         workload.kv_dtype,
         max_model_len or workload.sequence_tokens,
         budget_gpus,
+        candidate,
     )
     cfg = _engine_config(engine, served, profile, layout.tp, layout.pp)
     if max_num_seqs is not None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from . import api, costmodel
 from .errors import ConfigError
-from .records import ServeEstimate
+from .records import Provenance, ServeEstimate
 from .specs import HardwareProfile, ModelSpec
 
 SOURCES = (
@@ -121,8 +121,12 @@ def with_measured(e: ServeEstimate, ttft_ms: float, tpot_ms: float, where: str) 
             "output_tokens_per_usd": round(tokens_s * 3600 / e.usd_per_hour, 1) if e.usd_per_hour else 0.0,
             "provenance": {
                 **e.provenance,
-                "measured": f"TTFT {ttft_ms:g} ms and TPOT {tpot_ms:g} ms measured at this "
-                f"layout and load ({where}); throughput by Little's law, C / (TTFT + (O-1)·TPOT)",
+                "measured": Provenance(
+                    value=f"TTFT {ttft_ms:g} ms and TPOT {tpot_ms:g} ms at this layout and load; throughput "
+                    "by Little's law, C / (TTFT + (O-1)·TPOT)",
+                    basis="measured",
+                    source=where,
+                ),
             },
         }
     )

@@ -21,8 +21,9 @@ from .records import Layout, Plan, ScoredConfig, SearchResult
 from .search import Config, Evaluation, Question
 from .specs import HardwareProfile, ModelSpec, Workload
 
-# Bump when the space or the objective changes meaning: a study of an older search is not resumed.
-SEARCH_VERSION = 1
+# Bump when the space, the objective or the stored result record changes meaning (2: typed reasons):
+# a study of an older search is not resumed.
+SEARCH_VERSION = 2
 DEFAULT_OUT = Path("runs/search")
 CONFIRM_NO_WINNER = 5000  # configurations scored (~1.5 ms each) to confirm that none is feasible
 DEFAULT_TRIALS, DEFAULT_TRIALS_FRACTION = 200, 0.10  # --trials: at least 200, or a tenth of the space
@@ -43,9 +44,6 @@ def evaluator(
         profile, budget = profiles[c.profile], budgets[c.profile]
         layout = Layout(tp=c.tp, pp=c.pp, replicas=c.replicas)
         served = model.model_copy(update={"dtype": c.dtype})
-        verdict = candidates_stage.judge(
-            served, profile, layout, memory_engine, budget, q.max_model_len, c.kv_cache_dtype
-        )
         clients = q.concurrency or c.replicas * c.max_num_seqs
         workload = Workload(
             input_tokens=q.input_tokens,
@@ -54,8 +52,12 @@ def evaluator(
             dtype=c.dtype,
             kv_cache_dtype=c.kv_cache_dtype,
         )  # type: ignore[arg-type]
+        tp_limit = max(budget, profile.total_gpus)  # as serve_estimate judges it
+        verdict = candidates_stage.judge(
+            served, profile, layout, memory_engine, budget, q.max_model_len, workload.kv_dtype, tp_limit
+        )
         est = api.serve_estimate(
-            model, profile, layout, workload, q.engine, c.max_num_seqs, budget, q.max_model_len
+            model, profile, layout, workload, q.engine, c.max_num_seqs, budget, q.max_model_len, verdict
         )
         per_replica = clients / c.replicas
         hit = None
@@ -158,7 +160,10 @@ def no_winner(
         )
     pool = every if every is not None else results
     closest = sorted(pool, key=lambda r: sum(v for v in r.violations.values() if v > 0))[:3]
-    shown = "; ".join(f"{r.profile} {r.label()}: {r.reasons[0]}" for r in closest if r.reasons) or "none"
+    shown = (
+        "; ".join(f"{r.profile} {r.label()}: {r.reasons[0].uncited()}" for r in closest if r.reasons)
+        or "none"
+    )
     scope = (
         f"none of the {len(every)} configurations"
         if every is not None

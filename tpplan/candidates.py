@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from . import engines, memory, placement
 from .errors import LayoutError
-from .records import Candidate, Layout
+from .records import Candidate, Layout, Reason
 from .specs import HardwareProfile, ModelSpec, resolve_kv_dtype
 
 # Memory outside torch tensors: CUDA context, NCCL buffers, CUDA-graph pools. Assumed, from the
@@ -143,20 +143,24 @@ def judge(
     gib = memory.GIB
     fits = mem.kv_free_min > 0 and mem.kv_tokens >= max_len
     if mem.kv_free_min <= 0:
-        reasons.append(
+        text = (
             f"weights {mem.weights_max / gib:.1f} GiB + {mem.reserve / gib:.1f} GiB activations/runtime per GPU "
             f"exceed {mem.budget / gib:.1f} GiB ({profile.gpu.memory_gib.value:g} GiB × {mem.fraction:g} "
             f"{engine} memory fraction)"
         )
+        reasons.append(Reason(kind="memory", text=text))
     elif mem.kv_tokens < max_len:
         reasons.append(
-            f"KV cache holds {mem.kv_tokens:,} tokens, fewer than max_model_len {max_len:,}; "
-            "lower --max-model-len or use more GPUs per instance"
+            Reason(
+                kind="context",
+                text=f"KV cache holds {mem.kv_tokens:,} tokens, fewer than max_model_len {max_len:,}",
+                hint="lower --max-model-len or use more GPUs per instance",
+            )
         )
 
     where = place(profile, layout, budget_gpus)
     if where.problem:
-        reasons.append(where.problem)
+        reasons.append(Reason(kind="placement", text=where.problem))
     if where.crosses_nvlink_domain:
         notes.append(
             f"TP={layout.tp} crosses the NVLink domain ({profile.domain_size} GPUs): its all-reduces run over "

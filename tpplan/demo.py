@@ -50,7 +50,7 @@ def step_candidates(out: Path, echo: Echo) -> None:
     )
     echo(f"  {len(found)} layouts use all {budget} GPUs; {len(valid)} are valid for vLLM and fit.")
     for c in found:
-        verdict = "valid" if c.valid else "no: " + c.reasons[0].split(" [")[0]
+        verdict = "valid" if c.valid else "no: " + c.reasons[0].uncited()
         cross = "  [TP crosses the NVLink domain]" if c.crosses_nvlink_domain else ""
         echo(f"  TP={c.tp:<2} PP={c.pp:<2} replicas={c.replicas:<2} {verdict}{cross}")
     echo(f"  -> {out / 'candidates.json'}")

@@ -2,16 +2,20 @@
 
 The rules are the engines' own, as read from their sources (reference/engines/README.md):
 vLLM 0.33.0, SGLang 0.5.23, Megatron-LM @d98e8a64. Each reason names the rule's source line
-so a user can check it. Architecture support lists are data, not name-matching logic.
+so a user can check it. Architecture support lists are data, not name-matching logic: the bundled
+tpplan/data/engine_archs.json, which names the engine source each list was read from.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from functools import cache
+from importlib import resources
 from typing import Literal
 
-from . import engine_archs as archs
 from .memory import padded_vocab, pp_split
+from .records import Reason
 from .specs import ModelSpec
 
 Engine = Literal["vllm", "megatron", "sglang"]
@@ -96,7 +100,7 @@ class Verdict:
     """An engine's view of one TP×PP layout of a model."""
 
     ok: bool
-    reasons: list[str]
+    reasons: list[Reason]  # kind "engine", each naming the rule's source line
     heads_per_rank: list[int]
     kv_heads_per_rank: list[int]
     layers_per_stage: list[int]
@@ -122,7 +126,11 @@ def _kv_per_rank(model: ModelSpec, tp: int) -> list[int]:
     return split(kv, tp)
 
 
-def _tp_shape_reasons(engine: Engine, model: ModelSpec, tp: int) -> list[str]:
+def _rule(text: str, source: str | None = None, hint: str | None = None) -> Reason:
+    return Reason(kind="engine", text=text, source=source, hint=hint)
+
+
+def _tp_shape_reasons(engine: Engine, model: ModelSpec, tp: int) -> list[Reason]:
     """The engine's TP divisibility rules; empty when tp is acceptable."""
     h, kv, reasons = model.num_attention_heads, model.num_kv_heads, []
     name = {"vllm": "vLLM", "sglang": "SGLang", "megatron": "Megatron-LM"}[engine]
@@ -132,22 +140,28 @@ def _tp_shape_reasons(engine: Engine, model: ModelSpec, tp: int) -> list[str]:
         "megatron": "megatron/core/transformer/transformer_config.py:1446-1450",
     }[engine]
     if h % tp:
-        reasons.append(f"num_attention_heads ({h}) is not divisible by tp ({tp}) [{name}: {where}]")
+        reasons.append(_rule(f"num_attention_heads ({h}) is not divisible by tp ({tp})", f"{name}: {where}"))
     if not model.mla:
         if engine == "megatron":
             if kv % tp and tp % kv:
                 reasons.append(
-                    f"num_query_groups ({kv}) and tp ({tp}) divide neither way "
-                    "[Megatron-LM: transformer_config.py:1461-1468]"
+                    _rule(
+                        f"num_query_groups ({kv}) and tp ({tp}) divide neither way",
+                        "Megatron-LM: transformer_config.py:1461-1468",
+                    )
                 )
         elif kv >= tp and kv % tp:
             reasons.append(
-                f"num_kv_heads ({kv}) is not divisible by tp ({tp}) at load [{name}: QKVParallelLinear]"
+                _rule(
+                    f"num_kv_heads ({kv}) is not divisible by tp ({tp}) at load", f"{name}: QKVParallelLinear"
+                )
             )
         elif kv < tp and tp % kv:
             reasons.append(
-                f"tp ({tp}) is not a multiple of num_kv_heads ({kv}), so KV heads cannot be replicated "
-                f"at load [{name}: QKVParallelLinear]"
+                _rule(
+                    f"tp ({tp}) is not a multiple of num_kv_heads ({kv}), so KV heads cannot be replicated at load",
+                    f"{name}: QKVParallelLinear",
+                )
             )
     # Column-parallel MLP-up asserts divide(out, tp). vLLM/SGLang merge gate and up but check each
     # (linear.py:731); Megatron checks the fused width, 2·ffn when gated (tensor_parallel/layers.py).
@@ -155,34 +169,66 @@ def _tp_shape_reasons(engine: Engine, model: ModelSpec, tp: int) -> list[str]:
     ffn_out = 2 * ffn if engine == "megatron" and model.gated_mlp else ffn
     if model.has_dense_mlp and ffn_out % tp:
         reasons.append(
-            f"intermediate_size ({ffn}) is not divisible by tp ({tp}) [{name}: column-parallel MLP asserts divisibility]"
+            _rule(
+                f"intermediate_size ({ffn}) is not divisible by tp ({tp})",
+                f"{name}: column-parallel MLP asserts divisibility",
+            )
         )
     shared = model.moe.shared_expert_intermediate_size if model.moe else 0
     if shared and shared % tp:
         reasons.append(
-            f"shared-expert width ({shared}) is not divisible by tp ({tp}) [{name}: shared-expert MLP]"
+            _rule(
+                f"shared-expert width ({shared}) is not divisible by tp ({tp})", f"{name}: shared-expert MLP"
+            )
         )
     if engine != "megatron" and padded_vocab(model) % tp:
         reasons.append(
-            f"padded vocabulary ({padded_vocab(model)}) is not divisible by tp ({tp}) "
-            f"[{name}: VocabParallelEmbedding]"
+            _rule(
+                f"padded vocabulary ({padded_vocab(model)}) is not divisible by tp ({tp})",
+                f"{name}: VocabParallelEmbedding",
+            )
         )
     return reasons
 
 
-def _architecture_reasons(engine: Engine, arch: str, pp: int) -> list[str]:
+@dataclass(frozen=True)
+class ArchTables:
+    """The architecture lists of tpplan/data/engine_archs.json."""
+
+    vllm: frozenset[str]  # in vLLM 0.33's model registry
+    vllm_removed: frozenset[str]  # vLLM 0.33 raises "supported until vX" for these
+    sglang_no_pp: frozenset[str]  # SGLang 0.5.23 classes whose forward takes no pp_proxy_tensors
+
+
+@cache
+def arch_tables() -> ArchTables:
+    """Read once per process (shipped inside the package, so a wheel carries it)."""
+    doc = json.loads(resources.files(__package__).joinpath("data", "engine_archs.json").read_text())
+    return ArchTables(
+        frozenset(doc["vllm"]["architectures"]["names"]),
+        frozenset(doc["vllm"]["removed"]["names"]),
+        frozenset(doc["sglang"]["no_pipeline_parallel"]["names"]),
+    )
+
+
+def _architecture_reasons(engine: Engine, arch: str, pp: int) -> list[Reason]:
+    archs = arch_tables()
     if engine == "vllm":
-        if arch in archs.VLLM_REMOVED_ARCHS:
-            return [f"vLLM 0.33 removed {arch} (registry: previously supported models)"]
-        if arch not in archs.VLLM_ARCHS:
+        if arch in archs.vllm_removed:
+            return [_rule(f"vLLM 0.33 removed {arch} (registry: previously supported models)")]
+        if arch not in archs.vllm:
             return [
-                f"{arch} is not in vLLM 0.33's model registry (its Transformers backend may still load it "
-                "with --model-impl transformers)"
+                _rule(
+                    f"{arch} is not in vLLM 0.33's model registry (its Transformers backend may still load it "
+                    "with --model-impl transformers)"
+                )
             ]
         return []
-    if pp > 1 and arch in archs.SGLANG_NO_PP_ARCHS:
+    if pp > 1 and arch in archs.sglang_no_pp:
         return [
-            f"SGLang's {arch} does not support pipeline parallelism (model_runner.py:508-515); pp must be 1"
+            _rule(
+                f"SGLang's {arch} does not support pipeline parallelism (model_runner.py:508-515); pp must be 1"
+            )
         ]
     return []
 
@@ -199,21 +245,24 @@ def check(engine: Engine, model: ModelSpec, tp: int, pp: int, tp_limit: int = 64
     reasons = _tp_shape_reasons(engine, model, tp)
     if reasons:
         ok_tp = ", ".join(map(str, accepted_tp(engine, model, max(tp_limit, tp)))) or "none"
-        reasons.append(f"{engine} accepts tp in {ok_tp}")
+        reasons.append(_rule(f"{engine} accepts tp in {ok_tp}"))
     L = model.num_layers
     if engine == "megatron":
         layers = split(L, pp)
         if L % pp:
             ok_pp = ", ".join(map(str, divisors_upto(L, 64)))
             reasons.append(
-                f"num_layers ({L}) is not divisible by pp ({pp}) [Megatron-LM: arguments.py:985-998]; "
-                f"pp in {ok_pp}, or give an uneven split with --decoder-first-pipeline-num-layers"
+                _rule(
+                    f"num_layers ({L}) is not divisible by pp ({pp})",
+                    "Megatron-LM: arguments.py:985-998",
+                    f"pp in {ok_pp}, or give an uneven split with --decoder-first-pipeline-num-layers",
+                )
             )
     else:
         layers = pp_split(L, pp)
         reasons += _architecture_reasons(engine, model.architecture, pp)
     if pp > L:
-        reasons.append(f"pp ({pp}) exceeds num_layers ({L}); a stage would hold no layers")
+        reasons.append(_rule(f"pp ({pp}) exceeds num_layers ({L}); a stage would hold no layers"))
     return Verdict(
         ok=not reasons,
         reasons=reasons,

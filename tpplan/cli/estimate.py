@@ -196,12 +196,10 @@ def serve(
         f"ISL {isl}, OSL {osl}, concurrency {concurrency}, {dtype}"
     )
     if not est.engine_ok:
-        click.echo(
-            f"{engine} refuses TP={tp} PP={pp}: " + "; ".join(r.split(" [")[0] for r in est.engine_reasons)
-        )
-    memory = [r for r in est.reasons if r not in est.engine_reasons]
+        click.echo(f"{engine} refuses TP={tp} PP={pp}: " + "; ".join(r.uncited() for r in est.engine_reasons))
+    memory = [r for r in est.reasons if r.kind != "engine"]
     if memory:
-        click.echo("does not fit: " + "; ".join(r.split(" [")[0] for r in memory))
+        click.echo("does not fit: " + "; ".join(r.uncited() for r in memory))
     if not est.runnable:
         click.echo(
             "no serving numbers: this deployment cannot start, so TTFT, TPOT and tokens/USD would not be "

@@ -180,7 +180,7 @@ def _why(c) -> str:
     """The first reason, without its source citation, short enough for a table cell."""
     if not c.reasons:
         return ""
-    first = textwrap.shorten(c.reasons[0].split(" [")[0].split(";")[0], 64, placeholder="...")
+    first = textwrap.shorten(c.reasons[0].text.split(";")[0], 64, placeholder="...")
     return first + (f" (+{len(c.reasons) - 1} more)" if len(c.reasons) > 1 else "")
 
 

@@ -245,8 +245,8 @@ def _basis_line(plan) -> str:
     if "measured" in prov:
         return "measured: " + prov["measured"]
     rest = {k: v for k, v in prov.items() if k not in ("kv_cache_tokens", "engine_limits")}
-    fitted = [k for k, v in rest.items() if "(fitted:" in v]
-    assumed = [k for k, v in rest.items() if "(assumed:" in v]
+    fitted = [k for k, v in rest.items() if v.basis == "fitted"]
+    assumed = [k for k, v in rest.items() if v.basis == "assumed"]
     given = [k for k in rest if k not in fitted and k not in assumed]
     head = (
         f"cost model fitted to measurements ({', '.join(fitted)})" if fitted else "cost model, nothing fitted"

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ..errors import ConfigError
-from ..records import ErrorStats, SourceFit
+from ..records import ErrorStats, Provenance, SourceFit
 from ..specs import (
     DTYPE_BYTES,
     AllReduceCurve,
@@ -28,7 +28,7 @@ from ..specs import (
 )
 from .collectives import curve_time_us
 from .fit import abs_error_stats
-from .params import Params
+from .params import Params, of_sourced
 from .profile_fit import (
     ENGINE_FIELDS,
     SWEEP_ENGINE,
@@ -259,13 +259,14 @@ CALIBRATION_ENGINES = {
         8192,
         2048,
         True,
-        "assumed: TensorRT-LLM LLM API defaults max_num_tokens 8192, max_batch_size 2048, GUARANTEED_NO_EVICT",
+        "TensorRT-LLM LLM API defaults max_num_tokens 8192, max_batch_size 2048, GUARANTEED_NO_EVICT",
+        "assumed",
     ),
 }
 MEMORY_PROXY = {"trtllm": "vllm", "tpplan-sweep": "vllm"}
 
 
-def fitted_parameters(profile: HardwareProfile) -> dict[str, str]:
+def fitted_parameters(profile: HardwareProfile) -> dict[str, Provenance]:
     """Every fitted number of the profile's efficiency section, named, with its source."""
     eff = profile.efficiency
     if not eff:
@@ -274,16 +275,18 @@ def fitted_parameters(profile: HardwareProfile) -> dict[str, str]:
     for name in ("gemm_fraction", "hbm_fraction", "p2p_alpha_us"):
         q = getattr(eff, name)
         if q is not None and q.basis == "fitted":
-            out[name] = q.describe()
+            out[name] = of_sourced(q)
     for o in eff.overheads:
         for name in ENGINE_FIELDS:
             q = getattr(o, name)
             if q.basis == "fitted":
-                out[f"{o.engine}.{name}"] = q.describe()
+                out[f"{o.engine}.{name}"] = of_sourced(q)
     for a in eff.allreduce:
         for c in a.curves:
-            out[f"allreduce.{a.fabric}.{a.implementation}.{c.ranks}"] = (
-                f"alpha {c.alpha_us:g} us, peak busbw {c.peak_busbw_gbps:g} GB/s, half {c.half_bytes:.4g} B, "
-                f"shape {c.shape:g}; {describe_fit(c)} ({a.basis}: {a.source})"
+            out[f"allreduce.{a.fabric}.{a.implementation}.{c.ranks}"] = Provenance(
+                value=f"alpha {c.alpha_us:g} us, peak busbw {c.peak_busbw_gbps:g} GB/s, half {c.half_bytes:.4g} B, "
+                f"shape {c.shape:g}; {describe_fit(c)}",
+                basis=a.basis,
+                source=a.source,
             )
     return out

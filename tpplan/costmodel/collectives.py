@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from ..records import Provenance
 from ..specs import AllReduceCurve
 from .params import NETWORK_ALPHA_US, NIC_FRACTION, NVLINK_BUSBW_FRACTION, PCIE_BUSBW_FRACTION, Params
 
@@ -56,7 +57,7 @@ class AllReduceTime:
     latency_us: float
     fabric: str
     implementation: str
-    provenance: tuple[str, ...]
+    provenance: dict[str, Provenance]  # each number it used, named (allreduce: the curve)
 
 
 def allreduce_time(
@@ -68,23 +69,21 @@ def allreduce_time(
     (vLLM's custom all-reduce); it picks whichever of that and NCCL is faster for the size.
     """
     if ranks <= 1 or fabric == "none":
-        return AllReduceTime(0.0, "none", "none", ())
+        return AllReduceTime(0.0, "none", "none", {})
     if fabric == "network":
         return _hierarchical(params, nbytes, ranks, engine_kernels)
     found = params.allreduce_curve(fabric, "backend", ranks)
     assert found is not None  # the backend always has a prior
     curve, source, basis = found
-    best = AllReduceTime(
-        curve_time_us(curve, nbytes), fabric, "backend", (f"{fabric} backend all-reduce ({basis}: {source})",)
-    )
+    why = Provenance(value=f"{fabric} backend all-reduce", basis=basis, source=source)
+    best = AllReduceTime(curve_time_us(curve, nbytes), fabric, "backend", {"allreduce": why})
     if engine_kernels and fabric == "nvlink":
         custom = params.allreduce_curve(fabric, "custom", ranks)
         if custom:
             t = curve_time_us(custom[0], nbytes)
             if t < best.latency_us:
-                best = AllReduceTime(
-                    t, fabric, "custom", (f"{fabric} engine all-reduce ({custom[2]}: {custom[1]})",)
-                )
+                why = Provenance(value=f"{fabric} engine all-reduce", basis=custom[2], source=custom[1])
+                best = AllReduceTime(t, fabric, "custom", {"allreduce": why})
     return best
 
 
@@ -98,7 +97,7 @@ def _hierarchical(params: Params, nbytes: float, ranks: int, engine_kernels: boo
             curve_time_us(found[0], nbytes),
             "network",
             "backend",
-            (f"network all-reduce ({found[2]}: {found[1]})",),
+            {"allreduce": Provenance(value="network all-reduce", basis=found[2], source=found[1])},
         )
     if profile.inter_node is None:
         raise ValueError(f"profile {profile.name} has no inter-node fabric")
@@ -109,12 +108,20 @@ def _hierarchical(params: Params, nbytes: float, ranks: int, engine_kernels: boo
     nic = profile.inter_node.per_gpu_gbps.value * NIC_FRACTION.value
     alpha = max(NETWORK_ALPHA_US.value, profile.inter_node.latency_us.value)
     inter = alpha + (nbytes / per_node) * ring_factor(nodes) / (nic * BYTES_PER_US_PER_GBPS)
-    why = (
-        f"hierarchical over {nodes} nodes x {per_node} GPUs: {profile.inter_node.kind} "
-        f"{profile.inter_node.per_gpu_gbps.value:g} GB/s per GPU x {NIC_FRACTION.describe()}; "
-        f"alpha {NETWORK_ALPHA_US.describe()}"
+    link = profile.inter_node.per_gpu_gbps
+    why = Provenance(
+        value=f"hierarchical over {nodes} nodes x {per_node} GPUs: {profile.inter_node.kind} "
+        f"{link.value:g} GB/s per GPU",
+        basis=link.basis,
+        source=link.source,
     )
-    return AllReduceTime(intra.latency_us + inter, "network", "backend", intra.provenance + (why,))
+    parts = {
+        **intra.provenance,
+        "allreduce_inter_node": why,
+        "nic_fraction": NIC_FRACTION.provenance(named=True),
+        "network_alpha_us": NETWORK_ALPHA_US.provenance(named=True),
+    }
+    return AllReduceTime(intra.latency_us + inter, "network", "backend", parts)
 
 
 def p2p_time_us(params: Params, nbytes: float, fabric: str) -> float:

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..records import AllReduceEstimate, Layout, ServeEstimate, StepBreakdown
+from ..records import AllReduceEstimate, Layout, Provenance, Reason, ServeEstimate, StepBreakdown
 from ..specs import HardwareProfile, ModelSpec, Workload
 from .collectives import allreduce_time, ring_factor
-from .params import Params
+from .params import Params, of_sourced
 from .serving import EngineConfig, Load, steady_state
 from .step import CATEGORIES, Instance, StepCost
 from .work import ACTIVATION_BYTES
@@ -26,11 +26,11 @@ class Deployment:
     tp_fabric: str
     pp_fabric: str
     kv_tokens: int  # per instance
-    engine_reasons: tuple[str, ...]  # why the engine refuses the layout (empty: it accepts it)
-    reasons: tuple[str, ...]  # why it cannot run as asked otherwise (memory, placement)
+    engine_reasons: tuple[Reason, ...]  # why the engine refuses the layout (empty: it accepts it)
+    reasons: tuple[Reason, ...]  # why it cannot run as asked otherwise (memory, context, placement)
     crosses_nvlink_domain: bool
     nodes: int
-    memory_note: str  # how kv_tokens was derived, for provenance
+    memory_note: str  # how kv_tokens was derived (candidates.memory_fit), for provenance
 
 
 def estimate_allreduce(profile: HardwareProfile, nbytes: int, ranks: int, fabric: str) -> AllReduceEstimate:
@@ -45,7 +45,7 @@ def estimate_allreduce(profile: HardwareProfile, nbytes: int, ranks: int, fabric
         latency_us=round(t.latency_us, 3),
         algbw_gbps=round(algbw, 3),
         busbw_gbps=round(algbw * ring_factor(ranks), 3) if ranks > 1 else 0.0,
-        provenance=list(t.provenance),
+        provenance=list(t.provenance.values()),
     )
 
 
@@ -68,32 +68,34 @@ def _mean_breakdown(decode: StepCost, mixed: StepCost, q: float) -> StepBreakdow
 
 def _provenance(
     params: Params, engine: EngineConfig, inst: Instance, dep: Deployment, decode_seqs: float
-) -> dict[str, str]:
+) -> dict[str, Provenance]:
     gpu = params.profile.gpu
     over = params.overhead(engine.name)
     out = {
-        "bf16_dense_tflops": gpu.bf16_dense_tflops.describe(),
-        "hbm_gbps": gpu.hbm_gbps.describe(),
-        "gemm_fraction": params.gemm_fraction.describe(),
-        "hbm_fraction": params.hbm_fraction.describe(),
-        "step_ms": over.step_ms.describe(),
-        "per_layer_us": over.per_layer_us.describe(),
-        "per_seq_us": over.per_seq_us.describe(),
-        "request_ms": over.request_ms.describe(),
-        "cohort_fraction": over.cohort_fraction.describe(),
-        "kv_cache_tokens": dep.memory_note,
-        "engine_limits": f"max_num_batched_tokens {engine.max_num_batched_tokens}, max_num_seqs "
-        f"{engine.max_num_seqs} ({engine.source})",
-        "price": params.profile.price.usd_per_gpu_hour.describe(),
+        "bf16_dense_tflops": of_sourced(gpu.bf16_dense_tflops),
+        "hbm_gbps": of_sourced(gpu.hbm_gbps),
+        "gemm_fraction": params.gemm_fraction.provenance(),
+        "hbm_fraction": params.hbm_fraction.provenance(),
+        "step_ms": over.step_ms.provenance(),
+        "per_layer_us": over.per_layer_us.provenance(),
+        "per_seq_us": over.per_seq_us.provenance(),
+        "request_ms": over.request_ms.provenance(),
+        "cohort_fraction": over.cohort_fraction.provenance(),
+        "kv_cache_tokens": Provenance(value=dep.memory_note, basis="derived", source="candidates.memory_fit"),
+        "engine_limits": Provenance(
+            value=f"max_num_batched_tokens {engine.max_num_batched_tokens}, max_num_seqs {engine.max_num_seqs}",
+            basis=engine.basis,
+            source=engine.source,
+        ),
+        "price": of_sourced(params.profile.price.usd_per_gpu_hour),
     }
     if inst.model.dtype == "fp8" and gpu.fp8_dense_tflops:
-        out["fp8_dense_tflops"] = gpu.fp8_dense_tflops.describe()
+        out["fp8_dense_tflops"] = of_sourced(gpu.fp8_dense_tflops)
     if inst.tp > 1:
         nbytes = max(decode_seqs, 1.0) * inst.model.hidden_size * ACTIVATION_BYTES
-        ar = allreduce_time(params, nbytes, inst.tp, inst.tp_fabric, inst.engine_kernels)
-        out["allreduce"] = "; ".join(ar.provenance)
+        out |= allreduce_time(params, nbytes, inst.tp, inst.tp_fabric, inst.engine_kernels).provenance
     if inst.pp > 1:
-        out["p2p_alpha_us"] = params.p2p_alpha_us.describe()
+        out["p2p_alpha_us"] = params.p2p_alpha_us.provenance()
     return out
 
 
@@ -133,8 +135,13 @@ def estimate_serve(
     st = steady_state(inst, params, engine, load, dep.kv_tokens)
     seq_tokens = workload.input_tokens + workload.output_tokens
     reasons = list(dep.reasons)
-    if dep.kv_tokens < seq_tokens and not any("KV cache" in r or "exceed" in r for r in reasons):
-        reasons.append(f"KV cache holds {dep.kv_tokens:,} tokens, fewer than one request's {seq_tokens:,}")
+    if dep.kv_tokens < seq_tokens and not any(r.kind in ("memory", "context") for r in reasons):
+        reasons.append(
+            Reason(
+                kind="context",
+                text=f"KV cache holds {dep.kv_tokens:,} tokens, fewer than one request's {seq_tokens:,}",
+            )
+        )
     engine_ok = not dep.engine_reasons
     rate_s = st.requests_per_ms * 1e3
     tokens_s = rate_s * workload.output_tokens
@@ -162,7 +169,6 @@ def estimate_serve(
         fits=not reasons,
         reasons=[*dep.engine_reasons, *reasons],
         engine_ok=engine_ok,
-        engine_reasons=list(dep.engine_reasons),
         runnable=engine_ok and not reasons,
         kv_cache_tokens=dep.kv_tokens,
         max_concurrency=layout.replicas * (dep.kv_tokens // seq_tokens),

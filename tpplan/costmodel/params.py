@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..specs import AllReduceCurve, AllReduceFit, HardwareProfile, Sourced
+from ..records import Provenance
+from ..specs import AllReduceCurve, AllReduceFit, Basis, HardwareProfile, Sourced
 
 
 @dataclass(frozen=True)
@@ -18,14 +19,21 @@ class Param:
     value: float
     unit: str
     source: str
-    basis: str
+    basis: Basis
 
-    def describe(self) -> str:
-        return f"{self.value:.4g} {self.unit} ({self.basis}: {self.source})"
+    def provenance(self, named: bool = False) -> Provenance:
+        """`named`: the value says which parameter it is (for a list without keys)."""
+        value = f"{self.name} {self.value:.4g} {self.unit}" if named else f"{self.value:.4g} {self.unit}"
+        return Provenance(value=value.rstrip(), basis=self.basis, source=self.source)
 
 
 def from_sourced(name: str, unit: str, q: Sourced) -> Param:
     return Param(name, q.value, unit, q.source, q.basis)
+
+
+def of_sourced(q: Sourced) -> Provenance:
+    """A profile number's provenance, as an estimate or a calibration lists it."""
+    return Provenance(value=f"{q.value:g}", basis=q.basis, source=q.source)
 
 
 # ---- priors ----------------------------------------------------------------------------------
@@ -233,7 +241,7 @@ class Params:
 
     def allreduce_curve(
         self, fabric: str, implementation: str, ranks: int
-    ) -> tuple[AllReduceCurve, str, str] | None:
+    ) -> tuple[AllReduceCurve, str, Basis] | None:
         """(curve, source, basis) for this fabric and implementation; None when a custom kernel has no fit."""
         key = (fabric, implementation, ranks)
         if key not in self._curves:
@@ -242,7 +250,7 @@ class Params:
 
     def _resolve_curve(
         self, fabric: str, implementation: str, ranks: int
-    ) -> tuple[AllReduceCurve, str, str] | None:
+    ) -> tuple[AllReduceCurve, str, Basis] | None:
         fit = self.eff.allreduce_fit(fabric, implementation) if self.eff else None
         if fit:
             return curve_for(fit, ranks), fit.source, fit.basis

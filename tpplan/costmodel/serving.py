@@ -28,6 +28,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from ..specs import Basis
 from .params import Params
 from .step import Instance, StepCost, step_cost
 from .work import Batch
@@ -45,6 +46,7 @@ class EngineConfig:
     max_num_seqs: int
     reserves_full_sequence: bool  # admits a request only if its whole I+O fits (TensorRT-LLM's default)
     source: str
+    basis: Basis = "published"  # the engine's own defaults, read from its source; assumed where it has none
 
 
 @dataclass(frozen=True)

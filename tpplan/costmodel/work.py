@@ -44,15 +44,6 @@ class Batch:
     def tokens(self) -> float:
         return self.decode_seqs + self.prefill_tokens
 
-    def scaled(self, f: float) -> Batch:
-        return Batch(
-            self.decode_seqs * f,
-            self.decode_context,
-            self.prefill_tokens * f,
-            self.prefill_context,
-            self.logits_rows * f,
-        )
-
 
 @dataclass(frozen=True)
 class Op:

@@ -124,7 +124,8 @@ def check_plan(t: Target) -> None:
     )
     if not verdict.ok:
         raise LayoutError(
-            f"{name} refuses {plan.layout.label()} of {plan.model.name}: " + "; ".join(verdict.reasons)
+            f"{name} refuses {plan.layout.label()} of {plan.model.name}: "
+            + "; ".join(map(str, verdict.reasons))
         )
     if plan.max_model_len > plan.model.max_position_embeddings:
         raise LayoutError(

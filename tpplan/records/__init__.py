@@ -15,6 +15,8 @@ from .costmodel import (
 )
 from .emit import EnvName, EnvRef, Launch, Option, Process, Word
 from .layout import Candidate, Degree, Layout, TpFabric
+from .provenance import Provenance
+from .reason import Reason, ReasonKind
 from .report import FigureData, Report, Series, SeriesSource
 from .search import Basis, Neighbour, Plan, ScoredConfig, SearchResult
 from .sweep import (
@@ -56,7 +58,10 @@ __all__ = [
     "Option",
     "Plan",
     "Process",
+    "Provenance",
     "RankTiming",
+    "Reason",
+    "ReasonKind",
     "Report",
     "ScoredConfig",
     "SearchResult",

@@ -9,6 +9,8 @@ from pydantic import Field, computed_field, model_validator
 from ..specs import HardwareProfile
 from ..specs.base import Frozen
 from .layout import Layout, TpFabric
+from .provenance import Provenance
+from .reason import Reason
 
 
 class Detection(Frozen):
@@ -35,7 +37,9 @@ class AllReduceEstimate(Frozen):
     latency_us: float = Field(description="t = alpha + S·2(n−1)/n ÷ busbw(S)")
     algbw_gbps: float = Field(description="S / t")
     busbw_gbps: float = Field(description="algbw · 2(n−1)/n")
-    provenance: list[str] = Field(description="where each number came from: fitted curve, prior, profile")
+    provenance: list[Provenance] = Field(
+        description="where each number came from: fitted curve, prior, profile"
+    )
 
 
 class StepBreakdown(Frozen):
@@ -99,9 +103,10 @@ class ServeEstimate(Frozen):
     fits: bool = Field(
         description="memory: weights, activations and one I+O sequence fit (and the placement holds it)"
     )
-    reasons: list[str] = Field(description="why it cannot run: engine, memory, placement (empty when it can)")
+    reasons: list[Reason] = Field(
+        description="why it cannot run: engine, memory, context, placement (empty when it can)"
+    )
     engine_ok: bool = Field(True, description="the engine's own rules accept the layout")
-    engine_reasons: list[str] = Field(default_factory=list, description="why the engine refuses it")
     runnable: bool = Field(
         True,
         description="engine_ok and fits: False means the serving numbers below are what the model computes "
@@ -121,16 +126,25 @@ class ServeEstimate(Frozen):
     crosses_nvlink_domain: bool
     nodes: int
     breakdown: StepBreakdown = Field(description="the mean step, whose total is the TPOT")
-    provenance: dict[str, str] = Field(description="each input number: value (basis: source)")
+    provenance: dict[str, Provenance] = Field(description="each input number: value, basis and source")
     converged: bool = Field(description="the steady-state equations converged")
 
     @model_validator(mode="before")
     @classmethod
     def _runnable_of_old_records(cls, data: Any) -> Any:
-        """Records written before `runnable` existed meant by `fits` that it could run at all."""
+        """Records written before `runnable` existed meant by `fits` that it could run at all; a dumped
+        estimate carries its computed engine_reasons, which reading it back drops."""
         if isinstance(data, dict) and "runnable" not in data and "fits" in data:
             data = {**data, "runnable": data["fits"]}
+        if isinstance(data, dict) and "engine_reasons" in data:
+            data = {k: v for k, v in data.items() if k != "engine_reasons"}
         return data
+
+    @computed_field  # in JSON output, so scripts need not filter
+    @property
+    def engine_reasons(self) -> list[Reason]:
+        """Why the engine refuses the layout (the reasons of kind engine)."""
+        return [r for r in self.reasons if r.kind == "engine"]
 
 
 class ErrorStats(Frozen):
@@ -162,4 +176,4 @@ class Calibration(Frozen):
     profile: str = Field(description="name of the calibrated profile")
     out: str = Field(description="where the calibrated profile was written ('' when not written)")
     sources: list[SourceFit]
-    parameters: dict[str, str] = Field(description="every fitted parameter: value (basis: source)")
+    parameters: dict[str, Provenance] = Field(description="every fitted parameter: value, basis and source")

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, computed_field, model_validator
 
 from ..specs.base import Frozen
+from .reason import Reason
 
 Degree = Annotated[int, Field(ge=1, le=100_000)]
 TpFabric = Literal["none", "nvlink", "pcie", "network"]
@@ -63,7 +64,7 @@ class Candidate(Layout):
     engine_ok: bool = Field(description="the engine's own rules accept this layout")
     fits: bool = Field(description="weights + activations + a max_model_len KV cache fit the memory budget")
     valid: bool = Field(description="engine_ok and fits and placeable on the budget")
-    reasons: list[str] = Field(description="why not valid (empty when valid)")
+    reasons: list[Reason] = Field(description="why not valid, engine rules first (empty when valid)")
     notes: list[str] = Field(default_factory=list, description="warnings that do not make it invalid")
     heads_per_rank: list[int] = Field(description="query heads per TP rank as the engine places them")
     kv_heads_per_rank: list[int] = Field(description="KV heads stored per TP rank (replicated when kv < tp)")

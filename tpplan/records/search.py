@@ -10,6 +10,8 @@ from pydantic import Field
 from ..specs import HardwareProfile, ModelSpec, Workload
 from ..specs.base import Frozen
 from .layout import Layout
+from .provenance import Provenance
+from .reason import Reason
 
 Basis = Literal["measured", "fitted", "profile"]
 
@@ -34,7 +36,7 @@ class ScoredConfig(Frozen):
     violations: dict[str, float] = Field(
         description="constraint values as Optuna sees them (> 0: violated, by that fraction)"
     )
-    reasons: list[str] = Field(description="why it is infeasible, in numbers (empty when feasible)")
+    reasons: list[Reason] = Field(description="why it is infeasible, in numbers (empty when feasible)")
     basis: Basis = Field(
         description="measured: TTFT/TPOT measured at this layout; fitted: cost model with fitted "
         "parameters; profile: cost model on the profile's published or assumed numbers"
@@ -75,8 +77,8 @@ class Plan(Frozen):
         None,
         description="what `tpplan search` expects of this plan, and whether it is measured, fitted or from a profile",
     )
-    provenance: dict[str, str] = Field(
-        default_factory=dict, description="each number behind the estimate: value (basis: source)"
+    provenance: dict[str, Provenance] = Field(
+        default_factory=dict, description="each number behind the estimate: value, basis and source"
     )
     why: list[str] = Field(default_factory=list, description="what the winner's neighbours lost on")
 

@@ -70,7 +70,7 @@ def allreduce(data: RunData) -> Drawn | str:
         verdict = f"measured p50 is {statistics.median(ratios):.2g}x the model's at the measured sizes"
     else:
         verdict = f"no model line ({where} has no price for these rank counts)"
-    if any("(assumed" in p for e in data.allreduce_model for p in e.provenance):
+    if any(p.basis == "assumed" for e in data.allreduce_model for p in e.provenance):
         # An assumed prior far from the dots is not a finding about the machine: say how to fit it.
         verdict += (
             f" (its link numbers are assumed, not measured; `tpplan calibrate RUN_DIR/sweep/results.jsonl "

@@ -84,14 +84,14 @@ def _judged(
             change=change,
             config=at_winner,
             tokens_per_usd_ratio=None,
-            lost_on=f"{change} ({at_winner.label()}): {at_winner.reasons[0]}; no max_num_seqs makes it feasible",
+            lost_on=f"{change} ({at_winner.label()}): {at_winner.reasons[0].uncited()}; no max_num_seqs makes it feasible",
         )
     s, ev = best
     ratio = s.output_tokens_per_usd / winner.output_tokens_per_usd
     text = f"{change} ({s.label()}): "
     if s.max_num_seqs != at_winner.max_num_seqs:
         why = (
-            at_winner.reasons[0]
+            at_winner.reasons[0].uncited()
             if at_winner.reasons
             else (f"{at_winner.output_tokens_per_usd / winner.output_tokens_per_usd:.2f}x tokens/USD")
         )

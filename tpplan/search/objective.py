@@ -18,11 +18,10 @@ layout that misses the TPOT SLO by 2% from one that misses it by 3x:
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..records import Candidate, ScoredConfig, ServeEstimate
+from ..records import Candidate, Reason, ScoredConfig, ServeEstimate
 from .space import Config
 
 CONSTRAINTS = ("budget", "engine", "placement", "memory", "kv_cache", "slo_tpot", "slo_ttft")
@@ -59,14 +58,6 @@ class Evaluation:
 Evaluate = Callable[[Config], Evaluation]
 
 
-def _split_reasons(c: Candidate) -> tuple[list[str], list[str], list[str]]:
-    """The candidate's reasons as (engine, memory, placement), by the forms candidates.judge writes."""
-    memory = [r for r in c.reasons if ("GiB" in r and "exceed" in r) or r.startswith("KV cache holds")]
-    placement = [r for r in c.reasons if "node(s)" in r or "inter-node fabric" in r]
-    engine = [r for r in c.reasons if r not in memory and r not in placement]
-    return engine, memory, placement
-
-
 def _memory(c: Candidate) -> float:
     need = c.weights_gib_per_gpu + c.activation_gib_per_gpu
     if need > c.memory_budget_gib_per_gpu:
@@ -76,28 +67,31 @@ def _memory(c: Candidate) -> float:
     return 0.0
 
 
-def constraints(config: Config, ev: Evaluation, q: Question) -> tuple[dict[str, float], list[str]]:
+def constraints(config: Config, ev: Evaluation, q: Question) -> tuple[dict[str, float], list[Reason]]:
     """Each constraint's value and, for those violated, the reason in numbers."""
     c, e = ev.candidate, ev.estimate
     values = dict.fromkeys(CONSTRAINTS, 0.0)
-    engine, memory_reasons, placement = _split_reasons(c)
-    reasons = [r.split(" [")[0] for r in engine[:1]]  # the rule, without its source citation
+    engine = [r for r in c.reasons if r.kind == "engine"]
+    memory_reasons = [r for r in c.reasons if r.kind in ("memory", "context")]
+    placement = [r for r in c.reasons if r.kind == "placement"]
+    reasons = engine[:1]  # the first rule broken; views show it without its citation (Reason.uncited)
     if not c.engine_ok:
         values["engine"] = 1.0
     memory = _memory(c)
     if memory > 0:
         values["memory"] = memory
-        reasons += memory_reasons[:1] or ["does not fit in memory"]
+        reasons += memory_reasons[:1] or [Reason(kind="memory", text="does not fit in memory")]
     if placement:
         values["placement"] = 1.0
         reasons.append(placement[0])
     held = c.kv_cache_tokens // q.sequence_tokens
     if memory <= 0 and config.max_num_seqs > held:
         values["kv_cache"] = config.max_num_seqs / max(held, 1) - 1
-        reasons.append(
+        text = (
             f"max_num_seqs {config.max_num_seqs} is more than the {held} requests of {q.sequence_tokens:,} tokens "
             f"one replica's KV cache holds ({c.kv_cache_tokens:,} tokens)"
         )
+        reasons.append(Reason(kind="batch", text=text))
     for name, slo, got, what in (
         ("slo_tpot", q.slo_tpot_ms, e.tpot_ms, "TPOT"),
         ("slo_ttft", q.slo_ttft_ms, e.ttft_ms, "TTFT"),
@@ -105,11 +99,9 @@ def constraints(config: Config, ev: Evaluation, q: Question) -> tuple[dict[str, 
         if slo is not None:
             values[name] = got / slo - 1
             if got > slo:
-                reasons.append(f"{what} {got:,.1f} ms is over the {slo:g} ms SLO ({got / slo:.2f}x)")
+                text = f"{what} {got:,.1f} ms is over the {slo:g} ms SLO ({got / slo:.2f}x)"
+                reasons.append(Reason(kind="slo", text=text))
     return values, reasons
-
-
-_BASIS = re.compile(r"\((published|measured|fitted|derived|assumed):")
 
 
 def basis(ev: Evaluation) -> str:
@@ -117,8 +109,8 @@ def basis(ev: Evaluation) -> str:
     was fitted to measurements; profile otherwise (published, derived or assumed numbers)."""
     if ev.measured:
         return "measured"
-    found = {m for text in ev.estimate.provenance.values() for m in _BASIS.findall(text)}
-    return "fitted" if "fitted" in found else "profile"
+    fitted = any(p.basis == "fitted" for p in ev.estimate.provenance.values())
+    return "fitted" if fitted else "profile"
 
 
 def score(config: Config, ev: Evaluation, q: Question, trial: int | None = None) -> ScoredConfig:

@@ -32,9 +32,6 @@ class Sourced(Frozen):
     source: str = Field(min_length=1, description="where it came from: a URL, a file, a command")
     basis: Basis = Field("published", description="published | measured | fitted | derived | given | assumed")
 
-    def describe(self) -> str:
-        return f"{self.value:g} ({self.basis}: {self.source})"
-
 
 def _in_range(lo: float, hi: float, unit: str, lo_open: bool = True):
     def check(q: Sourced) -> Sourced:

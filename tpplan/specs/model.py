@@ -143,17 +143,9 @@ class ModelSpec(Frozen):
 
     # ---- derived shapes -------------------------------------------------------------
     @property
-    def dtype_bytes(self) -> float:
-        return DTYPE_BYTES[self.dtype]
-
-    @property
     def compute_dtype(self) -> str:
         """What the engine computes in: the activation dtype for fp8 weights, else the weight dtype."""
         return compute_dtype(self.dtype, self.activation_dtype)
-
-    @property
-    def q_width(self) -> int:
-        return self.num_attention_heads * self.head_dim
 
     @property
     def allreduces_per_layer(self) -> int:
