@@ -105,7 +105,7 @@ def _fit_network() -> None:
             "per node); latency scale 1: NCCL's constants (no small-message table on NDR to fit one)"
         }
     )
-    derived = f"derived: the NDR 400G fit of hgx-b200 ({NDR_SOURCE}); same ConnectX-7 NICs and NCCL"
+    derived = f"the NDR 400G fit of hgx-b200 ({NDR_SOURCE}); same ConnectX-7 NICs and NCCL"
     _write_network("dgx-a100-80g", a100)
     _write_network("hgx-b200", ndr)
     for name in ("dgx-h100", "hgx-h200"):
@@ -113,7 +113,7 @@ def _fit_network() -> None:
     xdr = ndr.nic_busbw_gbps * 100 / 50  # the same share of an XDR 800G port
     _write_network("gb200-nvl72", ndr.model_copy(update={
         "nic_busbw_gbps": round(xdr, 2), "basis": "derived",
-        "source": f"derived: NDR fit's share of the link ({ndr.nic_busbw_gbps:g}/50) x XDR 100 GB/s; {derived}"}))  # fmt: skip
+        "source": f"the NDR fit's share of the link ({ndr.nic_busbw_gbps:g}/50) x XDR 100 GB/s; {derived}"}))  # fmt: skip
     _write_network("cpu-local", NetworkAllReduce(
         nic_busbw_gbps=1.0, basis="assumed",
         source="assumed: gloo over loopback, NCCL's structure and constants stand in (calibrate from a sweep)"))  # fmt: skip
