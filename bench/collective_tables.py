@@ -67,7 +67,7 @@ def singlenode_errors(split: str | None = None) -> dict[str, list[float]]:
         if split and r["split"] != split:
             continue
         p = params.setdefault(r["profile"], Params(io.load_profile(r["profile"])))
-        found = p.allreduce_curve(r["fabric"], "backend", int(r["ranks"]))
+        found = p.allreduce_curve(r["fabric"], r["implementation"], int(r["ranks"]))
         assert found is not None
         out[r["table"]].append(curve_time_us(found[0], float(r["bytes"])) / float(r["time_us"]) - 1)
     return dict(out)

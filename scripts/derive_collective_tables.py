@@ -82,7 +82,7 @@ MULTI_FIELDS = [
     "bytes",
     "time_us",
 ]
-SINGLE_FIELDS = ["table", "split", "profile", "fabric", "ranks", "nccl", "bytes", "time_us"]
+SINGLE_FIELDS = ["table", "split", "profile", "fabric", "implementation", "ranks", "nccl", "bytes", "time_us"]
 
 
 def multinode_rows() -> list[dict]:
@@ -142,10 +142,51 @@ def wheel_rows(wheel: Path) -> list[dict]:
             for version, latency in tables.items():
                 split = "heldout" if version == oldest and len(tables) > 1 else "fit"
                 for (n, elems), ms in latency.median().items():
-                    row = (f"aic_{system}_{version}", split, profile, fabric, n, version, elems * 2, ms * 1e3)
+                    row = (
+                        f"aic_{system}_{version}",
+                        split,
+                        profile,
+                        fabric,
+                        "backend",
+                        n,
+                        version,
+                        elems * 2,
+                        ms * 1e3,
+                    )
                     rows.append(dict(zip(SINGLE_FIELDS, row, strict=True)))
+            if fabric == "nvlink":
+                rows += _custom_rows(z, system, profile)
     for nbytes, t in TOGETHER_H100:
-        row = ("together_h100_1n", "heldout", "dgx-h100", "nvlink", 8, "2.26.2", nbytes, t)
+        row = ("together_h100_1n", "heldout", "dgx-h100", "nvlink", "backend", 8, "2.26.2", nbytes, t)
+        rows.append(dict(zip(SINGLE_FIELDS, row, strict=True)))
+    return rows
+
+
+def _custom_rows(z: zipfile.ZipFile, system: str, profile: str) -> list[dict]:
+    """vLLM's custom all-reduce under CUDA graphs, newest vLLM version (as fit_defaults.py uses it)."""
+    import io
+
+    import pandas as pd
+
+    prefix = f"aiconfigurator_core/systems/data/{system}/comm/vllm/"
+    paths = [p for p in z.namelist() if p.startswith(prefix) and p.endswith("custom_allreduce_perf.parquet")]
+    path = max(paths, key=lambda p: tuple(int(x) for x in p[len(prefix) :].split("/")[0].split(".")))
+    version = path[len(prefix) :].split("/")[0]
+    d = pd.read_parquet(io.BytesIO(z.read(path)))
+    d = d[(d.op_name == "all_reduce") & (d.kernel_source == "vLLM_custom_graph")]
+    rows = []
+    for (n, elems), ms in d.groupby(["num_gpus", "message_size"]).latency.median().items():
+        row = (
+            f"aic_{system}_vllm{version}",
+            "fit",
+            profile,
+            "nvlink",
+            "custom",
+            n,
+            version,
+            elems * 2,
+            ms * 1e3,
+        )
         rows.append(dict(zip(SINGLE_FIELDS, row, strict=True)))
     return rows
 
@@ -158,13 +199,13 @@ def write_csv(path: Path, fields: list[str], rows: list[dict]) -> None:
     print(f"wrote {path.relative_to(REPO)} ({len(rows)} rows)")
 
 
-def single_groups(profile: str) -> tuple[dict[int, list[tuple[float, float]]], str]:
+def single_groups(profile: str, implementation: str) -> tuple[dict[int, list[tuple[float, float]]], str]:
     """(ranks -> [(bytes, us)], source) of the fit split of `profile`'s single-node rows."""
     groups: dict[int, list[tuple[float, float]]] = defaultdict(list)
     tables = set()
     with open(DATA / "singlenode_allreduce.csv", newline="") as f:
         for r in csv.DictReader(f):
-            if r["profile"] == profile and r["split"] == "fit":
+            if (r["profile"], r["split"], r["implementation"]) == (profile, "fit", implementation):
                 groups[int(r["ranks"])].append((float(r["bytes"]), float(r["time_us"])))
                 tables.add(r["table"])
     return dict(groups), ", ".join(sorted(tables))

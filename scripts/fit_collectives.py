@@ -40,11 +40,16 @@ ASSUMED = {"cpu-local": {"pcie": (2, 4, 8)}}
 NDR_SOURCE = "gcp_a4_b200_2n + together_use3a_b200 (2, 8, 32 nodes)"
 
 
-def fit_all(single_groups: Callable[[str], tuple[dict, str]]) -> None:
+def fit_all(single_groups: Callable[[str, str], tuple[dict, str]]) -> None:
     for name, fabric in FITTED.items():
-        groups, tables = single_groups(name)
-        fit = costmodel.fit_allreduce(groups, fabric, "backend", f"fitted to {TABLES} ({tables}, half)")
-        _write_efficiency(name, Efficiency(allreduce=(fit,)))
+        fits = []
+        for impl in ("backend", "custom"):
+            groups, tables = single_groups(name, impl)
+            if groups:  # custom: vLLM's own kernel, CUDA graphs (used inside an NVLink domain only)
+                fits.append(
+                    costmodel.fit_allreduce(groups, fabric, impl, f"fitted to {TABLES} ({tables}, half)")
+                )
+        _write_efficiency(name, Efficiency(allreduce=tuple(fits)))
     for spec, basis in ((PUBLISHED, "published"), (ASSUMED, "assumed")):
         for name, fabrics in spec.items():
             _write_efficiency(

@@ -21,29 +21,17 @@ from ..specs import HardwareProfile, NetworkAllReduce
 
 # tuning.cc baseLat and hwLat (us), per algorithm and protocol.
 PROTOCOLS = ("LL", "LL128", "Simple")
-BASE_LAT = {
-    "tree": {"LL": 6.8, "LL128": 14.0, "Simple": 0.0},
-    "ring": {"LL": 6.6, "LL128": 14.0, "Simple": 8.4},
-    "nvls_tree": {"Simple": 0.0},
-    "collnet": {"Simple": 0.0},
-}
-NVLINK_HOP = {
-    "tree": {"LL": 0.6, "LL128": 1.25, "Simple": 28.0},
-    "ring": {"LL": 0.6, "LL128": 1.9, "Simple": 3.4},
-    "nvls_tree": {"Simple": 23.0},
-    "collnet": {"Simple": 2.8},
-}
-PCI_HOP = {
-    "tree": {"LL": 1.0, "LL128": 1.9, "Simple": 28.0},
-    "ring": {"LL": 1.0, "LL128": 2.5, "Simple": 5.7},
-    "collnet": {"Simple": 2.8},
-}
-NET_HOP = {
-    "tree": {"LL": 5.0, "LL128": 8.5, "Simple": 28.0},
-    "ring": {"LL": 2.7, "LL128": 4.0, "Simple": 14.0},
-    "nvls_tree": {"Simple": 14.0},
-    "collnet": {"Simple": 30.0},
-}
+
+
+def _by_protocol(**algorithms: tuple[float, ...]) -> dict[str, dict[str, float]]:
+    """{algorithm: {protocol: us}} from (LL, LL128, Simple) tuples; Simple-only ones give one value."""
+    return {a: dict(zip(PROTOCOLS[-len(v) :], v, strict=True)) for a, v in algorithms.items()}
+
+
+BASE_LAT = _by_protocol(tree=(6.8, 14.0, 0.0), ring=(6.6, 14.0, 8.4), nvls_tree=(0.0,), collnet=(0.0,))
+NVLINK_HOP = _by_protocol(tree=(0.6, 1.25, 28.0), ring=(0.6, 1.9, 3.4), nvls_tree=(23.0,), collnet=(2.8,))
+PCI_HOP = _by_protocol(tree=(1.0, 1.9, 28.0), ring=(1.0, 2.5, 5.7), collnet=(2.8,))
+NET_HOP = _by_protocol(tree=(5.0, 8.5, 28.0), ring=(2.7, 4.0, 14.0), nvls_tree=(14.0,), collnet=(30.0,))
 NET_OVERHEAD_US = 1.0  # getNetOverhead: a network post on x86 (x3 for Simple), per ring step
 LL_MAX_BUSBW = 39.0  # llMaxBws, Intel host over 2 nodes: LL's ceiling (GB/s)
 # treeCorrectionFactor: trees run below the model at medium sizes; index log2(bytes / 64), 64 B..128 MB.
