@@ -55,11 +55,11 @@ def test_a_tp_the_engine_refuses_is_an_engine_violation(h100):
 
 def test_basis_says_fitted_or_from_the_profile():
     fitted = api_search.prepare("llama-3.1-70b", ["dgx-h100"], 1024, 128, gpus=8)
-    plain = api_search.prepare("llama-3.1-70b", ["l40s-8x-pcie"], 1024, 128, gpus=8)
+    plain = api_search.prepare("llama-3.1-70b", ["a100-pcie-8x-nvlink-pairs"], 1024, 128, gpus=8)
     assert (
         scored(fitted, 8, 1, 1, 16).basis == "fitted"
     )  # the bundled H100 profile is fitted to serving points
-    assert scored(plain, 8, 1, 1, 16, profile="l40s-8x-pcie").basis == "profile"
+    assert scored(plain, 8, 1, 1, 16, profile="a100-pcie-8x-nvlink-pairs").basis == "profile"
 
 
 def result(tpu, tpot, ttft, feasible=True) -> ScoredConfig:

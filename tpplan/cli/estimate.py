@@ -92,13 +92,26 @@ def allreduce(profile: str, size: str, ranks: int, as_json: bool) -> None:
             est.ranks,
             est.fabric,
             est.implementation,
+            est.algorithm,
             f"{est.latency_us:.1f}",
             f"{est.algbw_gbps:.2f}",
             f"{est.busbw_gbps:.2f}",
         )
     ]
     click.echo(
-        table(rows, ["bytes", "ranks", "fabric", "implementation", "latency us", "algbw GB/s", "busbw GB/s"])
+        table(
+            rows,
+            [
+                "bytes",
+                "ranks",
+                "fabric",
+                "implementation",
+                "algorithm",
+                "latency us",
+                "algbw GB/s",
+                "busbw GB/s",
+            ],
+        )
     )
     for p in est.provenance:
         click.echo(f"  from: {p}")

@@ -4,14 +4,10 @@
     algbw = S / t,  busbw = algbw · 2(n−1)/n
 
 Inside an NVLink domain (or over PCIe) one fitted curve per rank count gives alpha and busbw(S).
-A TP group that spans k nodes of g GPUs runs hierarchically, as NCCL does with one NIC per GPU:
-reduce-scatter + all-gather inside each node (one intra-node all-reduce of S over g ranks) and an
-all-reduce of S/g across the k nodes on every NIC in parallel:
-
-    t = t_intra(S, g) + alpha_network + (S/g) · 2(k−1)/k ÷ (nic_gbps · nic_fraction)
-
-The phases are summed, not overlapped: conservative against NCCL's pipelined tree (2x DGX-A100 with
-8 HDR NICs measure 192 GB/s busbw, NVIDIA/nccl#812; this gives ~150).
+A TP group that spans nodes runs as NCCL runs it (costmodel/nccl.py): NCCL's tuning model prices
+ring, tree, NVLS-tree and CollNet with each protocol, and the cheapest pair is the estimate; the
+cluster's NIC bandwidth and latency scale come from the profile's `inter_node.allreduce` (fitted to
+nccl-tests tables) or, without one, from the link rate (published).
 """
 
 from __future__ import annotations
@@ -20,8 +16,9 @@ import math
 from dataclasses import dataclass
 
 from ..records import Provenance
-from ..specs import AllReduceCurve
-from .params import NETWORK_ALPHA_US, NIC_FRACTION, NVLINK_BUSBW_FRACTION, PCIE_BUSBW_FRACTION, Params
+from ..specs import AllReduceCurve, HardwareProfile, NetworkAllReduce
+from .nccl import NcclChoice, NodeShape, algorithm_times, nccl_allreduce, node_shape
+from .params import NIC_FRACTION, NVLINK_BUSBW_FRACTION, PCIE_BUSBW_FRACTION, Params
 
 BYTES_PER_US_PER_GBPS = 1e3  # 1 GB/s = 1e9 B/s = 1e3 B/us
 
@@ -58,6 +55,7 @@ class AllReduceTime:
     fabric: str
     implementation: str
     provenance: dict[str, Provenance]  # each number it used, named (allreduce: the curve)
+    algorithm: str = "curve"  # curve (fitted per rank count) | custom | <nccl algorithm>/<protocol>
 
 
 def allreduce_time(
@@ -69,7 +67,7 @@ def allreduce_time(
     (vLLM's custom all-reduce); it picks whichever of that and NCCL is faster for the size.
     """
     if ranks <= 1 or fabric == "none":
-        return AllReduceTime(0.0, "none", "none", {})
+        return AllReduceTime(0.0, "none", "none", {}, "none")
     if fabric == "network":
         return _hierarchical(params, nbytes, ranks, engine_kernels)
     found = params.allreduce_curve(fabric, "backend", ranks)
@@ -83,7 +81,7 @@ def allreduce_time(
             t = curve_time_us(custom[0], nbytes)
             if t < best.latency_us:
                 why = Provenance(value=f"{fabric} engine all-reduce", basis=custom[2], source=custom[1])
-                best = AllReduceTime(t, fabric, "custom", {"allreduce": why})
+                best = AllReduceTime(t, fabric, "custom", {"allreduce": why}, "custom")
     return best
 
 
@@ -101,27 +99,50 @@ def _hierarchical(params: Params, nbytes: float, ranks: int, engine_kernels: boo
         )
     if profile.inter_node is None:
         raise ValueError(f"profile {profile.name} has no inter-node fabric")
-    nodes = math.ceil(ranks / profile.gpus_per_node)
-    per_node = ranks // nodes
-    intra_fabric = "nvlink" if profile.domain_size >= per_node > 1 else "pcie"
-    intra = allreduce_time(params, nbytes, per_node, intra_fabric, engine_kernels)
-    nic = profile.inter_node.per_gpu_gbps.value * NIC_FRACTION.value
-    alpha = max(NETWORK_ALPHA_US.value, profile.inter_node.latency_us.value)
-    inter = alpha + (nbytes / per_node) * ring_factor(nodes) / (nic * BYTES_PER_US_PER_GBPS)
-    link = profile.inter_node.per_gpu_gbps
+    net = network_params(profile)
+    shape = network_shape(params, ranks)
+    choice = nccl_allreduce(net, shape, nbytes)
     why = Provenance(
-        value=f"hierarchical over {nodes} nodes x {per_node} GPUs: {profile.inter_node.kind} "
-        f"{link.value:g} GB/s per GPU",
-        basis=link.basis,
-        source=link.source,
+        value=f"NCCL {choice.algorithm}/{choice.protocol} over {shape.nodes} nodes x {shape.per_node} GPUs "
+        f"(NCCL tuning.cc model; latency {choice.latency_us:.1f} us): {profile.inter_node.kind} "
+        f"{net.nic_busbw_gbps:g} GB/s per NIC, latency x{net.latency_scale:g}, ring decay "
+        f"{net.ring_decay:g}/doubling",
+        basis=net.basis,
+        source=net.source,
     )
-    parts = {
-        **intra.provenance,
-        "allreduce_inter_node": why,
-        "nic_fraction": NIC_FRACTION.provenance(named=True),
-        "network_alpha_us": NETWORK_ALPHA_US.provenance(named=True),
-    }
-    return AllReduceTime(intra.latency_us + inter, "network", "backend", parts)
+    algorithm = f"{choice.algorithm}/{choice.protocol}"
+    return AllReduceTime(choice.time_us, "network", "backend", {"allreduce_inter_node": why}, algorithm)
+
+
+def network_shape(params: Params, ranks: int) -> NodeShape:
+    """The group of `ranks` over whole nodes, with the NVLS bandwidth of the node's fitted curve."""
+    profile = params.profile
+    per_node = ranks // math.ceil(ranks / profile.gpus_per_node)
+    nvls = None
+    if per_node > 1 and profile.nvlink and profile.nvlink.in_switch_reduction:
+        found = params.allreduce_curve("nvlink", "backend", per_node)
+        nvls = found[0].peak_busbw_gbps if found else None
+    return node_shape(profile, ranks, nvls)
+
+
+def network_choices(params: Params, nbytes: float, ranks: int) -> list[NcclChoice]:
+    """Every (algorithm, protocol) NCCL weighs for this all-reduce across nodes, with its time."""
+    assert params.profile.inter_node is not None
+    return algorithm_times(network_params(params.profile), network_shape(params, ranks), nbytes)
+
+
+def network_params(profile: HardwareProfile) -> NetworkAllReduce:
+    """The profile's NCCL numbers across nodes, or the link rate x NCCL's achieved share (published)."""
+    assert profile.inter_node is not None
+    if profile.inter_node.allreduce:
+        return profile.inter_node.allreduce
+    link = profile.inter_node.per_gpu_gbps
+    return NetworkAllReduce(
+        nic_busbw_gbps=link.value * NIC_FRACTION.value,
+        source=f"{link.value:g} GB/s per GPU ({link.basis}: {link.source}) x {NIC_FRACTION.describe()}; "
+        "latencies NCCL tuning.cc's own",
+        basis="published" if link.basis == "published" else link.basis,
+    )
 
 
 def p2p_time_us(params: Params, nbytes: float, fabric: str) -> float:

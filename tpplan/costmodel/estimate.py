@@ -42,6 +42,7 @@ def estimate_allreduce(profile: HardwareProfile, nbytes: int, ranks: int, fabric
         ranks=ranks,
         fabric=t.fabric,
         implementation=t.implementation,  # type: ignore[arg-type]
+        algorithm=t.algorithm,
         latency_us=round(t.latency_us, 3),
         algbw_gbps=round(algbw, 3),
         busbw_gbps=round(algbw * ring_factor(ranks), 3) if ranks > 1 else 0.0,

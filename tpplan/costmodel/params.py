@@ -103,13 +103,6 @@ P2P_ALPHA_US = Param(
     "assumed: p2p write latency ~3 us on DGX-A100 (nccl-tests#123) plus NCCL send/recv launch",
     "assumed",
 )
-NETWORK_ALPHA_US = Param(
-    "network_alpha_us",
-    45.0,
-    "us",
-    "reference/hardware.md §3: small all-reduces across 2 nodes sit at ~45-50 us (NVIDIA/nccl#1244)",
-    "published",
-)
 NIC_FRACTION = Param(
     "nic_fraction",
     0.92,

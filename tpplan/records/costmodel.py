@@ -34,6 +34,11 @@ class AllReduceEstimate(Frozen):
         description="slowest link in the group: nvlink | pcie | network (none for 1 rank)"
     )
     implementation: str = Field(description="backend (NCCL/gloo) or custom (an engine's own kernel)")
+    algorithm: str = Field(
+        "curve",
+        description="what was priced: curve (the fitted per-rank-count curve), custom, or across nodes "
+        "NCCL's algorithm/protocol (ring, tree, nvls_tree, collnet / LL, LL128, Simple)",
+    )
     latency_us: float = Field(description="t = alpha + S·2(n−1)/n ÷ busbw(S)")
     algbw_gbps: float = Field(description="S / t")
     busbw_gbps: float = Field(description="algbw · 2(n−1)/n")

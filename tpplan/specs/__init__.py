@@ -1,6 +1,7 @@
 """Input specs: what the user tells tpplan (model, hardware, workload), validated once."""
 
 from .base import Basis, Frozen, Sourced
+from .collectives import NetworkAllReduce
 from .efficiency import AllReduceCurve, AllReduceFit, Efficiency, EngineOverhead
 from .hardware import FabricSpec, GpuSpec, HardwareProfile, NvlinkSpec, PcieSpec, PriceSpec
 from .model import DTYPE_BYTES, MLASpec, ModelSpec, MoESpec, compute_dtype, resolve_kv_dtype
@@ -16,6 +17,7 @@ __all__ = [
     "Efficiency",
     "EngineOverhead",
     "FabricSpec",
+    "NetworkAllReduce",
     "GpuSpec",
     "HardwareProfile",
     "NvlinkSpec",

@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 from pydantic import BeforeValidator, Field, model_validator
 
 from .base import Frozen, Name, bounded
+from .collectives import NetworkAllReduce
 from .efficiency import Efficiency
 from .topology import Topology
 
@@ -68,6 +69,10 @@ class FabricSpec(Frozen):
     kind: FabricKind = Field(description="ib-hdr | ib-ndr | ib-xdr | roce | efa | ethernet | loopback")
     per_gpu_gbps: GBps = Field(description="network bandwidth per GPU, one direction")
     latency_us: Micros = Field(description="small-message latency of one hop")
+    allreduce: NetworkAllReduce | None = Field(
+        None,
+        description="NCCL all-reduce numbers on this fabric (fitted or published); absent: the link rate",
+    )
 
 
 class PriceSpec(Frozen):
