@@ -86,6 +86,10 @@ def _provenance(
         f"{engine.max_num_seqs} ({engine.source})",
         "price": params.profile.price.usd_per_gpu_hour.describe(),
     }
+    if params.kernels:  # the fractions then serve only ops no table covers
+        out["kernels"] = f"kernel time by shape ({params.kernels.describe()})"
+        for name in ("gemm_fraction", "hbm_fraction"):
+            out[name] = "only for ops without a kernel table: " + out[name]
     if inst.model.dtype == "fp8" and gpu.fp8_dense_tflops:
         out["fp8_dense_tflops"] = gpu.fp8_dense_tflops.describe()
     if inst.tp > 1:
