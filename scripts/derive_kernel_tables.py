@@ -19,9 +19,11 @@ Written to tpplan/data/kernels/<system>.json, each a few tens of KB:
                        4 query heads per KV head)
   prefill_attention    achieved TFLOP/s (causal, 2·heads·head_dim·isl² FLOPs) by query heads per rank x prompt
                        length, batch 1, head_dim 128, bf16
-Two corrections, both counted in the output's `source.corrections`:
+Three corrections, each counted in the output's `source.corrections`:
 - a cell the benchmark did not run (shapes too large for memory) takes the nearest measured cell along
   m (GEMM), context (decode) or length (prefill): the curves are flat there;
+- a GEMM cell slower than the next larger m (cuBLAS picking a worse kernel for m=1 than for m=2) takes
+  the larger one's time: fewer rows can always run padded;
 - a cell whose implied memory traffic exceeds the GPU's rated bandwidth was served from L2 in the
   benchmark's repeated runs (a 33 MB KV cache on a 96 MB-L2 L40S); a served model reads each layer's
   weights and KV once per step, so the cell is capped at the rated bandwidth.
@@ -73,7 +75,9 @@ def _fill(line: list[float | None]) -> tuple[list[float | None], int]:
     known = [i for i, v in enumerate(line) if v is not None]
     if not known:
         return line, 0
-    out = [v if v is not None else line[min(known, key=lambda j: (abs(j - i), j))] for i, v in enumerate(line)]
+    out = [
+        v if v is not None else line[min(known, key=lambda j: (abs(j - i), j))] for i, v in enumerate(line)
+    ]
     return out, sum(v is None for v in line)
 
 
@@ -103,7 +107,7 @@ def gemm_tables(path: Path, peak_gbps: float, counts: Counts) -> tuple[dict, dic
             if r["gemm_dtype"] == dtype and r["kernel_source"] == kernel:
                 lat[(r["m"], r["n"], r["k"])].append(r["latency"])
 
-        def tflops(m: int, n: int, k: int) -> float | None:
+        def tflops(m: int, n: int, k: int, lat=lat, dtype=dtype, name=name) -> float | None:
             if (m, n, k) not in lat:
                 return None
             ms = min(lat[(m, n, k)])
@@ -125,6 +129,13 @@ def gemm_tables(path: Path, peak_gbps: float, counts: Counts) -> tuple[dict, dic
             for j in range(len(NK)):
                 grid[a][j], filled = _fill(grid[a][j])
                 counts.bump(f"gemm.{name} cells filled from the nearest k", filled)
+        for j in range(len(NK)):  # a GEMM of fewer rows can always run as a larger one, padded
+            for i in range(len(NK)):
+                for a in range(len(M) - 2, -1, -1):
+                    t_here, t_next = M[a] / grid[a][j][i], M[a + 1] / grid[a + 1][j][i]
+                    if t_here > t_next:
+                        grid[a][j][i] = _sig(M[a] / t_next)
+                        counts.bump(f"gemm.{name} cells raised to the next larger m's time")
         out[name] = {"m": M, "n": NK, "k": NK, "tflops": grid}
         kernels[name] = kernel
     return out, kernels
@@ -132,22 +143,20 @@ def gemm_tables(path: Path, peak_gbps: float, counts: Counts) -> tuple[dict, dic
 
 def decode_tables(path: Path, peak_gbps: float, counts: Counts) -> tuple[dict, str]:
     rows = [
-        r
-        for r in _read(path)
-        if r.get("window_size", 0) == 0 and r["head_dim"] == HEAD_DIM and r["isl"] == 1
+        r for r in _read(path) if r.get("window_size", 0) == 0 and r["head_dim"] == HEAD_DIM and r["isl"] == 1
     ]
     kernel = _main_kernel(rows, "attn_dtype", "bfloat16")
     out = {}
     for kv_dtype, name in DTYPE_NAMES.items():
         lat: dict[tuple[int, int, int], list[float]] = defaultdict(list)
         for r in rows:
-            if r["kv_cache_dtype"] == kv_dtype and r["kernel_source"] == kernel:
-                if r["num_heads"] == 4 * r["num_key_value_heads"]:
-                    lat[(r["num_key_value_heads"], r["batch_size"], r["step"] + 1)].append(r["latency"])
+            same = r["kv_cache_dtype"] == kv_dtype and r["kernel_source"] == kernel
+            if same and r["num_heads"] == 4 * r["num_key_value_heads"]:
+                lat[(r["num_key_value_heads"], r["batch_size"], r["step"] + 1)].append(r["latency"])
         if not lat:
             continue
 
-        def gbps(kv: int, b: int, ctx: int) -> float | None:
+        def gbps(kv: int, b: int, ctx: int, lat=lat, kv_dtype=kv_dtype, name=name) -> float | None:
             if (kv, b, ctx) not in lat:
                 return None
             nbytes = b * ctx * kv * HEAD_DIM * 2 * KV_BYTES[kv_dtype]

@@ -29,7 +29,11 @@ def test_every_table_names_its_source_and_stays_small():
         path = DATA / f"{name}.json"
         assert path.stat().st_size < 100_000
         src = json.loads(path.read_text())["source"]
-        assert (src["package"], src["version"], src["license"]) == ("aiconfigurator-core", "0.12.0", "Apache-2.0")
+        assert (src["package"], src["version"], src["license"]) == (
+            "aiconfigurator-core",
+            "0.12.0",
+            "Apache-2.0",
+        )
         assert src["derived_by"] == "scripts/derive_kernel_tables.py" and src["basis"] == "measured"
         assert src["files"] and not any("silicon_sample" in f for f in src["files"])
 
@@ -89,7 +93,9 @@ def test_profiles_label_measured_and_scaled_tables():
     assert a10g.basis == "scaled" and "scaled from the l40s table" in a10g.source
     l40s = kernel_tables(io.load_profile("l40s-8x-pcie"))
     # the A10G is rated at 0.69x the L40S's bandwidth: a weight-bound GEMM takes 1/0.69x as long
-    assert a10g.gemm_ms(1, 8192, 8192, "bf16") == pytest.approx(l40s.gemm_ms(1, 8192, 8192, "bf16") * 864 / 600)
+    assert a10g.gemm_ms(1, 8192, 8192, "bf16") == pytest.approx(
+        l40s.gemm_ms(1, 8192, 8192, "bf16") * 864 / 600
+    )
     assert kernel_tables(io.load_profile("cpu-local")) is None
 
 
@@ -98,7 +104,9 @@ def test_the_estimate_says_where_kernel_times_came_from():
     assert params.kernels is not None and "aiconfigurator-core 0.12.0" in params.kernels.describe()
 
 
-@pytest.mark.parametrize("name,tp", [("llama-3.1-70b", 8), ("qwen3-32b", 2), ("mixtral-8x7b", 4), ("deepseek-v3", 8)])
+@pytest.mark.parametrize(
+    "name,tp", [("llama-3.1-70b", 8), ("qwen3-32b", 2), ("mixtral-8x7b", 4), ("deepseek-v3", 8)]
+)
 def test_gemm_shapes_add_up_to_the_parameters_they_stand_for(name, tp):
     model = io.load_model(name)
     s = stage_shape(model, tp, range(model.num_layers), True, "bf16")

@@ -102,7 +102,9 @@ class KernelTables:
         nbytes = n * k * DTYPE_BYTES[dtype] + 2 * m_eff * (n + k)
         return self._scaled(flops / (tflops * 1e9), flops, nbytes, dtype) * m / m_eff
 
-    def decode_attention_ms(self, nbytes: float, batch: float, context: float, kv_heads: int, kv: str) -> float:
+    def decode_attention_ms(
+        self, nbytes: float, batch: float, context: float, kv_heads: int, kv: str
+    ) -> float:
         """Reading `nbytes` of KV cache for `batch` sequences of `context` tokens (one layer)."""
         if nbytes <= 0 or batch <= 0:
             return 0.0
@@ -139,7 +141,11 @@ def kernel_tables(profile: HardwareProfile) -> KernelTables | None:
         return KernelTables(name, table, {"bf16": 1.0, "fp8": 1.0}, 1.0, "measured", where)
     gpu, peaks = profile.gpu, table["peaks"]
     bf16 = gpu.bf16_dense_tflops.value / peaks["bf16_dense_tflops"]
-    fp8 = gpu.fp8_dense_tflops.value / (peaks["fp8_dense_tflops"] or peaks["bf16_dense_tflops"]) if gpu.fp8_dense_tflops else bf16
+    fp8 = (
+        gpu.fp8_dense_tflops.value / (peaks["fp8_dense_tflops"] or peaks["bf16_dense_tflops"])
+        if gpu.fp8_dense_tflops
+        else bf16
+    )
     bw = gpu.hbm_gbps.value / peaks["hbm_gbps"]
     why = (
         f"scaled from the {name} table by the profile's peaks ({bf16:.2f}x FLOP/s, {bw:.2f}x bandwidth): "

@@ -79,7 +79,13 @@ def fraction_priors(profile: HardwareProfile) -> tuple[Param, Param]:
 # Engine software costs when the profile has none fitted for the engine: data, by engine and version,
 # with their sources (tpplan/data/engine_overheads.yaml; fitted entries written by fit_defaults.py).
 ENGINE_DATA = Path(__file__).resolve().parent.parent / "data" / "engine_overheads.yaml"
-OVERHEAD_FIELDS = {"step_ms": "ms", "per_layer_us": "us", "per_seq_us": "us", "request_ms": "ms", "cohort_fraction": ""}
+OVERHEAD_FIELDS = {
+    "step_ms": "ms",
+    "per_layer_us": "us",
+    "per_seq_us": "us",
+    "request_ms": "ms",
+    "cohort_fraction": "",
+}
 
 
 @cache
@@ -88,15 +94,20 @@ def engine_priors() -> dict[str, dict]:
 
 
 def engine_prior(engine: str) -> tuple[dict, str]:
-    """(the engine's prior fields, how they were obtained): an engine with no entry borrows vLLM's,
-    one marked `same_as` another's; either way the source says so."""
+    """(the engine's prior entry, a note): an engine with no entry borrows vLLM's, and says so."""
     data = engine_priors()
-    entry = data.get(engine)
-    if entry is None:
-        return data["vllm"], f"no entry for engine {engine!r}: vLLM's values; "
-    if "same_as" in entry:
-        return data[entry["same_as"]], f"assumed {entry['same_as']}'s values ({entry['why']}); "
-    return entry, ""
+    if engine in data:
+        return data[engine], ""
+    return data["vllm"], f"no entry for engine {engine!r}: vLLM's values; "
+
+
+def engine_field(entry: dict, name: str) -> tuple[float, str, str]:
+    """(value, source, basis) of one field; `same_as` fields take the named engine's, as assumed."""
+    q = entry[name]
+    if "same_as" in q:
+        value, source, _ = engine_field(engine_priors()[q["same_as"]], name)
+        return value, f"assumed {q['same_as']}'s value ({q['why']}): {source}", "assumed"
+    return q["value"], q["source"], q["basis"]
 
 
 P2P_ALPHA_US = Param(
@@ -237,13 +248,13 @@ class Params:
                 from_sourced(f"{engine}.cohort_fraction", "", fitted.cohort_fraction),
             )
         entry, why = engine_prior(engine)
-        own = engine_priors().get(engine, entry)
-        version = f"{engine} prior ({own['version']}, {'CUDA graphs' if own['cuda_graphs'] else 'eager'}): "
+        version = (
+            f"{engine} prior ({entry['version']}, {'CUDA graphs' if entry['cuda_graphs'] else 'eager'}): "
+        )
 
         def param(name: str, unit: str) -> Param:
-            q = entry[name]
-            basis = "assumed" if why else q["basis"]
-            return Param(f"{engine}.{name}", q["value"], unit, why + version + q["source"], basis)
+            value, source, basis = engine_field(entry, name)
+            return Param(f"{engine}.{name}", value, unit, why + version + source, "assumed" if why else basis)
 
         return Overhead(*(param(name, unit) for name, unit in OVERHEAD_FIELDS.items()))
 

@@ -116,7 +116,9 @@ def stage_cost(inst: Instance, params: Params, stage: int, batch: Batch) -> Step
         if t is None:
             t = max(t_compute, t_memory)
         bound_by_compute = op.flops / (rated[1] if op.low_precision else rated[0]) >= op.bytes / rated[2]
-        cost.parts["compute" if bound_by_compute else "weight_reads" if op.reads == "weights" else "kv_reads"] += t
+        cost.parts[
+            "compute" if bound_by_compute else "weight_reads" if op.reads == "weights" else "kv_reads"
+        ] += t
     if w.allreduce_count:
         ar = allreduce_time(params, w.allreduce_bytes, inst.tp, inst.tp_fabric, inst.engine_kernels)
         cost.parts["allreduce"] = w.allreduce_count * ar.latency_us / 1e3

@@ -126,7 +126,10 @@ def _attention_gemms(model: ModelSpec, tp: int) -> tuple[Gemm, ...]:
         m = model.mla
         qk = m.qk_nope_head_dim + m.qk_rope_head_dim
         q = ((m.q_lora_rank, h), (heads * qk, m.q_lora_rank)) if m.q_lora_rank else ((heads * qk, h),)
-        kv = ((m.kv_lora_rank + m.qk_rope_head_dim, h), (heads * (m.qk_nope_head_dim + m.v_head_dim), m.kv_lora_rank))
+        kv = (
+            (m.kv_lora_rank + m.qk_rope_head_dim, h),
+            (heads * (m.qk_nope_head_dim + m.v_head_dim), m.kv_lora_rank),
+        )
         return (*q, *kv, (h, heads * m.v_head_dim))
     kv = memory.kv_heads_on_rank(model, tp)
     return (((heads + 2 * kv) * model.head_dim, h), (h, heads * model.head_dim))
@@ -172,7 +175,11 @@ def stage_shape(
         activation_bytes=activation_bytes(model.dtype),
         dense_gemms=attn_gemms + _mlp_gemms(h, model.intermediate_size, model.gated_mlp, tp),
         moe_linear_gemms=attn_gemms
-        + (_mlp_gemms(h, moe.shared_expert_intermediate_size, True, tp) + ((moe.num_experts, h),) if moe else ()),
+        + (
+            _mlp_gemms(h, moe.shared_expert_intermediate_size, True, tp) + ((moe.num_experts, h),)
+            if moe
+            else ()
+        ),
         expert_gemms=_mlp_gemms(h, moe.expert_intermediate_size, True, tp) if moe else (),
         lm_head_gemm=(memory.padded_vocab(model) // tp, h) if last and lm_head else None,
         q_heads=memory.heads_on_rank(model.num_attention_heads, tp),
