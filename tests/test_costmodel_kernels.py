@@ -90,7 +90,7 @@ def test_profiles_label_measured_and_scaled_tables():
     own = kernel_tables(io.load_profile("hgx-h200"))
     assert own.basis == "measured" and "H200" in own.source
     a10g = kernel_tables(io.load_profile("a10g-4x-pcie"))
-    assert a10g.basis == "scaled" and "scaled from the l40s table" in a10g.source
+    assert a10g.basis == "derived" and "scaled from the l40s table" in a10g.source
     l40s = kernel_tables(io.load_profile("l40s-8x-pcie"))
     # the A10G is rated at 0.69x the L40S's bandwidth: a weight-bound GEMM takes 1/0.69x as long
     assert a10g.gemm_ms(1, 8192, 8192, "bf16") == pytest.approx(

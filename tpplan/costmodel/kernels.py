@@ -72,7 +72,7 @@ class KernelTables:
     table: dict
     flops_scale: dict[str, float]  # by dtype: profile peak / table GPU's peak (1 for its own table)
     bw_scale: float
-    basis: str  # measured | scaled
+    basis: str  # measured (the GPU's own table) | derived (a neighbour's, scaled)
     source: str
 
     def _scaled(self, t_ms: float, flops: float, nbytes: float, dtype: str) -> float:
@@ -151,4 +151,4 @@ def kernel_tables(profile: HardwareProfile) -> KernelTables | None:
         f"scaled from the {name} table by the profile's peaks ({bf16:.2f}x FLOP/s, {bw:.2f}x bandwidth): "
         f"{entry['why']}; {where}"
     )
-    return KernelTables(name, table, {"bf16": bf16, "fp8": fp8}, bw, "scaled", why)
+    return KernelTables(name, table, {"bf16": bf16, "fp8": fp8}, bw, "derived", why)
