@@ -253,8 +253,10 @@ class Params:
         )
 
         def param(name: str, unit: str) -> Param:
+            # a prior is assumed to carry to this profile, even where it was fitted elsewhere (the
+            # source says where): "fitted" is kept for numbers fitted on the profile itself
             value, source, basis = engine_field(entry, name)
-            return Param(f"{engine}.{name}", value, unit, why + version + source, "assumed" if why else basis)
+            return Param(f"{engine}.{name}", value, unit, f"{why}{version}{basis} {source}", "assumed")
 
         return Overhead(*(param(name, unit) for name, unit in OVERHEAD_FIELDS.items()))
 
