@@ -196,30 +196,16 @@ def stage_work(s: StageShape, batch: Batch) -> StageWork:
     def gemms(shapes: tuple[Gemm, ...], m: float, count: float) -> tuple[tuple[float, int, int, float], ...]:
         return tuple((m, n, k, count) for n, k in shapes)
 
+    def linear(layers: int, params: float, shapes: tuple[Gemm, ...]) -> Op:
+        """`layers` layers' dense projections of `params` each: every token through every matrix."""
+        flops, nbytes = layers * 2 * m_tokens * params, layers * params * w
+        return Op("linear", flops, nbytes, "weights", low, gemms(shapes, m_tokens, layers))
+
     if s.dense_layers:
-        n = s.dense_layers
-        ops.append(
-            Op(
-                "linear",
-                n * 2 * m_tokens * s.dense_params,
-                n * s.dense_params * w,
-                "weights",
-                low,
-                gemms(s.dense_gemms, m_tokens, n),
-            )
-        )
+        ops.append(linear(s.dense_layers, s.dense_params, s.dense_gemms))
     if s.moe_layers:
         n, e, k = s.moe_layers, s.experts, s.experts_per_token
-        ops.append(
-            Op(
-                "linear",
-                n * 2 * m_tokens * s.moe_linear_params,
-                n * s.moe_linear_params * w,
-                "weights",
-                low,
-                gemms(s.moe_linear_gemms, m_tokens, n),
-            )
-        )
+        ops.append(linear(n, s.moe_linear_params, s.moe_linear_gemms))
         touched = e * (1 - (1 - k / e) ** m_tokens) if m_tokens > 0 else 0.0
         per_expert = m_tokens * k / touched if touched else 0.0  # tokens each touched expert sees
         ops.append(
