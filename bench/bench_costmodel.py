@@ -2,8 +2,9 @@
 
 (a) against the reference tables the shipped profiles were fitted on (../shared/reference): TPOT and
     TTFT median / p90 |error| on the 267 measured serving points, the all-reduce curves against their
-    nccl-tests tables, the seed's 32 MiB case, and two held-out checks — TP=8 predicted by a fit on
-    TP<8 only, and 2-node busbw against a published number no fit saw;
+    nccl-tests tables, the seed's 32 MiB case, and held-out checks — TP=8 predicted by a fit on TP<8
+    only, TPOT per (engine, model) subset from a fit on the other half of its rows, and 2-node busbw
+    against a published number no fit saw;
 (b) this machine: calibrate on a CPU sweep at TP in {1, 2}, predict TP=4 and another token count,
     compare with what the sweep measured.
 """
