@@ -2,8 +2,9 @@
 
 (a) against the reference tables the shipped profiles were fitted on (../shared/reference): TPOT and
     TTFT median / p90 |error| on the 267 measured serving points, the all-reduce curves against their
-    nccl-tests tables, the seed's 32 MiB case, and two held-out checks — TP=8 predicted by a fit on
-    TP<8 only, and 2-node busbw against a published number no fit saw;
+    nccl-tests tables, the seed's 32 MiB case, and held-out checks — TP=8 predicted by a fit on TP<8
+    only, TPOT per (engine, model) subset from a fit on the other half of its rows, and 2-node busbw
+    against a published number no fit saw;
 (b) this machine: calibrate on a CPU sweep at TP in {1, 2}, predict TP=4 and another token count,
     compare with what the sweep measured.
 """
@@ -40,15 +41,18 @@ def serving_accuracy() -> None:
         print(_row(f"TTFT {name}", [(ttft, p.ttft_ms) for p, _, ttft in mine]))
 
 
-def held_out_tp8() -> None:
-    """Fit on the TP<8 points only, predict the TP=8 ones (a layout the fit never saw)."""
+def _fit_and_judge(keep) -> list:
+    """Calibrate dgx-h100's step parameters afresh on the rows `keep(index, fields)` accepts, and
+    predict the others: (point, predicted TPOT, predicted TTFT) for each held-back row."""
     lines = SILICON.read_text().splitlines()
     header, body = lines[0], lines[1:]
-    tp_col = header.split(",").index("tp_size")
+    cols = header.split(",")
+    train = [r for i, r in enumerate(body) if keep(i, dict(zip(cols, r.split(","), strict=True)))]
+    test = [r for r in body if r not in train]
     with tempfile.TemporaryDirectory() as d:
-        train, test = Path(d, "train.csv"), Path(d, "test.csv")
-        train.write_text("\n".join([header] + [r for r in body if r.split(",")[tp_col] != "8"]) + "\n")
-        test.write_text("\n".join([header] + [r for r in body if r.split(",")[tp_col] == "8"]) + "\n")
+        train_csv, test_csv = Path(d, "train.csv"), Path(d, "test.csv")
+        train_csv.write_text("\n".join([header, *train]) + "\n")
+        test_csv.write_text("\n".join([header, *test]) + "\n")
         base = io.load_profile("dgx-h100")
         base = base.model_copy(
             update={
@@ -57,11 +61,25 @@ def held_out_tp8() -> None:
                 )
             }
         )
-        _, fitted = api.calibrate([train], base)
-        rows = api.evaluate_serving(fitted, test)
+        _, fitted = api.calibrate([train_csv], base)
+        return api.evaluate_serving(fitted, test_csv)
+
+
+def held_out_tp8() -> None:
+    """Fit on the TP<8 points only, predict the TP=8 ones (a layout the fit never saw)."""
+    rows = _fit_and_judge(lambda _, f: f["tp_size"] != "8")
     print("(a) held out: fit on TP 1/2/4, predict TP 8:")
     print(_row("TPOT at TP=8", [(tpot, p.tpot_ms) for p, tpot, _ in rows]))
     print(_row("TTFT at TP=8", [(ttft, p.ttft_ms) for p, _, ttft in rows]))
+
+
+def held_apart_tpot() -> None:
+    """Fit on every other row of each (engine, model) subset, judge TPOT on the rows in between."""
+    rows = _fit_and_judge(lambda i, _: i % 2 == 0)
+    print("(a) held apart: fit on half of each subset (alternate rows), TPOT on the other half:")
+    for engine, model in sorted({(p.engine, p.model) for p, _, _ in rows}):
+        mine = [(tpot, p.tpot_ms) for p, tpot, _ in rows if (p.engine, p.model) == (engine, model)]
+        print(_row(f"TPOT {engine} {model.split('/')[-1]}", mine))
 
 
 def collective_accuracy() -> None:
@@ -157,5 +175,6 @@ def main() -> None:
         sys.path.insert(0, str(REPO))
         serving_accuracy()
         held_out_tp8()
+        held_apart_tpot()
         collective_accuracy()
     cpu_sweep()

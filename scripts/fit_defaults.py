@@ -8,8 +8,10 @@ What is fitted, and from what (paths relative to ../shared):
   reference/collectives/allreduce_<system>.csv (aiconfigurator-core 0.12.0's nccl-tests tables, half
   precision) plus the single-node 8-GPU nccl-tests tables in reference/published_results.csv; and for
   an engine's own kernel ("custom") from the vLLM custom all-reduce rows (CUDA graphs, newest version);
-- dgx-h100 only: achieved GEMM and HBM fractions and per-engine step costs from the 267 measured
-  serving points of reference/serving/silicon_calibration.csv (tpplan calibrate's serving fit).
+- dgx-h100 only: per-engine step costs from the 267 measured serving points of
+  reference/serving/silicon_calibration.csv (tpplan calibrate's serving fit; the kernels' speed by shape
+  comes from the measured kernel tables, not from this fit), also written as the engine priors of
+  tpplan/data/engine_overheads.yaml (host-side costs: the prior for every other GPU).
 The tool itself never reads ../shared; only this script and the tests do.
 """
 
@@ -105,6 +107,30 @@ def collective_groups(shared: Path, table: str) -> tuple[dict, str, dict, str]:
     return nccl, nccl_src, custom_rows[newest], custom_src
 
 
+# Where the serving fit starts for the engines it fits: fixed, so that a re-run reproduces the shipped
+# numbers (starting from the shipped priors would let every re-run drift a little).
+FIT_START = {"step_ms": 1.0, "per_seq_us": 30.0, "request_ms": 50.0, "cohort_fraction": 0.15}
+
+
+def with_fit_start(profile):
+    from tpplan import costmodel
+    from tpplan.costmodel.profile_fit import with_overheads
+    from tpplan.specs import EngineOverhead, Sourced
+
+    params = costmodel.Params(profile)
+    start = []
+    for engine in ("trtllm", "vllm"):
+        prior = params.overhead(engine)
+        fields = {
+            k: Sourced(value=v, source="fit start (scripts/fit_defaults.py)", basis="assumed")
+            for k, v in FIT_START.items()
+        }
+        q = prior.per_layer_us
+        fields["per_layer_us"] = Sourced(value=q.value, source=q.source, basis=q.basis)
+        start.append(EngineOverhead(engine=engine, **fields))
+    return profile.model_copy(update={"efficiency": with_overheads(profile.efficiency, start)})
+
+
 def fit_profile(name: str, shared: Path = SHARED):
     """The bundled profile `name` with its efficiency section fitted from `shared`/reference."""
     from tpplan import api, costmodel
@@ -124,6 +150,7 @@ def fit_profile(name: str, shared: Path = SHARED):
     )
     profile = profile.model_copy(update={"efficiency": eff})
     if name in SERVING_FIT:
+        profile = with_fit_start(profile)
         here = Path.cwd()
         os.chdir(shared)  # so the fitted numbers cite reference/..., not this machine's absolute path
         try:
@@ -154,6 +181,26 @@ def write(name: str, profile) -> bool:
     return True
 
 
+ENGINE_PRIORS = REPO / "tpplan" / "data" / "engine_overheads.yaml"
+
+
+def engine_priors_text(profile) -> str:
+    """tpplan/data/engine_overheads.yaml with its `basis: fitted` values replaced by this profile's fit
+    (the fitted engine costs are host-side: the prior for every other GPU). Comments are kept."""
+    fitted = {o.engine: o for o in profile.efficiency.overheads}
+    out, engine = [], None
+    for line in ENGINE_PRIORS.read_text().splitlines(keepends=True):
+        head = re.match(r"^  ([\w-]+):\s*$", line)
+        if head:
+            engine = head.group(1)
+        field = re.match(r"^(    (\w+): \{value: )([^,]+)(, basis: fitted,.*)$", line, re.S)
+        if field and engine in fitted and getattr(fitted[engine], field.group(2)).basis == "fitted":
+            value = getattr(fitted[engine], field.group(2)).value
+            line = f"{field.group(1)}{value:g}{field.group(4)}"
+        out.append(line)
+    return "".join(out)
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -174,6 +221,14 @@ def main(argv: list[str]) -> int:
             print(f"updated hardware_profiles/{name}.yaml")
         else:
             print(f"hardware_profiles/{name}.yaml already current")
+        if name == "dgx-h100":
+            text = engine_priors_text(profile)
+            if args.check:
+                if text != ENGINE_PRIORS.read_text():
+                    stale.append("tpplan/data/engine_overheads.yaml")
+            elif text != ENGINE_PRIORS.read_text():
+                ENGINE_PRIORS.write_text(text)
+                print("updated tpplan/data/engine_overheads.yaml")
     if stale:
         print("stale efficiency sections: " + ", ".join(stale))
         return 1

@@ -92,7 +92,8 @@ def test_the_summary_names_the_winner_its_neighbours_and_the_top_5(capsys, tmp_p
     assert code == 0, err
     assert "winner: dgx-h100" in out and "why it won" in out and "top 5:" in out
     assert (
-        "numbers: cost model fitted to measurements (gemm_fraction" in out
+        "numbers: cost model fitted to measurements (step_ms" in out
+        and "measured kernel tables: kernels" in out
         and f"wrote {tmp_path / 'plan.yaml'}" in out
     )
     # an assumed prior is named as assumed, never as a profile's published number

@@ -28,8 +28,9 @@ def test_small_batch_decode_is_bound_by_weight_reads_allreduce_and_overhead(h100
     model = io.load_model("llama-3.1-70b")
     cost = step_cost(_inst(model), h100, decode(8))
     assert cost.parts["compute"] == 0
-    w_ms = memory.weight_bytes_per_stage(model, 8, [80])[0] / (3350e6 * h100.hbm_fraction.value)
-    assert cost.parts["weight_reads"] == pytest.approx(w_ms, rel=0.02)
+    # the H100 kernel tables stream a TP8 shard's GEMMs at 8 tokens at ~75-80% of rated bandwidth
+    w_ms = memory.weight_bytes_per_stage(model, 8, [80])[0] / 3350e6
+    assert w_ms < cost.parts["weight_reads"] < w_ms / 0.7
     assert cost.allreduce_count == 160  # two per layer
     assert 3 < cost.allreduce_us_each < 20  # latency-bound: tens of KB per all-reduce
     assert cost.time_ms == pytest.approx(sum(cost.parts.values()))
@@ -41,11 +42,13 @@ def test_prefill_chunks_are_compute_bound(h100):
     assert cost.parts["compute"] > 5 * cost.parts["weight_reads"]
 
 
-def test_fp8_weights_halve_the_weight_reads(h100):
+def test_fp8_weights_cut_the_weight_reads_but_not_by_half(h100):
     model = io.load_model("llama-3.1-70b")
     bf16 = step_cost(_inst(model), h100, decode(4)).parts["weight_reads"]
     fp8 = step_cost(_inst(model.model_copy(update={"dtype": "fp8"})), h100, decode(4)).parts["weight_reads"]
-    assert fp8 == pytest.approx(bf16 / 2, rel=0.01)
+    # half the bytes, but vLLM's fp8 GEMMs at 4 tokens reach less of the bandwidth than bf16 ones
+    # (H100 kernel table: ~1.2-2.6 TB/s against 2.2-2.7)
+    assert 0.5 * bf16 < fp8 < 0.8 * bf16
 
 
 def test_moe_reads_the_experts_its_tokens_touch_and_computes_only_the_active_ones():
@@ -77,5 +80,6 @@ def test_pipeline_round_adds_p2p_and_every_stage_reads_its_weights_per_micro_bat
     assert piped.parts["p2p"] > 0
     assert piped.time_ms == pytest.approx(sum(piped.parts.values()))
     # each GPU holds 1/8 of the weights either way, but with PP=2 every round runs two micro-batches,
-    # each reading the stage's weights again: twice the reads per generated token
-    assert piped.parts["weight_reads"] == pytest.approx(2 * flat.parts["weight_reads"], rel=0.01)
+    # each reading the stage's weights again: twice the bytes per generated token (a little under twice
+    # the time: TP4's matrices are twice TP8's and stream closer to the rated bandwidth)
+    assert 1.7 * flat.parts["weight_reads"] < piped.parts["weight_reads"] < 2 * flat.parts["weight_reads"]

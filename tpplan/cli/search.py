@@ -247,11 +247,14 @@ def _basis_line(plan) -> str:
     rest = {k: v for k, v in prov.items() if k not in ("kv_cache_tokens", "engine_limits")}
     fitted = [k for k, v in rest.items() if v.basis == "fitted"]
     assumed = [k for k, v in rest.items() if v.basis == "assumed"]
-    given = [k for k in rest if k not in fitted and k not in assumed]
+    measured = [k for k, v in rest.items() if v.basis in ("measured", "derived")]  # kernel tables
+    given = [k for k in rest if k not in fitted and k not in assumed and k not in measured]
     head = (
         f"cost model fitted to measurements ({', '.join(fitted)})" if fitted else "cost model, nothing fitted"
     )
     parts = [head]
+    if measured:
+        parts.append(f"measured kernel tables: {', '.join(measured)}")
     if given:
         parts.append(f"published in the profile: {', '.join(given)}")
     if assumed:  # an assumed prior is neither measured nor published: name it so nobody takes it for either

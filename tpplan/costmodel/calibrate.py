@@ -7,7 +7,8 @@ names what it was fitted from; `basis` is `fitted`.
 - all-reduce (nccl-tests tables, a sweep's measured collectives): alpha, peak busbw, ramp per rank
   count (alpha and peak from 2-4 message sizes; from one size only a scale on the prior curve);
   never more parameters than points, and an exact fit's error is flagged, not shown as accuracy;
-- serving points: gemm_fraction, hbm_fraction, and per engine step_ms and per_seq_us against TPOT
+- serving points: gemm_fraction, hbm_fraction (not on a GPU with kernel tables: its kernel speed by
+  shape is measured), and per engine step_ms and per_seq_us against TPOT
   (log error, L1: robust to the odd outlier), then per engine request_ms and cohort_fraction against
   TTFT. per_layer_us stays at its prior: a set with one model per engine cannot tell it from step_ms;
 - sweep steps: gemm_fraction (achieved FLOP/s of the sweep's dtype) and the sweep's step_ms.
@@ -219,8 +220,8 @@ def calibrate_serving(
         f"fitted by tpplan calibrate from serving points {label} ({len(cases)} points: {', '.join(engines)})"
     )
     profile = fit_serving(profile, cases, source)
-    tpot_vars, ttft_vars = serving_vars(cases)
     params = Params(profile)
+    tpot_vars, ttft_vars = serving_vars(cases, params.kernels is not None)
     for c in cases:
         c.state = None
     preds = [c(params) for c in cases]

@@ -90,6 +90,12 @@ def _provenance(
         ),
         "price": of_sourced(params.profile.price.usd_per_gpu_hour),
     }
+    if params.kernels:  # the fractions then serve only ops no table covers
+        k = params.kernels
+        out["kernels"] = Provenance(value="kernel time by shape", basis=k.basis, source=k.source)
+        for name in ("gemm_fraction", "hbm_fraction"):
+            p = out[name]
+            out[name] = p.model_copy(update={"value": "only for ops without a kernel table: " + p.value})
     if inst.model.dtype == "fp8" and gpu.fp8_dense_tflops:
         out["fp8_dense_tflops"] = of_sourced(gpu.fp8_dense_tflops)
     if inst.tp > 1:

@@ -8,9 +8,14 @@ below are the documented defaults for profiles without an `efficiency:` section.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import yaml
 
 from ..records import Provenance
 from ..specs import AllReduceCurve, AllReduceFit, Basis, HardwareProfile, Sourced
+from .kernels import kernel_tables
 
 
 @dataclass(frozen=True)
@@ -79,23 +84,40 @@ def fraction_priors(profile: HardwareProfile) -> tuple[Param, Param]:
     return GEMM_FRACTION, HBM_FRACTION
 
 
-# Engine software costs when the profile has none fitted for the engine: the H100 fits of
-# hardware_profiles/dgx-h100.yaml, rounded (SGLang and Megatron-LM borrow vLLM's).
-OVERHEAD_PRIORS: dict[str, tuple[float, float, float, float, float]] = {
-    # engine: (step_ms, per_layer_us, per_seq_us, request_ms, cohort_fraction)
-    "vllm": (3.0, 10.0, 60.0, 40.0, 0.15),
-    "sglang": (3.0, 10.0, 60.0, 40.0, 0.15),
-    "megatron": (3.0, 10.0, 60.0, 40.0, 0.15),
-    "trtllm": (1.3, 10.0, 27.0, 110.0, 0.15),
-    "tpplan-sweep": (0.2, 10.0, 0.0, 0.0, 0.0),
+# Engine software costs when the profile has none fitted for the engine: data, by engine and version,
+# with their sources (tpplan/data/engine_overheads.yaml; fitted entries written by fit_defaults.py).
+ENGINE_DATA = Path(__file__).resolve().parent.parent / "data" / "engine_overheads.yaml"
+OVERHEAD_FIELDS = {
+    "step_ms": "ms",
+    "per_layer_us": "us",
+    "per_seq_us": "us",
+    "request_ms": "ms",
+    "cohort_fraction": "",
 }
-OVERHEAD_SOURCES = {
-    "step_ms": "order of the H100 fits (1.3 ms TensorRT-LLM, 3.3 ms vLLM; dgx-h100.yaml)",
-    "per_layer_us": "~5 kernels per layer at a ~2 us floor each (launch and tail of small kernels)",
-    "per_seq_us": "order of the H100 fits (27-60 us per sequence per step; dgx-h100.yaml)",
-    "request_ms": "order of the H100 fits (42-110 ms; dgx-h100.yaml)",
-    "cohort_fraction": "the H100 fits of both engines agree on 0.14-0.15 (dgx-h100.yaml)",
-}
+
+
+@cache
+def engine_priors() -> dict[str, dict]:
+    return yaml.safe_load(ENGINE_DATA.read_text())["engines"]
+
+
+def engine_prior(engine: str) -> tuple[dict, str]:
+    """(the engine's prior entry, a note): an engine with no entry borrows vLLM's, and says so."""
+    data = engine_priors()
+    if engine in data:
+        return data[engine], ""
+    return data["vllm"], f"no entry for engine {engine!r}: vLLM's values; "
+
+
+def engine_field(entry: dict, name: str) -> tuple[float, str, str]:
+    """(value, source, basis) of one field; `same_as` fields take the named engine's, as assumed."""
+    q = entry[name]
+    if "same_as" in q:
+        value, source, _ = engine_field(engine_priors()[q["same_as"]], name)
+        return value, f"assumed {q['same_as']}'s value ({q['why']}): {source}", "assumed"
+    return q["value"], q["source"], q["basis"]
+
+
 P2P_ALPHA_US = Param(
     "p2p_alpha_us",
     10.0,
@@ -202,6 +224,9 @@ class Params:
         self.hbm_fraction = (
             from_sourced("hbm_fraction", "of peak", e.hbm_fraction) if e and e.hbm_fraction else hbm_prior
         )
+        # kernel time by shape where the GPU has tables; the fractions above then only serve ops no
+        # table covers (fp32 GEMMs) and CPU ranks
+        self.kernels = kernel_tables(profile)
         self.p2p_alpha_us = (
             from_sourced("p2p_alpha_us", "us", e.p2p_alpha_us) if e and e.p2p_alpha_us else P2P_ALPHA_US
         )
@@ -223,14 +248,18 @@ class Params:
                 from_sourced(f"{engine}.request_ms", "ms", fitted.request_ms),
                 from_sourced(f"{engine}.cohort_fraction", "", fitted.cohort_fraction),
             )
-        values = OVERHEAD_PRIORS.get(engine, OVERHEAD_PRIORS["vllm"])
-        units = ("ms", "us", "us", "ms", "")
-        return Overhead(
-            *(
-                Param(f"{engine}.{name}", v, unit, OVERHEAD_SOURCES[name], "assumed")
-                for name, v, unit in zip(OVERHEAD_SOURCES, values, units, strict=True)
-            )
+        entry, why = engine_prior(engine)
+        version = (
+            f"{engine} prior ({entry['version']}, {'CUDA graphs' if entry['cuda_graphs'] else 'eager'}): "
         )
+
+        def param(name: str, unit: str) -> Param:
+            # a prior is assumed to carry to this profile, even where it was fitted elsewhere (the
+            # source says where): "fitted" is kept for numbers fitted on the profile itself
+            value, source, basis = engine_field(entry, name)
+            return Param(f"{engine}.{name}", value, unit, f"{why}{version}{basis} {source}", "assumed")
+
+        return Overhead(*(param(name, unit) for name, unit in OVERHEAD_FIELDS.items()))
 
     def allreduce_curve(
         self, fabric: str, implementation: str, ranks: int

@@ -245,17 +245,21 @@ def fit_vars(
 def fit_serving(profile: HardwareProfile, cases: Sequence[Case], source: str) -> HardwareProfile:
     """Hardware fractions and per-engine step costs against TPOT; then per engine the request latency
     and arrival cohorts against TTFT (they barely move TPOT). No more parameters than points."""
-    tpot_vars, ttft_vars = serving_vars(cases)
+    tpot_vars, ttft_vars = serving_vars(cases, Params(profile).kernels is not None)
     profile = fit_vars(profile, cases, tpot_vars, source, target=0)
     for e, variables in ttft_vars.items():
         profile = fit_vars(profile, [c for c in cases if c.engine == e], variables, source, target=1)
     return profile
 
 
-def serving_vars(cases: Sequence[Case]) -> tuple[list[Var], dict[str, list[Var]]]:
-    """What fit_serving fits from these cases: the TPOT parameters, and per engine the TTFT ones."""
+def serving_vars(
+    cases: Sequence[Case], kernel_tables: bool = False
+) -> tuple[list[Var], dict[str, list[Var]]]:
+    """What fit_serving fits from these cases: the TPOT parameters, and per engine the TTFT ones.
+    On a GPU with kernel tables the kernels' speed by shape is measured, not fitted: only the engines'
+    own costs are left to fit."""
     engines = sorted({c.engine for c in cases})
-    tpot_vars: list[Var] = [("gemm_fraction", None), ("hbm_fraction", None)]
+    tpot_vars: list[Var] = [] if kernel_tables else [("gemm_fraction", None), ("hbm_fraction", None)]
     tpot_vars += [(name, e) for e in engines for name in ("step_ms", "per_seq_us")]
     ttft = {
         e: affordable([("request_ms", e), ("cohort_fraction", e)], sum(c.engine == e for c in cases))

@@ -1,8 +1,13 @@
 """Time of one forward step of an engine instance: per-op rooflines, all-reduces, pipeline, overheads.
 
-Each op of a stage takes max(FLOPs ÷ achieved FLOP/s, bytes ÷ achieved bandwidth) — a decode step
-at small batch is bound by reading the weights and the KV cache, a prefill chunk by its FLOPs — and
-its time is booked to `compute` or to `weight_reads` / `kv_reads` by whichever bound won. To that:
+On a GPU with kernel tables (costmodel/kernels.py) each op takes the time its kernels were measured
+to take at its actual shape: every GEMM at (tokens x its shard of the weight matrix), decode attention
+at (sequences x context x KV heads on the rank), prefill attention at its length — so an m=8 GEMM or
+a 4-sequence decode runs far below peak, as it does on the GPU. Without tables (CPU ranks) an op takes
+max(FLOPs ÷ achieved FLOP/s, bytes ÷ achieved bandwidth) with one fitted fraction of each peak.
+Either way its time is booked to `compute` or to `weight_reads` / `kv_reads` by which rated bound
+(FLOPs ÷ peak or bytes ÷ peak bandwidth) is larger: a decode step at small batch is bound by reading
+the weights and the KV cache, a prefill chunk by its FLOPs. To that:
 the TP all-reduces (latency-bound at decode sizes, two per layer), a per-layer kernel floor, and a
 fixed per-step cost (scheduler, sampling, launches; CUDA graphs shrink it).
 
@@ -21,7 +26,7 @@ from ..memory import stage_layer_ranges
 from ..specs import ModelSpec
 from .collectives import allreduce_time, p2p_time_us
 from .params import Params
-from .work import Batch, StageShape, stage_shape, stage_work
+from .work import Batch, Op, StageShape, stage_shape, stage_work
 
 CATEGORIES = ("compute", "weight_reads", "kv_reads", "allreduce", "p2p", "overhead", "bubble")
 
@@ -72,26 +77,48 @@ class StepCost:
             self.parts[k] += v
 
 
-def _peaks_per_ms(p: Params) -> tuple[float, float, float]:
-    """(bf16 FLOP/ms, weight-dtype FLOP/ms, bytes/ms), achieved."""
+def _peaks_per_ms(p: Params, fraction: bool = True) -> tuple[float, float, float]:
+    """(bf16 FLOP/ms, weight-dtype FLOP/ms, bytes/ms): achieved (times the fitted fractions) or rated."""
     gpu = p.profile.gpu
-    f = p.gemm_fraction.value
+    f = p.gemm_fraction.value if fraction else 1.0
     bf16 = gpu.bf16_dense_tflops.value * 1e9 * f
     low = (gpu.fp8_dense_tflops.value if gpu.fp8_dense_tflops else gpu.bf16_dense_tflops.value) * 1e9 * f
-    return bf16, low, gpu.hbm_gbps.value * 1e6 * p.hbm_fraction.value
+    return bf16, low, gpu.hbm_gbps.value * 1e6 * (p.hbm_fraction.value if fraction else 1.0)
+
+
+def _table_ms(op: Op, params: Params, inst: Instance, layers: int) -> float | None:
+    """The op's time from the GPU's kernel tables, or None where no table covers it."""
+    k = params.kernels
+    if k is None:
+        return None
+    if op.name == "attention":
+        seqs, ctx, _, kv_heads = op.shape
+        per_layer = op.bytes / layers if layers else 0.0
+        return layers * k.decode_attention_ms(per_layer, seqs, ctx, int(kv_heads), inst.kv_dtype)
+    if op.name == "prefill_attention":
+        length, heads = op.shape
+        return layers * k.prefill_attention_ms(op.flops / layers, int(heads), length) if layers else 0.0
+    dtype = k.gemm_dtype(inst.model.dtype)
+    if dtype is None or not op.gemms:
+        return None
+    return sum(count * k.gemm_ms(m, n, kk, dtype) for m, n, kk, count in op.gemms)
 
 
 def stage_cost(inst: Instance, params: Params, stage: int, batch: Batch) -> StepCost:
     w = stage_work(inst.shapes[stage], batch)
     bf16, low, bw = _peaks_per_ms(params)
+    rated = _peaks_per_ms(params, fraction=False)
     cost = StepCost()
     for op in w.ops:
         t_compute = op.flops / (low if op.low_precision else bf16)
         t_memory = op.bytes / bw
-        if t_compute >= t_memory:
-            cost.parts["compute"] += t_compute
-        else:
-            cost.parts["weight_reads" if op.reads == "weights" else "kv_reads"] += t_memory
+        t = _table_ms(op, params, inst, w.layers)
+        if t is None:
+            t = max(t_compute, t_memory)
+        bound_by_compute = op.flops / (rated[1] if op.low_precision else rated[0]) >= op.bytes / rated[2]
+        cost.parts[
+            "compute" if bound_by_compute else "weight_reads" if op.reads == "weights" else "kv_reads"
+        ] += t
     if w.allreduce_count:
         ar = allreduce_time(params, w.allreduce_bytes, inst.tp, inst.tp_fabric, inst.engine_kernels)
         cost.parts["allreduce"] = w.allreduce_count * ar.latency_us / 1e3

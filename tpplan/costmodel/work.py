@@ -45,13 +45,20 @@ class Batch:
         return self.decode_seqs + self.prefill_tokens
 
 
+Gemm = tuple[int, int]  # (n output features, k input features) of one weight matrix on one rank
+
+
 @dataclass(frozen=True)
 class Op:
-    name: str  # linear | experts | attention | lm_head
+    name: str  # linear | experts | lm_head | attention (decode) | prefill_attention
     flops: float
     bytes: float
     reads: str  # what the bytes are: weights | kv
     low_precision: bool  # runs at the weight dtype's peak (fp8 GEMMs) rather than bf16
+    # for the kernel tables: GEMMs as (m tokens, n, k, how many), or the attention's shape as
+    # (sequences, context, query heads, kv heads) for decode, (length, query heads) for prefill
+    gemms: tuple[tuple[float, int, int, float], ...] = ()
+    shape: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -84,6 +91,13 @@ class StageShape:
     allreduces_per_layer: int  # 0 at tp = 1
     window: int | None
     activation_bytes: int
+    dense_gemms: tuple[Gemm, ...] = ()  # the matrices behind dense_params
+    moe_linear_gemms: tuple[Gemm, ...] = ()  # behind moe_linear_params
+    expert_gemms: tuple[Gemm, ...] = ()  # behind expert_params
+    lm_head_gemm: Gemm | None = None
+    q_heads: int = 1  # attention heads on this rank
+    kv_heads: int = 1  # KV heads on this rank (1 for MLA's latent)
+    kv_dtype: str = "bf16"
 
 
 def _attention_flops_per_token_ctx(model: ModelSpec, tp: int, decode: bool) -> float:
@@ -96,6 +110,30 @@ def _attention_flops_per_token_ctx(model: ModelSpec, tp: int, decode: bool) -> f
     return 4 * heads * model.head_dim  # QK^T and PV
 
 
+def _attention_gemms(model: ModelSpec, tp: int) -> tuple[Gemm, ...]:
+    """The attention projections on one rank, sharded as memory.attention_params_per_rank counts them."""
+    h, heads = model.hidden_size, memory.heads_on_rank(model.num_attention_heads, tp)
+    if model.mla:
+        m = model.mla
+        qk = m.qk_nope_head_dim + m.qk_rope_head_dim
+        q = ((m.q_lora_rank, h), (heads * qk, m.q_lora_rank)) if m.q_lora_rank else ((heads * qk, h),)
+        kv = (
+            (m.kv_lora_rank + m.qk_rope_head_dim, h),
+            (heads * (m.qk_nope_head_dim + m.v_head_dim), m.kv_lora_rank),
+        )
+        return (*q, *kv, (h, heads * m.v_head_dim))
+    kv = memory.kv_heads_on_rank(model, tp)
+    return (((heads + 2 * kv) * model.head_dim, h), (h, heads * model.head_dim))
+
+
+def _mlp_gemms(h: int, inter: int, gated: bool, tp: int) -> tuple[Gemm, ...]:
+    """Up (fused gate+up when gated, column-parallel) and down (row-parallel) of one MLP."""
+    if inter <= 0:
+        return ()
+    local = max(1, round(inter / tp))
+    return ((local * (2 if gated else 1), h), (h, local))
+
+
 def stage_shape(
     model: ModelSpec, tp: int, layers: range, last: bool, kv_dtype: str, lm_head: bool = True
 ) -> StageShape:
@@ -105,6 +143,7 @@ def stage_shape(
     dense_index = next((i for i in layers if not model.is_moe_layer(i)), None)
     dense = attn + memory.mlp_params_per_rank(model, tp, dense_index) if dense_index is not None else 0.0
     moe = model.moe
+    attn_gemms = _attention_gemms(model, tp)
     return StageShape(
         layers=len(layers),
         dense_layers=len(layers) - n_moe,
@@ -125,6 +164,18 @@ def stage_shape(
         allreduces_per_layer=model.allreduces_per_layer if tp > 1 else 0,
         window=model.sliding_window_tokens,
         activation_bytes=activation_bytes(model.dtype),
+        dense_gemms=attn_gemms + _mlp_gemms(h, model.intermediate_size, model.gated_mlp, tp),
+        moe_linear_gemms=attn_gemms
+        + (
+            _mlp_gemms(h, moe.shared_expert_intermediate_size, True, tp) + ((moe.num_experts, h),)
+            if moe
+            else ()
+        ),
+        expert_gemms=_mlp_gemms(h, moe.expert_intermediate_size, True, tp) if moe else (),
+        lm_head_gemm=(memory.padded_vocab(model) // tp, h) if last and lm_head else None,
+        q_heads=memory.heads_on_rank(model.num_attention_heads, tp),
+        kv_heads=1 if model.mla else memory.kv_heads_on_rank(model, tp),
+        kv_dtype=kv_dtype,
     )
 
 
@@ -132,15 +183,22 @@ def stage_work(s: StageShape, batch: Batch) -> StageWork:
     """FLOPs and bytes of one step over a stage's layers on one TP rank."""
     m_tokens, w, low = batch.tokens, s.weight_bytes, s.low_precision
     ops: list[Op] = []
+
+    def gemms(shapes: tuple[Gemm, ...], m: float, count: float) -> tuple[tuple[float, int, int, float], ...]:
+        return tuple((m, n, k, count) for n, k in shapes)
+
+    def linear(layers: int, params: float, shapes: tuple[Gemm, ...]) -> Op:
+        """`layers` layers' dense projections of `params` each: every token through every matrix."""
+        flops, nbytes = layers * 2 * m_tokens * params, layers * params * w
+        return Op("linear", flops, nbytes, "weights", low, gemms(shapes, m_tokens, layers))
+
     if s.dense_layers:
-        n = s.dense_layers
-        ops.append(Op("linear", n * 2 * m_tokens * s.dense_params, n * s.dense_params * w, "weights", low))
+        ops.append(linear(s.dense_layers, s.dense_params, s.dense_gemms))
     if s.moe_layers:
         n, e, k = s.moe_layers, s.experts, s.experts_per_token
-        ops.append(
-            Op("linear", n * 2 * m_tokens * s.moe_linear_params, n * s.moe_linear_params * w, "weights", low)
-        )
+        ops.append(linear(n, s.moe_linear_params, s.moe_linear_gemms))
         touched = e * (1 - (1 - k / e) ** m_tokens) if m_tokens > 0 else 0.0
+        per_expert = m_tokens * k / touched if touched else 0.0  # tokens each touched expert sees
         ops.append(
             Op(
                 "experts",
@@ -148,18 +206,31 @@ def stage_work(s: StageShape, batch: Batch) -> StageWork:
                 n * touched * s.expert_params * w,
                 "weights",
                 low,
+                gemms(s.expert_gemms, per_expert, n * touched),
             )
         )
     ctx_d = min(batch.decode_context, s.window) if s.window else batch.decode_context
     ctx_p = min(batch.prefill_context, s.window) if s.window else batch.prefill_context
-    flops = (
-        batch.decode_seqs * ctx_d * s.attn_decode_flops + batch.prefill_tokens * ctx_p * s.attn_prefill_flops
-    )
-    kv_bytes = s.kv_bytes_per_token * (batch.decode_seqs * ctx_d + batch.prefill_tokens)
-    ops.append(Op("attention", s.layers * flops, s.layers * kv_bytes, "kv", False))
+    decode_flops = batch.decode_seqs * ctx_d * s.attn_decode_flops
+    decode_bytes = s.kv_bytes_per_token * batch.decode_seqs * ctx_d
+    shape = (batch.decode_seqs, ctx_d, s.q_heads, s.kv_heads)
+    ops.append(Op("attention", s.layers * decode_flops, s.layers * decode_bytes, "kv", False, shape=shape))
+    if batch.prefill_tokens:
+        flops = batch.prefill_tokens * ctx_p * s.attn_prefill_flops
+        kv_written = s.kv_bytes_per_token * batch.prefill_tokens
+        # a causal prompt of length L attends to L/2 tokens on average: the table's length is 2·ctx
+        shape = (2 * ctx_p, s.q_heads)
+        ops.append(Op("prefill_attention", s.layers * flops, s.layers * kv_written, "kv", False, shape=shape))
     if s.lm_head_params:
         ops.append(
-            Op("lm_head", 2 * batch.logits_rows * s.lm_head_params, s.lm_head_params * w, "weights", low)
+            Op(
+                "lm_head",
+                2 * batch.logits_rows * s.lm_head_params,
+                s.lm_head_params * w,
+                "weights",
+                low,
+                gemms((s.lm_head_gemm,), batch.logits_rows, 1) if s.lm_head_gemm else (),
+            )
         )
     return StageWork(
         tuple(ops), s.layers, s.layers * s.allreduces_per_layer, m_tokens * s.hidden * s.activation_bytes
