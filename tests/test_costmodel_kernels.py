@@ -101,7 +101,7 @@ def test_profiles_label_measured_and_scaled_tables():
 
 def test_the_estimate_says_where_kernel_times_came_from():
     params = Params(io.load_profile("dgx-h100"))
-    assert params.kernels is not None and "aiconfigurator-core 0.12.0" in params.kernels.describe()
+    assert params.kernels is not None and "aiconfigurator-core 0.12.0" in params.kernels.source
 
 
 @pytest.mark.parametrize(
