@@ -21,8 +21,7 @@ from .records import Layout, Plan, ScoredConfig, SearchResult
 from .search import Config, Evaluation, Question
 from .specs import HardwareProfile, ModelSpec, Workload
 
-# Bump when the space, the objective or the stored result record changes meaning (2: typed reasons):
-# a study of an older search is not resumed.
+# Bump when the space, objective or stored record changes meaning (2: typed reasons): no resume across.
 SEARCH_VERSION = 2
 DEFAULT_OUT = Path("runs/search")
 CONFIRM_NO_WINNER = 5000  # configurations scored (~1.5 ms each) to confirm that none is feasible
@@ -160,10 +159,8 @@ def no_winner(
         )
     pool = every if every is not None else results
     closest = sorted(pool, key=lambda r: sum(v for v in r.violations.values() if v > 0))[:3]
-    shown = (
-        "; ".join(f"{r.profile} {r.label()}: {r.reasons[0].uncited()}" for r in closest if r.reasons)
-        or "none"
-    )
+    shown = "; ".join(f"{r.profile} {r.label()}: {r.reasons[0].uncited()}" for r in closest if r.reasons)
+    shown = shown or "none"
     scope = (
         f"none of the {len(every)} configurations"
         if every is not None

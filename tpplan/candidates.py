@@ -200,7 +200,7 @@ def why_none_valid(found: list[Candidate], budget_gpus: int) -> str:
             f"no TP x PP x replica layout matches --tp/--pp/--full-budget within {budget_gpus} GPUs "
             "(TP x PP x replicas <= the budget, PP <= the model's layers)"
         )
-    counts = Counter(c.reasons[0].split(" [")[0].split(";")[0] for c in found if c.reasons)
+    counts = Counter(c.reasons[0].text.split(";")[0] for c in found if c.reasons)
     shown = "; ".join(f"{reason} ({n} of {len(found)} layouts)" for reason, n in counts.most_common(2))
     return "no layout is valid: " + (shown or "every layout was refused")
 

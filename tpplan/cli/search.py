@@ -243,7 +243,7 @@ def _basis_line(plan) -> str:
     """Which inputs were measured, fitted or taken from the profile (details: the plan's provenance)."""
     prov = plan.provenance
     if "measured" in prov:
-        return "measured: " + prov["measured"]
+        return f"measured: {prov['measured'].value}"
     rest = {k: v for k, v in prov.items() if k not in ("kv_cache_tokens", "engine_limits")}
     fitted = [k for k, v in rest.items() if v.basis == "fitted"]
     assumed = [k for k, v in rest.items() if v.basis == "assumed"]
