@@ -48,12 +48,11 @@ def read_jsonl(
                     f"{path}:{n}: the last line is cut off mid-write ({len(data) - cut} bytes; the run was "
                     f"interrupted, `{writer} --resume` measures that case again) (line skipped)"
                 )
-            data = data[:cut]
         else:
             with open(path, "r+b") as f:
                 f.truncate(cut)
             print(f"{path}: removed a last line cut off mid-write ({len(data) - cut} bytes)", file=sys.stderr)
-            data = data[:cut]
+        data = data[:cut]
     out = []
     for n, line in enumerate(data.decode("utf-8", errors="replace").splitlines(), 1):
         if not line.strip():

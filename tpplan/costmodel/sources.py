@@ -21,8 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from ..errors import ConfigError
 from ..io import read_text
+from ..records import BenchRecord
 
 SWEEP, NCCL_TESTS, SERVING, BENCH = "sweep", "nccl-tests", "serving", "bench"
 OK_STATUSES = ("ok", "measured", "success")
@@ -319,39 +322,41 @@ def parse_bench(text: str, path: Path) -> Parsed:
         if not raw.strip():
             continue
         try:
-            rec = json.loads(raw)
-            if rec.get("status") != "ok":
-                out.skipped.append(
-                    f"line {n}: status {rec.get('status')!r} ({rec.get('reason') or 'no reason'})"
-                )
-                continue
-            m = rec["measured"]
-            point = ServingPoint(
-                line=n,
-                engine=str(rec["engine"]),
-                model=str(rec["model"]),
-                dtype=str(rec["dtype"]),
-                isl=int(rec["isl"]),
-                osl=int(rec["osl"]),
-                concurrency=int(rec["concurrency"]),
-                tp=int(rec["tp"]),
-                pp=int(rec["pp"]),
-                ttft_ms=float(m["ttft_ms_mean"]),
-                tpot_ms=float(m["tpot_ms_mean"]),
-                spec_path=str(path.parent / rec["model_spec"]),
-                max_num_seqs=int(rec["max_num_seqs"]),
+            rec = BenchRecord.model_validate_json(raw)
+        except ValidationError as e:
+            bad_json = any(err["type"] == "json_invalid" for err in e.errors())
+            why = (
+                "not valid JSON (an interrupted write?)"
+                if bad_json
+                else f"missing or bad field {e.errors()[0]['loc']}"
             )
-            devices.add(str(rec["device"]))
-        except json.JSONDecodeError:
-            out.skipped.append(f"line {n}: not valid JSON (an interrupted write?)")
+            out.skipped.append(f"line {n}: {why}")
             continue
-        except (KeyError, TypeError, ValueError, AttributeError) as e:
-            out.skipped.append(f"line {n}: missing or bad field {e}")
+        if rec.status != "ok" or rec.measured is None:
+            out.skipped.append(f"line {n}: status {rec.status!r} ({rec.reason or 'no reason'})")
             continue
-        if point.tpot_ms <= 0 or point.ttft_ms <= 0:
+        m = rec.measured
+        if m.tpot_ms_mean <= 0 or m.ttft_ms_mean <= 0:
             out.skipped.append(f"line {n}: non-positive TTFT or TPOT")
             continue
-        out.points.append(point)
+        devices.add(rec.device)
+        out.points.append(
+            ServingPoint(
+                line=n,
+                engine=rec.engine,
+                model=rec.model,
+                dtype=rec.dtype,
+                isl=rec.isl,
+                osl=rec.osl,
+                concurrency=rec.concurrency,
+                tp=rec.tp,
+                pp=rec.pp,
+                ttft_ms=m.ttft_ms_mean,
+                tpot_ms=m.tpot_ms_mean,
+                spec_path=str(path.parent / rec.model_spec),
+                max_num_seqs=rec.max_num_seqs,
+            )
+        )
     if len(devices) > 1:
         raise ConfigError(
             f"mixes devices ({', '.join(sorted(devices))})",
