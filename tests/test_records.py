@@ -32,3 +32,17 @@ def test_layout_derived_fields_must_agree():
     data["layout"]["tp"] = "8"
     with pytest.raises(ConfigError, match="layout.tp"):
         io.validate(Plan, data, "plan.json")
+
+
+def test_detection_fallback_line_names_gpus_nvml_could_not_read():
+    from tpplan.records.costmodel import Detection
+
+    profile = io.load_profile("cpu-local")
+    none = Detection(profile=profile, gpu_found=False, fallback_reason="NVML Shared Library Not Found")
+    assert none.fallback_line() == "no NVIDIA GPU found: NVML Shared Library Not Found"
+    present = none.model_copy(
+        update={"gpus_present": ["/dev/nvidia0"], "fallback_reason": "Driver Not Loaded"}
+    )
+    assert present.fallback_line() == (
+        "NVIDIA GPUs present (/dev/nvidia0) but NVML cannot read them: Driver Not Loaded"
+    )

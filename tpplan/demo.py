@@ -27,7 +27,7 @@ def step_detect(out: Path, echo: Echo) -> None:
     found = api.detect(path)
     p = found.profile
     if not found.gpu_found:
-        echo(f"  no NVIDIA GPU found: {found.fallback_reason}")
+        echo(f"  {found.fallback_line()}")
     else:
         topo = p.topology
         echo(

@@ -69,11 +69,7 @@ def detect(out: str, nodes: int | None, price: float | None, as_json: bool) -> N
 
 
 def _fallback_line(found) -> str:
-    if found.gpus_present:  # the GPUs are there; what failed is reading them
-        what = f"NVIDIA GPUs present ({', '.join(found.gpus_present)}) but NVML cannot read them"
-    else:
-        what = "no NVIDIA GPU found"
-    return f"{what}: {found.fallback_reason}; profiling its CPUs instead: {found.profile.description}"
+    return f"{found.fallback_line()}; profiling its CPUs instead: {found.profile.description}"
 
 
 def _show(found, path: Path) -> None:

@@ -24,6 +24,14 @@ class Detection(Frozen):
     )
     warnings: list[str] = Field(default_factory=list, description="degraded links, unsourced numbers")
 
+    def fallback_line(self) -> str:
+        """One line on why the GPUs were not profiled: the demo and `detect` say the same thing."""
+        if self.gpus_present:  # the GPUs are there; what failed is reading them
+            what = f"NVIDIA GPUs present ({', '.join(self.gpus_present)}) but NVML cannot read them"
+        else:
+            what = "no NVIDIA GPU found"
+        return f"{what}: {self.fallback_reason}"
+
 
 class AllReduceEstimate(Frozen):
     """One all-reduce as the cost model prices it, in nccl-tests' terms."""
