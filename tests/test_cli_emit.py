@@ -83,7 +83,17 @@ def test_bad_plan_files_are_one_line(tmp_path, content):
 
 def test_model_path_override_and_missing_model_path_note(tmp_path):
     path = tmp_path / "plan.yaml"
-    io.write_text(path, io.to_yaml(make_plan(tp=8)))
+    plan = make_plan(tp=8)
+    # a bundled spec names its checkpoint: with no model_path, the engine loads that repo id
+    io.write_text(path, io.to_yaml(plan))
+    result = run("emit", path)
+    assert (
+        "meta-llama/Llama-3.1-70B-Instruct" in result.output and "give the Hugging Face" not in result.output
+    )
+    # a spec without one falls back to the bare name, and says so
+    io.write_text(
+        path, io.to_yaml(plan.model_copy(update={"model": plan.model.model_copy(update={"hf_id": None})}))
+    )
     assert "give the Hugging Face repo id" in run("emit", path).output
     result = run("emit", path, "--model-path", "/models/llama 70b")
     assert "'/models/llama 70b'" in result.output and "give the Hugging Face" not in result.output

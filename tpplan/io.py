@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from . import bundled, safe_load
+from . import bundled, hub, safe_load
 from .errors import ConfigError, show_value
 from .records import Plan
 from .specs import HardwareProfile, ModelSpec
@@ -178,10 +178,32 @@ def resolve(ref: str | os.PathLike, kind: str) -> Path:
 
 
 def load_model(ref: str | os.PathLike) -> ModelSpec:
-    """A ModelSpec from tpplan's model.yaml or a Hugging Face config.json (by content)."""
-    path = resolve(ref, bundled.MODELS)
+    """A ModelSpec from tpplan's model.yaml or a Hugging Face config.json (by content), found by path,
+    bundled name, or Hugging Face repo id (bundled or in the local HF cache; never downloaded)."""
+    repo_id = _repo_id(ref)
+    path = hub.find(repo_id) if repo_id else resolve(ref, bundled.MODELS)
+    if path is None:
+        raise ConfigError(
+            f"Hugging Face repo {repo_id} is neither bundled nor in the local HF cache ({hub.cache_dir()}); "
+            "tpplan never downloads",
+            file=str(ref),
+            expected=f"a path to its config.json, or a bundled repo id: {', '.join(hub.bundled_defaults())}",
+        )
     data = load_mapping(path)
-    return model_from_mapping(data, str(path), default_name=_model_name(data, path))
+    spec = model_from_mapping(data, str(path), default_name=_model_name(data, path))
+    # the plan serves the checkpoint the user named, not the bundled spec's default repo
+    return spec.model_copy(update={"hf_id": repo_id}) if repo_id else spec
+
+
+def _repo_id(ref: str | os.PathLike) -> str | None:
+    """`org/name` that is not a file here nor a bundled name: a Hugging Face repo id."""
+    text = str(ref)
+    looks_like_file = Path(text).suffix in (".yaml", ".yml", ".json")  # a mistyped path stays "no such file"
+    if looks_like_file or Path(text).exists() or bundled.find_bundled(bundled.MODELS, text):
+        return None
+    if not hub.is_repo_id(text):
+        return None
+    return text
 
 
 def model_from_mapping(data: dict[str, Any], file: str, default_name: str) -> ModelSpec:

@@ -39,10 +39,10 @@ class Target:
 
     @property
     def model_path(self) -> str:
-        return self.plan.model_path or self.plan.model.name
+        return self.plan.model_path or self.plan.model.hf_id or self.plan.model.name
 
     def model_path_notes(self) -> list[str]:
-        if self.plan.model_path:
+        if self.plan.model_path or self.plan.model.hf_id:
             return []
         return [
             f"the plan has no model_path, so the model name {self.plan.model.name!r} is used; give the Hugging "

@@ -14,6 +14,9 @@ from .base import Frozen, Name
 
 Dim = Annotated[int, Field(ge=1, le=1_048_576)]
 Count = Annotated[int, Field(ge=1, le=100_000)]
+# Hugging Face's own rule for repo ids: org/name, letters, digits, '-', '_', '.'; at most 96 characters
+HF_REPO_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$"
+HfRepoId = Annotated[str, Field(pattern=HF_REPO_ID_PATTERN)]
 WeightDtype = Literal["bf16", "fp16", "fp32", "fp8"]
 ActivationDtype = Literal["bf16", "fp16"]
 
@@ -114,6 +117,13 @@ class ModelSpec(Frozen):
     moe: MoESpec | None = Field(None, description="mixture-of-experts FFN, if any")
     mla: MLASpec | None = Field(None, description="multi-head latent attention, if used")
     source: str = Field("", description="where these numbers came from")
+    hf_id: HfRepoId | None = Field(
+        None,
+        description="Hugging Face repo id of the checkpoint (org/name): what the engines load by default",
+    )
+    hf_aliases: tuple[HfRepoId, ...] = Field(
+        (), strict=False, description="other repo ids with this exact shape (e.g. the -Instruct checkpoint)"
+    )
     notes: tuple[str, ...] = Field((), strict=False, description="warnings raised while reading the spec")
 
     @model_validator(mode="before")
