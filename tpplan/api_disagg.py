@@ -1,0 +1,187 @@
+"""The façade's disaggregated half of `tpplan search`: judge each instance kind with the candidates
+stage, place the prefill and decode instances together, price the deployment with the cost model
+(costmodel/disagg.py) and let the search stage score it beside the aggregated configurations.
+
+Imports stages only; the search façade passes in how a layout is deployed and which scheduler
+defaults an engine uses (the functions the aggregated estimate uses), so both kinds are priced alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import cache
+
+from . import candidates as candidates_stage
+from . import costmodel
+from .costmodel import disagg as pd
+from .placement import role_gpus
+from .records import Candidate, Layout, Provenance, ScoredConfig
+from .search import Question, Space
+from .search import disagg as search_disagg
+from .specs import HardwareProfile, ModelSpec
+
+# Engines with a disaggregated mode: vLLM's KV connectors, SGLang's --disaggregation-mode.
+# Megatron-LM is a training framework: it serves no requests, so it has no such mode.
+ENGINES = ("vllm", "sglang")
+NOT_AVAILABLE = (
+    "disaggregated prefill/decode is not searched for megatron: Megatron-LM is a training framework, "
+    "not a serving engine, and has no prefill/decode split; plan it with --engine vllm or sglang"
+)
+Deploy = Callable[..., costmodel.Deployment]  # api_costmodel's deployment of a layout
+EngineDefaults = Callable[[str, ModelSpec, HardwareProfile, int, int], costmodel.EngineConfig]
+
+
+class Pricer:
+    """Prices disaggregated deployments of one question; each instance kind is judged and its step
+    times are built once, then shared by every deployment that uses it."""
+
+    def __init__(
+        self,
+        model: ModelSpec,
+        profiles: dict[str, HardwareProfile],
+        space: Space,
+        q: Question,
+        deploy: Deploy,
+        engine_defaults: EngineDefaults,
+    ) -> None:
+        self.model, self.profiles, self.q = model, profiles, q
+        self.budgets = {a.profile: a.budget_gpus for a in space.arms}
+        self.deploy, self.engine_defaults = deploy, engine_defaults
+        self.params = {n: costmodel.Params(p) for n, p in profiles.items()}
+        self.judge = cache(self._judge)
+        self.side = cache(self._side)
+        self.last: dict[tuple, tuple[float, float]] = {}  # a solution per pair of layouts: the next start
+
+    def _judge(self, profile: str, tp: int, pp: int, dtype: str, kv: str) -> Candidate:
+        p, budget = self.profiles[profile], self.budgets[profile]
+        served = self.model.model_copy(update={"dtype": dtype})
+        return candidates_stage.judge(
+            served,
+            p,
+            Layout(tp=tp, pp=pp),
+            self.q.engine,
+            budget,
+            self.q.max_model_len,
+            kv,  # type: ignore[arg-type]
+            max(budget, p.total_gpus),
+        )
+
+    def _side(self, profile: str, tp: int, pp: int, dtype: str, kv: str):
+        p, q = self.profiles[profile], self.q
+        served = self.model.model_copy(update={"dtype": dtype})
+        layout = Layout(tp=tp, pp=pp)
+        dep = self.deploy(
+            served,
+            p,
+            layout,
+            q.engine,
+            kv,
+            q.max_model_len,
+            self.budgets[profile],
+            self.judge(profile, tp, pp, dtype, kv),
+        )
+        engine = self.engine_defaults(q.engine, served, p, tp, pp)
+        steps = pd.role_steps(
+            served, tp, dep, engine.name, kv, self.params[profile], q.input_tokens, q.output_tokens
+        )
+        return engine, steps
+
+    def placement(self, c: search_disagg.DisaggConfig) -> tuple[list[str], str | None]:
+        """The link of every (prefill, decode) instance pair, and why the deployment cannot be placed."""
+        p = self.profiles[c.profile]
+        (pre, dec), problem = role_gpus(
+            p.gpus_per_node,
+            [(c.prefill.tp, c.prefill.pp, c.prefill.count), (c.decode.tp, c.decode.pp, c.decode.count)],
+        )
+        top = max(g for inst in [*pre, *dec] for g in inst)
+        if problem is None and top >= self.budgets[c.profile]:
+            problem = f"{c.prefill.count} prefill and {c.decode.count} decode instances need GPUs up to #{top}; the budget is {self.budgets[c.profile]}"
+        links = [pd.kv_fabric(p, a, b) for a in pre for b in dec]
+        if problem is None and None in links:
+            problem = f"{p.name} knows no fabric between nodes to send the KV cache over"
+        return [f or "network" for f in links], problem
+
+    def price(self, c: search_disagg.DisaggConfig) -> search_disagg.DisaggEvaluation:
+        q, params = self.q, self.params[c.profile]
+        pre_engine, pre = self.side(c.profile, c.prefill.tp, c.prefill.pp, c.dtype, c.kv_cache_dtype)
+        _, dec = self.side(c.profile, c.decode.tp, c.decode.pp, c.dtype, c.kv_cache_dtype)
+        decode_cand = self.judge(c.profile, c.decode.tp, c.decode.pp, c.dtype, c.kv_cache_dtype)
+        links, problem = self.placement(c)
+        kv_ms = pd.kv_transfer_ms(params, pre.inst, c.prefill.world, dec.inst, q.input_tokens, links)
+        held = decode_cand.kv_cache_tokens // q.sequence_tokens
+        sides = pd.Sides(
+            pre, pre_engine, c.prefill.count, dec, max(1, min(c.max_num_seqs, held)), c.decode.count
+        )
+        clients = q.concurrency or c.decode.count * c.max_num_seqs
+        pair = (c.profile, c.prefill.tp, c.prefill.pp, c.decode.tp, c.decode.pp, c.dtype, c.kv_cache_dtype)
+        st = pd.steady_state(sides, params, clients, q.output_tokens, kv_ms, self.last.get(pair))
+        self.last[pair] = (st.tpot_ms, st.prefill_wait_ms)
+        tokens_s = st.requests_per_ms * 1e3 * q.output_tokens
+        usd_h = c.gpus * self.profiles[c.profile].price.usd_per_gpu_hour.value
+        kinds = sorted(set(links))
+        fabric = (
+            kinds[0]
+            if len(kinds) == 1
+            else ", ".join(f"{k} {links.count(k)}/{len(links)} pairs" for k in kinds)
+        )
+        return search_disagg.DisaggEvaluation(
+            prefill=self.judge(c.profile, c.prefill.tp, c.prefill.pp, c.dtype, c.kv_cache_dtype),
+            decode=decode_cand,
+            placement_problem=problem,
+            ttft_ms=st.ttft_ms,
+            tpot_ms=st.tpot_ms,
+            output_tokens_per_s=tokens_s,
+            output_tokens_per_usd=tokens_s * 3600 / usd_h if usd_h else 0.0,
+            clients=int(clients),
+            kv_transfer_ms=kv_ms,
+            kv_fabric=fabric,
+            prefill_utilization=st.prefill_utilization,
+            balanced_ratio=st.balanced_ratio,
+            fitted=self._fitted(c.profile),
+        )
+
+    def _fitted(self, profile: str) -> bool:
+        params = self.params[profile]
+        over = params.overhead(self.q.engine)
+        return any(
+            x.basis == "fitted"
+            for x in (params.gemm_fraction, params.hbm_fraction, over.step_ms, over.request_ms)
+        )
+
+    def provenance(self, best: ScoredConfig) -> dict[str, Provenance]:
+        """The numbers behind a disaggregated estimate that the aggregated one does not have."""
+        assert best.disaggregated is not None
+        params = self.params[best.profile]
+        over = params.overhead(self.q.engine)
+        out = {
+            "price": costmodel.params.of_sourced(self.profiles[best.profile].price.usd_per_gpu_hour),
+            "request_ms": over.request_ms.provenance(),
+            "cohort_fraction": over.cohort_fraction.provenance(),
+            "step_ms": over.step_ms.provenance(),
+            "router_hop": Provenance(
+                value=f"{over.request_ms.value:.4g} ms per request at the router's second hop",
+                basis="assumed",
+                source="the proxy sends each request to a prefill, then a decode instance; each hop is priced "
+                "as one request_ms (no measurement of a disaggregated deployment here)",
+            ),
+        }
+        for fabric in ("nvlink", "pcie", "network"):
+            if fabric in best.disaggregated.kv_fabric:
+                out[f"kv_link_{fabric}"] = pd.kv_link_bandwidth(params, fabric)[1]
+        return out
+
+
+def search(
+    model: ModelSpec,
+    profiles: dict[str, HardwareProfile],
+    space: Space,
+    q: Question,
+    deploy: Deploy,
+    engine_defaults: EngineDefaults,
+) -> tuple[list[ScoredConfig], Pricer | None, list[str]]:
+    """Every disaggregated deployment of the space, scored; (results, the pricer, notes)."""
+    if q.engine not in ENGINES:
+        return [], None, [NOT_AVAILABLE]
+    pricer = Pricer(model, profiles, space, q, deploy, engine_defaults)
+    results = search_disagg.evaluate_all(space, q, pricer.judge, pricer.price)
+    return results, pricer, []

@@ -1,0 +1,207 @@
+"""Disaggregated prefill/decode in the search: every deployment of x prefill and y decode instances the
+space's GPU types, layouts and dtypes allow, scored with the same objective and constraints as the
+aggregated configurations, so the winner may be either kind.
+
+The disaggregated part is enumerated, not sampled: per GPU type and dtype pair it is the prefill
+layout × the decode layout × their counts within the budget × the decode side's max_num_seqs, and
+layouts that do not fit or that the engine refuses are dropped once, before pairing. Each deployment
+is priced in closed form (costmodel/disagg.py), so all of them are scored (a few thousand on 16 GPUs).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from ..records import Candidate, Disaggregated, Layout, Reason, ScoredConfig
+from .objective import CONSTRAINTS, Question, _memory
+from .space import Space
+
+
+@dataclass(frozen=True)
+class Side:
+    """One instance kind: tp × pp GPUs each, `count` of them."""
+
+    tp: int
+    pp: int
+    count: int
+
+    @property
+    def world(self) -> int:
+        return self.tp * self.pp
+
+    @property
+    def gpus(self) -> int:
+        return self.world * self.count
+
+    def layout(self) -> Layout:
+        return Layout(tp=self.tp, pp=self.pp, replicas=self.count)
+
+
+@dataclass(frozen=True)
+class DisaggConfig:
+    profile: str
+    prefill: Side
+    decode: Side
+    max_num_seqs: int  # per decode instance
+    dtype: str
+    kv_cache_dtype: str
+
+    @property
+    def gpus(self) -> int:
+        return self.prefill.gpus + self.decode.gpus
+
+
+@dataclass(frozen=True)
+class DisaggEvaluation:
+    """A disaggregated deployment as the façade's pricer sees it."""
+
+    prefill: Candidate  # one prefill instance, judged (engine rules, memory)
+    decode: Candidate  # one decode instance
+    placement_problem: str | None  # why the instances cannot be placed on the budget
+    ttft_ms: float
+    tpot_ms: float
+    output_tokens_per_s: float
+    output_tokens_per_usd: float
+    clients: int
+    kv_transfer_ms: float
+    kv_fabric: str
+    prefill_utilization: float
+    balanced_ratio: float
+    fitted: bool  # some cost-model input was fitted to measurements
+
+
+Judge = Callable[[str, int, int, str, str], Candidate]  # (profile, tp, pp, dtype, kv) -> one instance
+Price = Callable[[DisaggConfig], DisaggEvaluation]
+
+
+def _usable(c: Candidate) -> bool:
+    return c.engine_ok and _memory(c) <= 0 and c.kv_cache_tokens > 0
+
+
+def configs(space: Space, judge: Judge, sequence_tokens: int) -> Iterator[DisaggConfig]:
+    """Every disaggregated deployment of the space whose two instance kinds run and fit on their own;
+    the decode side's max_num_seqs takes the space's values up to what its KV cache holds."""
+    for arm in space.arms:
+        for dtype, kv in arm.dtypes:
+            held = {  # requests of I + O tokens one instance's KV cache holds, for the layouts that run
+                (tp, pp): cand.kv_cache_tokens // sequence_tokens
+                for tp in arm.tps
+                for pp in space.pps(arm, tp)
+                if tp * pp < arm.budget_gpus and _usable(cand := judge(arm.profile, tp, pp, dtype, kv))
+            }
+            for ptp, ppp in held:
+                for (dtp, dpp), most_seqs in held.items():
+                    for x in range(1, (arm.budget_gpus - dtp * dpp) // (ptp * ppp) + 1):
+                        most_y = (arm.budget_gpus - x * ptp * ppp) // (dtp * dpp)
+                        for y in range(1, most_y + 1):
+                            # the space's values up to what the KV cache holds, and that bound itself
+                            choices = {space.seqs_at(k, y) for k in range(len(space.seqs))}
+                            choices = {min(s, most_seqs) for s in choices if most_seqs >= 1}
+                            for seqs in sorted(choices):
+                                yield DisaggConfig(
+                                    arm.profile, Side(ptp, ppp, x), Side(dtp, dpp, y), seqs, dtype, kv
+                                )
+
+
+def score(c: DisaggConfig, ev: DisaggEvaluation, q: Question) -> ScoredConfig:
+    """The same constraints as objective.constraints, over both instance kinds."""
+    values = dict.fromkeys(CONSTRAINTS, 0.0)
+    reasons: list[Reason] = []
+    for side, cand in (("prefill", ev.prefill), ("decode", ev.decode)):
+        if not cand.engine_ok:
+            values["engine"] = 1.0
+            reasons += [r for r in cand.reasons if r.kind == "engine"][:1]
+        if (m := _memory(cand)) > 0:
+            values["memory"] = max(values["memory"], m)
+            reasons.append(Reason(kind="memory", text=f"a {side} instance does not fit in memory"))
+    if ev.placement_problem:
+        values["placement"] = 1.0
+        reasons.append(Reason(kind="placement", text=ev.placement_problem))
+    held = ev.decode.kv_cache_tokens // q.sequence_tokens
+    if c.max_num_seqs > held:
+        values["kv_cache"] = c.max_num_seqs / max(held, 1) - 1
+        text = (
+            f"max_num_seqs {c.max_num_seqs} is more than the {held} requests of {q.sequence_tokens:,} tokens "
+            f"one decode instance's KV cache holds"
+        )
+        reasons.append(Reason(kind="batch", text=text))
+    for name, slo, got, what in (
+        ("slo_tpot", q.slo_tpot_ms, ev.tpot_ms, "TPOT"),
+        ("slo_ttft", q.slo_ttft_ms, ev.ttft_ms, "TTFT"),
+    ):
+        if slo is not None:
+            values[name] = got / slo - 1
+            if got > slo:
+                reasons.append(
+                    Reason(
+                        kind="slo", text=f"{what} {got:,.1f} ms is over the {slo:g} ms SLO ({got / slo:.2f}x)"
+                    )
+                )
+    d = c.decode
+    return ScoredConfig(
+        profile=c.profile,
+        tp=d.tp,
+        pp=d.pp,
+        replicas=d.count,
+        gpus=c.gpus,
+        concurrency=ev.clients,
+        max_num_seqs=c.max_num_seqs,
+        dtype=c.dtype,
+        kv_cache_dtype=c.kv_cache_dtype,
+        output_tokens_per_s=round(ev.output_tokens_per_s, 2),
+        output_tokens_per_usd=round(ev.output_tokens_per_usd, 1),
+        ttft_ms=round(ev.ttft_ms, 3),
+        tpot_ms=round(ev.tpot_ms, 4),
+        feasible=all(v <= 0 for v in values.values()),
+        violations={k: round(float(v), 6) for k, v in values.items()},
+        reasons=reasons,
+        basis="fitted" if ev.fitted else "profile",
+        kind="disaggregated",
+        disaggregated=Disaggregated(
+            prefill=c.prefill.layout(),
+            kv_transfer_ms=round(ev.kv_transfer_ms, 3),
+            kv_fabric=ev.kv_fabric,
+            prefill_utilization=round(ev.prefill_utilization, 4),
+            balanced_ratio=round(ev.balanced_ratio, 4),
+        ),
+    )
+
+
+def config_of(s: ScoredConfig) -> DisaggConfig:
+    """The deployment a disaggregated result was scored for."""
+    assert s.disaggregated is not None
+    p = s.disaggregated.prefill
+    return DisaggConfig(
+        s.profile,
+        Side(p.tp, p.pp, p.replicas),
+        Side(s.tp, s.pp, s.replicas),
+        s.max_num_seqs,
+        s.dtype,
+        s.kv_cache_dtype,
+    )
+
+
+def evaluate_all(space: Space, q: Question, judge: Judge, price: Price) -> list[ScoredConfig]:
+    """Every disaggregated deployment of the space, scored (empty for an engine without it)."""
+    return [score(c, price(c), q) for c in configs(space, judge, q.sequence_tokens)]
+
+
+def compare(aggregated: ScoredConfig, disaggregated: ScoredConfig | None) -> str:
+    """One line: which kind won the search and by how much, in tokens per USD."""
+    if disaggregated is None:
+        return "disaggregated prefill/decode: no deployment of it fits and meets the SLOs"
+    ratio = disaggregated.output_tokens_per_usd / aggregated.output_tokens_per_usd
+    d = disaggregated.disaggregated
+    assert d is not None
+    detail = (
+        f"{disaggregated.label()}: {disaggregated.output_tokens_per_usd:,.0f} tok/$, TTFT "
+        f"{disaggregated.ttft_ms:,.0f} ms (KV transfer {d.kv_transfer_ms:.1f} ms over {d.kv_fabric}), TPOT "
+        f"{disaggregated.tpot_ms:.1f} ms, prefill busy {d.prefill_utilization:.0%}, balanced at "
+        f"{d.balanced_ratio:.2f} prefill per decode instance"
+    )
+    verdict = "wins" if ratio > 1 else "loses"
+    return (
+        f"disaggregated prefill/decode {verdict} ({ratio:.3f}x the best aggregated tokens/USD, "
+        f"{aggregated.output_tokens_per_usd:,.0f}): {detail}"
+    )
