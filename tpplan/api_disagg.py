@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import cache
+from typing import Protocol
 
 from . import candidates as candidates_stage
 from . import costmodel
 from .costmodel import disagg as pd
 from .placement import role_gpus
-from .records import Candidate, Layout, Provenance, ScoredConfig
+from .records import Candidate, Layout, Plan, Provenance, ScoredConfig
 from .search import Question, Space
 from .search import disagg as search_disagg
 from .specs import HardwareProfile, ModelSpec
@@ -149,15 +150,18 @@ class Pricer:
         )
 
     def provenance(self, best: ScoredConfig) -> dict[str, Provenance]:
-        """The numbers behind a disaggregated estimate that the aggregated one does not have."""
+        """The numbers behind a disaggregated estimate besides the decode layout's own (the plan has those)."""
         assert best.disaggregated is not None
         params = self.params[best.profile]
         over = params.overhead(self.q.engine)
+        d = best.disaggregated
         out = {
-            "price": costmodel.params.of_sourced(self.profiles[best.profile].price.usd_per_gpu_hour),
-            "request_ms": over.request_ms.provenance(),
-            "cohort_fraction": over.cohort_fraction.provenance(),
-            "step_ms": over.step_ms.provenance(),
+            "kv_transfer": Provenance(
+                value=f"{d.kv_transfer_ms:g} ms per request over {d.kv_fabric}",
+                basis="derived",
+                source="costmodel/disagg.py: each decode rank receives the prompt's KV it stores, each prefill rank "
+                "sends its share, every GPU over its own link; the mean over the (prefill, decode) instance pairs",
+            ),
             "router_hop": Provenance(
                 value=f"{over.request_ms.value:.4g} ms per request at the router's second hop",
                 basis="assumed",
@@ -166,22 +170,65 @@ class Pricer:
             ),
         }
         for fabric in ("nvlink", "pcie", "network"):
-            if fabric in best.disaggregated.kv_fabric:
+            if fabric in d.kv_fabric:
                 out[f"kv_link_{fabric}"] = pd.kv_link_bandwidth(params, fabric)[1]
         return out
 
 
-def search(
-    model: ModelSpec,
-    profiles: dict[str, HardwareProfile],
-    space: Space,
-    q: Question,
-    deploy: Deploy,
-    engine_defaults: EngineDefaults,
-) -> tuple[list[ScoredConfig], Pricer | None, list[str]]:
-    """Every disaggregated deployment of the space, scored; (results, the pricer, notes)."""
-    if q.engine not in ENGINES:
-        return [], None, [NOT_AVAILABLE]
-    pricer = Pricer(model, profiles, space, q, deploy, engine_defaults)
-    results = search_disagg.evaluate_all(space, q, pricer.judge, pricer.price)
-    return results, pricer, []
+RankKey = Callable[[ScoredConfig], tuple]
+
+
+class Posed(Protocol):
+    """The question as the search façade prepared it (its Prepared record)."""
+
+    model: ModelSpec
+    profiles: dict[str, HardwareProfile]
+    space: Space
+    question: Question
+
+
+class Split:
+    """The disaggregated half of one search: every deployment scored (none for an engine without the
+    mode), then joined with the aggregated results so the ranking, the top list and the Pareto front
+    hold both kinds."""
+
+    def __init__(self, prep: Posed, deploy: Deploy, engine_defaults: EngineDefaults) -> None:
+        self.pricer: Pricer | None = None
+        self.results: list[ScoredConfig] = []
+        q = prep.question
+        if q.engine in ENGINES:
+            self.pricer = Pricer(prep.model, prep.profiles, prep.space, q, deploy, engine_defaults)
+            self.results = search_disagg.evaluate_all(prep.space, q, self.pricer.judge, self.pricer.price)
+
+    def join(
+        self,
+        best: ScoredConfig,
+        ranked: list[ScoredConfig],
+        scored: list[ScoredConfig],
+        rank_key: RankKey,
+        notes: list[str],
+    ) -> tuple[ScoredConfig, list[ScoredConfig], list[ScoredConfig]]:
+        """(winner of either kind, both kinds ranked, both kinds' results); says which kind won and why."""
+        if self.pricer is None:
+            notes.append(NOT_AVAILABLE)
+            return best, ranked, scored
+        feasible = sorted((r for r in self.results if r.feasible), key=rank_key)
+        notes.append(search_disagg.compare(best, feasible[0] if feasible else None))
+        notes.append(
+            f"{len(self.results)} disaggregated deployments (x prefill + y decode instances within the "
+            f"budget) were scored in full; {len(feasible)} are feasible"
+        )
+        both = sorted([*ranked, *feasible], key=rank_key)
+        return both[0], both, [*scored, *self.results]
+
+    def plan(self, plan: Plan, best: ScoredConfig) -> Plan:
+        """The aggregated plan made for `best`, turned disaggregated when `best` is."""
+        if best.disaggregated is None or self.pricer is None:
+            return plan
+        return plan.model_copy(
+            update={
+                "kind": "disaggregated",
+                "prefill": best.disaggregated.prefill,
+                "provenance": {**plan.provenance, **self.pricer.provenance(best)},
+            }
+        )

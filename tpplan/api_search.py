@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import api, engines, io
+from . import api, api_costmodel, api_disagg, engines, io
 from . import candidates as candidates_stage
 from . import search as search_stage
 from .api_measured import Measured, apply_calibration, with_measured
@@ -320,7 +320,9 @@ def search(
     if best is not ranked[0]:  # the climbed winner goes first, and onto the Pareto front's inputs
         ranked = [best, *(r for r in ranked if search_stage.config_of(r) != search_stage.config_of(best))]
         scored = [*(r for r in scored if search_stage.config_of(r) != search_stage.config_of(best)), best]
-    plan = _plan(prep, best, near, model_path)
+    split = api_disagg.Split(prep, api_costmodel._deployment, api_costmodel._engine_config)
+    best, ranked, scored = split.join(best, ranked, scored, rank_key, notes)
+    plan = split.plan(_plan(prep, best, near, model_path), best)
     header = (
         f"# Written by `tpplan search` (study {name} in {url}): the configuration with the most output\n"
         f"# tokens per USD that fits and meets the SLOs; numbers are {best.basis} (see estimate, provenance).\n"
@@ -373,7 +375,6 @@ def climb(prep: Prepared, best: ScoredConfig, notes: list[str]) -> tuple[ScoredC
 
 def _plan(prep: Prepared, best: ScoredConfig, near: list, model_path: str | None) -> Plan:
     q = prep.question
-    winner = search_stage.config_of(best)
     return Plan(
         model=prep.model,
         model_path=model_path or "",
@@ -394,6 +395,6 @@ def _plan(prep: Prepared, best: ScoredConfig, near: list, model_path: str | None
             slo_tpot_ms=q.slo_tpot_ms,
         ),
         estimate=best,
-        provenance=prep.evaluate(winner).estimate.provenance,
+        provenance=prep.evaluate(search_stage.config_of(best)).estimate.provenance,
         why=[n.lost_on for n in near],
     )

@@ -141,7 +141,7 @@ def kv_link_bandwidth(params: Params, fabric: str) -> tuple[float, Provenance]:
         link, frac, why = p.pcie.per_gpu_unidir_gbps, PCIE_BUSBW_FRACTION, "nccl-tests busbw over PCIe"
     gbps = link.value * frac
     text = f"{fabric}: {link.value:g} GB/s per GPU ({link.source}) x {frac:g} achieved ({why})"
-    return gbps, Provenance(value=f"{gbps:.4g} GB/s per GPU over {fabric}", basis="derived", source=text)
+    return gbps, Provenance(value=f"{gbps:.4g} GB/s per GPU over {fabric}", basis=link.basis, source=text)
 
 
 def kv_transfer_ms(
