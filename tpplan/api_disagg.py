@@ -51,7 +51,7 @@ class Pricer:
         self.params = {n: costmodel.Params(p) for n, p in profiles.items()}
         self.judge = cache(self._judge)
         self.side = cache(self._side)
-        self.last: dict[tuple, tuple[float, float]] = {}  # a solution per pair of layouts: the next start
+        self.last: dict[tuple, float] = {}  # a TPOT per pair of layouts: the next solve starts there
 
     def _judge(self, profile: str, tp: int, pp: int, dtype: str, kv: str) -> Candidate:
         p, budget = self.profiles[profile], self.budgets[profile]
@@ -116,7 +116,7 @@ class Pricer:
         clients = q.concurrency or c.decode.count * c.max_num_seqs
         pair = (c.profile, c.prefill.tp, c.prefill.pp, c.decode.tp, c.decode.pp, c.dtype, c.kv_cache_dtype)
         st = pd.steady_state(sides, params, clients, q.output_tokens, kv_ms, self.last.get(pair))
-        self.last[pair] = (st.tpot_ms, st.prefill_wait_ms)
+        self.last[pair] = st.tpot_ms
         tokens_s = st.requests_per_ms * 1e3 * q.output_tokens
         usd_h = c.gpus * self.profiles[c.profile].price.usd_per_gpu_hour.value
         kinds = sorted(set(links))

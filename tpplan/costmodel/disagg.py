@@ -37,7 +37,7 @@ from ..specs import HardwareProfile, ModelSpec
 from .collectives import p2p_time_us
 from .estimate import Deployment
 from .params import NIC_FRACTION, NVLINK_BUSBW_FRACTION, PCIE_BUSBW_FRACTION, Params
-from .serving import DAMPING, MAX_ITERATIONS, MAX_PREFILL_UTILIZATION, TOLERANCE, EngineConfig
+from .serving import MAX_ITERATIONS, MAX_PREFILL_UTILIZATION, TOLERANCE, EngineConfig
 from .step import Instance, step_cost
 from .work import Batch
 
@@ -163,16 +163,29 @@ def kv_transfer_ms(
     return sum(p2p_time_us(params, per_link, f) for f in fabrics) / len(fabrics) / 1e3
 
 
+@dataclass(frozen=True)
+class _At:
+    """The loop's times at one request rate."""
+
+    rate: float
+    tpot: float
+    wait: float
+    own: float
+    cycle: float  # one request's time, router to last token
+
+
 def steady_state(
     sides: Sides,
     params: Params,
     clients: float,
     output_tokens: int,
     kv_ms: float,
-    start: tuple[float, float] | None = None,
+    start: float | None = None,
 ) -> DisaggState:
-    """Solve the closed loop of `clients` over the disaggregated deployment (damped fixed point);
-    `start` = (tpot_ms, prefill_wait_ms) of a nearby deployment's solution saves iterations."""
+    """Solve the closed loop of `clients` over the disaggregated deployment: the request rate r with
+    r · cycle(r) = clients (Little's law; cycle grows with r, so the root is unique and found by
+    regula falsi), or the most the two sides admit when even that leaves clients waiting.
+    `start`: a nearby deployment's TPOT, to start the TPOT iteration from."""
     over = params.overhead(sides.prefill.inst.engine)
     request_ms, cohort_fraction = over.request_ms.value, over.cohort_fraction.value
     i_tok, o_tok = sides.prefill.input_tokens, output_tokens
@@ -180,49 +193,61 @@ def steady_state(
     budget = sides.prefill_engine.max_num_batched_tokens
     full_ms = sides.prefill.prefill_ms(budget)
     mu_p = budget / (i_tok * full_ms)  # requests per ms one prefill instance completes at load
-    cap = x * mu_p * MAX_PREFILL_UTILIZATION
+    tpot_guess = [start or sides.decode.decode_ms(min(clients / y, slots))]
 
-    def own_prefill(resident: float) -> tuple[float, float]:
-        cohort = max(1.0, (1.0 + cohort_fraction * max(0.0, resident - 1.0)) / x)
+    def at(rate: float) -> _At:
+        tpot = tpot_guess[0]
+        for _ in range(MAX_ITERATIONS):  # TPOT at the decodes this rate keeps resident (a contraction)
+            new = sides.decode.decode_ms(min(slots, rate / y * o_tok * tpot))
+            done = abs(new - tpot) < TOLERANCE * tpot
+            tpot = new
+            if done:
+                break
+        tpot_guess[0] = tpot
+        resident = rate / y * (kv_ms + o_tok * tpot)
+        cohort = max(1.0, (1.0 + cohort_fraction * max(0.0, resident - 1.0)) / x)  # spread over x
         chunk = min(cohort * i_tok, budget)
         steps = max(math.ceil(i_tok / budget), (cohort + 1) / 2 * i_tok / budget)  # behind half its cohort
-        return steps * sides.prefill.prefill_ms(chunk), max(1.0, cohort * i_tok / budget)
+        own = steps * sides.prefill.prefill_ms(chunk)
+        rho = rate / (x * mu_p)
+        wait = rho * max(1.0, cohort * i_tok / budget) / (2 * (1 - rho)) * full_ms
+        return _At(rate, tpot, wait, own, 2 * request_ms + wait + own + kv_ms + o_tok * tpot)
 
-    tpot = sides.decode.decode_ms(min(clients / y, slots))
-    wait, converged = 0.0, False
-    if start:
-        tpot, wait = start
-    resident = min(clients / y, slots)
-    for _ in range(MAX_ITERATIONS):
-        own, burst = own_prefill(resident)
-        decode_ms = kv_ms + o_tok * tpot
-        rate = min(clients / (2 * request_ms + wait + own + decode_ms), cap, y * slots / decode_ms)
-        rho = min(MAX_PREFILL_UTILIZATION, rate / (x * mu_p))
-        new_wait = rho * burst / (2 * (1 - rho)) * full_ms
-        resident = rate / y * decode_ms
-        new_tpot = sides.decode.decode_ms(rate / y * o_tok * tpot)
-        change = abs(new_tpot - tpot) / tpot + abs(new_wait - wait) / max(wait, full_ms)
-        tpot += DAMPING * (new_tpot - tpot)
-        wait += DAMPING * (new_wait - wait)
-        if change < TOLERANCE:
-            converged = True
-            break
-    own, _ = own_prefill(resident)
-    decode_ms = kv_ms + o_tok * tpot
-    cycle = 2 * request_ms + wait + own + decode_ms
-    rate = min(clients / cycle, cap, y * slots / decode_ms)
-    queue = max(0.0, clients / rate - cycle)
+    most = min(
+        x * mu_p * MAX_PREFILL_UTILIZATION, y * slots / (kv_ms + o_tok * sides.decode.decode_ms(slots))
+    )
+    hi, converged = at(most), True
+    if hi.rate * hi.cycle > clients:  # the clients do not fill the deployment: find r · cycle(r) = clients
+        lo, f_lo, f_hi, side = at(0.0), -clients, hi.rate * hi.cycle - clients, 0
+        converged = False
+        for _ in range(MAX_ITERATIONS):
+            rate = (lo.rate * f_hi - hi.rate * f_lo) / (f_hi - f_lo)
+            mid = at(rate)
+            f_mid = mid.rate * mid.cycle - clients
+            if abs(f_mid) < TOLERANCE * clients:
+                converged = True
+                break
+            if f_mid > 0:
+                hi, f_hi = mid, f_mid
+                f_lo = f_lo / 2 if side == -1 else f_lo  # Illinois: a stuck end counts half
+                side = -1
+            else:
+                lo, f_lo = mid, f_mid
+                f_hi = f_hi / 2 if side == 1 else f_hi
+                side = 1
+        hi = mid
+    queue = max(0.0, clients / hi.rate - hi.cycle)  # clients beyond what the deployment admits
     full_decode = slots / (kv_ms + o_tok * sides.decode.decode_ms(slots))
     return DisaggState(
-        ttft_ms=2 * request_ms + queue + wait + own + kv_ms + tpot,
-        tpot_ms=tpot,
-        requests_per_ms=rate,
-        prefill_ms=own,
-        prefill_wait_ms=wait,
+        ttft_ms=2 * request_ms + queue + hi.wait + hi.own + kv_ms + hi.tpot,
+        tpot_ms=hi.tpot,
+        requests_per_ms=hi.rate,
+        prefill_ms=hi.own,
+        prefill_wait_ms=hi.wait,
         queue_wait_ms=queue,
         kv_transfer_ms=kv_ms,
-        prefill_utilization=rate / (x * mu_p),
-        decode_resident=rate / y * decode_ms,
+        prefill_utilization=hi.rate / (x * mu_p),
+        decode_resident=hi.rate / y * (kv_ms + o_tok * hi.tpot),
         balanced_ratio=full_decode / mu_p,
         converged=converged,
     )

@@ -81,7 +81,8 @@ def _usable(c: Candidate) -> bool:
 
 def configs(space: Space, judge: Judge, sequence_tokens: int) -> Iterator[DisaggConfig]:
     """Every disaggregated deployment of the space whose two instance kinds run and fit on their own;
-    the decode side's max_num_seqs takes the space's values up to what its KV cache holds."""
+    the decode side's max_num_seqs takes the space's values (the aggregated side's) that its KV cache
+    holds: more would be refused by the kv_cache constraint anyway."""
     for arm in space.arms:
         for dtype, kv in arm.dtypes:
             held = {  # requests of I + O tokens one instance's KV cache holds, for the layouts that run
@@ -95,10 +96,9 @@ def configs(space: Space, judge: Judge, sequence_tokens: int) -> Iterator[Disagg
                     for x in range(1, (arm.budget_gpus - dtp * dpp) // (ptp * ppp) + 1):
                         most_y = (arm.budget_gpus - x * ptp * ppp) // (dtp * dpp)
                         for y in range(1, most_y + 1):
-                            # the space's values up to what the KV cache holds, and that bound itself
+                            # the space's values (as the aggregated side gets them) the KV cache holds
                             choices = {space.seqs_at(k, y) for k in range(len(space.seqs))}
-                            choices = {min(s, most_seqs) for s in choices if most_seqs >= 1}
-                            for seqs in sorted(choices):
+                            for seqs in sorted(s for s in choices if s <= most_seqs):
                                 yield DisaggConfig(
                                     arm.profile, Side(ptp, ppp, x), Side(dtp, dpp, y), seqs, dtype, kv
                                 )
