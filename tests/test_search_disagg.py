@@ -1,0 +1,81 @@
+"""The search weighs disaggregated prefill/decode against aggregated serving in one ranking: the
+winner may be either kind, the notes say which and why, and the plan it writes is the winner's kind."""
+
+from __future__ import annotations
+
+import pytest
+
+from tpplan import api, api_costmodel, api_disagg, api_search, io
+from tpplan.emit import emit
+
+
+def split_of(prep) -> api_disagg.Split:
+    return api_disagg.Split(prep, api_costmodel._deployment, api_costmodel._engine_config)
+
+
+def both_best(model, gpus, isl, osl, **question):
+    prep = api_search.prepare(model, ["dgx-h100"], isl, osl, gpus=gpus, slo_tpot_ms=50.0, **question)
+    split = split_of(prep)
+    agg = sorted((r for r in api_search.exhaustive(prep) if r.feasible), key=api_search.rank_key)
+    notes: list[str] = []
+    best, ranked, scored = split.join(agg[0], agg, agg, api_search.rank_key, notes)
+    return split, agg, best, ranked, scored, notes
+
+
+def test_prefill_heavy_70b_on_two_dgx_is_won_by_disaggregation():
+    """The demo's question: 2048 prompt tokens per 256 generated make chunked prefill slow every
+    decode step; split off, the prompts run on TP2 instances at full batch and the decodes reach a
+    larger batch within the TPOT limit."""
+    split, agg, best, ranked, scored, notes = both_best("llama-3.1-70b", 16, 2048, 256, max_model_len=8192)
+    assert best.kind == "disaggregated" and best.disaggregated is not None
+    assert best.output_tokens_per_usd > 1.2 * agg[0].output_tokens_per_usd
+    assert best.tpot_ms <= 50 and best.feasible
+    assert "disaggregated prefill/decode wins" in notes[0]
+    assert {r.kind for r in ranked[:10]} >= {"disaggregated"} and agg[0] in ranked
+    assert len(scored) == len(agg) + len(split.results)
+    # the prefill side runs prompts only: more prefill GPUs than the decode side's prompt share
+    assert best.disaggregated.prefill.gpus >= best.gpus - best.disaggregated.prefill.gpus
+
+
+def test_decode_heavy_8b_is_won_by_aggregated_serving():
+    """128-token prompts barely disturb decoding, and a prefill instance of its own costs GPUs."""
+    split, agg, best, ranked, _, notes = both_best("llama-3.1-8b", 8, 128, 1024)
+    pd_best = min((r for r in split.results if r.feasible), key=api_search.rank_key)
+    assert best is agg[0] and best.kind == "aggregated"
+    assert pd_best.output_tokens_per_usd < best.output_tokens_per_usd
+    assert "disaggregated prefill/decode loses" in notes[0]
+
+
+def test_megatron_gets_no_disaggregated_deployments():
+    prep = api_search.prepare("llama-3.1-8b", ["dgx-h100"], 128, 128, gpus=8, engine="megatron")
+    split = split_of(prep)
+    assert split.results == [] and split.pricer is None
+    notes: list[str] = []
+    agg = api_search.exhaustive(prep)[:3]
+    assert split.join(agg[0], agg, agg, api_search.rank_key, notes)[0] is agg[0]
+    assert "Megatron-LM is a training framework" in notes[0]
+
+
+def test_the_plan_is_written_disaggregated_and_emits(tmp_path):
+    result, plan = api.search(
+        "llama-3.1-70b",
+        ["dgx-h100"],
+        2048,
+        256,
+        gpus=16,
+        slo_tpot_ms=50.0,
+        max_model_len=8192,
+        trials=20,
+        out=tmp_path,
+    )
+    assert result.best.kind == plan.kind == "disaggregated"
+    assert plan.prefill == result.best.disaggregated.prefill
+    assert plan.layout.tp == result.best.tp and plan.max_num_seqs == result.best.max_num_seqs
+    assert plan.provenance["kv_transfer"].basis == "derived"
+    assert plan.provenance["router_hop"].basis == "assumed"
+    again = io.load_plan(tmp_path / "plan.yaml")
+    assert again == plan
+    launch = emit(again, "vllm")
+    assert sum(p.role == "router" for p in launch.processes) == 1
+    with pytest.raises(Exception, match="not a serving engine"):
+        emit(again, "megatron")
