@@ -79,3 +79,23 @@ def test_the_plan_is_written_disaggregated_and_emits(tmp_path):
     assert sum(p.role == "router" for p in launch.processes) == 1
     with pytest.raises(Exception, match="not a serving engine"):
         emit(again, "megatron")
+
+
+def test_the_bound_skips_only_deployments_that_cannot_reach_the_top():
+    """Solving every deployment and solving only those whose bound reaches the top 5 give the same top 5."""
+    from tpplan.search import disagg as search_disagg
+
+    prep = api_search.prepare("llama-3.1-70b", ["dgx-h100"], 2048, 256, gpus=16, slo_tpot_ms=50.0)
+    p = split_of(prep).pricer
+    every, none_skipped = search_disagg.evaluate_all(prep.space, prep.question, p.judge, p.price)
+    some, skipped = search_disagg.evaluate_all(prep.space, prep.question, p.judge, p.price, p.bound)
+    assert none_skipped == 0 and skipped > len(every) // 2 and len(some) + skipped == len(every)
+    top = [r for r in sorted(every, key=api_search.rank_key) if r.feasible][:5]
+    kept = [r for r in sorted(some, key=api_search.rank_key) if r.feasible][:5]
+    assert [r.label() for r in kept] == [r.label() for r in top]  # (solved from other starts: to 1e-4)
+    assert [r.output_tokens_per_usd for r in kept] == pytest.approx(
+        [r.output_tokens_per_usd for r in top], rel=1e-3
+    )
+    for c in search_disagg.configs(prep.space, p.judge, prep.question.sequence_tokens):
+        if c.decode.count == 1 and c.max_num_seqs in (16, 128):  # the bound is one
+            assert p.bound(c) >= p.price(c).output_tokens_per_usd

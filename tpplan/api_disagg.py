@@ -102,6 +102,18 @@ class Pricer:
             problem = f"{p.name} knows no fabric between nodes to send the KV cache over"
         return [f or "network" for f in links], problem
 
+    def bound(self, c: search_disagg.DisaggConfig) -> float:
+        """Tokens/USD the deployment cannot exceed: its rate at most the prefill side's capacity and the
+        decode side's full rate (no KV transfer, no queueing, no SLO)."""
+        q = self.q
+        pre_engine, pre = self.side(c.profile, c.prefill.tp, c.prefill.pp, c.dtype, c.kv_cache_dtype)
+        _, dec = self.side(c.profile, c.decode.tp, c.decode.pp, c.dtype, c.kv_cache_dtype)
+        held = self.judge(c.profile, c.decode.tp, c.decode.pp, c.dtype, c.kv_cache_dtype).kv_cache_tokens
+        slots = max(1, min(c.max_num_seqs, held // q.sequence_tokens))
+        rate = pd.rate_bound(pre, pre_engine, c.prefill.count, dec, slots, c.decode.count, q.output_tokens)
+        usd_h = c.gpus * self.profiles[c.profile].price.usd_per_gpu_hour.value
+        return rate * 1e3 * q.output_tokens * 3600 / usd_h if usd_h else 0.0
+
     def price(self, c: search_disagg.DisaggConfig) -> search_disagg.DisaggEvaluation:
         q, params = self.q, self.params[c.profile]
         pre_engine, pre = self.side(c.profile, c.prefill.tp, c.prefill.pp, c.dtype, c.kv_cache_dtype)
@@ -195,10 +207,11 @@ class Split:
     def __init__(self, prep: Posed, deploy: Deploy, engine_defaults: EngineDefaults) -> None:
         self.pricer: Pricer | None = None
         self.results: list[ScoredConfig] = []
+        self.unsolved = 0  # deployments whose bound could not reach the top list
         q = prep.question
         if q.engine in ENGINES:
-            self.pricer = Pricer(prep.model, prep.profiles, prep.space, q, deploy, engine_defaults)
-            self.results = search_disagg.evaluate_all(prep.space, q, self.pricer.judge, self.pricer.price)
+            p = self.pricer = Pricer(prep.model, prep.profiles, prep.space, q, deploy, engine_defaults)
+            self.results, self.unsolved = search_disagg.evaluate_all(prep.space, q, p.judge, p.price, p.bound)
 
     def join(
         self,
@@ -215,8 +228,9 @@ class Split:
         feasible = sorted((r for r in self.results if r.feasible), key=rank_key)
         notes.append(search_disagg.compare(best, feasible[0] if feasible else None))
         notes.append(
-            f"{len(self.results)} disaggregated deployments (x prefill + y decode instances within the "
-            f"budget) were scored in full; {len(feasible)} are feasible"
+            f"{len(self.results) + self.unsolved} disaggregated deployments (x prefill + y decode instances "
+            f"within the budget): {len(self.results)} solved, {len(feasible)} of them feasible; "
+            f"{self.unsolved} not solved, their bound on tokens/USD below the top {search_disagg.KEEP}"
         )
         both = sorted([*ranked, *feasible], key=rank_key)
         return both[0], both, [*scored, *self.results]

@@ -163,6 +163,22 @@ def kv_transfer_ms(
     return sum(p2p_time_us(params, per_link, f) for f in fabrics) / len(fabrics) / 1e3
 
 
+def rate_bound(
+    prefill: StepTimes,
+    engine: EngineConfig,
+    x: int,
+    decode: StepTimes,
+    slots: int,
+    y: int,
+    output_tokens: int,
+) -> float:
+    """Requests per ms no solution of steady_state exceeds: the prefill side's capacity at the
+    utilization cap, and the decode side full (its rate d / (O · T(d)) grows with d) without KV time."""
+    budget = engine.max_num_batched_tokens
+    mu_p = budget / (prefill.input_tokens * prefill.prefill_ms(budget))
+    return min(x * mu_p * MAX_PREFILL_UTILIZATION, y * slots / (output_tokens * decode.decode_ms(slots)))
+
+
 @dataclass(frozen=True)
 class _At:
     """The loop's times at one request rate."""

@@ -5,11 +5,13 @@ aggregated configurations, so the winner may be either kind.
 The disaggregated part is enumerated, not sampled: per GPU type and dtype pair it is the prefill
 layout × the decode layout × their counts within the budget × the decode side's max_num_seqs, and
 layouts that do not fit or that the engine refuses are dropped once, before pairing. Each deployment
-is priced in closed form (costmodel/disagg.py), so all of them are scored (a few thousand on 16 GPUs).
+is priced in closed form (costmodel/disagg.py); those whose upper bound on tokens/USD cannot reach
+the top list are counted and not solved (evaluate_all).
 """
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -73,6 +75,8 @@ class DisaggEvaluation:
 
 Judge = Callable[[str, int, int, str, str], Candidate]  # (profile, tp, pp, dtype, kv) -> one instance
 Price = Callable[[DisaggConfig], DisaggEvaluation]
+Bound = Callable[[DisaggConfig], float]  # tokens/USD no solution of the deployment can exceed
+KEEP = 5  # the search's top list
 
 
 def _usable(c: Candidate) -> bool:
@@ -182,9 +186,32 @@ def config_of(s: ScoredConfig) -> DisaggConfig:
     )
 
 
-def evaluate_all(space: Space, q: Question, judge: Judge, price: Price) -> list[ScoredConfig]:
-    """Every disaggregated deployment of the space, scored (empty for an engine without it)."""
-    return [score(c, price(c), q) for c in configs(space, judge, q.sequence_tokens)]
+def evaluate_all(
+    space: Space, q: Question, judge: Judge, price: Price, bound: Bound | None = None, keep: int = KEEP
+) -> tuple[list[ScoredConfig], int]:
+    """The disaggregated deployments of the space, scored, and how many were left unsolved.
+
+    With `bound` (an upper bound on a deployment's tokens/USD that needs no solve), deployments are
+    taken best bound first, and one whose bound is below the `keep`-th best feasible result so far
+    cannot enter the top `keep` nor win: it is counted, not solved. A Pareto search solves them all
+    (a deployment below on tokens/USD may still be ahead on latency)."""
+    every = list(configs(space, judge, q.sequence_tokens))
+    if bound is None or q.pareto:
+        return [score(c, price(c), q) for c in every], 0
+    bounds = {c: bound(c) for c in every}
+    best: list[float] = []  # the top `keep` feasible tokens/USD so far, a min-heap
+    out, skipped = [], 0
+    for c in sorted(every, key=lambda c: -bounds[c]):
+        if len(best) == keep and bounds[c] < best[0]:
+            skipped += 1
+            continue
+        s = score(c, price(c), q)
+        out.append(s)
+        if s.feasible:
+            heapq.heappush(best, s.output_tokens_per_usd)
+            if len(best) > keep:
+                heapq.heappop(best)
+    return out, skipped
 
 
 def compare(aggregated: ScoredConfig, disaggregated: ScoredConfig | None) -> str:
