@@ -145,7 +145,7 @@ class Pricer:
             tpot_ms=st.tpot_ms,
             output_tokens_per_s=tokens_s,
             output_tokens_per_usd=tokens_s * 3600 / usd_h if usd_h else 0.0,
-            clients=int(clients),
+            concurrency=int(clients),
             kv_transfer_ms=kv_ms,
             kv_fabric=fabric,
             prefill_utilization=st.prefill_utilization,

@@ -15,9 +15,10 @@ import heapq
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from ..records import Candidate, Disaggregated, Layout, Reason, ScoredConfig
-from .objective import CONSTRAINTS, Question, _memory
-from .space import Space
+from ..records import Candidate, Disaggregated, Layout, Provenance, Reason, ScoredConfig
+from .objective import Evaluation, Question, _memory
+from .objective import score as objective_score
+from .space import Config, Space
 
 
 @dataclass(frozen=True)
@@ -65,12 +66,20 @@ class DisaggEvaluation:
     tpot_ms: float
     output_tokens_per_s: float
     output_tokens_per_usd: float
-    clients: int
+    concurrency: int  # clients across the deployment
     kv_transfer_ms: float
     kv_fabric: str
     prefill_utilization: float
     balanced_ratio: float
     fitted: bool  # some cost-model input was fitted to measurements
+
+    @property
+    def provenance(self) -> dict[str, Provenance]:
+        """What objective.basis reads: whether any input was fitted (the plan lists them all)."""
+        basis = "fitted" if self.fitted else "assumed"
+        return {
+            "cost_model": Provenance(value="closed-loop disaggregated model", basis=basis, source="costmodel")
+        }
 
 
 Judge = Callable[[str, int, int, str, str], Candidate]  # (profile, tp, pp, dtype, kv) -> one instance
@@ -109,67 +118,31 @@ def configs(space: Space, judge: Judge, sequence_tokens: int) -> Iterator[Disagg
 
 
 def score(c: DisaggConfig, ev: DisaggEvaluation, q: Question) -> ScoredConfig:
-    """The same constraints as objective.constraints, over both instance kinds."""
-    values = dict.fromkeys(CONSTRAINTS, 0.0)
-    reasons: list[Reason] = []
-    for side, cand in (("prefill", ev.prefill), ("decode", ev.decode)):
-        if not cand.engine_ok:
-            values["engine"] = 1.0
-            reasons += [r for r in cand.reasons if r.kind == "engine"][:1]
-        if (m := _memory(cand)) > 0:
-            values["memory"] = max(values["memory"], m)
-            reasons.append(Reason(kind="memory", text=f"a {side} instance does not fit in memory"))
+    """objective.score on the decode side (its engine rules, memory, KV cache, and the deployment's
+    SLOs), then the prefill side's engine rules and memory and the placement of both."""
+    d = c.decode
+    decode_side = Config(c.profile, d.tp, d.pp, d.count, c.max_num_seqs, c.dtype, c.kv_cache_dtype)
+    s = objective_score(decode_side, Evaluation(ev.decode, ev), q)  # type: ignore[arg-type]
+    values, reasons = dict(s.violations), list(s.reasons)
+    if not ev.prefill.engine_ok:
+        values["engine"] = 1.0
+        reasons += [r for r in ev.prefill.reasons if r.kind == "engine"][:1]
+    if (m := _memory(ev.prefill)) > 0:
+        values["memory"] = max(values["memory"], round(m, 6))
+        reasons.append(Reason(kind="memory", text="a prefill instance does not fit in memory"))
     if ev.placement_problem:
         values["placement"] = 1.0
         reasons.append(Reason(kind="placement", text=ev.placement_problem))
-    held = ev.decode.kv_cache_tokens // q.sequence_tokens
-    if c.max_num_seqs > held:
-        values["kv_cache"] = c.max_num_seqs / max(held, 1) - 1
-        text = (
-            f"max_num_seqs {c.max_num_seqs} is more than the {held} requests of {q.sequence_tokens:,} tokens "
-            f"one decode instance's KV cache holds"
-        )
-        reasons.append(Reason(kind="batch", text=text))
-    for name, slo, got, what in (
-        ("slo_tpot", q.slo_tpot_ms, ev.tpot_ms, "TPOT"),
-        ("slo_ttft", q.slo_ttft_ms, ev.ttft_ms, "TTFT"),
-    ):
-        if slo is not None:
-            values[name] = got / slo - 1
-            if got > slo:
-                reasons.append(
-                    Reason(
-                        kind="slo", text=f"{what} {got:,.1f} ms is over the {slo:g} ms SLO ({got / slo:.2f}x)"
-                    )
-                )
-    d = c.decode
-    return ScoredConfig(
-        profile=c.profile,
-        tp=d.tp,
-        pp=d.pp,
-        replicas=d.count,
-        gpus=c.gpus,
-        concurrency=ev.clients,
-        max_num_seqs=c.max_num_seqs,
-        dtype=c.dtype,
-        kv_cache_dtype=c.kv_cache_dtype,
-        output_tokens_per_s=round(ev.output_tokens_per_s, 2),
-        output_tokens_per_usd=round(ev.output_tokens_per_usd, 1),
-        ttft_ms=round(ev.ttft_ms, 3),
-        tpot_ms=round(ev.tpot_ms, 4),
-        feasible=all(v <= 0 for v in values.values()),
-        violations={k: round(float(v), 6) for k, v in values.items()},
-        reasons=reasons,
-        basis="fitted" if ev.fitted else "profile",
-        kind="disaggregated",
-        disaggregated=Disaggregated(
-            prefill=c.prefill.layout(),
-            kv_transfer_ms=round(ev.kv_transfer_ms, 3),
-            kv_fabric=ev.kv_fabric,
-            prefill_utilization=round(ev.prefill_utilization, 4),
-            balanced_ratio=round(ev.balanced_ratio, 4),
-        ),
+    split = Disaggregated(
+        prefill=c.prefill.layout(),
+        kv_transfer_ms=round(ev.kv_transfer_ms, 3),
+        kv_fabric=ev.kv_fabric,
+        prefill_utilization=round(ev.prefill_utilization, 4),
+        balanced_ratio=round(ev.balanced_ratio, 4),
     )
+    update = {"gpus": c.gpus, "violations": values, "reasons": reasons, "kind": "disaggregated"}
+    feasible = all(v <= 0 for v in values.values())
+    return s.model_copy(update={**update, "feasible": feasible, "disaggregated": split})
 
 
 def config_of(s: ScoredConfig) -> DisaggConfig:
