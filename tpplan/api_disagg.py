@@ -114,6 +114,26 @@ class Pricer:
         usd_h = c.gpus * self.profiles[c.profile].price.usd_per_gpu_hour.value
         return rate * 1e3 * q.output_tokens * 3600 / usd_h if usd_h else 0.0
 
+    def group_bound(self, g: search_disagg.Group) -> float:
+        """Tokens/USD no deployment of the group exceeds: with a = x's rate per prefill instance and
+        b = y's per decode instance (bound), min(x·a, y·b) / (x·g_p + y·g_d) is at most
+        a·b / (b·g_p + a·g_d) (x and y balanced); with a client load, also C / the shortest cycle on the
+        fewest GPUs."""
+        q, (ptp, ppp), (dtp, dpp) = self.q, g.prefill, g.decode
+        pre_engine, pre = self.side(g.profile, ptp, ppp, g.dtype, g.kv_cache_dtype)
+        _, dec = self.side(g.profile, dtp, dpp, g.dtype, g.kv_cache_dtype)
+        held = self.judge(g.profile, dtp, dpp, g.dtype, g.kv_cache_dtype).kv_cache_tokens // q.sequence_tokens
+        slots = max(1, min(g.max_num_seqs, held))
+        a = pd.rate_bound(pre, pre_engine, 1, dec, 10**9, 10**9, q.output_tokens)  # the prefill side alone
+        b = pd.rate_bound(pre, pre_engine, 10**9, dec, slots, 1, q.output_tokens)  # the decode side alone
+        gp, gd = ptp * ppp, dtp * dpp
+        rate = a * b / (b * gp + a * gd)  # per GPU
+        if q.concurrency:
+            floor_ms = q.output_tokens * dec.decode_ms(1)  # no cycle is shorter than its decodes at batch 1
+            rate = min(rate, q.concurrency / floor_ms / (gp + gd))
+        usd_per_gpu_h = self.profiles[g.profile].price.usd_per_gpu_hour.value
+        return rate * 1e3 * q.output_tokens * 3600 / usd_per_gpu_h if usd_per_gpu_h else 0.0
+
     def price(self, c: search_disagg.DisaggConfig) -> search_disagg.DisaggEvaluation:
         q, params = self.q, self.params[c.profile]
         pre_engine, pre = self.side(c.profile, c.prefill.tp, c.prefill.pp, c.dtype, c.kv_cache_dtype)
@@ -211,7 +231,9 @@ class Split:
         q = prep.question
         if q.engine in ENGINES:
             p = self.pricer = Pricer(prep.model, prep.profiles, prep.space, q, deploy, engine_defaults)
-            self.results, self.unsolved = search_disagg.evaluate_all(prep.space, q, p.judge, p.price, p.bound)
+            self.results, self.unsolved = search_disagg.evaluate_all(
+                prep.space, q, p.judge, p.price, p.bound, p.group_bound
+            )
 
     def join(
         self,

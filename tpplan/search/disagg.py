@@ -11,6 +11,7 @@ the top list are counted and not solved (evaluate_all).
 
 from __future__ import annotations
 
+import bisect
 import heapq
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -85,6 +86,7 @@ class DisaggEvaluation:
 Judge = Callable[[str, int, int, str, str], Candidate]  # (profile, tp, pp, dtype, kv) -> one instance
 Price = Callable[[DisaggConfig], DisaggEvaluation]
 Bound = Callable[[DisaggConfig], float]  # tokens/USD no solution of the deployment can exceed
+GroupBound = Callable[["Group"], float]  # ... nor of any deployment of the group
 KEEP = 5  # the search's top list
 
 
@@ -92,11 +94,64 @@ def _usable(c: Candidate) -> bool:
     return c.engine_ok and _memory(c) <= 0 and c.kv_cache_tokens > 0
 
 
-def configs(space: Space, judge: Judge, sequence_tokens: int) -> Iterator[DisaggConfig]:
-    """Every disaggregated deployment of the space whose two instance kinds run and fit on their own;
-    the decode side's max_num_seqs takes the space's values (the aggregated side's) that its KV cache
-    holds: more would be refused by the kv_cache constraint anyway."""
+@dataclass(frozen=True)
+class Group:
+    """The deployments that share a GPU type, dtypes, both instance layouts and the decode side's
+    max_num_seqs, and differ in their counts x and y."""
+
+    profile: str
+    dtype: str
+    kv_cache_dtype: str
+    prefill: tuple[int, int]  # tp, pp
+    decode: tuple[int, int]
+    max_num_seqs: int
+    budget_gpus: int
+    ys: tuple[int, ...]  # decode instance counts (ascending) at which max_num_seqs is a value of the space
+
+    def _most_y(self) -> Iterator[tuple[int, int]]:
+        (ptp, ppp), (dtp, dpp) = self.prefill, self.decode
+        for x in range(1, (self.budget_gpus - dtp * dpp) // (ptp * ppp) + 1):
+            yield x, (self.budget_gpus - x * ptp * ppp) // (dtp * dpp)
+
+    def counts(self) -> Iterator[tuple[int, int]]:
+        for x, most in self._most_y():
+            yield from ((x, y) for y in self.ys[: bisect.bisect_right(self.ys, most)])
+
+    def size(self) -> int:
+        return sum(bisect.bisect_right(self.ys, most) for _, most in self._most_y())
+
+    def members(self) -> Iterator[DisaggConfig]:
+        (ptp, ppp), (dtp, dpp) = self.prefill, self.decode
+        for x, y in self.counts():
+            yield DisaggConfig(
+                self.profile,
+                Side(ptp, ppp, x),
+                Side(dtp, dpp, y),
+                self.max_num_seqs,
+                self.dtype,
+                self.kv_cache_dtype,
+            )
+
+
+def _seqs(space: Space, y: int) -> set[int]:
+    """The decode side's max_num_seqs values at y instances: the aggregated side's at y replicas."""
+    return {space.seqs_at(k, y) for k in range(len(space.seqs))}
+
+
+def _ys_by_seqs(space: Space, budget_gpus: int) -> dict[int, tuple[int, ...]]:
+    at: dict[int, set[int]] = {}
+    for y in range(1, budget_gpus + 1):
+        for v in _seqs(space, y):
+            at.setdefault(v, set()).add(y)
+    return {v: tuple(sorted(ys)) for v, ys in sorted(at.items())}
+
+
+def groups(space: Space, judge: Judge, sequence_tokens: int) -> Iterator[Group]:
+    """Every group of disaggregated deployments whose two instance kinds run and fit on their own; the
+    decode side's max_num_seqs takes the space's values that its KV cache holds (more would be refused
+    by the kv_cache constraint anyway)."""
     for arm in space.arms:
+        ys_at = _ys_by_seqs(space, arm.budget_gpus)
         for dtype, kv in arm.dtypes:
             held = {  # requests of I + O tokens one instance's KV cache holds, for the layouts that run
                 (tp, pp): cand.kv_cache_tokens // sequence_tokens
@@ -104,17 +159,17 @@ def configs(space: Space, judge: Judge, sequence_tokens: int) -> Iterator[Disagg
                 for pp in space.pps(arm, tp)
                 if tp * pp < arm.budget_gpus and _usable(cand := judge(arm.profile, tp, pp, dtype, kv))
             }
-            for ptp, ppp in held:
-                for (dtp, dpp), most_seqs in held.items():
-                    for x in range(1, (arm.budget_gpus - dtp * dpp) // (ptp * ppp) + 1):
-                        most_y = (arm.budget_gpus - x * ptp * ppp) // (dtp * dpp)
-                        for y in range(1, most_y + 1):
-                            # the space's values (as the aggregated side gets them) the KV cache holds
-                            choices = {space.seqs_at(k, y) for k in range(len(space.seqs))}
-                            for seqs in sorted(s for s in choices if s <= most_seqs):
-                                yield DisaggConfig(
-                                    arm.profile, Side(ptp, ppp, x), Side(dtp, dpp, y), seqs, dtype, kv
-                                )
+            for pre in held:
+                for dec, most_seqs in held.items():
+                    for seqs, ys in ys_at.items():
+                        if seqs <= most_seqs:
+                            yield Group(arm.profile, dtype, kv, pre, dec, seqs, arm.budget_gpus, ys)
+
+
+def configs(space: Space, judge: Judge, sequence_tokens: int) -> Iterator[DisaggConfig]:
+    """Every disaggregated deployment of the space (every member of every group)."""
+    for g in groups(space, judge, sequence_tokens):
+        yield from g.members()
 
 
 def score(c: DisaggConfig, ev: DisaggEvaluation, q: Question) -> ScoredConfig:
@@ -160,30 +215,51 @@ def config_of(s: ScoredConfig) -> DisaggConfig:
 
 
 def evaluate_all(
-    space: Space, q: Question, judge: Judge, price: Price, bound: Bound | None = None, keep: int = KEEP
+    space: Space,
+    q: Question,
+    judge: Judge,
+    price: Price,
+    bound: Bound | None = None,
+    group_bound: GroupBound | None = None,
+    keep: int = KEEP,
 ) -> tuple[list[ScoredConfig], int]:
     """The disaggregated deployments of the space, scored, and how many were left unsolved.
 
-    With `bound` (an upper bound on a deployment's tokens/USD that needs no solve), deployments are
-    taken best bound first, and one whose bound is below the `keep`-th best feasible result so far
-    cannot enter the top `keep` nor win: it is counted, not solved. A Pareto search solves them all
-    (a deployment below on tokens/USD may still be ahead on latency)."""
-    every = list(configs(space, judge, q.sequence_tokens))
-    if bound is None or q.pareto:
-        return [score(c, price(c), q) for c in every], 0
-    bounds = {c: bound(c) for c in every}
+    With the bounds (upper bounds on tokens/USD that need no solve: one for a whole group, one for a
+    deployment), groups and then deployments are taken best bound first, and one whose bound is below
+    the `keep`-th best feasible result so far cannot enter the top `keep` nor win: it is counted, not
+    solved. A Pareto search solves them all (one below on tokens/USD may be ahead on latency)."""
+    if bound is None or group_bound is None or q.pareto:
+        return [score(c, price(c), q) for c in configs(space, judge, q.sequence_tokens)], 0
     best: list[float] = []  # the top `keep` feasible tokens/USD so far, a min-heap
     out, skipped = [], 0
-    for c in sorted(every, key=lambda c: -bounds[c]):
-        if len(best) == keep and bounds[c] < best[0]:
-            skipped += 1
+
+    def beaten(b: float) -> bool:
+        return len(best) == keep and b < best[0]
+
+    # groups of one pair of layouts, by max_num_seqs; the largest one's bound bounds them all (a decode
+    # instance's rate S / (O · T(S)) grows with S), so a hopeless pair is skipped without a step time
+    pairs: dict[tuple, list[Group]] = {}
+    for g in groups(space, judge, q.sequence_tokens):
+        pairs.setdefault((g.profile, g.dtype, g.kv_cache_dtype, g.prefill, g.decode), []).append(g)
+    for pb, gs in sorted(((group_bound(gs[-1]), gs) for gs in pairs.values()), key=lambda t: -t[0]):
+        if beaten(pb):
+            skipped += sum(g.size() for g in gs)
             continue
-        s = score(c, price(c), q)
-        out.append(s)
-        if s.feasible:
-            heapq.heappush(best, s.output_tokens_per_usd)
-            if len(best) > keep:
-                heapq.heappop(best)
+        for gb, g in sorted(((group_bound(g), g) for g in gs), key=lambda t: -t[0]):
+            if beaten(gb):
+                skipped += g.size()
+                continue
+            for b, c in sorted(((bound(c), c) for c in g.members()), key=lambda t: -t[0]):
+                if beaten(b):
+                    skipped += 1
+                    continue
+                s = score(c, price(c), q)
+                out.append(s)
+                if s.feasible:
+                    heapq.heappush(best, s.output_tokens_per_usd)
+                    if len(best) > keep:
+                        heapq.heappop(best)
     return out, skipped
 
 
