@@ -226,6 +226,7 @@ def _block_title(node: int, procs: list[Process]) -> str:
             if len(p.replicas) == 1
             else f"replicas {p.replicas[0]}-{p.replicas[-1]}"
         )
+        what = f"{p.phase} {what}" if p.phase else what
         serves = f", serves port {p.port}" if p.port is not None else ""
         parts.append(f"{what} ({p.role}{serves})")
     return f"# ---- node {node}: " + "; ".join(parts)

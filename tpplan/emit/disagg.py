@@ -90,6 +90,7 @@ def build(t: Target) -> Launch:
                         node=node,
                         replicas=[k],
                         role="server" if len(nodes) == 1 else ("head" if serves else "worker"),
+                        phase=phase,  # type: ignore[arg-type]
                         port=port + k if serves else None,
                         gpus=gpus,
                         env={**visible(gpus), **env},

@@ -42,6 +42,9 @@ class Process(Frozen):
         description="server: a whole instance; head: node 0 of a multi-node instance (serves HTTP); worker: joins "
         "a head; router: the front of a disaggregated deployment (no GPUs)"
     )
+    phase: Literal["prefill", "decode"] | None = Field(
+        None, description="the instance's side of a disaggregated deployment (None: it runs both)"
+    )
     port: int | None = Field(description="HTTP port it serves on; None for workers")
     gpus: list[int] = Field(description="local CUDA device indices (CUDA_VISIBLE_DEVICES)")
     env: dict[str, Word] = Field(description="environment assignments placed before the command")
