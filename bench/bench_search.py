@@ -19,9 +19,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from tpplan import api_costmodel, api_disagg, api_search
+from tpplan import search as search_stage
+from tpplan.api.search import prepare
 from tpplan.search import better
 from tpplan.search import study as study_mod
+from tpplan.search.split import Split
 
 QUESTION = {
     "gpus": 32,
@@ -35,7 +37,7 @@ SEEDS = 5
 
 
 def trials_to_optimum(
-    prep: api_search.Prepared, optimum: set[str], seed: int, cap: int, db: Path
+    prep: search_stage.Prepared, optimum: set[str], seed: int, cap: int, db: Path
 ) -> int | None:
     """Trials of one seeded search until it first evaluates an optimal configuration (None: not within cap)."""
     storage = study_mod.open_storage(f"sqlite:///{db}")
@@ -54,10 +56,10 @@ def trials_to_optimum(
 
 
 def main() -> None:
-    prep = api_search.prepare(MODEL, PROFILES, ISL, OSL, **QUESTION)
+    prep = prepare(MODEL, PROFILES, ISL, OSL, **QUESTION)
     n = prep.space.size
     t0 = time.perf_counter()
-    scored = api_search.exhaustive(prep)
+    scored = search_stage.exhaustive(prep)
     exhaustive_s = time.perf_counter() - t0
     feasible = [s for s in scored if s.feasible]
     best = feasible[0]
@@ -82,8 +84,8 @@ def main() -> None:
         f"TPOT {best.tpot_ms:.1f} ms, TTFT {best.ttft_ms:,.0f} ms"
     )
     t0 = time.perf_counter()
-    split = api_disagg.Split(prep, api_costmodel._deployment, api_costmodel._engine_config)
-    pd = min((r for r in split.results if r.feasible), key=api_search.rank_key, default=None)
+    split = Split(prep)
+    pd = min((r for r in split.results if r.feasible), key=search_stage.rank_key, default=None)
     print(
         f"  disaggregated: {len(split.results) + split.unsolved} deployments, {len(split.results)} solved "
         f"(the rest bounded below the top 5) in {time.perf_counter() - t0:.1f} s; best "
@@ -93,7 +95,7 @@ def main() -> None:
             else "none feasible"
         )
     )
-    overall = pd if pd and api_search.rank_key(pd) < api_search.rank_key(best) else best
+    overall = pd if pd and search_stage.rank_key(pd) < search_stage.rank_key(best) else best
     cap = n // 2
     found: list[int | None] = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -6,24 +6,26 @@ from __future__ import annotations
 
 import pytest
 
-from tpplan import api_costmodel, api_disagg, api_search
+from tpplan import costmodel
+from tpplan.api.search import prepare
 from tpplan.costmodel import Params
 from tpplan.costmodel import disagg as pd
 from tpplan.search.disagg import DisaggConfig, Side
+from tpplan.search.split import Pricer
 
 ISL, OSL = 2048, 256
 
 
 @pytest.fixture(scope="module")
-def pricer() -> api_disagg.Pricer:
-    prep = api_search.prepare("llama-3.1-70b", ["dgx-h100"], ISL, OSL, gpus=16, max_model_len=8192)
-    return api_disagg.Pricer(
+def pricer() -> Pricer:
+    prep = prepare("llama-3.1-70b", ["dgx-h100"], ISL, OSL, gpus=16, max_model_len=8192)
+    return Pricer(
         prep.model,
         prep.profiles,
         prep.space,
         prep.question,
-        api_costmodel._deployment,
-        api_costmodel._engine_config,
+        costmodel.deployment,
+        costmodel.engine_config,
     )
 
 
@@ -50,13 +52,13 @@ def test_price_is_tokens_over_all_gpus_at_the_profile_rate(pricer):
             )
         }
     )
-    pricer2 = api_disagg.Pricer(
+    pricer2 = Pricer(
         pricer.model,
         {"dgx-h100": dear},
-        api_search.prepare("llama-3.1-70b", ["dgx-h100"], ISL, OSL, gpus=16, max_model_len=8192).space,
+        prepare("llama-3.1-70b", ["dgx-h100"], ISL, OSL, gpus=16, max_model_len=8192).space,
         pricer.q,
-        api_costmodel._deployment,
-        api_costmodel._engine_config,
+        costmodel.deployment,
+        costmodel.engine_config,
     )
     assert pricer2.price(c).output_tokens_per_usd == pytest.approx(ev.output_tokens_per_usd / 2, rel=1e-6)
 
@@ -87,19 +89,18 @@ def test_decode_steps_carry_no_prompts(pricer):
     _, steps = pricer.side("dgx-h100", 4, 1, "bf16", "bf16")
     rate_per_ms = ev.output_tokens_per_s / OSL / 1e3
     assert ev.tpot_ms == pytest.approx(steps.decode_ms(rate_per_ms * OSL * ev.tpot_ms), rel=1e-3)
-    from tpplan import api
     from tpplan.records import Layout
     from tpplan.specs import Workload
 
-    agg = api.serve_estimate(
+    agg = costmodel.price_layout(
         pricer.model,
         pricer.profiles["dgx-h100"],
         Layout(tp=4),
         Workload(input_tokens=ISL, output_tokens=OSL, concurrency=128),
-        "vllm",
-        128,
-        16,
-        8192,
+        engine="vllm",
+        max_num_seqs=128,
+        budget_gpus=16,
+        max_model_len=8192,
     )
     assert ev.tpot_ms < 0.8 * agg.tpot_ms
 

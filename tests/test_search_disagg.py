@@ -5,20 +5,23 @@ from __future__ import annotations
 
 import pytest
 
-from tpplan import api, api_costmodel, api_disagg, api_search, io
+from tpplan import api, io
+from tpplan import search as search_stage
+from tpplan.api.search import prepare
 from tpplan.emit import emit
+from tpplan.search.split import Split
 
 
-def split_of(prep) -> api_disagg.Split:
-    return api_disagg.Split(prep, api_costmodel._deployment, api_costmodel._engine_config)
+def split_of(prep) -> Split:
+    return Split(prep)
 
 
 def both_best(model, gpus, isl, osl, **question):
-    prep = api_search.prepare(model, ["dgx-h100"], isl, osl, gpus=gpus, slo_tpot_ms=50.0, **question)
+    prep = prepare(model, ["dgx-h100"], isl, osl, gpus=gpus, slo_tpot_ms=50.0, **question)
     split = split_of(prep)
-    agg = sorted((r for r in api_search.exhaustive(prep) if r.feasible), key=api_search.rank_key)
+    agg = sorted((r for r in search_stage.exhaustive(prep) if r.feasible), key=search_stage.rank_key)
     notes: list[str] = []
-    best, ranked, scored = split.join(agg[0], agg, agg, api_search.rank_key, notes)
+    best, ranked, scored = split.join(agg[0], agg, agg, search_stage.rank_key, notes)
     return split, agg, best, ranked, scored, notes
 
 
@@ -40,19 +43,19 @@ def test_prefill_heavy_70b_on_two_dgx_is_won_by_disaggregation():
 def test_decode_heavy_8b_is_won_by_aggregated_serving():
     """128-token prompts barely disturb decoding, and a prefill instance of its own costs GPUs."""
     split, agg, best, ranked, _, notes = both_best("llama-3.1-8b", 8, 128, 1024)
-    pd_best = min((r for r in split.results if r.feasible), key=api_search.rank_key)
+    pd_best = min((r for r in split.results if r.feasible), key=search_stage.rank_key)
     assert best is agg[0] and best.kind == "aggregated"
     assert pd_best.output_tokens_per_usd < best.output_tokens_per_usd
     assert "disaggregated prefill/decode loses" in notes[0]
 
 
 def test_megatron_gets_no_disaggregated_deployments():
-    prep = api_search.prepare("llama-3.1-8b", ["dgx-h100"], 128, 128, gpus=8, engine="megatron")
+    prep = prepare("llama-3.1-8b", ["dgx-h100"], 128, 128, gpus=8, engine="megatron")
     split = split_of(prep)
     assert split.results == [] and split.pricer is None
     notes: list[str] = []
-    agg = api_search.exhaustive(prep)[:3]
-    assert split.join(agg[0], agg, agg, api_search.rank_key, notes)[0] is agg[0]
+    agg = search_stage.exhaustive(prep)[:3]
+    assert split.join(agg[0], agg, agg, search_stage.rank_key, notes)[0] is agg[0]
     assert "Megatron-LM is a training framework" in notes[0]
 
 
@@ -85,17 +88,22 @@ def test_the_bound_skips_only_deployments_that_cannot_reach_the_top():
     """Solving every deployment and solving only those whose bound reaches the top 5 give the same top 5."""
     from tpplan.search import disagg as search_disagg
 
-    prep = api_search.prepare("llama-3.1-70b", ["dgx-h100"], 2048, 256, gpus=16, slo_tpot_ms=50.0)
+    prep = prepare("llama-3.1-70b", ["dgx-h100"], 2048, 256, gpus=16, slo_tpot_ms=50.0)
     p = split_of(prep).pricer
     every, none_skipped = search_disagg.evaluate_all(prep.space, prep.question, p.judge, p.price)
-    some, skipped = search_disagg.evaluate_all(prep.space, prep.question, p.judge, p.price, p.bound)
+    some, skipped = search_disagg.evaluate_all(
+        prep.space, prep.question, p.judge, p.price, p.bound, p.group_bound
+    )
     assert none_skipped == 0 and skipped > len(every) // 2 and len(some) + skipped == len(every)
-    top = [r for r in sorted(every, key=api_search.rank_key) if r.feasible][:5]
-    kept = [r for r in sorted(some, key=api_search.rank_key) if r.feasible][:5]
+    top = [r for r in sorted(every, key=search_stage.rank_key) if r.feasible][:5]
+    kept = [r for r in sorted(some, key=search_stage.rank_key) if r.feasible][:5]
     assert [r.label() for r in kept] == [r.label() for r in top]  # (solved from other starts: to 1e-4)
     assert [r.output_tokens_per_usd for r in kept] == pytest.approx(
         [r.output_tokens_per_usd for r in top], rel=1e-3
     )
     for c in search_disagg.configs(prep.space, p.judge, prep.question.sequence_tokens):
-        if c.decode.count == 1 and c.max_num_seqs in (16, 128):  # the bound is one
+        if c.decode.count == 1 and c.max_num_seqs in (16, 128):  # the bounds are bounds
             assert p.bound(c) >= p.price(c).output_tokens_per_usd
+    for g in search_disagg.groups(prep.space, p.judge, prep.question.sequence_tokens):
+        if g.max_num_seqs in (16, 128):
+            assert p.group_bound(g) >= max(p.bound(c) for c in g.members()) * (1 - 1e-9)

@@ -1,9 +1,9 @@
-"""The façade's disaggregated half of `tpplan search`: judge each instance kind with the candidates
-stage, place the prefill and decode instances together, price the deployment with the cost model
-(costmodel/disagg.py) and let the search stage score it beside the aggregated configurations.
+"""The disaggregated half of a search: judge each instance kind with the candidates stage, place the
+prefill and decode instances together, price the deployment with the cost model (costmodel/disagg.py),
+score it beside the aggregated configurations (search/disagg.py) and join the two rankings.
 
-Imports stages only; the search façade passes in how a layout is deployed and which scheduler
-defaults an engine uses (the functions the aggregated estimate uses), so both kinds are priced alike.
+Each instance kind is deployed and given its scheduler defaults by the same functions the aggregated
+estimate uses (costmodel.deployment, costmodel.engine_config), so both kinds are priced alike.
 """
 
 from __future__ import annotations
@@ -12,14 +12,15 @@ from collections.abc import Callable
 from functools import cache
 from typing import Protocol
 
-from . import candidates as candidates_stage
-from . import costmodel
-from .costmodel import disagg as pd
-from .placement import role_gpus
-from .records import Candidate, Layout, Plan, Provenance, ScoredConfig
-from .search import Question, Space
-from .search import disagg as search_disagg
-from .specs import HardwareProfile, ModelSpec
+from .. import candidates as candidates_stage
+from .. import costmodel
+from ..costmodel import disagg as pd
+from ..placement import role_gpus
+from ..records import Candidate, Layout, Plan, Provenance, ScoredConfig
+from ..specs import HardwareProfile, ModelSpec
+from . import disagg as search_disagg
+from .objective import Question
+from .space import Space
 
 # Engines with a disaggregated mode: vLLM's KV connectors, SGLang's --disaggregation-mode.
 # Megatron-LM is a training framework: it serves no requests, so it has no such mode.
@@ -28,7 +29,7 @@ NOT_AVAILABLE = (
     "disaggregated prefill/decode is not searched for megatron: Megatron-LM is a training framework, "
     "not a serving engine, and has no prefill/decode split; plan it with --engine vllm or sglang"
 )
-Deploy = Callable[..., costmodel.Deployment]  # api_costmodel's deployment of a layout
+Deploy = Callable[..., costmodel.Deployment]  # how a layout is deployed (costmodel.deployment)
 EngineDefaults = Callable[[str, ModelSpec, HardwareProfile, int, int], costmodel.EngineConfig]
 
 
@@ -224,7 +225,12 @@ class Split:
     mode), then joined with the aggregated results so the ranking, the top list and the Pareto front
     hold both kinds."""
 
-    def __init__(self, prep: Posed, deploy: Deploy, engine_defaults: EngineDefaults) -> None:
+    def __init__(
+        self,
+        prep: Posed,
+        deploy: Deploy = costmodel.deployment,
+        engine_defaults: EngineDefaults = costmodel.engine_config,
+    ) -> None:
         self.pricer: Pricer | None = None
         self.results: list[ScoredConfig] = []
         self.unsolved = 0  # deployments whose bound could not reach the top list
