@@ -88,6 +88,7 @@ Price = Callable[[DisaggConfig], DisaggEvaluation]
 Bound = Callable[[DisaggConfig], float]  # tokens/USD no solution of the deployment can exceed
 GroupBound = Callable[["Group"], float]  # ... nor of any deployment of the group
 KEEP = 5  # the search's top list
+PARETO_SOLVE_ALL = 5000  # deployments a Pareto search solves in full (~0.6 ms each)
 
 
 def _usable(c: Candidate) -> bool:
@@ -228,9 +229,15 @@ def evaluate_all(
     With the bounds (upper bounds on tokens/USD that need no solve: one for a whole group, one for a
     deployment), groups and then deployments are taken best bound first, and one whose bound is below
     the `keep`-th best feasible result so far cannot enter the top `keep` nor win: it is counted, not
-    solved. A Pareto search solves them all (one below on tokens/USD may be ahead on latency)."""
-    if bound is None or group_bound is None or q.pareto:
-        return [score(c, price(c), q) for c in configs(space, judge, q.sequence_tokens)], 0
+    solved. A Pareto search solves them all (one below on tokens/USD may be ahead on latency) when
+    they are at most PARETO_SOLVE_ALL; beyond that its front holds the ones solved."""
+    every = list(groups(space, judge, q.sequence_tokens))
+    if (
+        bound is None
+        or group_bound is None
+        or (q.pareto and sum(g.size() for g in every) <= PARETO_SOLVE_ALL)
+    ):
+        return [score(c, price(c), q) for g in every for c in g.members()], 0
     best: list[float] = []  # the top `keep` feasible tokens/USD so far, a min-heap
     out, skipped = [], 0
 
@@ -240,7 +247,7 @@ def evaluate_all(
     # groups of one pair of layouts, by max_num_seqs; the largest one's bound bounds them all (a decode
     # instance's rate S / (O · T(S)) grows with S), so a hopeless pair is skipped without a step time
     pairs: dict[tuple, list[Group]] = {}
-    for g in groups(space, judge, q.sequence_tokens):
+    for g in every:
         pairs.setdefault((g.profile, g.dtype, g.kv_cache_dtype, g.prefill, g.decode), []).append(g)
     for pb, gs in sorted(((group_bound(gs[-1]), gs) for gs in pairs.values()), key=lambda t: -t[0]):
         if beaten(pb):
