@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import api, engines, io
+from . import api, engines, io, moe_rules
 from . import candidates as candidates_stage
 from . import search as search_stage
 from .api_measured import Measured, apply_calibration, with_measured
@@ -22,7 +22,7 @@ from .search import Config, Evaluation, Question
 from .specs import HardwareProfile, ModelSpec, Workload
 
 # Bump when the space, objective or stored record changes meaning (2: typed reasons): no resume across.
-SEARCH_VERSION = 2
+SEARCH_VERSION = 3  # 3: MoE models search expert parallelism and DP attention
 DEFAULT_OUT = Path("runs/search")
 CONFIRM_NO_WINNER = 5000  # configurations scored (~1.5 ms each) to confirm that none is feasible
 DEFAULT_TRIALS, DEFAULT_TRIALS_FRACTION = 200, 0.10  # --trials: at least 200, or a tenth of the space
@@ -41,7 +41,7 @@ def evaluator(
 
     def evaluate(c: Config) -> Evaluation:
         profile, budget = profiles[c.profile], budgets[c.profile]
-        layout = Layout(tp=c.tp, pp=c.pp, replicas=c.replicas)
+        layout = Layout(tp=c.tp, pp=c.pp, replicas=c.replicas, ep=c.ep, dp_attention=c.dp_attention)
         served = model.model_copy(update={"dtype": c.dtype})
         clients = q.concurrency or c.replicas * c.max_num_seqs
         workload = Workload(
@@ -60,7 +60,12 @@ def evaluator(
         )
         per_replica = clients / c.replicas
         hit = None
-        if c.kv_cache_dtype == c.dtype and per_replica == int(per_replica) and c.max_num_seqs >= per_replica:
+        if (
+            c.moe_key == ""
+            and c.kv_cache_dtype == c.dtype
+            and per_replica == int(per_replica)
+            and c.max_num_seqs >= per_replica
+        ):
             hit = measured.points.get(
                 (c.profile, q.engine, c.dtype, c.tp, c.pp, q.input_tokens, q.output_tokens, int(per_replica))
             )
@@ -92,7 +97,8 @@ def build_space(
         elif not pairs:
             notes.append(f"{name}: {p.gpu.name} runs none of the dtypes asked for ({', '.join(dtypes)})")
         else:
-            arms.append(search_stage.Arm(name, budget, tps, min(model.num_layers, budget), pairs))
+            modes = tuple(moe_rules.modes(engine, model, t) for t in tps)
+            arms.append(search_stage.Arm(name, budget, tps, min(model.num_layers, budget), pairs, modes))
     if not arms:
         raise ConfigError(
             "; ".join(notes) + ": nothing to search",
@@ -379,7 +385,9 @@ def _plan(prep: Prepared, best: ScoredConfig, near: list, model_path: str | None
         model_path=model_path or "",
         profile=prep.profiles[best.profile],
         engine=q.engine,  # type: ignore[arg-type]
-        layout=Layout(tp=best.tp, pp=best.pp, replicas=best.replicas),
+        layout=Layout(
+            tp=best.tp, pp=best.pp, replicas=best.replicas, ep=best.ep, dp_attention=best.dp_attention
+        ),
         max_num_seqs=best.max_num_seqs,
         max_model_len=q.max_model_len,
         dtype=best.dtype,

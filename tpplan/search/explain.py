@@ -10,6 +10,8 @@ PP=1 one): what it scores at the winner's value is said too when that differs.
 
 from __future__ import annotations
 
+import dataclasses
+
 from ..records import Neighbour, ScoredConfig
 from .objective import Evaluate, Evaluation, Question, config_of, score
 from .space import Config, Space
@@ -62,7 +64,9 @@ def neighbours(space: Space, winner: ScoredConfig, evaluate: Evaluate, q: Questi
                 )
             )
             continue
-        c = Config(w.profile, tp, pp, r, space.seqs_at(k, r), w.dtype, w.kv_cache_dtype)
+        # the winner's expert/attention layout carried to the neighbour's TP (EP over all of its GPUs)
+        ep, dpa = (tp if w.ep > 1 else 1), (tp if w.dp_attention > 1 else 1)
+        c = Config(w.profile, tp, pp, r, space.seqs_at(k, r), w.dtype, w.kv_cache_dtype, ep, dpa)
         out.append(_judged(change, c, winner, w_ev, space, evaluate, q))
     return out
 
@@ -130,9 +134,7 @@ def _best_seqs(
     """The neighbour's layout at the feasible max_num_seqs with the most tokens/USD, if any."""
     best = None
     for k in range(len(space.seqs)):
-        alt = Config(
-            c.profile, c.tp, c.pp, c.replicas, space.seqs_at(k, c.replicas), c.dtype, c.kv_cache_dtype
-        )
+        alt = dataclasses.replace(c, max_num_seqs=space.seqs_at(k, c.replicas))
         ev = evaluate(alt)
         s = score(alt, ev, q)
         if s.feasible and (best is None or s.output_tokens_per_usd > best[0].output_tokens_per_usd):
