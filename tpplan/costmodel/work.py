@@ -18,8 +18,8 @@ Expert parallelism (ep of the tp ranks hold whole experts, expert TP = tp/ep): e
 experts at 3·h·I/(tp/ep) each and sees E_touched/ep of them, every touched expert with the same
 M·k/E_touched tokens, so the expert GEMMs are wider and run at more tokens than TP-sharded ones for
 the same FLOPs. DP attention (dp groups, attention TP tp/dp): a rank's attention works on its own
-group's decodes (decode_seqs/dp) plus the prompt chunk (one group's); the MLPs and experts see the
-whole batch M. Its collectives (`collectives`): the attention all-reduce over tp/dp ranks; around
+group's share of the step's tokens (M/dp, decodes and prompt chunks alike); the MLPs and experts
+see the whole batch M. Its collectives (`collectives`): the attention all-reduce over tp/dp ranks; around
 each dense MLP (and a TP-sharded MoE) a gather + scatter over tp ranks, priced as an all-reduce of
 M tokens (all-gather + reduce-scatter move what a ring all-reduce moves); with EP, a dispatch and a
 combine all-to-all of the group's tokens × k per MoE layer instead. Without DP attention an EP
@@ -238,9 +238,11 @@ def stage_work(s: StageShape, batch: Batch) -> StageWork:
         flops, nbytes = layers * 2 * m_tokens * params, layers * params * w
         return Op("linear", flops, nbytes, "weights", low, gemms(shapes, m_tokens, layers))
 
-    # DP attention: this rank's group decodes its share and (the busiest group) carries the chunk
+    # DP attention: each group runs its share of the decodes and of the prompt tokens (SGLang
+    # divides chunked_prefill_size by dp_size under --enable-dp-attention, so the groups together
+    # take the instance's token budget; assumed balanced)
     group_seqs = batch.decode_seqs / s.dp
-    m_attn = group_seqs + batch.prefill_tokens
+    m_attn = m_tokens / s.dp
     if s.attn_params:
         flops, nbytes = s.layers * 2 * m_attn * s.attn_params, s.layers * s.attn_params * w
         ops.append(Op("linear", flops, nbytes, "weights", low, gemms(s.attn_gemms, m_attn, s.layers)))
@@ -269,8 +271,8 @@ def stage_work(s: StageShape, batch: Batch) -> StageWork:
     shape = (group_seqs, ctx_d, s.q_heads, s.kv_heads)
     ops.append(Op("attention", s.layers * decode_flops, s.layers * decode_bytes, "kv", False, shape=shape))
     if batch.prefill_tokens:
-        flops = batch.prefill_tokens * ctx_p * s.attn_prefill_flops
-        kv_written = s.kv_bytes_per_token * batch.prefill_tokens
+        flops = batch.prefill_tokens / s.dp * ctx_p * s.attn_prefill_flops
+        kv_written = s.kv_bytes_per_token * batch.prefill_tokens / s.dp
         # a causal prompt of length L attends to L/2 tokens on average: the table's length is 2·ctx
         shape = (2 * ctx_p, s.q_heads)
         ops.append(Op("prefill_attention", s.layers * flops, s.layers * kv_written, "kv", False, shape=shape))
