@@ -177,4 +177,4 @@ def alltoall_time(params: Params, nbytes: float, ranks: int, fabric: str) -> tup
     curve, source, basis = found
     t = curve.alpha_us + share / (busbw_gbps(curve, nbytes) * BYTES_PER_US_PER_GBPS)
     why = f"{fabric} all-reduce curve's alpha and busbw at {ranks} ranks, used for the all-to-all (assumed)"
-    return t, Provenance(value=why, basis="assumed" if basis != "fitted" else "fitted", source=source)
+    return t, Provenance(value=why, basis="assumed", source=f"{source} ({basis} for the all-reduce)")
