@@ -224,3 +224,19 @@ def megatron_torchrun(engine: str) -> frozenset[str]:
     from tpplan.emit import megatron
 
     return megatron.TORCHRUN_FLAGS | megatron.ENTRY_POINT_FLAGS if engine == "megatron" else frozenset()
+
+
+def test_candidates_list_the_expert_layouts_of_moe_models_only():
+    meg = candidates.candidates(MIXTRAL, H100, "megatron", 8)
+    assert {(c.tp, c.ep, c.dp_attention) for c in meg if c.tp == 8} == {(8, 1, 1), (8, 8, 1)}
+    assert all(c.ep == c.dp_attention == 1 for c in candidates.candidates(LLAMA, H100, "vllm", 8))
+
+
+def test_the_search_rates_expert_parallel_dp_attention_best_for_deepseek_on_h200():
+    """The done-when of issue 15 part 3, on the exhaustive evaluation of the space (no sampler luck)."""
+    from tpplan import api_search
+
+    prep = api_search.prepare("deepseek-v3", ["hgx-h200"], 2048, 256, slo_tpot_ms=100, engine="sglang")
+    assert "moe_index" in prep.space.dims
+    best = max((s for s in api_search.exhaustive(prep) if s.feasible), key=lambda s: s.output_tokens_per_usd)
+    assert (best.tp, best.ep, best.dp_attention) == (8, 8, 8)

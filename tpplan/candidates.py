@@ -14,7 +14,7 @@ import math
 from collections import Counter
 from dataclasses import dataclass
 
-from . import engines, memory, placement
+from . import engines, memory, moe_rules, placement
 from .errors import LayoutError
 from .records import Candidate, Layout, Reason
 from .specs import HardwareProfile, ModelSpec, resolve_kv_dtype
@@ -229,7 +229,12 @@ def candidates(
     max_model_len: int | None = None,
     full_budget: bool = False,
 ) -> list[Candidate]:
-    """Every layout of the budget (default: all GPUs of the profile), judged."""
+    """Every layout of the budget (default: all GPUs of the profile), judged; for an MoE model each
+    TP × PP × replicas also with the expert / attention layouts the engine accepts (moe_rules.modes)."""
     budget = budget_gpus or profile.total_gpus
-    layouts = enumerate_layouts(budget, model.num_layers, full_budget)
+    layouts = [
+        lay.model_copy(update={"ep": ep, "dp_attention": dp})
+        for lay in enumerate_layouts(budget, model.num_layers, full_budget)
+        for ep, dp in moe_rules.modes(engine, model, lay.tp, lay.pp)
+    ]
     return [judge(model, profile, lay, engine, budget, max_model_len) for lay in layouts]
