@@ -17,7 +17,7 @@ from . import api, io
 from . import candidates as candidates_stage
 from .errors import ConfigError, TpplanError
 from .jsonl import read_jsonl
-from .records import BenchRecord, Candidate, Layout, Report, ServeEstimate
+from .records import BenchRecord, Candidate, Report, ServeEstimate
 
 EXPECTED = (
     "a run directory of `tpplan demo`, `tpplan sweep --out DIR` or `tpplan search --out DIR` "
@@ -231,7 +231,7 @@ def _place_plan(data) -> None:
         data.winner_estimate = api.serve_estimate(
             plan.model,
             plan.profile,
-            Layout(tp=lay.tp, pp=lay.pp, replicas=lay.replicas),
+            lay,  # with the plan's ep / dp_attention
             plan.workload,
             plan.engine,
             plan.max_num_seqs,
