@@ -97,7 +97,13 @@ def test_ep_with_dp_attention_dispatches_and_combines_each_moe_layer():
     ep_op = next(o for o in work.ops if o.name == "experts")
     tp_op = next(o for o in tp_work.ops if o.name == "experts")
     assert ep_op.flops == pytest.approx(tp_op.flops)
-    assert ep_op.gemms[0][1] == 2 * 2048 and tp_op.gemms[0][1] == 2 * 2048 // 8
+    assert ep_op.gemms[0][0] == tp_op.gemms[0][0]  # the tokens each touched expert gets
+    for op, s in ((ep_op, shape), (tp_op, stage_shape(DSV3, 8, range(61), True, "bf16"))):
+        # one grouped GEMM per matrix and layer over the local experts, reading exactly their bytes
+        assert sum(n * k * count for _, n, k, count in op.gemms) == pytest.approx(op.bytes / s.weight_bytes)
+    assert ep_op.gemms[0][1] == 2 * 2048 * round(ep_op.bytes / 58 / shape.expert_params)  # whole experts
+    assert ep_op.gemms[0][3] == pytest.approx(58, rel=0.05)  # about one launch per layer
+    assert tp_op.gemms[0][3] == pytest.approx(58, rel=0.05)  # not one per expert (251 touched)
     # attention works on one eighth of the decodes
     assert next(o for o in work.ops if o.name == "attention").shape[0] == 32
 

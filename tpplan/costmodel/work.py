@@ -254,6 +254,11 @@ def stage_work(s: StageShape, batch: Batch) -> StageWork:
         touched = e * (1 - (1 - k / e) ** m_tokens) if m_tokens > 0 else 0.0
         per_expert = m_tokens * k / touched if touched else 0.0  # tokens each touched expert sees
         local = touched / s.ep  # of them, those whose (shard of) weights this rank holds
+        # One fused-MoE kernel per matrix and layer runs all local experts (vLLM fused_moe, SGLang's
+        # grouped GEMMs): priced as one GEMM of per-expert rows over the experts' matrices side by
+        # side (same bytes and FLOPs), not as one small GEMM per expert with a launch floor each.
+        group = max(1, round(local))
+        grouped = tuple((per_expert, nn * group, kk, n * local / group) for nn, kk in s.expert_gemms)
         ops.append(
             Op(
                 "experts",
@@ -261,7 +266,7 @@ def stage_work(s: StageShape, batch: Batch) -> StageWork:
                 n * local * s.expert_params * w,
                 "weights",
                 low,
-                gemms(s.expert_gemms, per_expert, n * local),
+                grouped if per_expert else (),
             )
         )
     ctx_d = min(batch.decode_context, s.window) if s.window else batch.decode_context

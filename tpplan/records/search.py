@@ -92,7 +92,7 @@ class Plan(Frozen):
 class Neighbour(Frozen):
     """A configuration one step from the winner, and what it lost on."""
 
-    change: str = Field(description="TP*2, TP/2, replicas+1, replicas-1, PP+1")
+    change: str = Field(description="TP*2, TP/2, replicas+1, replicas-1, PP+1; MoE: plain TP or EP+DPA")
     config: ScoredConfig | None = Field(description="None when it cannot exist within the budget")
     tokens_per_usd_ratio: float | None = Field(description="its output tokens/USD ÷ the winner's")
     lost_on: str = Field(description="one sentence, in numbers")
