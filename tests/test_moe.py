@@ -240,9 +240,10 @@ def test_candidates_list_the_expert_layouts_of_moe_models_only():
 
 def test_the_search_rates_expert_parallel_dp_attention_best_for_deepseek_on_h200():
     """The done-when of issue 15 part 3, on the exhaustive evaluation of the space (no sampler luck)."""
-    from tpplan import api_search
+    from tpplan.api.search import prepare
+    from tpplan.search import exhaustive
 
-    prep = api_search.prepare("deepseek-v3", ["hgx-h200"], 2048, 256, slo_tpot_ms=100, engine="sglang")
+    prep = prepare("deepseek-v3", ["hgx-h200"], 2048, 256, slo_tpot_ms=100, engine="sglang")
     assert "moe_index" in prep.space.dims
-    best = max((s for s in api_search.exhaustive(prep) if s.feasible), key=lambda s: s.output_tokens_per_usd)
+    best = max((s for s in exhaustive(prep) if s.feasible), key=lambda s: s.output_tokens_per_usd)
     assert (best.tp, best.ep, best.dp_attention) == (8, 8, 8)
