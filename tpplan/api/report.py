@@ -17,7 +17,7 @@ from .. import candidates as candidates_stage
 from .. import costmodel, io
 from ..errors import ConfigError, TpplanError
 from ..jsonl import read_jsonl
-from ..records import BenchRecord, Candidate, Layout, Report, ServeEstimate
+from ..records import BenchRecord, Candidate, Report, ServeEstimate
 from .refs import load_plan, load_profile
 
 EXPECTED = (
@@ -233,7 +233,7 @@ def _place_plan(data) -> None:
         data.winner_estimate = costmodel.price_layout(
             plan.model,
             plan.profile,
-            Layout(tp=lay.tp, pp=lay.pp, replicas=lay.replicas),
+            lay,  # with the plan's ep / dp_attention
             plan.workload,
             engine=plan.engine,
             max_num_seqs=plan.max_num_seqs,

@@ -113,7 +113,7 @@ def candidates(
     )
     rows = [
         (
-            c.tp,
+            f"{c.tp}{c.moe_label()}",
             c.pp,
             _replica_range(group),
             c.world_size,
@@ -164,7 +164,8 @@ def _group_replicas(found: list) -> list[list]:
     groups: list[list] = []
     for c in found:
         prev = groups[-1][-1] if groups else None
-        if prev and (prev.tp, prev.pp, prev.valid, prev.reasons) == (c.tp, c.pp, c.valid, c.reasons):
+        same = (prev.tp, prev.pp, prev.ep, prev.dp_attention, prev.valid, prev.reasons) if prev else None
+        if same == (c.tp, c.pp, c.ep, c.dp_attention, c.valid, c.reasons):
             groups[-1].append(c)
         else:
             groups.append([c])

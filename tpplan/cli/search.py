@@ -170,9 +170,10 @@ def search(
 
 
 def _row(r) -> tuple:
+    moe = (f" EP{r.ep}" if r.ep > 1 else "") + (f" DPA{r.dp_attention}" if r.dp_attention > 1 else "")
     return (
         r.profile,
-        r.tp,
+        f"{r.tp}{moe}",
         r.pp,
         r.replicas,
         r.gpus,
@@ -220,7 +221,7 @@ def _summary(result, plan, pareto: bool) -> None:
         click.echo(f"  note: {note}")
     kv = "" if b.kv_cache_dtype == b.dtype else f", KV cache {b.kv_cache_dtype}"
     click.echo(
-        f"\nwinner: {b.profile} ({plan.profile.gpu.name}), TP={b.tp} PP={b.pp} x{b.replicas} replicas = {b.gpus} GPUs, "
+        f"\nwinner: {b.profile} ({plan.profile.gpu.name}), TP={b.tp}{plan.layout.moe_label()} PP={b.pp} x{b.replicas} replicas = {b.gpus} GPUs, "
         f"max_num_seqs {b.max_num_seqs} per replica ({b.concurrency} clients), {b.dtype}{kv}"
     )
     click.echo(

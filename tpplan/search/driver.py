@@ -163,7 +163,9 @@ def assemble_plan(prep: Prepared, best: ScoredConfig, near: list, model_path: st
         model_path=model_path or "",
         profile=prep.profiles[best.profile],
         engine=q.engine,  # type: ignore[arg-type]
-        layout=Layout(tp=best.tp, pp=best.pp, replicas=best.replicas),
+        layout=Layout(
+            tp=best.tp, pp=best.pp, replicas=best.replicas, ep=best.ep, dp_attention=best.dp_attention
+        ),
         max_num_seqs=best.max_num_seqs,
         max_model_len=q.max_model_len,
         dtype=best.dtype,
