@@ -57,14 +57,16 @@ def step_candidates(out: Path, echo: Echo) -> None:
 
 
 def step_sweep(out: Path, echo: Echo) -> None:
+    from .records.requests import SweepRequest
     from .sweep import RESULTS
-    from .sweep.request import Request
 
     run_dir = out / "sweep"
     (run_dir / RESULTS).unlink(missing_ok=True)  # the demo re-measures on every run
     # TP=3 splits tiny's 8 heads 3/3/2 (uneven, as the seed's 36 heads at TP=8): the report shows
     # the imbalance. Three ranks on two cores oversubscribe them; the sweep marks that case.
-    request = Request(tp=[1, 2, 3], dtypes="fp32,bf16", heads="uneven", tokens=64, batch=2, warmup=2, iters=8)
+    request = SweepRequest(
+        tp=[1, 2, 3], dtypes="fp32,bf16", heads="uneven", tokens=64, batch=2, warmup=2, iters=8
+    )
     model, found, layers_why = api.sweep("tiny", "cpu-local", request, run_dir, progress=False)
     echo(f"{model.name} on local CPU ranks (gloo), {layers_why}, 64x2 tokens per step, 8 timed steps:")
     for m in found:

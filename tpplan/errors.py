@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import reprlib
+from collections.abc import Callable
 from typing import Any
 
 
@@ -34,13 +35,20 @@ class ConfigError(TpplanError):
         value: Any = None,
         expected: str | None = None,
     ) -> None:
-        self.file, self.field, self.value, self.expected = file, field, value, expected
+        self.message, self.file, self.field, self.value, self.expected = message, file, field, value, expected
         parts = [p for p in (file, field) if p]
         head = ": ".join(parts)
         text = f"{head}: {message}" if head else message
         if expected:
             text += f"; expected {expected}"
         super().__init__(text)
+
+    def renamed(self, name_of: Callable[[str], str]) -> ConfigError:
+        """The same error with a request field named as the caller knows it (the CLI: its flag).
+        A field of a file keeps its name: it is what the file says."""
+        if self.file is not None or self.field is None:
+            return self
+        return ConfigError(self.message, field=name_of(self.field), value=self.value, expected=self.expected)
 
 
 class LayoutError(TpplanError):

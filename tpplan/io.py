@@ -120,6 +120,25 @@ def validation_error(
     return ConfigError(f"{shown}{msg}{more}", file=file, field=field or None)
 
 
+def validate_request(cls: type[R], data: dict[str, Any]) -> R:
+    """A command's request record from its arguments (records/requests.py). A bad value is one
+    ConfigError naming the field, which the CLI shows as its flag: `gpus: 0 is not allowed; expected
+    an integer >= 1`."""
+    try:
+        return cls.model_validate(data)
+    except ValidationError as e:
+        first = e.errors(include_url=False)[0]
+        field = ".".join(str(p) for p in first["loc"]) or None
+        if first["type"] == "value_error":  # a check of the request's own: its text says it all
+            raise ConfigError(first["msg"].removeprefix("Value error, "), field=field) from None
+        if first["type"] in ("missing", "extra_forbidden"):
+            raise validation_error(e, "", cls=cls) from None
+        value, expected = first.get("input"), _expected(first) or first["msg"]
+        if isinstance(value, int) and not isinstance(value, bool):
+            expected = expected.replace("a number", "an integer")
+        raise ConfigError(f"{show_value(value)} is not allowed", field=field, expected=expected) from None
+
+
 def _expected(err: dict) -> str | None:
     """What a valid value looks like, for pydantic's common error kinds."""
     ctx, kind = err.get("ctx") or {}, err["type"]

@@ -13,7 +13,7 @@ from ..specs import ModelSpec
 from .refs import Ref, load_model, load_profile
 
 if TYPE_CHECKING:
-    from ..sweep.request import Request
+    from ..records.requests import SweepRequest
 
 
 def default_sweep_profile() -> str:
@@ -32,7 +32,7 @@ def default_sweep_profile() -> str:
 def sweep(
     model_ref: Ref,
     profile_ref: Ref | None,
-    request: Request,
+    request: SweepRequest,
     out: Path,
     resume: bool = False,
     host: str = "127.0.0.1",

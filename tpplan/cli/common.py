@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from ..errors import ConfigError, TpplanError
+from .flags import flag_of
 
 
 class TpplanGroup(click.Group):
@@ -18,6 +19,9 @@ class TpplanGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except ConfigError as e:  # a request field is shown as the flag that set it
+            click.echo(e.renamed(flag_of).one_line(), err=True)
+            ctx.exit(2)
         except TpplanError as e:
             click.echo(e.one_line(), err=True)
             ctx.exit(2)
