@@ -214,7 +214,7 @@ def closing(out: Path, echo: Echo) -> None:
 
 
 def run(out: Path, echo: Echo = print) -> None:
-    io.make_dir(out, "--out")
+    io.make_dir(out, "out")
     for i, (title, step) in enumerate(STEPS, 1):
         echo(f"\n[{i}/{len(STEPS)}] {title}")
         step(out, echo)

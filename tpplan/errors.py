@@ -34,7 +34,11 @@ class ConfigError(TpplanError):
         field: str | None = None,
         value: Any = None,
         expected: str | None = None,
+        request: bool | None = None,
     ) -> None:
+        # `field` names a request field (what a command was asked: renamed to its flag by the CLI)
+        # unless the error is about a file's content; a file path given as a request value says so.
+        self.request = file is None if request is None else request
         self.message, self.file, self.field, self.value, self.expected = message, file, field, value, expected
         parts = [p for p in (file, field) if p]
         head = ": ".join(parts)
@@ -46,9 +50,16 @@ class ConfigError(TpplanError):
     def renamed(self, name_of: Callable[[str], str]) -> ConfigError:
         """The same error with a request field named as the caller knows it (the CLI: its flag).
         A field of a file keeps its name: it is what the file says."""
-        if self.file is not None or self.field is None:
+        if not self.request or self.field is None:
             return self
-        return ConfigError(self.message, field=name_of(self.field), value=self.value, expected=self.expected)
+        return ConfigError(
+            self.message,
+            file=self.file,
+            field=name_of(self.field),
+            value=self.value,
+            expected=self.expected,
+            request=True,
+        )
 
 
 class LayoutError(TpplanError):

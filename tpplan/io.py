@@ -303,14 +303,14 @@ _CompactDumper.add_representer(
 )
 
 
-def write_text(path: Path, text: str, flag: str = "--out") -> None:
+def write_text(path: Path, text: str, field: str = "out") -> None:
     """Write through a temporary file and rename, so a reader never sees half a file."""
-    write_bytes(path, text.encode("utf-8"), flag)
+    write_bytes(path, text.encode("utf-8"), field)
 
 
-def write_bytes(path: Path, data: bytes, flag: str = "--out") -> None:
+def write_bytes(path: Path, data: bytes, field: str = "out") -> None:
     path = Path(path)
-    make_dir(path.parent, flag)
+    make_dir(path.parent, field)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
         if path.is_dir():
@@ -320,20 +320,20 @@ def write_bytes(path: Path, data: bytes, flag: str = "--out") -> None:
     except OSError as e:
         if tmp.is_file():  # a full disk leaves the partial temporary file behind
             tmp.unlink()
-        raise output_error(e, path, flag) from None
+        raise output_error(e, path, field) from None
 
 
-def make_dir(path: Path, flag: str = "--out") -> Path:
+def make_dir(path: Path, field: str = "out") -> Path:
     """`mkdir -p path`, a refusal (read-only, a file in the way, disk full) a ConfigError naming it."""
     try:
         Path(path).mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise output_error(e, Path(path), flag) from None
+        raise output_error(e, Path(path), field) from None
     return Path(path)
 
 
-def output_error(e: OSError, path: Path, flag: str) -> ConfigError:
-    """An OSError met writing `path` (given by `flag`) as one line saying what to change."""
+def output_error(e: OSError, path: Path, field: str) -> ConfigError:
+    """An OSError met writing `path` (given by the request field `field`) as one line saying what to change."""
     why = {
         errno.EACCES: "permission denied",
         errno.EPERM: "permission denied",
@@ -345,7 +345,9 @@ def output_error(e: OSError, path: Path, flag: str) -> ConfigError:
         errno.EISDIR: "is a directory",
         errno.ENAMETOOLONG: "the name is too long",
     }.get(e.errno or 0, e.strerror or type(e).__name__)
-    return ConfigError(f"cannot be written: {why}", file=str(path), field=flag, expected="a writable path")
+    return ConfigError(
+        f"cannot be written: {why}", file=str(path), field=field, expected="a writable path", request=True
+    )
 
 
 # ---- plans ------------------------------------------------------------------------------

@@ -20,5 +20,5 @@ def estimate_serve(
     """Serving `workload` on `layout` (replicas share the concurrency evenly); refuses a request longer
     than the model's context."""
     model = model_ref if isinstance(model_ref, ModelSpec) else load_model(model_ref)
-    check_context(model, workload.sequence_tokens, "--isl + --osl")
+    check_context(model, workload.sequence_tokens, "input_tokens + output_tokens")
     return costmodel.price_layout(model, load_profile(profile_ref), layout, workload, engine=engine)

@@ -23,7 +23,7 @@ def default_sweep_profile() -> str:
     if has_nvidia_gpu():
         raise ConfigError(
             "this machine has NVIDIA GPUs; name their profile",
-            field="--profile",
+            field="profile",
             expected="a profile (`tpplan detect --out gpus.yaml` writes one), or cpu-local for CPU ranks",
         )
     return "cpu-local"
@@ -71,6 +71,6 @@ def check_host(host: str) -> None:
     except OSError as e:
         raise ConfigError(
             f"{host!r} cannot be listened on here ({e.strerror})",
-            field="--host",
+            field="host",
             expected="an address of this machine, such as 127.0.0.1 (the default)",
         ) from None

@@ -71,27 +71,6 @@ def positive_int(name: str, value: int | None) -> int | None:
     return value
 
 
-def int_list(name: str, text: str | None) -> list[int] | None:
-    """'1,2,4' → [1, 2, 4]; each item a positive integer."""
-    if text is None:
-        return None
-    items = [t.strip() for t in text.split(",") if t.strip()]
-    out = []
-    for item in items:
-        if not item.isdigit() or int(item) < 1:
-            raise ConfigError(
-                f"{item!r} in {text!r} is not a positive integer",
-                field=name,
-                expected="a comma-separated list such as 1,2,4",
-            )
-        out.append(int(item))
-    if not out:
-        raise ConfigError(
-            f"{text!r} names no values", field=name, expected="a comma-separated list such as 1,2,4"
-        )
-    return sorted(set(out))
-
-
 def echo_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, default=str))
 

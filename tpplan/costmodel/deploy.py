@@ -142,7 +142,7 @@ def price_layout(
     if workload.dtype == "fp8" and not profile.gpu.supports_fp8:
         raise ConfigError(
             f"{profile.gpu.name} has no FP8 tensor cores",
-            field="--dtype",
+            field="dtype",
             value="fp8",
             expected="bf16 or fp16 on this profile",
         )

@@ -24,6 +24,8 @@ KvDtype = Literal["auto", "bf16", "fp16", "fp8"]
 def comma_list(value: Any, *, positive_ints: bool = False) -> Any:
     """'bf16, fp8' -> ['bf16', 'fp8']; with `positive_ints`, '1,2,4' -> [1, 2, 4] and any other item
     refused by name. A list passes through (each item is then checked by its type and bounds)."""
+    if isinstance(value, tuple):
+        return list(value)
     if not isinstance(value, str):
         return value
     items = [t.strip() for t in value.split(",") if t.strip()]
@@ -157,10 +159,20 @@ class EmitRequest(Frozen):
     replica_mode: Literal["instances", "dp"] = Field(
         "instances", description="replicas as separate servers, or one server's data parallelism"
     )
-    port: Annotated[int, Field(ge=1, le=65535)] | None = Field(None, description="first server port")
-    node_addrs: tuple[Annotated[str, Field(min_length=1)], ...] = Field(
+    # The top of the range is the emit stage's: it knows how many ports the replicas take.
+    port: Count | None = Field(None, description="first server port")
+    node_addrs: tuple[str, ...] = Field(
         (), description="addresses of node 0, 1, ... (a multi-node layout needs them)"
     )
+
+    @field_validator("node_addrs")
+    @classmethod
+    def _no_empty_address(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if any(not a for a in value):
+            raise ValueError(
+                f"{','.join(value)!r} has an empty address; expected addresses of node 0, 1, ... separated by commas"
+            )
+        return value
 
 
 class ReportRequest(Frozen):
@@ -176,9 +188,8 @@ class DetectRequest(Frozen):
     """`tpplan detect`: what the machine reading may not find by itself."""
 
     nodes: Count | None = Field(None, description="identical nodes of this kind (default: 1)")
-    price_usd_per_gpu_hour: Annotated[Finite, Field(gt=0)] | None = Field(
-        None, description="price of one GPU-hour, USD"
-    )
+    # Its bounds are topology.profile.user_price's, which says what a price is.
+    price_usd_per_gpu_hour: float | None = Field(None, description="price of one GPU-hour, USD")
 
 
 class BenchRequest(Frozen):
