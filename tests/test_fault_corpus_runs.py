@@ -308,7 +308,7 @@ def test_nvl72_topology_is_one_72_gpu_domain_in_a_readable_image(tmp_path):
     from tpplan.report import figures_topology
     from tpplan.report.plot import png_bytes
 
-    api.search("llama-3.1-70b", ["gb200-nvl72"], 2048, 256, trials=5, out=tmp_path)
+    api.search("llama-3.1-70b", ["gb200-nvl72"], input_tokens=2048, output_tokens=256, trials=5, out=tmp_path)
     drawn = figures_topology.topology(read_run(tmp_path))
     domains = [s for s in drawn.data.series if s.label.startswith("domain ")]
     assert [len(d.x) for d in domains] == [72]

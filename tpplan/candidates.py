@@ -97,7 +97,8 @@ def memory_fit(
     weights = memory.weight_bytes_per_stage(model, tp, layers_per_stage)
     # Engines profile peak activations with one full batch of max_num_batched_tokens.
     reserve = (
-        memory.activation_bytes(model, tp, eng.max_num_batched_tokens) + RUNTIME_OVERHEAD_GIB * memory.GIB
+        memory.activation_memory_bytes(model, tp, eng.max_num_batched_tokens)
+        + RUNTIME_OVERHEAD_GIB * memory.GIB
     )
     free = [budget - w - reserve for w in weights]
     tokens = [

@@ -41,7 +41,12 @@ def step_detect(out: Path, echo: Echo) -> None:
 
 def step_candidates(out: Path, echo: Echo) -> None:
     model, profile, budget, found = api.plan_candidates(
-        DEMO_MODEL, DEMO_PROFILE, "vllm", DEMO_GPUS, DEMO_MAX_MODEL_LEN, full_budget=True
+        DEMO_MODEL,
+        DEMO_PROFILE,
+        engine="vllm",
+        gpus=DEMO_GPUS,
+        max_model_len=DEMO_MAX_MODEL_LEN,
+        full_budget=True,
     )
     io.write_text(out / "candidates.json", json.dumps([c.model_dump(mode="json") for c in found], indent=1))
     valid = [c for c in found if c.valid]
@@ -67,7 +72,7 @@ def step_sweep(out: Path, echo: Echo) -> None:
     request = SweepRequest(
         tp=[1, 2, 3], dtypes="fp32,bf16", heads="uneven", tokens=64, batch=2, warmup=2, iters=8
     )
-    model, found, layers_why = api.sweep("tiny", "cpu-local", request, run_dir, progress=False)
+    model, found, layers_why = api.sweep("tiny", "cpu-local", request=request, out=run_dir, progress=False)
     echo(f"{model.name} on local CPU ranks (gloo), {layers_why}, 64x2 tokens per step, 8 timed steps:")
     for m in found:
         if m.status != "ok" or m.step_ms is None:
@@ -100,10 +105,17 @@ def step_estimate(out: Path, echo: Echo) -> None:
 
     workload = Workload(**DEMO_WORKLOAD)
     _, _, _, found = api.plan_candidates(
-        DEMO_MODEL, DEMO_PROFILE, "vllm", DEMO_GPUS, DEMO_MAX_MODEL_LEN, full_budget=True
+        DEMO_MODEL,
+        DEMO_PROFILE,
+        engine="vllm",
+        gpus=DEMO_GPUS,
+        max_model_len=DEMO_MAX_MODEL_LEN,
+        full_budget=True,
     )
     layouts = [Layout(tp=c.tp, pp=c.pp, replicas=c.replicas) for c in found if c.valid]
-    estimates = [api.estimate_serve(DEMO_MODEL, DEMO_PROFILE, lay, workload) for lay in layouts]
+    estimates = [
+        api.estimate_serve(DEMO_MODEL, DEMO_PROFILE, layout=lay, workload=workload) for lay in layouts
+    ]
     io.write_text(
         out / "estimates.json", json.dumps([e.model_dump(mode="json") for e in estimates], indent=1)
     )
@@ -130,8 +142,8 @@ def step_search(out: Path, echo: Echo) -> None:
     result, _ = api.search(
         DEMO_MODEL,
         [DEMO_PROFILE],
-        w["input_tokens"],
-        w["output_tokens"],
+        input_tokens=w["input_tokens"],
+        output_tokens=w["output_tokens"],
         gpus=DEMO_GPUS,
         slo_tpot_ms=w["slo_tpot_ms"],
         max_model_len=DEMO_MAX_MODEL_LEN,
@@ -162,7 +174,7 @@ def first_node_block(script: str) -> list[str]:
 
 def step_emit(out: Path, echo: Echo) -> None:
     script = out / "launch-vllm.sh"
-    launch, text = api.emit_plan(out / "plan.yaml", "vllm", "cli", script)
+    launch, text = api.emit_plan(out / "plan.yaml", "vllm", fmt="cli", out=script)
     echo(f"  {len(launch.processes)} vllm serve process(es) on {launch.nodes} node(s); node 0:")
     for line in first_node_block(text):
         echo("    " + line)
@@ -173,7 +185,7 @@ def step_emit(out: Path, echo: Echo) -> None:
 
 def step_report(out: Path, echo: Echo) -> None:
     """Figures and a Verdict of everything the steps above wrote (matplotlib, pandas)."""
-    done = api.report(out, out / "report", ("md", "html"), csv=True, echo=echo)
+    done = api.report(out, out=out / "report", formats=("md", "html"), csv=True, echo=echo)
     echo(f"  Verdict: {done.verdict[0]}")
     for line in done.missing:
         echo(f"  missing: {line}")

@@ -134,7 +134,9 @@ def kv_bytes_per_token(model: ModelSpec, tp: int, layers: int, kv_dtype: str) ->
     return 2 * layers * kv_heads_on_rank(model, tp) * model.head_dim * nbytes
 
 
-def activation_bytes(model: ModelSpec, tp: int, batched_tokens: int, dtype: str | None = None) -> float:
+def activation_memory_bytes(
+    model: ModelSpec, tp: int, batched_tokens: int, dtype: str | None = None
+) -> float:
     """Peak activations of one forward pass over `batched_tokens` tokens on one rank.
 
     Live at once in a layer (per token): the residual and its normed copy (2·hidden), the QKV

@@ -14,6 +14,7 @@ from .refs import Ref, check_budget, check_context, load_model, load_profile
 def plan_candidates(
     model_ref: Ref,
     profile_ref: Ref,
+    *,
     engine: str = "vllm",
     gpus: int | None = None,
     max_model_len: int | None = None,

@@ -11,7 +11,7 @@ from ..records.requests import DetectRequest
 
 
 def detect(
-    out: Path | None, nodes: int | None = None, price_usd_per_gpu_hour: float | None = None
+    out: Path | None, *, nodes: int | None = None, price_usd_per_gpu_hour: float | None = None
 ) -> Detection:
     """Read this machine (NVML + sysfs, or its CPUs when no GPU answers) and write its profile to `out`."""
     req = io.validate_request(

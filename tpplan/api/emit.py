@@ -18,6 +18,7 @@ from .refs import Ref
 def emit_plan(
     plan: Plan | Ref,
     engine: str | None = None,
+    *,
     fmt: str = "cli",
     out: Ref | None = None,
     replica_mode: str = "instances",

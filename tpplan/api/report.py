@@ -31,6 +31,7 @@ MODEL_POINTS = 25  # points of each all-reduce model line, log-spaced over the m
 
 def report(
     run_dir: str | Path,
+    *,
     out: str | Path | None = None,
     formats: tuple[str, ...] = ("md",),
     csv: bool = False,
@@ -152,7 +153,9 @@ def _allreduce_model(data, sweep_profile: str | None) -> None:
     try:
         profile = load_profile(ref)
         for tp in sorted({m.allreduce.group_size for m in measured}):
-            data.allreduce_model += [costmodel.allreduce_on(profile, nbytes, tp) for nbytes in grid]
+            data.allreduce_model += [
+                costmodel.allreduce_on(profile, nbytes=nbytes, ranks=tp) for nbytes in grid
+            ]
     except TpplanError as e:
         data.missing.append(f"no all-reduce model line on profile {ref}: {e}")
         return

@@ -20,9 +20,9 @@ RUN_OPTIONS = ("trials", "seed", "storage", "study", "out", "model_path", "progr
 def prepare(
     model_ref: str,
     profile_refs: list[str],
+    *,
     input_tokens: int,
     output_tokens: int,
-    *,
     gpus: int | None = None,
     concurrency: int | None = None,
     slo_ttft_ms: float | None = None,
@@ -93,12 +93,18 @@ def prepare(
 
 
 def search(
-    model_ref: str, profile_refs: list[str], input_tokens: int, output_tokens: int, **options
+    model_ref: str, profile_refs: list[str], *, input_tokens: int, output_tokens: int, **options
 ) -> tuple[SearchResult, Plan]:
     """Run (or join, or resume) the study for this question and write the winner's plan. `options`: the
     question's (prepare: gpus, concurrency, SLOs, engine, calibration, pareto, dtypes, max_model_len)
     and the run's (search.run: trials, seed, storage, study, out, model_path, progress)."""
     run = {k: options.pop(k) for k in RUN_OPTIONS if k in options}
     io.validate_request(SearchRun, {k: run[k] for k in ("trials", "seed") if k in run})
-    prep = prepare(str(model_ref), [str(p) for p in profile_refs], input_tokens, output_tokens, **options)
+    prep = prepare(
+        str(model_ref),
+        [str(p) for p in profile_refs],
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        **options,
+    )
     return search_stage.run(prep, **run)

@@ -32,6 +32,7 @@ def default_sweep_profile() -> str:
 def sweep(
     model_ref: Ref,
     profile_ref: Ref | None,
+    *,
     request: SweepRequest,
     out: Path,
     resume: bool = False,

@@ -87,7 +87,14 @@ def candidates(
     from .. import api
 
     spec, prof, budget, found = api.plan_candidates(
-        model, profile, engine, gpus, max_model_len, full_budget, tp_text, pp_text
+        model,
+        profile,
+        engine=engine,
+        gpus=gpus,
+        max_model_len=max_model_len,
+        full_budget=full_budget,
+        tp=tp_text,
+        pp=pp_text,
     )
     judged = found
     if valid_only:

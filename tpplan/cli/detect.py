@@ -56,7 +56,7 @@ def detect(out: str, nodes: int | None, price: float | None, as_json: bool) -> N
     from .. import api, io
 
     path = None if out == "-" else Path(out)
-    found = api.detect(path, nodes, price)
+    found = api.detect(path, nodes=nodes, price_usd_per_gpu_hour=price)
     if not found.gpu_found:
         click.echo(_fallback_line(found), err=True)
     if as_json:

@@ -137,7 +137,7 @@ def search(
         "progress": lambda line: click.echo(line, err=True),
     }
     try:
-        result, plan = api.search(model, list(profile), isl, osl, **options)
+        result, plan = api.search(model, list(profile), input_tokens=isl, output_tokens=osl, **options)
     except KeyboardInterrupt:
         click.echo(
             "interrupted: finished trials are kept in the study; run the same command to continue", err=True

@@ -127,7 +127,9 @@ def sweep(
     # A flag not given keeps the record's default (pp and replicas: [1]).
     given = {k: v for k, v in (lists | numbers).items() if v is not None}
     request = io.validate_request(SweepRequest, given)
-    spec, found, layers_why = api.sweep(model, profile, request, out, resume, host, progress=not as_json)
+    spec, found, layers_why = api.sweep(
+        model, profile, request=request, out=out, resume=resume, host=host, progress=not as_json
+    )
     if not found and os.environ.get("RANK", "0") != "0":
         return  # a torchrun rank other than 0: rank 0 reports
     if as_json:

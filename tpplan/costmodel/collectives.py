@@ -39,10 +39,6 @@ def allreduce_us(
     return alpha_us + nbytes * ring_factor(ranks) / (busbw * BYTES_PER_US_PER_GBPS)
 
 
-def busbw_gbps(curve: AllReduceCurve, nbytes: float) -> float:
-    return saturating_busbw(curve.peak_busbw_gbps, curve.half_bytes, curve.shape, nbytes)
-
-
 def curve_time_us(curve: AllReduceCurve, nbytes: float) -> float:
     return allreduce_us(
         curve.alpha_us, curve.peak_busbw_gbps, curve.half_bytes, curve.shape, curve.ranks, nbytes
