@@ -39,8 +39,9 @@ def step_detect(out: Path, echo: Echo) -> None:
     echo(f"  -> {path} (backend {p.backend}); use it with --profile {path}")
 
 
-def step_candidates(out: Path, echo: Echo) -> None:
-    model, profile, budget, found = api.plan_candidates(
+def _full_budget_candidates():
+    """The demo's question to the candidates stage (the candidates and estimate steps both ask it)."""
+    return api.plan_candidates(
         DEMO_MODEL,
         DEMO_PROFILE,
         engine="vllm",
@@ -48,6 +49,10 @@ def step_candidates(out: Path, echo: Echo) -> None:
         max_model_len=DEMO_MAX_MODEL_LEN,
         full_budget=True,
     )
+
+
+def step_candidates(out: Path, echo: Echo) -> None:
+    model, profile, budget, found = _full_budget_candidates()
     io.write_text(out / "candidates.json", json.dumps([c.model_dump(mode="json") for c in found], indent=1))
     valid = [c for c in found if c.valid]
     echo(
@@ -104,14 +109,7 @@ def step_estimate(out: Path, echo: Echo) -> None:
     from .specs import Workload
 
     workload = Workload(**DEMO_WORKLOAD)
-    _, _, _, found = api.plan_candidates(
-        DEMO_MODEL,
-        DEMO_PROFILE,
-        engine="vllm",
-        gpus=DEMO_GPUS,
-        max_model_len=DEMO_MAX_MODEL_LEN,
-        full_budget=True,
-    )
+    _, _, _, found = _full_budget_candidates()
     layouts = [Layout(tp=c.tp, pp=c.pp, replicas=c.replicas) for c in found if c.valid]
     estimates = [
         api.estimate_serve(DEMO_MODEL, DEMO_PROFILE, layout=lay, workload=workload) for lay in layouts
