@@ -41,7 +41,7 @@ def step_detect(out: Path, echo: Echo) -> None:
 
 def _full_budget_candidates():
     """The demo's question to the candidates stage (the candidates and estimate steps both ask it)."""
-    return api.plan_candidates(
+    return api.list_candidates(
         DEMO_MODEL,
         DEMO_PROFILE,
         engine="vllm",

@@ -9,7 +9,7 @@ is the function; its module's helpers are imported as `from tpplan.api.search im
 
 from .bench import bench
 from .calibrate import calibrate, evaluate_serving
-from .candidates import plan_candidates
+from .candidates import list_candidates
 from .detect import detect
 from .emit import emit_plan
 from .estimate import estimate_allreduce, estimate_serve
@@ -44,7 +44,7 @@ __all__ = [
     "load_model",
     "load_plan",
     "load_profile",
-    "plan_candidates",
+    "list_candidates",
     "report",
     "search",
     "sweep",

@@ -11,7 +11,7 @@ from ..specs import HardwareProfile, ModelSpec
 from .refs import Ref, check_budget, check_context, load_model, load_profile
 
 
-def plan_candidates(
+def list_candidates(
     model_ref: Ref,
     profile_ref: Ref,
     *,

@@ -86,7 +86,7 @@ def candidates(
     """
     from .. import api
 
-    spec, prof, budget, found = api.plan_candidates(
+    spec, prof, budget, found = api.list_candidates(
         model,
         profile,
         engine=engine,
