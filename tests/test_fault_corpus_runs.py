@@ -286,7 +286,7 @@ def test_default_cpu_tp_degrees_follow_the_cores(monkeypatch, cores, tps):
 
 def test_drift_tolerance_follows_the_dtype_and_flags_override_it():
     from tpplan.records.requests import SweepRequest
-    from tpplan.sweep.plan import DRIFT_TOLERANCE, SweepSettings
+    from tpplan.sweep.cases import DRIFT_TOLERANCE, SweepSettings
 
     assert DRIFT_TOLERANCE["bf16"] > DRIFT_TOLERANCE["fp16"] > DRIFT_TOLERANCE["fp32"]
     fields = {

@@ -13,7 +13,7 @@ from typing import Any
 
 from ..engines import split
 from ..records import AllReduceStats, Drift, Latency, Measurement, RankTiming, Stats
-from .plan import Case, SweepSettings
+from .cases import Case, SweepSettings
 from .timing import algbw_gbps, bus_bandwidth_gbps, percentile, summarize
 
 Sample = dict[str, Any]

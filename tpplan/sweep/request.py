@@ -14,8 +14,7 @@ from ..memory import GIB
 from ..records import HeadsMode, Measurement, SweepDtype
 from ..records.requests import SweepRequest
 from ..specs import DTYPE_BYTES, HardwareProfile, ModelSpec
-from .collect import failure
-from .plan import (
+from .cases import (
     DTYPES,
     HEADS_FORMS,
     Case,
@@ -26,6 +25,7 @@ from .plan import (
     heads_refused,
     plan_cases,
 )
+from .collect import failure
 
 # More local ranks than this per core only measures the scheduler; TP=8 on 2 cores is the edge.
 MAX_RANKS_PER_CORE = 4
