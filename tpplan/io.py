@@ -147,7 +147,12 @@ def _expected(err: dict) -> str | None:
         key = {"greater_than_equal": "ge", "greater_than": "gt", "less_than_equal": "le", "less_than": "lt"}[
             kind
         ]
-        return f"a number {bounds[kind]} {ctx.get(key)}"
+        bound = ctx.get(key)
+        return (
+            f"a number {bounds[kind]} {bound:g}"
+            if isinstance(bound, float)
+            else f"a number {bounds[kind]} {bound}"
+        )
     if kind in ("int_type", "int_parsing", "int_from_float"):
         return "an integer"
     if kind in ("float_type", "float_parsing", "finite_number"):

@@ -1,5 +1,5 @@
-"""What every command of the façade shares: input references, loading, the checks of engine, context
-and budget. The one api module the others import; it imports no api module.
+"""What every command of the façade shares: input references, loading, the checks of context and
+budget (the engine name is a request field: records/requests.py). The one api module the others import; it imports no api module.
 """
 
 from __future__ import annotations
@@ -8,7 +8,6 @@ import os
 from pathlib import Path
 
 from .. import io
-from ..engines import ENGINES, Engine
 from ..errors import ConfigError
 from ..records import Plan
 from ..specs import HardwareProfile, ModelSpec
@@ -30,14 +29,6 @@ def load_plan(ref: Ref) -> Plan:
 
 def list_profiles() -> list[tuple[Path, HardwareProfile]]:
     return io.bundled_profiles()
-
-
-def check_engine(engine: str) -> Engine:
-    if engine not in ENGINES:
-        raise ConfigError(
-            f"{engine!r} is not an engine tpplan knows", field="engine", expected=", ".join(ENGINES)
-        )
-    return engine  # type: ignore[return-value]
 
 
 def check_context(model: ModelSpec, max_model_len: int | None, field: str = "max_model_len") -> None:
