@@ -100,7 +100,7 @@ def memory_fit(
     weights = memory.weight_bytes_per_stage(model, tp, layers_per_stage, dp=dp)
     # Engines profile peak activations with one full batch of max_num_batched_tokens.
     reserve = (
-        memory.activation_bytes(model, tp, eng.max_num_batched_tokens, dp=dp)
+        memory.activation_memory_bytes(model, tp, eng.max_num_batched_tokens, dp=dp)
         + RUNTIME_OVERHEAD_GIB * memory.GIB
     )
     free = [budget - w - reserve for w in weights]

@@ -141,7 +141,7 @@ def kv_bytes_per_token(model: ModelSpec, tp: int, layers: int, kv_dtype: str) ->
     return 2 * layers * kv_heads_on_rank(model, tp) * model.head_dim * nbytes
 
 
-def activation_bytes(
+def activation_memory_bytes(
     model: ModelSpec, tp: int, batched_tokens: int, dtype: str | None = None, dp: int = 1
 ) -> float:
     """Peak activations of one forward pass over `batched_tokens` tokens on one rank.

@@ -6,7 +6,7 @@ import textwrap
 
 import click
 
-from .common import echo_json, engine_option, int_list, json_option, positive_int, profile_option, table
+from .common import echo_json, engine_option, json_option, profile_option, table
 
 
 @click.command()
@@ -86,17 +86,15 @@ def candidates(
     """
     from .. import api
 
-    positive_int("--gpus", gpus)
-    positive_int("--max-model-len", max_model_len)
-    spec, prof, budget, found = api.plan_candidates(
+    spec, prof, budget, found = api.list_candidates(
         model,
         profile,
-        engine,
-        gpus,
-        max_model_len,
-        full_budget,
-        int_list("--tp", tp_text),
-        int_list("--pp", pp_text),
+        engine=engine,
+        gpus=gpus,
+        max_model_len=max_model_len,
+        full_budget=full_budget,
+        tp=tp_text,
+        pp=pp_text,
     )
     judged = found
     if valid_only:

@@ -39,10 +39,6 @@ def allreduce_us(
     return alpha_us + nbytes * ring_factor(ranks) / (busbw * BYTES_PER_US_PER_GBPS)
 
 
-def busbw_gbps(curve: AllReduceCurve, nbytes: float) -> float:
-    return saturating_busbw(curve.peak_busbw_gbps, curve.half_bytes, curve.shape, nbytes)
-
-
 def curve_time_us(curve: AllReduceCurve, nbytes: float) -> float:
     return allreduce_us(
         curve.alpha_us, curve.peak_busbw_gbps, curve.half_bytes, curve.shape, curve.ranks, nbytes
@@ -175,6 +171,7 @@ def alltoall_time(params: Params, nbytes: float, ranks: int, fabric: str) -> tup
     found = params.allreduce_curve(fabric, "backend", ranks)
     assert found is not None  # the backend always has a prior
     curve, source, basis = found
-    t = curve.alpha_us + share / (busbw_gbps(curve, nbytes) * BYTES_PER_US_PER_GBPS)
+    busbw = saturating_busbw(curve.peak_busbw_gbps, curve.half_bytes, curve.shape, nbytes)
+    t = curve.alpha_us + share / (busbw * BYTES_PER_US_PER_GBPS)
     why = f"{fabric} all-reduce curve's alpha and busbw at {ranks} ranks, used for the all-to-all (assumed)"
     return t, Provenance(value=why, basis="assumed", source=f"{source} ({basis} for the all-reduce)")

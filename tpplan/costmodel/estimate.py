@@ -125,7 +125,7 @@ def ttft_note(params: Params, engine: str) -> str:
     )
 
 
-def estimate_serve(
+def price_deployment(
     model: ModelSpec,
     profile: HardwareProfile,
     layout: Layout,

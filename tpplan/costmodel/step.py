@@ -169,7 +169,7 @@ def step_cost(inst: Instance, params: Params, batch: Batch) -> StepCost:
     carrying = [stage_cost(inst, params, s, carrier) for s in range(pp)]
     others = [stage_cost(inst, params, s, plain) for s in range(pp)]
     busy = [c.time_ms + (pp - 1) * o.time_ms for c, o in zip(carrying, others, strict=True)]
-    act = inst.shapes[0].activation_bytes * inst.model.hidden_size
+    act = inst.shapes[0].activation_dtype_bytes * inst.model.hidden_size
     p2p_ms = (pp - 1) * p2p_time_us(params, carrier.tokens * act, inst.pp_fabric) / 1e3
     round_ms = max(max(busy), sum(c.time_ms for c in carrying) + p2p_ms)
     total = StepCost()

@@ -37,7 +37,7 @@ from ..specs import DTYPE_BYTES, ModelSpec
 ACTIVATION_BYTES = 2  # engines all-reduce bf16/fp16 activations, also when weights are fp8
 
 
-def activation_bytes(dtype: str) -> int:
+def activation_dtype_bytes(dtype: str) -> int:
     """Bytes per activation element: fp32 models (CPU sweeps) carry fp32 activations."""
     return 4 if dtype == "fp32" else ACTIVATION_BYTES
 
@@ -113,7 +113,7 @@ class StageShape:
     hidden: int
     allreduces_per_layer: int  # 0 at tp = 1
     window: int | None
-    activation_bytes: int
+    activation_dtype_bytes: int
     dense_gemms: tuple[Gemm, ...] = ()  # the matrices behind dense_params
     moe_linear_gemms: tuple[Gemm, ...] = ()  # behind moe_linear_params
     expert_gemms: tuple[Gemm, ...] = ()  # behind expert_params
@@ -203,7 +203,7 @@ def stage_shape(
         hidden=h,
         allreduces_per_layer=model.allreduces_per_layer if tp > 1 else 0,
         window=model.sliding_window_tokens,
-        activation_bytes=activation_bytes(model.dtype),
+        activation_dtype_bytes=activation_dtype_bytes(model.dtype),
         dense_gemms=(() if apart else attn_gemms)
         + _mlp_gemms(h, model.intermediate_size, model.gated_mlp, tp),
         moe_linear_gemms=(() if apart else attn_gemms)
@@ -292,7 +292,7 @@ def stage_work(s: StageShape, batch: Batch) -> StageWork:
                 gemms((s.lm_head_gemm,), batch.logits_rows, 1) if s.lm_head_gemm else (),
             )
         )
-    token_bytes = s.hidden * s.activation_bytes
+    token_bytes = s.hidden * s.activation_dtype_bytes
     if s.dp == 1:
         return StageWork(tuple(ops), s.layers, s.layers * s.allreduces_per_layer, m_tokens * token_bytes)
     return StageWork(tuple(ops), s.layers, 0, 0.0, dp_attention_collectives(s, m_attn, m_tokens, token_bytes))

@@ -82,7 +82,7 @@ def run(
 
     q, space, notes = prep.question, prep.space, list(prep.notes)
     run_dir, plan_file = plan_paths(out)
-    io.make_dir(run_dir, "--out")
+    io.make_dir(run_dir, "out")
     name = study or prep.study_name
     url = storage or f"sqlite:///{(run_dir / 'study.db').resolve()}"
     if trials is None:  # the bench's median is ~2% of the space, its worst seed ~4%: a 10% budget

@@ -103,7 +103,7 @@ def build_space(
     if not arms:
         raise ConfigError(
             "; ".join(notes) + ": nothing to search",
-            field="--profile",
+            field="profile",
             expected="a profile whose GPUs run the model's dtype (fp8 needs FP8 tensor cores)",
         )
     return Space(tuple(arms), concurrency), notes
