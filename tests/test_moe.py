@@ -243,7 +243,9 @@ def test_the_search_rates_expert_parallel_dp_attention_best_for_deepseek_on_h200
     from tpplan.api.search import prepare
     from tpplan.search import exhaustive
 
-    prep = prepare("deepseek-v3", ["hgx-h200"], 2048, 256, slo_tpot_ms=100, engine="sglang")
+    prep = prepare(
+        "deepseek-v3", ["hgx-h200"], input_tokens=2048, output_tokens=256, slo_tpot_ms=100, engine="sglang"
+    )
     assert "moe_index" in prep.space.dims
     best = max((s for s in exhaustive(prep) if s.feasible), key=lambda s: s.output_tokens_per_usd)
     assert (best.tp, best.ep, best.dp_attention) == (8, 8, 8)
