@@ -24,7 +24,7 @@ from .specs import HardwareProfile, ModelSpec, Workload
 # Bump when the space, objective or stored record changes meaning (2: typed reasons): no resume across.
 SEARCH_VERSION = 2
 DEFAULT_OUT = Path("runs/search")
-CONFIRM_NO_WINNER = 5000  # configurations scored (~1.5 ms each) to confirm that none is feasible
+CONFIRM_NO_WINNER = 500  # setups solved (~10 evaluations of ~2 ms each) to confirm that none is feasible
 DEFAULT_TRIALS, DEFAULT_TRIALS_FRACTION = 200, 0.10  # --trials: at least 200, or a tenth of the space
 MAX_CLIMB = 10  # neighbour steps after the study; each is six evaluations (~10 ms)
 
@@ -38,11 +38,10 @@ def evaluator(
 ) -> Callable[[Config], Evaluation]:
     """Config -> Evaluation: the candidates stage's verdict and the cost model's (or a measurement's) numbers."""
     memory_engine = api.check_engine(q.engine)
+    verdicts: dict[str, tuple[Layout, object]] = {}  # per setup: max_num_seqs changes neither
 
     def evaluate(c: Config) -> Evaluation:
         profile, budget = profiles[c.profile], budgets[c.profile]
-        layout = Layout(tp=c.tp, pp=c.pp, replicas=c.replicas)
-        served = model.model_copy(update={"dtype": c.dtype})
         clients = q.concurrency or c.replicas * c.max_num_seqs
         workload = Workload(
             input_tokens=q.input_tokens,
@@ -51,10 +50,24 @@ def evaluator(
             dtype=c.dtype,
             kv_cache_dtype=c.kv_cache_dtype,
         )  # type: ignore[arg-type]
-        tp_limit = max(budget, profile.total_gpus)  # as serve_estimate judges it
-        verdict = candidates_stage.judge(
-            served, profile, layout, memory_engine, budget, q.max_model_len, workload.kv_dtype, tp_limit
-        )
+        if c.setup.key not in verdicts:
+            layout = Layout(tp=c.tp, pp=c.pp, replicas=c.replicas)
+            served = model.model_copy(update={"dtype": c.dtype})
+            tp_limit = max(budget, profile.total_gpus)  # as serve_estimate judges it
+            verdicts[c.setup.key] = (
+                layout,
+                candidates_stage.judge(
+                    served,
+                    profile,
+                    layout,
+                    memory_engine,
+                    budget,
+                    q.max_model_len,
+                    workload.kv_dtype,
+                    tp_limit,
+                ),
+            )
+        layout, verdict = verdicts[c.setup.key]
         est = api.serve_estimate(
             model, profile, layout, workload, q.engine, c.max_num_seqs, budget, q.max_model_len, verdict
         )
@@ -273,8 +286,16 @@ def prepare(
 
 
 def exhaustive(prep: Prepared) -> list[ScoredConfig]:
-    """Every configuration of the space, scored (the ground truth the bench and tests hold the search to)."""
-    return [search_stage.score(c, prep.evaluate(c), prep.question) for c in prep.space.configs()]
+    """Every configuration of the space (each setup at every max_num_seqs of its range), scored one by
+    one: the ground truth the bench and tests hold the search to."""
+    every = search_stage.every_integer
+    return [r for s in prep.space.setups() for r in every(prep.space, s, prep.evaluate, prep.question)]
+
+
+def solved_setups(prep: Prepared) -> list[ScoredConfig]:
+    """Every setup of the space at its solved max_num_seqs (no study): whether anything is feasible."""
+    solve = search_stage.solve
+    return [solve(prep.space, s, prep.evaluate, prep.question).best for s in prep.space.setups()]
 
 
 def search(
@@ -311,8 +332,8 @@ def search(
     st, joined = study_mod.open_study(study_mod.open_storage(url), name, prep.fingerprint, q.pareto)
     collected = study_mod.run(space, q, prep.evaluate, st, trials, seed, joined, progress)
     feasible = [r for r in collected.results if r.feasible]
-    if not feasible:  # score the whole space when that is quick, to say whether anything could pass
-        every = exhaustive(prep) if space.size <= CONFIRM_NO_WINNER else None
+    if not feasible:  # solve every setup when that is quick, to say whether anything could pass
+        every = solved_setups(prep) if space.size <= CONFIRM_NO_WINNER else None
         raise no_winner(collected.results, every, q, collected.trials, name)
     ranked = sorted(feasible, key=rank_key)
     best, near = climb(prep, ranked[0], notes)
@@ -332,7 +353,7 @@ def search(
         engine=q.engine,
         best=best,
         top=ranked[:5],
-        pareto=search_stage.pareto_front(scored),
+        pareto=search_stage.pareto_front(scored + collected.probes),
         neighbours=near,
         trials=collected.trials,
         evaluations=len(collected.results),
