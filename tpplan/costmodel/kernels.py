@@ -37,7 +37,21 @@ def gpu_index() -> dict[str, dict]:
     return json.loads((DATA / "gpus.json").read_text())["gpus"]
 
 
-def _bracket(axis: list[float], x: float) -> tuple[int, int, float]:
+# The tables are loaded once (load_table is cached) and interpolated millions of times in a search:
+# their logs are taken once per list, keyed by its id (the lists live as long as the cache).
+_LOGS: dict[int, tuple[object, list]] = {}
+
+
+def _logs(values: list) -> list:
+    """`values` (a nested list of positive numbers) with every number replaced by its log, memoized."""
+    found = _LOGS.get(id(values))
+    if found is None or found[0] is not values:
+        logs = [_logs(v) if isinstance(v, list) else math.log(v) for v in values]
+        found = _LOGS[id(values)] = (values, logs)
+    return found[1]
+
+
+def _bracket(axis: list[float], log_axis: list[float], x: float) -> tuple[int, int, float]:
     """Indices either side of x on a log axis and the weight of the upper one (held at the ends)."""
     if x <= axis[0]:
         return 0, 0, 0.0
@@ -45,22 +59,22 @@ def _bracket(axis: list[float], x: float) -> tuple[int, int, float]:
         return len(axis) - 1, len(axis) - 1, 0.0
     hi = bisect.bisect_right(axis, x)
     lo = hi - 1
-    w = (math.log(x) - math.log(axis[lo])) / (math.log(axis[hi]) - math.log(axis[lo]))
-    return lo, hi, w
+    return lo, hi, (math.log(x) - log_axis[lo]) / (log_axis[hi] - log_axis[lo])
 
 
 def interpolate(axes: list[list[float]], values: list, point: tuple[float, ...]) -> float:
     """Multilinear interpolation of log(value) over log(axes): a grid of positive rates."""
-    brackets = [_bracket(a, x) for a, x in zip(axes, point, strict=True)]
+    brackets = [_bracket(a, _logs(a), x) for a, x in zip(axes, point, strict=True)]
+    logs = _logs(values)
     total = 0.0
     for corner in range(1 << len(axes)):
-        node, weight = values, 1.0
+        node, weight = logs, 1.0
         for d, (lo, hi, w) in enumerate(brackets):
             upper = corner >> d & 1
             weight *= w if upper else 1 - w
             node = node[hi if upper else lo]
         if weight:
-            total += weight * math.log(node)
+            total += weight * node
     return math.exp(total)
 
 
