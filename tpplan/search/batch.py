@@ -14,7 +14,7 @@ model has a shape along that range that a bisection can use:
 
 So the feasible values are those up to the largest one that meets the rising constraints, and the best
 is that largest one when it also meets the others; no larger value is feasible and no smaller one
-earns more. `solve` finds it by bisection in about log2(range) evaluations. That the model really has
+earns more. `solve` finds it by regula falsi with bisection steps, in a handful of evaluations. That the model really has
 this shape is checked, not assumed: `every_integer` scores the whole range one value at a time, and
 the bench (bench/bench_search.py) and tests/test_search_batch.py hold `solve` to it.
 """
@@ -27,8 +27,7 @@ from ..records import ScoredConfig
 from .objective import Evaluate, Evaluation, Question, score
 from .space import Setup, Space
 
-RISING = ("budget", "engine", "placement", "memory", "kv_cache", "slo_tpot")
-
+FIXED = ("budget", "engine", "placement", "memory", "kv_cache")  # the same at every value in range
 
 @dataclass
 class Solved:
@@ -40,11 +39,14 @@ class Solved:
     probes: list[ScoredConfig] = field(default_factory=list)  # every value evaluated on the way
 
 
-def _rising_ok(s: ScoredConfig, q: Question) -> bool:
-    """The constraints that only get worse as max_num_seqs grows are met (TTFT is one of them when
-    each replica runs full, not under a fixed client load)."""
-    names = RISING if q.concurrency else (*RISING, "slo_ttft")
-    return all(s.violations.get(n, 0.0) <= 0 for n in names)
+def _rising(s: ScoredConfig, q: Question) -> float:
+    """The worst of the constraints that only get worse as max_num_seqs grows (<= 0: all met): the
+    ones fixed along the range (a miss there is a miss everywhere), TPOT's SLO, and TTFT's when each
+    replica runs full (not under a fixed client load). Without such an SLO: -1, met."""
+    if any(s.violations.get(n, 0.0) > 0 for n in FIXED):
+        return max(s.violations.get(n, 0.0) for n in FIXED)
+    slos = [("slo_tpot", q.slo_tpot_ms), ("slo_ttft", None if q.concurrency else q.slo_ttft_ms)]
+    return max((s.violations[n] for n, limit in slos if limit is not None), default=-1.0)
 
 
 def held(ev: Evaluation, q: Question) -> int:
@@ -64,14 +66,26 @@ def solve(space: Space, setup: Setup, evaluate: Evaluate, q: Question, trial: in
 
     first, ev = probe(1)
     upper = space.seqs_upper(setup.replicas, held(ev, q))
-    if _rising_ok(first, q):
-        lo, hi = 1, upper  # lo meets the rising constraints; the answer is in lo..hi
-        if not _rising_ok(probe(hi)[0], q):
-            while hi - lo > 1:
-                mid = (lo + hi) // 2
-                lo, hi = (mid, hi) if _rising_ok(probe(mid)[0], q) else (lo, mid)
-            hi = lo
-        best, ev = probe(hi)
+    lo, g_lo = 1, _rising(first, q)
+    if g_lo <= 0:  # lo meets the rising constraints; the answer is in lo..upper
+        hi, g_hi = upper, _rising(probe(upper)[0], q)
+        last = ""
+        while g_hi > 0 and hi - lo > 1:
+            # Regula falsi on the worst violation (TPOT grows about linearly with the batch), Illinois'
+            # variant: when the same end moved twice running, the other end's value counts half, so
+            # the next guess leaves a one-sided crawl. A handful of evaluations, not log2(upper).
+            mid = lo + round((hi - lo) * g_lo / (g_lo - g_hi)) if g_lo < 0 else (lo + hi) // 2
+            mid = min(max(mid, lo + 1), hi - 1)
+            g = _rising(probe(mid)[0], q)
+            side = "lo" if g <= 0 else "hi"
+            if side == "lo":
+                lo, g_lo = mid, g
+                g_hi = g_hi / 2 if last == "lo" else g_hi
+            else:
+                hi, g_hi = mid, g
+                g_lo = g_lo / 2 if last == "hi" else g_lo
+            last = side
+        best, ev = probe(hi if g_hi <= 0 else lo)
     else:
         best = first  # over a rising limit at one sequence: at every value
     return Solved(best, ev, upper, [s for s, _ in probes.values()])
