@@ -5,6 +5,7 @@ write the winner as a plan. `api.search` is the entry point; this module keeps a
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -26,6 +27,7 @@ SEARCH_VERSION = 2
 DEFAULT_OUT = Path("runs/search")
 CONFIRM_NO_WINNER = 500  # setups solved (~10 evaluations of ~2 ms each) to confirm that none is feasible
 DEFAULT_TRIALS, DEFAULT_TRIALS_FRACTION = 200, 0.10  # --trials: at least 200, or a tenth of the space
+EVALUATIONS_KEPT = 4096  # recent evaluations kept for asking again (a few kB each)
 MAX_CLIMB = 10  # neighbour steps after the study; each is six evaluations (~10 ms)
 
 
@@ -81,7 +83,8 @@ def evaluator(
             return Evaluation(verdict, with_measured(est, *hit), hit[2])
         return Evaluation(verdict, est)
 
-    return evaluate
+    # The neighbours, the climb and the plan ask again for configurations the study evaluated.
+    return functools.lru_cache(maxsize=EVALUATIONS_KEPT)(evaluate)
 
 
 def build_space(

@@ -78,8 +78,10 @@ class DistinctSampler(BaseSampler):
     def sample_relative(
         self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
     ) -> dict[str, Any]:
+        if "fixed_params" in trial.system_attrs:  # a queued or re-queued trial keeps its params
+            return {}
         proposal = self._inner.sample_relative(study, trial, search_space)
-        if not self._params or "fixed_params" in trial.system_attrs:  # a re-queued trial keeps its params
+        if not self._params:
             return proposal
         shunned: set[str] = set()
         for _ in range(CLAIM_ATTEMPTS):

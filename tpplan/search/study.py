@@ -21,7 +21,6 @@ import math
 import os
 import random
 import signal
-import socket
 import sqlite3
 import threading
 import time
@@ -34,7 +33,6 @@ from typing import Any
 
 import optuna
 from optuna.storages import RDBStorage
-from optuna.study import MaxTrialsCallback
 from optuna.trial import TrialState
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
@@ -195,7 +193,6 @@ def run(
     """Add trials to the study until it holds `trials` of them (shared with other workers), or a callback
     stops it. A joining worker samples with a seed of its own: the creator's seed would draw the
     creator's points."""
-    worker = f"{socket.gethostname()}:{os.getpid()}"
     violations: dict[str, list[float]] = {}  # configuration -> constraint values, for constraints_func
     evaluated: dict[str, tuple[int, ScoredConfig]] = {}  # configuration -> (trial, result) in the study
 
@@ -213,7 +210,7 @@ def run(
 
     def objective(trial: optuna.Trial) -> tuple[float, ...] | float:
         setup, outside = space.suggest(trial)
-        attrs: dict[str, Any] = {"worker": worker}  # written together below: one storage call each
+        attrs: dict[str, Any] = {}  # the worker is a system attr already (stale.mark_worker)
         if setup is None:  # only a sampler without DistinctSampler's guard draws these
             trial.set_user_attr("reasons", [outside])
             return (0.0, math.inf, math.inf) if question.pareto else 0.0
@@ -243,8 +240,13 @@ def run(
     remember_study()  # a resumed study: its evaluations are not repeated
     fail_dead_trials(study, GRACE_S)  # a killed worker's RUNNING trial must not use up the budget
     remaining = trials - len(study.get_trials(deepcopy=False, states=COUNTED))
+    if not joined and remaining >= space.size and not study.get_trials(deepcopy=False):
+        # The trials cover the space: every setup is queued once (a sampler would only pick the
+        # order), and workers that join take queued trials first.
+        for params, _ in space.draws():
+            study.enqueue_trial(params)
     if remaining > 0:
-        every: list[Callable] = [MaxTrialsCallback(trials, states=COUNTED), *callbacks]
+        every: list[Callable] = [_enough(trials), *callbacks]
         if progress:
             every.append(_reporter(trials, progress))
         try:
@@ -256,6 +258,18 @@ def run(
         if stop.requested:
             raise KeyboardInterrupt
     return collect(study)
+
+
+def _enough(trials: int) -> Callable[[optuna.Study, optuna.trial.FrozenTrial], None]:
+    """Stop once the study holds `trials` trials and none is queued (queued trials are the space's
+    setups, or a dead worker's re-queued one: some worker must still run them)."""
+
+    def stop(study: optuna.Study, _trial: optuna.trial.FrozenTrial) -> None:
+        held = study.get_trials(deepcopy=False, states=COUNTED)
+        if len(held) >= trials and not any(t.state == TrialState.WAITING for t in held):
+            study.stop()
+
+    return stop
 
 
 @dataclass
