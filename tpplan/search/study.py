@@ -33,6 +33,7 @@ from typing import Any
 
 import optuna
 from optuna.storages import RDBStorage
+from optuna.study import MaxTrialsCallback
 from optuna.trial import TrialState
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
@@ -236,17 +237,13 @@ def run(
 
     worker_seed = (seed + (os.getpid() if joined else 0)) % 2**32  # numpy's seed range
     sampler = _sampler(space, question.pareto, worker_seed, trials, constraints)
+    sampler.in_order = trials >= space.size  # the trials cover the space: the order does not matter
     study.sampler = sampler
     remember_study()  # a resumed study: its evaluations are not repeated
     fail_dead_trials(study, GRACE_S)  # a killed worker's RUNNING trial must not use up the budget
     remaining = trials - len(study.get_trials(deepcopy=False, states=COUNTED))
-    if not joined and remaining >= space.size and not study.get_trials(deepcopy=False):
-        # The trials cover the space: every setup is queued once (a sampler would only pick the
-        # order), and workers that join take queued trials first.
-        for params, _ in space.draws():
-            study.enqueue_trial(params)
     if remaining > 0:
-        every: list[Callable] = [_enough(trials), *callbacks]
+        every: list[Callable] = [MaxTrialsCallback(trials, states=COUNTED), *callbacks]
         if progress:
             every.append(_reporter(trials, progress))
         try:
@@ -258,18 +255,6 @@ def run(
         if stop.requested:
             raise KeyboardInterrupt
     return collect(study)
-
-
-def _enough(trials: int) -> Callable[[optuna.Study, optuna.trial.FrozenTrial], None]:
-    """Stop once the study holds `trials` trials and none is queued (queued trials are the space's
-    setups, or a dead worker's re-queued one: some worker must still run them)."""
-
-    def stop(study: optuna.Study, _trial: optuna.trial.FrozenTrial) -> None:
-        held = study.get_trials(deepcopy=False, states=COUNTED)
-        if len(held) >= trials and not any(t.state == TrialState.WAITING for t in held):
-            study.stop()
-
-    return stop
 
 
 @dataclass
