@@ -330,7 +330,7 @@ def search(
     if trials is None:  # the bench's median is ~2% of the space, its worst seed ~4%: a 10% budget
         trials = max(DEFAULT_TRIALS, math.ceil(space.size * DEFAULT_TRIALS_FRACTION))
     if trials > space.size:
-        notes.append(f"the space has {space.size} configurations: {space.size} trials evaluate them all")
+        notes.append(f"the space has {space.size} setups: {space.size} trials evaluate them all")
         trials = space.size
     st, joined = study_mod.open_study(study_mod.open_storage(url), name, prep.fingerprint, q.pareto)
     collected = study_mod.run(space, q, prep.evaluate, st, trials, seed, joined, progress)
