@@ -3,8 +3,8 @@
 For each of ten questions (profiles, models, SLOs, client loads, dtypes) the search runs as the CLI
 runs it (a real SQLite study in a temporary directory), and then every configuration of the same
 space is scored one by one: each setup at every max_num_seqs from 1 to what its KV cache holds
-(api_search.exhaustive, no bisection, no study). The bench ASSERTS that the plan is the exhaustive
-best under the ranking (api_search.rank_key: the rule the search ranks by), and prints the plan's time,
+(search.exhaustive, no bisection, no study). The bench ASSERTS that the plan is the exhaustive
+best under the ranking (search.rank_key: the rule the search ranks by), and prints the plan's time,
 the exhaustive evaluation's and their ratio. Then the demo question through the CLI in a fresh
 process: wall clock including imports (the issue's target is <= 2 s on this machine), and the
 import time alone.
@@ -19,7 +19,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from tpplan import api_search
+from tpplan import api
+from tpplan import search as search_stage
+from tpplan.api.search import prepare
 from tpplan.search import config_of
 
 DEMO = ("llama-3.1-70b", ["dgx-h100"], 2048, 256, {"gpus": 16, "slo_tpot_ms": 50.0})
@@ -60,14 +62,14 @@ def check(q: tuple, tmp: Path) -> tuple[float, float]:
     """(plan seconds, exhaustive seconds) for one question; AssertionError when they disagree."""
     model, profiles, isl, osl, kw = q
     t0 = time.perf_counter()
-    result, _ = api_search.search(model, profiles, isl, osl, out=tmp, **kw)
+    result, _ = api.search(model, profiles, isl, osl, out=tmp, **kw)
     plan_s = time.perf_counter() - t0
-    prep = api_search.prepare(model, profiles, isl, osl, **kw)
+    prep = prepare(model, profiles, isl, osl, **kw)
     t0 = time.perf_counter()
-    every = api_search.exhaustive(prep)
+    every = search_stage.exhaustive(prep)
     exhaustive_s = time.perf_counter() - t0
     feasible = [r for r in every if r.feasible]
-    best = min(feasible, key=api_search.rank_key)
+    best = min(feasible, key=search_stage.rank_key)
     got = result.best
     print(
         f"  {describe(q)}\n    {len(every):,} configurations ({prep.space.size} setups), {len(feasible):,} "

@@ -29,6 +29,7 @@ from .space import Setup, Space
 
 FIXED = ("budget", "engine", "placement", "memory", "kv_cache")  # the same at every value in range
 
+
 @dataclass
 class Solved:
     """A setup's best max_num_seqs (or, when none is feasible, the value that misses least)."""
