@@ -35,7 +35,7 @@ def plan_paths(out: str | Path | None) -> tuple[Path, Path]:
 def no_winner(
     results: list[ScoredConfig], every: list[ScoredConfig] | None, *, q: Question, trials: int, study: str
 ) -> TpplanError:
-    """Nothing feasible in the trials. `every` is the whole space scored when it is small enough: then
+    """Nothing feasible in the trials. `every` is every setup solved when the space is small enough: then
     the message says whether no configuration at all meets the SLOs, or the trials missed some."""
     slos = [
         f"{n} <= {v:g} ms" for n, v in (("TTFT", q.slo_ttft_ms), ("TPOT", q.slo_tpot_ms)) if v is not None
@@ -45,14 +45,14 @@ def no_winner(
         n = sum(r.feasible for r in every)
         return TpplanError(
             f"no configuration {what} in {trials} trials (study {study}), but {n} of the "
-            f"{len(every)} configurations do; raise --trials"
+            f"{len(every)} setups do at their best max_num_seqs; raise --trials"
         )
     pool = every if every is not None else results
     closest = sorted(pool, key=lambda r: sum(v for v in r.violations.values() if v > 0))[:3]
     shown = "; ".join(f"{r.profile} {r.label()}: {r.reasons[0].uncited()}" for r in closest if r.reasons)
     shown = shown or "none"
     scope = (
-        f"none of the {len(every)} configurations"
+        f"none of the {len(every)} setups, at any max_num_seqs,"
         if every is not None
         else f"no configuration in {trials} trials"
     )
