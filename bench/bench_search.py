@@ -39,7 +39,13 @@ QUESTIONS = [
         512,
         {"gpus": 8, "slo_tpot_ms": 60.0},
     ),
-    ("llama-3.1-70b", ["dgx-h100"], 2048, 256, {"gpus": 8, "concurrency": 96, "slo_tpot_ms": 50.0}),
+    (
+        "llama-3.1-70b",
+        ["dgx-h100"],
+        2048,
+        256,
+        {"gpus": 8, "concurrency": 96, "slo_tpot_ms": 50.0, "slo_ttft_ms": 1500.0},
+    ),
     (
         "llama-3.1-70b",
         ["hgx-h200"],
