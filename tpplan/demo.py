@@ -195,7 +195,12 @@ def closing(out: Path, echo: Echo) -> None:
     plan = io.load_plan(out / "plan.yaml")
     e = plan.estimate
     _, *command_lines = first_node_block((out / "launch-vllm.sh").read_text())
-    command = " ".join(line.strip().removesuffix("\\").strip() for line in command_lines)
+    first: list[str] = []  # the node's first command only: a node may start several replicas
+    for line in command_lines:
+        first.append(line)
+        if not line.rstrip().endswith("\\"):
+            break
+    command = " ".join(line.strip().removesuffix("\\").strip() for line in first).removesuffix("&").strip()
     echo(
         f"\nPlan: {plan.model.name} as {plan.layout.label()} on {plan.layout.gpus} x {plan.profile.gpu.name} ({plan.profile.name})"
     )
