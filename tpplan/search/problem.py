@@ -19,8 +19,9 @@ from ..specs import HardwareProfile, ModelSpec, Workload
 from .objective import Evaluation, Question
 from .space import Arm, Config, Space, dtype_pairs
 
-# Bump when the space, objective or stored record changes meaning (2: typed reasons): no resume across.
-SEARCH_VERSION = 2
+# Bump when the space, objective or stored record changes meaning (2: typed reasons; 3: a trial is a
+# setup with its max_num_seqs solved, not a sampled configuration): no resume across.
+SEARCH_VERSION = 3
 EVALUATIONS_KEPT = 4096  # recent evaluations kept for asking again (a few kB each)
 
 
