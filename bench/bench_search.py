@@ -70,9 +70,9 @@ def check(q: tuple, tmp: Path) -> tuple[float, float]:
     """(plan seconds, exhaustive seconds) for one question; AssertionError when they disagree."""
     model, profiles, isl, osl, kw = q
     t0 = time.perf_counter()
-    result, _ = api.search(model, profiles, isl, osl, out=tmp, **kw)
+    result, _ = api.search(model, profiles, input_tokens=isl, output_tokens=osl, out=tmp, **kw)
     plan_s = time.perf_counter() - t0
-    prep = prepare(model, profiles, isl, osl, **kw)
+    prep = prepare(model, profiles, input_tokens=isl, output_tokens=osl, **kw)
     t0 = time.perf_counter()
     every = search_stage.exhaustive(prep)
     exhaustive_s = time.perf_counter() - t0

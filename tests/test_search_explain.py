@@ -13,7 +13,9 @@ from tpplan.search import Setup, every_integer, neighbours, solve
 @pytest.fixture(scope="module")
 def explained():
     """TP=8 x2 at its best max_num_seqs, its neighbours, and every value of TP=4 x4 scored one by one."""
-    prep = prepare("llama-3.1-70b", ["dgx-h100"], 2048, 256, gpus=16, slo_tpot_ms=50.0)
+    prep = prepare(
+        "llama-3.1-70b", ["dgx-h100"], input_tokens=2048, output_tokens=256, gpus=16, slo_tpot_ms=50.0
+    )
     tp8 = solve(prep.space, Setup("dgx-h100", 8, 1, 2, "bf16", "bf16"), prep.evaluate, prep.question).best
     tp4 = Setup("dgx-h100", 4, 1, 4, "bf16", "bf16")
     every_tp4 = every_integer(prep.space, tp4, prep.evaluate, prep.question)
