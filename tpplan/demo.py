@@ -207,9 +207,12 @@ def closing(out: Path, echo: Echo) -> None:
     plan = io.load_plan(out / "plan.yaml")
     e = plan.estimate
     _, *command_lines = first_node_block((out / "launch-vllm.sh").read_text())
-    ends = next(i for i, line in enumerate(command_lines) if not line.endswith("\\"))  # the first command
-    command = " ".join(line.strip().removesuffix("\\").strip() for line in command_lines[: ends + 1])
-    command = command.removesuffix(" &")
+    first: list[str] = []  # the node's first command only: a node may start several replicas
+    for line in command_lines:
+        first.append(line)
+        if not line.rstrip().endswith("\\"):
+            break
+    command = " ".join(line.strip().removesuffix("\\").strip() for line in first).removesuffix("&").strip()
     shape, gpus = plan.layout.label(), plan.layout.gpus
     if plan.prefill:  # disaggregated: prefill instances + decode instances (`layout`)
         shape, gpus = f"prefill {plan.prefill.label()} + decode {shape}", gpus + plan.prefill.gpus

@@ -30,7 +30,7 @@ from .common import SEED_RANGE, echo_json, engine_option, json_option, profile_o
     "--trials",
     type=int,
     help="Trials in the study, shared by every worker on it; a re-run continues up to this many "
-    "[default: 200 or a tenth of the space, whichever is more; never more than the space].",
+    "[default: 200 or a tenth of the space's setups, whichever is more; never more than the setups].",
 )
 @click.option(
     "--seed",
@@ -100,7 +100,10 @@ def search(
     as_json: bool,
 ) -> None:
     """Search TP, PP, replicas, GPU type, max_num_seqs and dtype for the most output tokens per USD
-    that fits and meets the SLOs (Optuna: seeded TPE; NSGA-II with --pareto), and write the plan.
+    that fits and meets the SLOs, and write the plan. An Optuna study (seeded TPE; NSGA-II with
+    --pareto) samples setups (GPU type, TP, PP, replicas, dtypes); each trial solves its setup's best
+    integer max_num_seqs, 1 to what the KV cache holds, exactly (regula falsi on the SLO; tokens/USD
+    and TPOT rise with it). When --trials covers the space every setup is evaluated.
 
     Infeasible trials stay in the study with their reasons. Several `tpplan search` processes given the
     same --storage and --study share the work. Progress goes to stderr.
@@ -204,8 +207,9 @@ def _summary(result, plan, pareto: bool) -> None:
     )
     click.echo(f"{result.model}, {result.engine}: ISL {w.input_tokens}, OSL {w.output_tokens}, {slos}")
     click.echo(
-        f"{result.trials} trials ({result.evaluations} configurations evaluated, {result.repeats} repeats) of a "
-        f"space of {result.space_size}; {result.feasible} feasible. Study {result.study} in {result.storage}"
+        f"{result.trials} trials ({result.evaluations} setups evaluated, {result.repeats} repeats) of a space of "
+        f"{result.space_size} setups, each at its best max_num_seqs (solved exactly, not sampled); "
+        f"{result.feasible} feasible. Study {result.study} in {result.storage}"
     )
     for note in result.notes:
         click.echo(f"  note: {note}")

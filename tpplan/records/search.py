@@ -145,12 +145,12 @@ class SearchResult(Frozen):
     )
     neighbours: list[Neighbour]
     trials: int = Field(description="finished trials in the study (repeats of a configuration included)")
-    evaluations: int = Field(description="distinct configurations evaluated")
+    evaluations: int = Field(description="distinct setups evaluated, each at its solved max_num_seqs")
     repeats: int = Field(
         description="trials that drew an already evaluated configuration (answered from the cache)"
     )
     feasible: int = Field(description="distinct feasible configurations found")
-    space_size: int = Field(description="distinct configurations in the search space")
+    space_size: int = Field(description="distinct setups (all but max_num_seqs) in the search space")
     study: str
     storage: str
     plan: str = Field(description="where the plan was written")

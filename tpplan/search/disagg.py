@@ -134,9 +134,17 @@ class Group:
             )
 
 
+# The decode side's max_num_seqs is enumerated on powers of two up to 1024 (vLLM's default cap on
+# 80 GiB+ GPUs, get_batch_defaults), not solved per deployment as the aggregated side's is
+# (search/batch.py): the deployments are enumerated and bounded, and a grid keeps their count small.
+DECODE_SEQS = tuple(2**k for k in range(11))
+
+
 def _seqs(space: Space, y: int) -> set[int]:
-    """The decode side's max_num_seqs values at y instances: the aggregated side's at y replicas."""
-    return {space.seqs_at(k, y) for k in range(len(space.seqs))}
+    """The decode side's max_num_seqs values at y instances: the grid, capped by y's share of the
+    clients (a cap above the share admits the same requests: one deployment, counted once)."""
+    share = space.share(y)
+    return {v if share is None else min(v, share) for v in DECODE_SEQS}
 
 
 def _ys_by_seqs(space: Space, budget_gpus: int) -> dict[int, tuple[int, ...]]:

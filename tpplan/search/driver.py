@@ -13,13 +13,14 @@ from .. import io
 from ..errors import TpplanError
 from ..records import Layout, Plan, ScoredConfig, SearchResult
 from ..specs import Workload
+from .batch import every_integer, solve
 from .explain import neighbours
-from .objective import Question, basis_line, config_of, pareto_front, score
+from .objective import Question, basis_line, config_of, pareto_front
 from .problem import Prepared
 from .split import Split
 
 DEFAULT_OUT = Path("runs/search")
-CONFIRM_NO_WINNER = 5000  # configurations scored (~1.5 ms each) to confirm that none is feasible
+CONFIRM_NO_WINNER = 500  # setups solved (~6 evaluations of ~2 ms each) to confirm that none is feasible
 DEFAULT_TRIALS, DEFAULT_TRIALS_FRACTION = 200, 0.10  # --trials: at least 200, or a tenth of the space
 MAX_CLIMB = 10  # neighbour steps after the study; each is six evaluations (~10 ms)
 
@@ -35,7 +36,7 @@ def plan_paths(out: str | Path | None) -> tuple[Path, Path]:
 def no_winner(
     results: list[ScoredConfig], every: list[ScoredConfig] | None, *, q: Question, trials: int, study: str
 ) -> TpplanError:
-    """Nothing feasible in the trials. `every` is the whole space scored when it is small enough: then
+    """Nothing feasible in the trials. `every` is every setup solved when the space is small enough: then
     the message says whether no configuration at all meets the SLOs, or the trials missed some."""
     slos = [
         f"{n} <= {v:g} ms" for n, v in (("TTFT", q.slo_ttft_ms), ("TPOT", q.slo_tpot_ms)) if v is not None
@@ -45,14 +46,14 @@ def no_winner(
         n = sum(r.feasible for r in every)
         return TpplanError(
             f"no configuration {what} in {trials} trials (study {study}), but {n} of the "
-            f"{len(every)} configurations do; raise --trials"
+            f"{len(every)} setups do at their best max_num_seqs; raise --trials"
         )
     pool = every if every is not None else results
     closest = sorted(pool, key=lambda r: sum(v for v in r.violations.values() if v > 0))[:3]
     shown = "; ".join(f"{r.profile} {r.label()}: {r.reasons[0].uncited()}" for r in closest if r.reasons)
     shown = shown or "none"
     scope = (
-        f"none of the {len(every)} configurations"
+        f"none of the {len(every)} setups, at any max_num_seqs,"
         if every is not None
         else f"no configuration in {trials} trials"
     )
@@ -63,8 +64,15 @@ def no_winner(
 
 
 def exhaustive(prep: Prepared) -> list[ScoredConfig]:
-    """Every configuration of the space, scored (the ground truth the bench and tests hold the search to)."""
-    return [score(c, prep.evaluate(c), prep.question) for c in prep.space.configs()]
+    """Every configuration of the space (each setup at every max_num_seqs of its range), scored one by
+    one: the ground truth the bench and tests hold the search to."""
+    q, space = prep.question, prep.space
+    return [r for s in space.setups() for r in every_integer(space, s, prep.evaluate, q)]
+
+
+def solved_setups(prep: Prepared) -> list[ScoredConfig]:
+    """Every setup of the space at its solved max_num_seqs (no study): whether anything is feasible."""
+    return [solve(prep.space, s, prep.evaluate, prep.question).best for s in prep.space.setups()]
 
 
 def run(
@@ -89,13 +97,13 @@ def run(
     if trials is None:  # the bench's median is ~2% of the space, its worst seed ~4%: a 10% budget
         trials = max(DEFAULT_TRIALS, math.ceil(space.size * DEFAULT_TRIALS_FRACTION))
     if trials > space.size:
-        notes.append(f"the space has {space.size} configurations: {space.size} trials evaluate them all")
+        notes.append(f"the space has {space.size} setups: {space.size} trials evaluate them all")
         trials = space.size
     st, joined = study_mod.open_study(study_mod.open_storage(url), name, prep.fingerprint, q.pareto)
     collected = study_mod.run(space, q, prep.evaluate, st, trials, seed, joined, progress)
     feasible = [r for r in collected.results if r.feasible]
-    if not feasible:  # score the whole space when that is quick, to say whether anything could pass
-        every = exhaustive(prep) if space.size <= CONFIRM_NO_WINNER else None
+    if not feasible:  # solve every setup when that is quick, to say whether anything could pass
+        every = solved_setups(prep) if space.size <= CONFIRM_NO_WINNER else None
         raise no_winner(collected.results, every, q=q, trials=collected.trials, study=name)
     ranked = sorted(feasible, key=rank_key)
     best, near = climb(prep, ranked[0], notes)
@@ -117,7 +125,7 @@ def run(
         engine=q.engine,
         best=best,
         top=ranked[:5],
-        pareto=pareto_front(scored),
+        pareto=pareto_front(scored + collected.probes),
         neighbours=near,
         trials=collected.trials,
         evaluations=len(collected.results),

@@ -5,6 +5,7 @@ and the fingerprint that says which stored study asks the same question.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Callable
@@ -13,13 +14,16 @@ from dataclasses import dataclass
 from .. import candidates as candidates_stage
 from .. import costmodel, engines, moe_rules
 from ..errors import ConfigError
-from ..records import Layout
+from ..records import Candidate, Layout
 from ..specs import HardwareProfile, ModelSpec, Workload
 from .objective import Evaluation, Question
 from .space import Arm, Config, Space, dtype_pairs
 
-# Bump when the space, objective or stored record changes meaning (2: typed reasons): no resume across.
-SEARCH_VERSION = 3  # 3: MoE models search expert parallelism and DP attention
+# Bump when the space, objective or stored record changes meaning (2: typed reasons; 3: MoE models
+# search expert parallelism and DP attention; 4: a trial is a setup with its max_num_seqs solved, not a
+# sampled configuration): no resume across.
+SEARCH_VERSION = 4
+EVALUATIONS_KEPT = 4096  # recent evaluations kept for asking again (a few kB each)
 
 
 def evaluator(
@@ -31,11 +35,10 @@ def evaluator(
 ) -> Callable[[Config], Evaluation]:
     """Config -> Evaluation: the candidates stage's verdict and the cost model's (or a measurement's) numbers."""
     memory_engine = costmodel.known_engine(q.engine)
+    verdicts: dict[str, tuple[Layout, Candidate]] = {}  # per setup: max_num_seqs changes neither
 
     def evaluate(c: Config) -> Evaluation:
         profile, budget = profiles[c.profile], budgets[c.profile]
-        layout = Layout(tp=c.tp, pp=c.pp, replicas=c.replicas, ep=c.ep, dp_attention=c.dp_attention)
-        served = model.model_copy(update={"dtype": c.dtype})
         clients = q.concurrency or c.replicas * c.max_num_seqs
         workload = Workload(
             input_tokens=q.input_tokens,
@@ -44,10 +47,24 @@ def evaluator(
             dtype=c.dtype,
             kv_cache_dtype=c.kv_cache_dtype,
         )  # type: ignore[arg-type]
-        tp_limit = max(budget, profile.total_gpus)  # as price_layout judges it
-        verdict = candidates_stage.judge(
-            served, profile, layout, memory_engine, budget, q.max_model_len, workload.kv_dtype, tp_limit
-        )
+        if c.setup.key not in verdicts:
+            layout = Layout(tp=c.tp, pp=c.pp, replicas=c.replicas, ep=c.ep, dp_attention=c.dp_attention)
+            served = model.model_copy(update={"dtype": c.dtype})
+            tp_limit = max(budget, profile.total_gpus)  # as price_layout judges it
+            verdicts[c.setup.key] = (
+                layout,
+                candidates_stage.judge(
+                    served,
+                    profile,
+                    layout,
+                    memory_engine,
+                    budget,
+                    q.max_model_len,
+                    workload.kv_dtype,
+                    tp_limit,
+                ),
+            )
+        layout, verdict = verdicts[c.setup.key]
         est = costmodel.price_layout(
             model,
             profile,
@@ -74,7 +91,8 @@ def evaluator(
             return Evaluation(verdict, costmodel.with_measured(est, *hit), hit[2])
         return Evaluation(verdict, est)
 
-    return evaluate
+    # The neighbours, the climb and the plan ask again for configurations the study evaluated.
+    return functools.lru_cache(maxsize=EVALUATIONS_KEPT)(evaluate)
 
 
 def build_space(
