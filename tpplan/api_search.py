@@ -85,7 +85,7 @@ def build_space(
         budget = budgets[name]
         tps = tuple(engines.accepted_tp(engine, model, budget))  # type: ignore[arg-type]
         pairs = search_stage.dtype_pairs(
-            dtypes, kv_dtypes, p.gpu.supports_fp8, engine, model.activation_dtype
+            dtypes, kv_dtypes, p.gpu.supports_fp8, engine, model.activation_dtype, model.checkpoint_kv_dtype
         )
         if not tps:
             notes.append(f"{name}: {engine} accepts no TP degree up to {budget} for {model.name}")

@@ -135,7 +135,13 @@ def estimate_serve(
     params = Params(profile)
     served = model.model_copy(update={"dtype": workload.dtype})
     inst = Instance(
-        served, layout.tp, dep.layers_per_stage, engine.name, workload.kv_dtype, dep.tp_fabric, dep.pp_fabric
+        served,
+        layout.tp,
+        dep.layers_per_stage,
+        engine.name,
+        workload.kv_dtype_of(model),
+        dep.tp_fabric,
+        dep.pp_fabric,
     )
     per_instance = workload.concurrency / layout.replicas
     load = Load(workload.input_tokens, workload.output_tokens, per_instance)
@@ -163,7 +169,7 @@ def estimate_serve(
         output_tokens=workload.output_tokens,
         concurrency=workload.concurrency,
         dtype=workload.dtype,
-        kv_cache_dtype=workload.kv_dtype,
+        kv_cache_dtype=workload.kv_dtype_of(model),
         ttft_ms=round(st.ttft_ms, 3),
         tpot_ms=round(st.tpot_ms, 4),
         output_tokens_per_s=round(total_tokens_s, 2),

@@ -169,6 +169,8 @@ def bounded(name: str, engine: str, value: float) -> float:
     """`value` held to the physical range of `engine`'s field `name`."""
     lo, hi = ENGINE_FIELD_BOUNDS.get((engine, name)) or FIELD_BOUNDS.get(name, (0.0, float("inf")))
     return min(max(value, lo), hi)
+
+
 Var = tuple[str, str | None]  # (parameter, engine): ("gemm_fraction", None), ("step_ms", "vllm")
 
 
