@@ -80,3 +80,16 @@ def test_fitted_request_ms_cannot_leave_its_physical_range():
     assert bounded("request_ms", "vllm", 44.0) == 10.0
     assert bounded("request_ms", "trtllm", 125.0) == 125.0
     assert bounded("cohort_fraction", "vllm", 1e-6) == pytest.approx(0.02)
+
+
+def test_a_held_slot_makes_one_client_wait_a_whole_request():
+    """N clients on N − 1 slots: Little's law puts the wait at one request cycle / (N − 1), less the
+    time a client spends outside the engine (request_ms), which overlaps it."""
+    inst, params = _h100_8b("trtllm")
+    load = Load(1024, 512, 8)
+    free = steady_state(inst, params, TRTLLM, load, 400_000)
+    held = steady_state(inst, params, dataclasses.replace(TRTLLM, held_slots=1), load, 400_000)
+    assert free.queue_wait_ms == pytest.approx(0.0, abs=1e-6) and held.slots == 7
+    cycle = held.prefill_ms + (512 - 1) * held.tpot_ms
+    request_ms = params.overhead("trtllm").request_ms.value
+    assert held.queue_wait_ms == pytest.approx(cycle / 7 - request_ms, rel=0.02)

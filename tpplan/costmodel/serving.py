@@ -56,6 +56,10 @@ class EngineConfig:
     reserves_full_sequence: bool  # admits a request only if its whole I+O fits (TensorRT-LLM's default)
     source: str
     basis: Basis = "published"  # the engine's own defaults, read from its source; assumed where it has none
+    # Sequence slots the engine cannot refill at once when its batch cap equals the client count: a
+    # finished request that still holds its slot (TensorRT-LLM's overlap scheduler tears a request
+    # down one iteration late, TensorRT-LLM PRs #16278, #18457). Then only C − held of C clients run.
+    held_slots: int = 0
 
 
 @dataclass(frozen=True)
@@ -113,6 +117,8 @@ def steady_state(
     request_ms, cohort_fraction = over.request_ms.value, over.cohort_fraction.value
     i_tok, o_tok, clients = load.input_tokens, load.output_tokens, load.concurrency
     cap = slots(kv_tokens, load, engine) or engine.max_num_seqs  # no room at all: price it as if there were
+    if engine.held_slots and clients > engine.held_slots:
+        cap = min(cap, math.ceil(clients) - engine.held_slots)
     budget = engine.max_num_batched_tokens
     # prompt tokens prefilled per completed request: its own, plus what preemptions recompute
     i_load = i_tok + recomputes_per_request(kv_tokens, load, engine) * (i_tok + o_tok / 2)
