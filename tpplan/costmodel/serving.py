@@ -10,7 +10,7 @@ n = λ·(L_p + (O−1)·TPOT) requests are resident in the engine (at most its s
 what the KV cache holds); d = λ·(O−1)·TPOT of them decode. New requests keep arriving as old ones
 finish, and their prompts share steps with everyone's decodes (chunked prefill, a token budget B per
 step). Requests that finished together come back together, so arrivals come in cohorts of
-k = 1 + κ·(n − 1) (κ, cohort_fraction, fitted: ~0.15 for both engines of the H100 calibration set).
+k = 1 + κ·(n − 1) (κ, cohort_fraction, fitted: 0.13-0.18 for the two engines of the H100 calibration set).
 A cohort's k·I prompt tokens fill steps of c = min(k·I, B − d) tokens, and q = (λ/k)·T·(k·I / (B − d))
 of the steps carry such a chunk:
 
