@@ -227,7 +227,7 @@ def _summary(result, plan, pareto: bool) -> None:
         f"  {b.output_tokens_per_usd:,.0f} output tokens/USD, {b.output_tokens_per_s:,.0f} tokens/s, "
         f"TTFT {b.ttft_ms:,.0f} ms, TPOT {b.tpot_ms:.1f} ms"
     )
-    click.echo(f"  numbers: {_basis_line(plan)}")
+    click.echo(f"  numbers: {result.basis_line}")
     click.echo("\nwhy it won (its neighbours):")
     for n in result.neighbours:
         click.echo(f"  {n.lost_on}")
@@ -237,29 +237,6 @@ def _summary(result, plan, pareto: bool) -> None:
         click.echo("\nPareto front (tokens/USD vs TPOT vs TTFT):")
         click.echo(table([_row(r) for r in result.pareto], HEADERS))
     click.echo(f"\nwrote {result.plan}; launch it: tpplan emit {result.plan} --engine {result.engine}")
-
-
-def _basis_line(plan) -> str:
-    """Which inputs were measured, fitted or taken from the profile (details: the plan's provenance)."""
-    prov = plan.provenance
-    if "measured" in prov:
-        return f"measured: {prov['measured'].value}"
-    rest = {k: v for k, v in prov.items() if k not in ("kv_cache_tokens", "engine_limits")}
-    fitted = [k for k, v in rest.items() if v.basis == "fitted"]
-    assumed = [k for k, v in rest.items() if v.basis == "assumed"]
-    measured = [k for k, v in rest.items() if v.basis in ("measured", "derived")]  # kernel tables
-    given = [k for k in rest if k not in fitted and k not in assumed and k not in measured]
-    head = (
-        f"cost model fitted to measurements ({', '.join(fitted)})" if fitted else "cost model, nothing fitted"
-    )
-    parts = [head]
-    if measured:
-        parts.append(f"measured kernel tables: {', '.join(measured)}")
-    if given:
-        parts.append(f"published in the profile: {', '.join(given)}")
-    if assumed:  # an assumed prior is neither measured nor published: name it so nobody takes it for either
-        parts.append(f"assumed: {', '.join(assumed)}")
-    return "; ".join(parts) + " (plan.yaml: provenance)"
 
 
 COMMANDS = [search]
