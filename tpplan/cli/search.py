@@ -6,24 +6,6 @@ import click
 
 from .common import SEED_RANGE, echo_json, engine_option, json_option, profile_option, table
 
-DTYPES = ("bf16", "fp16", "fp8")
-
-
-def _dtype_list(flag: str, text: str | None, allowed: tuple[str, ...]) -> list[str] | None:
-    from ..errors import ConfigError
-
-    if text is None:
-        return None
-    items = [t.strip() for t in text.split(",") if t.strip()]
-    bad = [t for t in items if t not in allowed]
-    if bad or not items:
-        raise ConfigError(
-            f"{text!r} is not a list of dtypes",
-            field=flag,
-            expected=", ".join(allowed) + " separated by commas",
-        )
-    return list(dict.fromkeys(items))
-
 
 @click.command()
 @click.argument("model", metavar="MODEL")
@@ -148,14 +130,14 @@ def search(
         "calibration": list(calibration),
         "pareto": pareto,
         "out": out,
-        "dtypes": _dtype_list("--dtype", dtype_text, DTYPES),
-        "kv_cache_dtypes": _dtype_list("--kv-cache-dtype", kv_text, ("auto", *DTYPES)),
+        "dtypes": dtype_text,  # 'bf16,fp8': the request record splits and checks the list
+        "kv_cache_dtypes": kv_text,
         "max_model_len": max_model_len,
         "model_path": model_path,
         "progress": lambda line: click.echo(line, err=True),
     }
     try:
-        result, plan = api.search(model, list(profile), isl, osl, **options)
+        result, plan = api.search(model, list(profile), input_tokens=isl, output_tokens=osl, **options)
     except KeyboardInterrupt:
         click.echo(
             "interrupted: finished trials are kept in the study; run the same command to continue", err=True
@@ -170,9 +152,10 @@ def search(
 
 
 def _row(r) -> tuple:
+    moe = (f" EP{r.ep}" if r.ep > 1 else "") + (f" DPA{r.dp_attention}" if r.dp_attention > 1 else "")
     return (
         r.profile,
-        r.tp,
+        f"{r.tp}{moe}",
         r.pp,
         r.replicas,
         r.gpus,
@@ -184,7 +167,14 @@ def _row(r) -> tuple:
         f"{r.ttft_ms:,.0f}",
         f"{r.tpot_ms:.1f}",
         r.basis,
+        _kind(r),
     )
+
+
+def _kind(r) -> str:
+    """aggregated, or the prefill side of a disaggregated row (tp, pp, replicas are its decode side)."""
+    p = r.disaggregated.prefill if r.disaggregated else None
+    return f"disagg: prefill TP{p.tp} PP{p.pp} x{p.replicas}" if p else "aggregated"
 
 
 HEADERS = [
@@ -201,6 +191,7 @@ HEADERS = [
     "TTFT ms",
     "TPOT ms",
     "numbers",
+    "kind",
 ]
 
 
@@ -219,8 +210,10 @@ def _summary(result, plan, pareto: bool) -> None:
     for note in result.notes:
         click.echo(f"  note: {note}")
     kv = "" if b.kv_cache_dtype == b.dtype else f", KV cache {b.kv_cache_dtype}"
+    shape = f"TP={b.tp}{plan.layout.moe_label()} PP={b.pp} x{b.replicas} replicas"
+    shape = shape if b.disaggregated is None else b.label()
     click.echo(
-        f"\nwinner: {b.profile} ({plan.profile.gpu.name}), TP={b.tp} PP={b.pp} x{b.replicas} replicas = {b.gpus} GPUs, "
+        f"\nwinner: {b.profile} ({plan.profile.gpu.name}), {shape} = {b.gpus} GPUs, "
         f"max_num_seqs {b.max_num_seqs} per replica ({b.concurrency} clients), {b.dtype}{kv}"
     )
     click.echo(
@@ -228,7 +221,9 @@ def _summary(result, plan, pareto: bool) -> None:
         f"TTFT {b.ttft_ms:,.0f} ms, TPOT {b.tpot_ms:.1f} ms"
     )
     click.echo(f"  numbers: {result.basis_line}")
-    click.echo("\nwhy it won (its neighbours):")
+    click.echo(
+        f"\nwhy it won (its neighbours{'' if b.disaggregated is None else ': of the best aggregated'}):"
+    )
     for n in result.neighbours:
         click.echo(f"  {n.lost_on}")
     click.echo("\ntop 5:")

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from ..records import AllReduceEstimate, Layout, Provenance, Reason, ServeEstimate, StepBreakdown
 from ..specs import HardwareProfile, ModelSpec, Workload
-from .collectives import allreduce_time, ring_factor
+from .collectives import allreduce_time, alltoall_time, ring_factor
 from .params import Params, of_sourced
 from .serving import EngineConfig, Load, steady_state
 from .step import CATEGORIES, Instance, StepCost
@@ -103,6 +103,8 @@ def _provenance(
         out |= allreduce_time(params, nbytes, inst.tp, inst.tp_fabric, inst.engine_kernels).provenance
     if inst.pp > 1:
         out["p2p_alpha_us"] = params.p2p_alpha_us.provenance()
+    if inst.ep > 1 and inst.dp > 1:
+        out["alltoall"] = alltoall_time(params, 1.0, inst.ep, inst.tp_fabric)[1]
     return out
 
 
@@ -123,7 +125,7 @@ def ttft_note(params: Params, engine: str) -> str:
     )
 
 
-def estimate_serve(
+def price_deployment(
     model: ModelSpec,
     profile: HardwareProfile,
     layout: Layout,
@@ -142,6 +144,8 @@ def estimate_serve(
         workload.kv_dtype_of(model),
         dep.tp_fabric,
         dep.pp_fabric,
+        ep=layout.ep,
+        dp=layout.dp_attention,
     )
     per_instance = workload.concurrency / layout.replicas
     load = Load(workload.input_tokens, workload.output_tokens, per_instance)

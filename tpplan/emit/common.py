@@ -119,9 +119,8 @@ def check_plan(t: Target) -> None:
             f"profile {plan.profile.name} is a {plan.profile.backend} (CPU) profile; {name} serves on GPUs, "
             "so emit a plan made for a GPU profile"
         )
-    verdict = engines.check(
-        t.engine, plan.model, plan.layout.tp, plan.layout.pp, tp_limit=max(64, plan.layout.tp)
-    )
+    lay = plan.layout
+    verdict = engines.check(t.engine, plan.model, lay.tp, lay.pp, max(64, lay.tp), lay.ep, lay.dp_attention)
     if not verdict.ok:
         raise LayoutError(
             f"{name} refuses {plan.layout.label()} of {plan.model.name}: "
@@ -142,6 +141,11 @@ def check_plan(t: Target) -> None:
                 f"{what} {value!r} starts with '-', which {name}'s parser reads as a flag",
                 expected="a path or address; write ./" + value + " for a relative path",
             )
+    if lay.dp_attention > 1 and t.replica_mode == "dp":
+        raise LayoutError(
+            f"--replicas dp: the plan already runs {lay.dp_attention} data-parallel attention groups in each "
+            f"instance ({lay.label()}); use --replicas instances"
+        )
     if t.node_addrs and len(t.node_addrs) < deployment_nodes(t):
         raise LayoutError(
             f"{len(t.node_addrs)} node address(es) given for a deployment of {deployment_nodes(t)} nodes; "
@@ -174,7 +178,8 @@ def title(t: Target, nodes: int) -> str:
 # ---- text -----------------------------------------------------------------------------------
 def shell_word(w: Word) -> str:
     if isinstance(w, EnvRef):
-        return f'"${{{w.env}:?}}"' + (shlex.quote(w.suffix) if w.suffix else "")
+        before = shlex.quote(w.prefix) if w.prefix else ""
+        return before + f'"${{{w.env}:?}}"' + (shlex.quote(w.suffix) if w.suffix else "")
     return shlex.quote(w)
 
 
@@ -219,10 +224,13 @@ def _block_title(node: int, procs: list[Process]) -> str:
     parts = []
     for p in procs:
         what = (
-            f"replica {p.replicas[0]}"
+            "router"
+            if not p.replicas
+            else f"replica {p.replicas[0]}"
             if len(p.replicas) == 1
             else f"replicas {p.replicas[0]}-{p.replicas[-1]}"
         )
+        what = f"{p.phase} {what}" if p.phase else what
         serves = f", serves port {p.port}" if p.port is not None else ""
         parts.append(f"{what} ({p.role}{serves})")
     return f"# ---- node {node}: " + "; ".join(parts)

@@ -16,6 +16,7 @@ from ..specs import Workload
 from .explain import neighbours
 from .objective import Question, basis_line, config_of, pareto_front, score
 from .problem import Prepared
+from .split import Split
 
 DEFAULT_OUT = Path("runs/search")
 CONFIRM_NO_WINNER = 5000  # configurations scored (~1.5 ms each) to confirm that none is feasible
@@ -82,7 +83,7 @@ def run(
 
     q, space, notes = prep.question, prep.space, list(prep.notes)
     run_dir, plan_file = plan_paths(out)
-    io.make_dir(run_dir, "--out")
+    io.make_dir(run_dir, "out")
     name = study or prep.study_name
     url = storage or f"sqlite:///{(run_dir / 'study.db').resolve()}"
     if trials is None:  # the bench's median is ~2% of the space, its worst seed ~4%: a 10% budget
@@ -102,7 +103,9 @@ def run(
     if best is not ranked[0]:  # the climbed winner goes first, and onto the Pareto front's inputs
         ranked = [best, *(r for r in ranked if config_of(r) != config_of(best))]
         scored = [*(r for r in scored if config_of(r) != config_of(best)), best]
-    plan = assemble_plan(prep, best, near, model_path)
+    split = Split(prep)  # the disaggregated deployments, scored beside the study's results
+    best, ranked, scored = split.join(best, ranked, scored, rank_key, notes)
+    plan = split.plan(assemble_plan(prep, best, near, model_path), best)
     header = (
         f"# Written by `tpplan search` (study {name} in {url}): the configuration with the most output\n"
         f"# tokens per USD that fits and meets the SLOs; numbers are {best.basis} (see estimate, provenance).\n"
@@ -163,7 +166,9 @@ def assemble_plan(prep: Prepared, best: ScoredConfig, near: list, model_path: st
         model_path=model_path or "",
         profile=prep.profiles[best.profile],
         engine=q.engine,  # type: ignore[arg-type]
-        layout=Layout(tp=best.tp, pp=best.pp, replicas=best.replicas),
+        layout=Layout(
+            tp=best.tp, pp=best.pp, replicas=best.replicas, ep=best.ep, dp_attention=best.dp_attention
+        ),
         max_num_seqs=best.max_num_seqs,
         max_model_len=q.max_model_len,
         dtype=best.dtype,

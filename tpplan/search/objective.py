@@ -121,6 +121,8 @@ def score(config: Config, ev: Evaluation, q: Question, trial: int | None = None)
         tp=config.tp,
         pp=config.pp,
         replicas=config.replicas,
+        ep=config.ep,
+        dp_attention=config.dp_attention,
         gpus=config.gpus,
         concurrency=e.concurrency,
         max_num_seqs=config.max_num_seqs,
@@ -140,7 +142,9 @@ def score(config: Config, ev: Evaluation, q: Question, trial: int | None = None)
 
 def config_of(s: ScoredConfig) -> Config:
     """The configuration a result was scored for."""
-    return Config(s.profile, s.tp, s.pp, s.replicas, s.max_num_seqs, s.dtype, s.kv_cache_dtype)
+    return Config(
+        s.profile, s.tp, s.pp, s.replicas, s.max_num_seqs, s.dtype, s.kv_cache_dtype, s.ep, s.dp_attention
+    )
 
 
 def objective_values(s: ScoredConfig, pareto: bool) -> tuple[float, ...]:
@@ -184,7 +188,7 @@ def basis_line(prov: dict[str, Provenance]) -> str:
     the plan's provenance); the per-input reading of what `basis` sums up as one word."""
     if "measured" in prov:
         return f"measured: {prov['measured'].value}"
-    rest = {k: v for k, v in prov.items() if k not in ("kv_cache_tokens", "engine_limits")}
+    rest = {k: v for k, v in prov.items() if k not in ("kv_cache_tokens", "engine_limits", "kv_transfer")}
     fitted = [k for k, v in rest.items() if v.basis == "fitted"]
     assumed = [k for k, v in rest.items() if v.basis == "assumed"]
     measured = [k for k, v in rest.items() if v.basis in ("measured", "derived")]  # kernel tables

@@ -128,6 +128,11 @@ class ModelSpec(Frozen):
         description="KV-cache dtype the checkpoint declares (ModelOpt kv_cache_quant_algo FP8): what vLLM "
         "and SGLang keep the cache in under --kv-cache-dtype auto when serving its FP8 weights",
     )
+    linear_bias: Literal["none", "qkv", "all"] | None = Field(
+        None,
+        description="biases of the linear layers: none, on the QKV projection only (Qwen2), on all of "
+        "them; null: not recorded (Megatron-LM then reads them from the checkpoint's args)",
+    )
     moe: MoESpec | None = Field(None, description="mixture-of-experts FFN, if any")
     mla: MLASpec | None = Field(None, description="multi-head latent attention, if used")
     source: str = Field("", description="where these numbers came from")
