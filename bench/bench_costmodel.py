@@ -128,7 +128,7 @@ def headline_estimates() -> None:
             for c in (1, 64):
                 near = _closest(points, size, c, tp)
                 w = Workload(input_tokens=near.isl, output_tokens=near.osl, concurrency=c)
-                est = api.estimate_serve(model, profile, Layout(tp=tp), w)
+                est = api.estimate_serve(model, profile, layout=Layout(tp=tp), workload=w)
                 tpot, ttft = predicted[id(near)]
                 print(
                     f"  {profile:<8} {model:<13} TP{tp} c={c:<3} {near.isl}/{near.osl}: TTFT {est.ttft_ms:6.1f} ms "

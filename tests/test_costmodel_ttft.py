@@ -28,8 +28,8 @@ def test_the_issue_case_queues_behind_a_full_kv_cache():
     est = api.estimate_serve(
         "llama-3.1-8b",
         "dgx-h100",
-        Layout(tp=1),
-        Workload(input_tokens=200, output_tokens=2000, concurrency=250),
+        layout=Layout(tp=1),
+        workload=Workload(input_tokens=200, output_tokens=2000, concurrency=250),
     )
     assert est.resident_per_instance <= est.kv_cache_tokens // 2200
     assert est.queue_wait_ms > 5_000 and est.ttft_ms > 5_000
