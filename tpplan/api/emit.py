@@ -55,7 +55,9 @@ def emit_plan(
         )
     launch = emit_stage.emit(plan, eng, req.replica_mode, req.port, req.node_addrs, checkpoint)  # type: ignore[arg-type]
     served = plan.model.model_copy(update={"dtype": plan.dtype})  # fp8 weights weigh half the spec's bf16
-    kv = resolve_kv_dtype(plan.kv_cache_dtype, served.dtype, served.activation_dtype)
+    kv = resolve_kv_dtype(
+        plan.kv_cache_dtype, served.dtype, served.activation_dtype, served.checkpoint_kv_dtype
+    )
     fit = candidates_stage.judge(
         served, plan.profile, plan.layout, eng, plan.layout.gpus, plan.max_model_len, kv
     )

@@ -152,7 +152,7 @@ def price_layout(
         profile,
         layout,
         engine,
-        workload.kv_dtype,
+        workload.kv_dtype_of(model),
         max_model_len or workload.sequence_tokens,
         budget_gpus,
         candidate,

@@ -110,7 +110,9 @@ def build_space(
     for name, p in profiles.items():
         budget = budgets[name]
         tps = tuple(engines.accepted_tp(engine, model, budget))  # type: ignore[arg-type]
-        pairs = dtype_pairs(dtypes, kv_dtypes, p.gpu.supports_fp8, engine, model.activation_dtype)
+        pairs = dtype_pairs(
+            dtypes, kv_dtypes, p.gpu.supports_fp8, engine, model.activation_dtype, model.checkpoint_kv_dtype
+        )
         if not tps:
             notes.append(f"{name}: {engine} accepts no TP degree up to {budget} for {model.name}")
         elif not pairs:

@@ -269,17 +269,22 @@ class Space:
 
 
 def dtype_pairs(
-    dtypes: list[str], kv_dtypes: list[str], supports_fp8: bool, engine: str, activation_dtype: str = "bf16"
+    dtypes: list[str],
+    kv_dtypes: list[str],
+    supports_fp8: bool,
+    engine: str,
+    activation_dtype: str = "bf16",
+    checkpoint_kv: str | None = None,
 ) -> tuple[tuple[str, str], ...]:
     """(weights, KV cache) pairs to search on one GPU, the KV dtype explicit: fp8 only with FP8 tensor
     cores. "auto" is the compute dtype as in the engines (specs.resolve_kv_dtype: fp8 weights keep the
-    checkpoint's `activation_dtype` cache); Megatron-LM has no flag for any other cache
+    checkpoint's `activation_dtype` cache, or the FP8 cache the checkpoint declares); Megatron-LM has no flag for any other cache
     (emit/megatron.py refuses it)."""
     out: list[tuple[str, str]] = []
     for w in dtypes:
         activation = compute_dtype(w, activation_dtype)
         for kv in kv_dtypes:
-            kv = resolve_kv_dtype(kv, w, activation_dtype)
+            kv = resolve_kv_dtype(kv, w, activation_dtype, checkpoint_kv)
             if "fp8" in (w, kv) and not supports_fp8:
                 continue
             if engine == "megatron" and kv != activation:
