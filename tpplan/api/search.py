@@ -7,6 +7,7 @@ from __future__ import annotations
 from .. import costmodel, io
 from .. import search as search_stage
 from ..errors import ConfigError
+from ..prices import parse_prices, priced
 from ..records import Plan, SearchResult
 from ..records.requests import SearchQuestion, SearchRun
 from ..search import Question
@@ -33,6 +34,9 @@ def prepare(
     dtypes: list[str] | None = None,
     kv_cache_dtypes: list[str] | None = None,
     max_model_len: int | None = None,
+    tp: list[int] | str | None = None,
+    pp: list[int] | str | None = None,
+    prices: list[str] | None = None,
 ) -> search_stage.Prepared:
     """Validate the question once, apply calibration, build the space and the evaluator."""
     req = io.validate_request(
@@ -50,6 +54,9 @@ def prepare(
             "dtypes": dtypes,
             "kv_cache_dtypes": kv_cache_dtypes,
             "max_model_len": max_model_len,
+            "tp": tp,
+            "pp": pp,
+            "prices": list(prices or []),
         },
     )
     if not profile_refs:
@@ -61,6 +68,8 @@ def prepare(
         if p.name in profiles:
             raise ConfigError(f"profile {p.name!r} is given twice", field="profiles", value=str(ref))
         profiles[p.name] = p
+    usd = parse_prices(req.prices, list(profiles))
+    profiles = {n: priced(p, usd.get(n)) for n, p in profiles.items()}
     profiles, measured, notes = costmodel.apply_calibration(
         req.calibration, profiles, model=model, model_ref=str(model_ref)
     )
@@ -89,6 +98,8 @@ def prepare(
         dtypes=list(req.dtypes or [model.dtype]),
         kv_dtypes=list(req.kv_cache_dtypes or ["auto"]),
         notes=notes,
+        tp_pins=req.tp,
+        pp_pins=req.pp,
     )
 
 

@@ -66,6 +66,7 @@ FLAGS: dict[str, str] = {
     # detect
     "nodes": "--nodes",
     "price_usd_per_gpu_hour": "--price-usd-per-gpu-hour",
+    "prices": "--price-usd-per-gpu-hour",
     # calibrate
     "sources": "SOURCE",
     "models": "--model",

@@ -97,6 +97,12 @@ class SearchQuestion(Frozen):
     dtypes: ServeDtypes | None = Field(None, description="weight dtypes to try (default: the model's)")
     kv_cache_dtypes: KvDtypes | None = Field(None, description="KV-cache dtypes to try (default: auto)")
     max_model_len: Count | None = Field(None, description="context to reserve (default: input + output)")
+    tp: Degrees | None = Field(None, description="only these TP degrees (default: all the engine accepts)")
+    pp: Degrees | None = Field(None, description="only these PP depths (default: all)")
+    # Each item's bounds are topology.profile.user_price's; prices.parse_prices pairs them with profiles.
+    prices: Annotated[list[str], BeforeValidator(comma_list)] = Field(
+        default_factory=list, description="[PROFILE=]USD per GPU-hour replacing the profiles' prices"
+    )
 
     @field_validator("max_model_len")
     @classmethod
@@ -149,6 +155,9 @@ class CandidatesRequest(Frozen):
     full_budget: bool = Field(False, description="only layouts that use every GPU of the budget")
     tp: Degrees | None = Field(None, description="tensor-parallel degrees to list (default: all)")
     pp: Degrees | None = Field(None, description="pipeline-parallel degrees to list (default: all)")
+    dtype: ServeDtype | None = Field(None, description="weight dtype the memory fit uses (default: the model's)")
+    # Its bounds are topology.profile.user_price's, which says what a price is.
+    price_usd_per_gpu_hour: float | None = Field(None, description="price of one GPU-hour, USD")
 
 
 class EmitRequest(Frozen):
