@@ -80,6 +80,16 @@ ServeDtypes = _names(ServeDtype)
 KvDtypes = _names(KvDtype)
 
 
+def _holds_a_request(cls: type, value: int | None, info: ValidationInfo) -> int | None:
+    """A context (`max_model_len`) at least one request long: the bound search and estimate share."""
+    isl, osl = info.data.get("input_tokens"), info.data.get("output_tokens")
+    if value is not None and isl and osl and value < isl + osl:
+        raise ValueError(
+            f"{value} is shorter than one request ({isl} + {osl} tokens); expected at least {isl + osl}"
+        )
+    return value
+
+
 class SearchQuestion(Frozen):
     """`tpplan search`: what is asked (the model and profiles are loaded by the façade)."""
 
@@ -104,15 +114,21 @@ class SearchQuestion(Frozen):
         default_factory=list, description="[PROFILE=]USD per GPU-hour replacing the profiles' prices"
     )
 
-    @field_validator("max_model_len")
-    @classmethod
-    def _holds_a_request(cls, value: int | None, info: ValidationInfo) -> int | None:
-        isl, osl = info.data.get("input_tokens"), info.data.get("output_tokens")
-        if value is not None and isl and osl and value < isl + osl:
-            raise ValueError(
-                f"{value} is shorter than one request ({isl} + {osl} tokens); expected at least {isl + osl}"
-            )
-        return value
+    _holds_a_request = field_validator("max_model_len")(_holds_a_request)
+
+
+class ServeEstimateRequest(Frozen):
+    """`tpplan estimate serve`: what the layout and workload records do not hold."""
+
+    input_tokens: Count = Field(description="input (prompt) tokens per request")
+    output_tokens: Count = Field(description="output tokens per request")
+    max_model_len: Count | None = Field(
+        None, description="context one sequence must fit (default: input + output)"
+    )
+    # Its bounds are topology.profile.user_price's, which says what a price is.
+    price_usd_per_gpu_hour: float | None = Field(None, description="price of one GPU-hour, USD")
+
+    _holds_a_request = field_validator("max_model_len")(_holds_a_request)
 
 
 class SearchRun(Frozen):
@@ -155,7 +171,9 @@ class CandidatesRequest(Frozen):
     full_budget: bool = Field(False, description="only layouts that use every GPU of the budget")
     tp: Degrees | None = Field(None, description="tensor-parallel degrees to list (default: all)")
     pp: Degrees | None = Field(None, description="pipeline-parallel degrees to list (default: all)")
-    dtype: ServeDtype | None = Field(None, description="weight dtype the memory fit uses (default: the model's)")
+    dtype: ServeDtype | None = Field(
+        None, description="weight dtype the memory fit uses (default: the model's)"
+    )
     # Its bounds are topology.profile.user_price's, which says what a price is.
     price_usd_per_gpu_hour: float | None = Field(None, description="price of one GPU-hour, USD")
 

@@ -110,10 +110,14 @@ def build_space(
             notes.append(f"{name}: {p.gpu.name} runs none of the dtypes asked for ({', '.join(dtypes)})")
         else:
             modes = tuple(moe_rules.modes(engine, model, t) for t in tps)
-            arms.append(Arm(name, budget, tps, min(model.num_layers, budget), pairs, modes, tuple(pp_pins or ())))
+            arms.append(
+                Arm(name, budget, tps, min(model.num_layers, budget), pairs, modes, tuple(pp_pins or ()))
+            )
     where = f"for {model.name} with {engine} on {', '.join(profiles)} ({'/'.join(map(str, budgets.values()))} GPUs)"
     pins.check(tp_pins, possible_tp, "tp", where)
-    pins.check(pp_pins, possible_pp, "pp", where + (f" at TP {','.join(map(str, tp_pins))}" if tp_pins else ""))
+    pins.check(
+        pp_pins, possible_pp, "pp", where + (f" at TP {','.join(map(str, tp_pins))}" if tp_pins else "")
+    )
     if not arms:
         raise ConfigError(
             "; ".join(notes) + ": nothing to search",
