@@ -32,7 +32,9 @@ def parse_prices(items: list[str], profiles: list[str]) -> dict[str, float]:
             usd = float(text)
         except ValueError:
             raise ConfigError(
-                f"{item!r} has no price", field="price_usd_per_gpu_hour", expected="[PROFILE=]USD, e.g. 2.5 or dgx-h100=2.5"
+                f"{item!r} has no price",
+                field="price_usd_per_gpu_hour",
+                expected="[PROFILE=]USD, e.g. 2.5 or dgx-h100=2.5",
             ) from None
         if not sep:
             bare = usd

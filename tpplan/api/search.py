@@ -9,13 +9,13 @@ from .. import search as search_stage
 from ..errors import ConfigError
 from ..prices import parse_prices, priced
 from ..records import Plan, SearchResult
-from ..records.requests import SearchQuestion, SearchRun
+from ..records.requests import SearchQuestion, SearchRun, ServedAs
 from ..search import Question
 from ..specs import HardwareProfile
 from .refs import check_budget, check_context, load_model, load_profile
 
 # The keywords of a search that say how to run it, not what is asked: search.run's.
-RUN_OPTIONS = ("trials", "seed", "storage", "study", "out", "model_path", "progress")
+RUN_OPTIONS = ("trials", "seed", "storage", "study", "out", "model_path", "progress", "hf_id", "served_model")
 
 
 def prepare(
@@ -108,9 +108,11 @@ def search(
 ) -> tuple[SearchResult, Plan]:
     """Run (or join, or resume) the study for this question and write the winner's plan. `options`: the
     question's (prepare: gpus, concurrency, SLOs, engine, calibration, pareto, dtypes, max_model_len)
-    and the run's (search.run: trials, seed, storage, study, out, model_path, progress)."""
+    and the run's (search.run: trials, seed, storage, study, out, model_path, progress; hf_id and
+    served_model: the repo id the plan serves and the name its clients use)."""
     run = {k: options.pop(k) for k in RUN_OPTIONS if k in options}
     io.validate_request(SearchRun, {k: run[k] for k in ("trials", "seed") if k in run})
+    served = io.validate_request(ServedAs, {k: run.pop(k, None) for k in ("hf_id", "served_model")})
     prep = prepare(
         str(model_ref),
         [str(p) for p in profile_refs],
@@ -118,4 +120,7 @@ def search(
         output_tokens=output_tokens,
         **options,
     )
-    return search_stage.run(prep, **run)
+    if served.hf_id:  # the repo the plan serves: what the engine loads unless --model-path names a dir
+        prep.model = prep.model.model_copy(update={"hf_id": served.hf_id})
+        run["model_path"] = run.get("model_path") or served.hf_id
+    return search_stage.run(prep, served_model_name=served.served_model, **run)

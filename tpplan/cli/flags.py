@@ -51,6 +51,8 @@ FLAGS: dict[str, str] = {
     "node_addrs": "--node-addrs",
     "checkpoint": "--checkpoint",
     "model_path": "--model-path",
+    "hf_id": "--hf-id",
+    "served_model": "--served-model",
     # bench
     "top": "--top",
     "isl": "--isl",

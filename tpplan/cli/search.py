@@ -83,6 +83,17 @@ from .common import (
 @click.option("--max-model-len", type=int, help="Context length one sequence must fit (default: ISL + OSL).")
 @click.option("--model-path", help="What the engine loads (HF repo id or local dir), written into the plan.")
 @click.option(
+    "--hf-id",
+    metavar="ORG/NAME",
+    help="Hugging Face repo id the plan serves (default: the model spec's); what the engine loads unless "
+    "--model-path names a local dir.",
+)
+@click.option(
+    "--served-model",
+    metavar="NAME",
+    help="Name clients send in requests (vLLM/SGLang --served-model-name; default: what is loaded).",
+)
+@click.option(
     "--out",
     metavar="DIR|PLAN.yaml",
     help="Run directory (plan.yaml and study.db in it), or the plan file [default: runs/search].",
@@ -111,6 +122,8 @@ def search(
     pp_text: str | None,
     prices: tuple[str, ...],
     model_path: str | None,
+    hf_id: str | None,
+    served_model: str | None,
     out: str | None,
     as_json: bool,
 ) -> None:
@@ -130,6 +143,8 @@ def search(
           --price-usd-per-gpu-hour dgx-h100=2.10 --price-usd-per-gpu-hour hgx-b200=3.90
       tpplan search llama-3.1-70b --profile dgx-h100 --isl 2048 --osl 256 --storage sqlite:///shared.db --study s1 &
       tpplan search llama-3.1-70b --profile dgx-h100 --isl 2048 --osl 256 --storage sqlite:///shared.db --study s1
+      tpplan search llama-3.1-8b --profile dgx-h100 --isl 1024 --osl 256 --hf-id meta-llama/Llama-3.1-8B-Instruct \\
+          --served-model llama
       tpplan emit runs/search/plan.yaml --engine vllm
     """
     from .. import api
@@ -154,6 +169,8 @@ def search(
         "pp": pp_text,
         "prices": list(prices),
         "model_path": model_path,
+        "hf_id": hf_id,
+        "served_model": served_model,
         "progress": lambda line: click.echo(line, err=True),
     }
     try:

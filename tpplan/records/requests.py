@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BeforeValidator, Field, ValidationInfo, field_validator
 
 from ..specs.base import Frozen
+from ..specs.model import HfRepoId
 
 Engine = Literal["vllm", "megatron", "sglang"]
 ServeDtype = Literal["bf16", "fp16", "fp8"]
@@ -129,6 +130,17 @@ class ServeEstimateRequest(Frozen):
     price_usd_per_gpu_hour: float | None = Field(None, description="price of one GPU-hour, USD")
 
     _holds_a_request = field_validator("max_model_len")(_holds_a_request)
+
+
+# What clients put in a request's "model" field: one word (vLLM/SGLang --served-model-name).
+ServedName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,199}$")]
+
+
+class ServedAs(Frozen):
+    """`tpplan search` / `tpplan emit`: the repo id the plan serves and the name clients use."""
+
+    hf_id: HfRepoId | None = Field(None, description="Hugging Face repo id (org/name) the engine loads")
+    served_model: ServedName | None = Field(None, description="the model name clients send")
 
 
 class SearchRun(Frozen):

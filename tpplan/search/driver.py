@@ -75,6 +75,7 @@ def run(
     study: str | None = None,
     out: str | Path | None = None,
     model_path: str | None = None,
+    served_model_name: str | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> tuple[SearchResult, Plan]:
     """Run (or join, or resume) the study of a posed question and write the winner's plan."""
@@ -102,7 +103,7 @@ def run(
     if best is not ranked[0]:  # the climbed winner goes first, and onto the Pareto front's inputs
         ranked = [best, *(r for r in ranked if config_of(r) != config_of(best))]
         scored = [*(r for r in scored if config_of(r) != config_of(best)), best]
-    plan = assemble_plan(prep, best, near, model_path)
+    plan = assemble_plan(prep, best, near, model_path, served_model_name)
     header = (
         f"# Written by `tpplan search` (study {name} in {url}): the configuration with the most output\n"
         f"# tokens per USD that fits and meets the SLOs; numbers are {best.basis} (see estimate, provenance).\n"
@@ -154,13 +155,20 @@ def climb(prep: Prepared, best: ScoredConfig, notes: list[str]) -> tuple[ScoredC
     return best, near
 
 
-def assemble_plan(prep: Prepared, best: ScoredConfig, near: list, model_path: str | None) -> Plan:
+def assemble_plan(
+    prep: Prepared,
+    best: ScoredConfig,
+    near: list,
+    model_path: str | None,
+    served_model_name: str | None = None,
+) -> Plan:
     """The winner as a Plan: its layout, limits, workload, estimate, provenance and what its neighbours lost on."""
     q = prep.question
     winner = config_of(best)
     return Plan(
         model=prep.model,
         model_path=model_path or "",
+        served_model_name=served_model_name or "",
         profile=prep.profiles[best.profile],
         engine=q.engine,  # type: ignore[arg-type]
         layout=Layout(

@@ -30,5 +30,7 @@ def check(pins: list[int] | None, possible: set[int], field: str, why: str) -> N
             f"{','.join(map(str, bad))} is not possible {why}",
             field=field,
             value=",".join(map(str, pins or [])),
-            expected=f"one of {', '.join(map(str, sorted(possible)))}" if possible else "no degree is possible",
+            expected=f"one of {', '.join(map(str, sorted(possible)))}"
+            if possible
+            else "no degree is possible",
         )

@@ -15,8 +15,8 @@ from .. import costmodel, engines, moe_rules
 from ..errors import ConfigError
 from ..records import Layout
 from ..specs import HardwareProfile, ModelSpec, Workload
-from .objective import Evaluation, Question
 from . import pins
+from .objective import Evaluation, Question
 from .space import Arm, Config, Space, dtype_pairs
 
 # Bump when the space, objective or stored record changes meaning (2: typed reasons): no resume across.
