@@ -23,6 +23,7 @@ from tpplan import search as search_stage
 from tpplan.api.search import prepare
 from tpplan.search import better
 from tpplan.search import study as study_mod
+from tpplan.search.split import Split
 
 QUESTION = {
     "gpus": 32,
@@ -82,6 +83,19 @@ def main() -> None:
         f"  exhaustive optimum ({len(keys)}): {best.profile} {best.label()}: {best.output_tokens_per_usd:,.0f} tokens/USD, "
         f"TPOT {best.tpot_ms:.1f} ms, TTFT {best.ttft_ms:,.0f} ms"
     )
+    t0 = time.perf_counter()
+    split = Split(prep)
+    pd = min((r for r in split.results if r.feasible), key=search_stage.rank_key, default=None)
+    print(
+        f"  disaggregated: {len(split.results) + split.unsolved} deployments, {len(split.results)} solved "
+        f"(the rest bounded below the top 5) in {time.perf_counter() - t0:.1f} s; best "
+        + (
+            f"{pd.profile} {pd.label()}: {pd.output_tokens_per_usd:,.0f} tokens/USD"
+            if pd
+            else "none feasible"
+        )
+    )
+    overall = pd if pd and search_stage.rank_key(pd) < search_stage.rank_key(best) else best
     cap = n // 2
     found: list[int | None] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -133,12 +147,13 @@ def main() -> None:
         return
     out = json.loads(proc.stdout)
     b = out["best"]
-    hit = (
+    hit = (  # the optimum over both kinds (the search weighs disaggregated deployments too)
         "the exhaustive optimum"
-        if b["output_tokens_per_usd"] == best.output_tokens_per_usd
-        else (f"{b['output_tokens_per_usd'] / best.output_tokens_per_usd:.3f}x the optimum")
+        if b["output_tokens_per_usd"] == overall.output_tokens_per_usd
+        else (f"{b['output_tokens_per_usd'] / overall.output_tokens_per_usd:.3f}x the optimum")
     )
     print(
         f"full `tpplan search` (default {out['trials']} trials, SQLite, a fresh process): {wall:.1f} s wall; "
-        f"winner {b['profile']} TP={b['tp']} PP={b['pp']} x{b['replicas']} seqs {b['max_num_seqs']} {b['dtype']}: {hit}"
+        f"winner {b['profile']} {b.get('kind', 'aggregated')} TP={b['tp']} PP={b['pp']} x{b['replicas']} seqs "
+        f"{b['max_num_seqs']} {b['dtype']}: {hit}"
     )

@@ -204,7 +204,14 @@ def _row(r) -> tuple:
         f"{r.ttft_ms:,.0f}",
         f"{r.tpot_ms:.1f}",
         r.basis,
+        _kind(r),
     )
+
+
+def _kind(r) -> str:
+    """aggregated, or the prefill side of a disaggregated row (tp, pp, replicas are its decode side)."""
+    p = r.disaggregated.prefill if r.disaggregated else None
+    return f"disagg: prefill TP{p.tp} PP{p.pp} x{p.replicas}" if p else "aggregated"
 
 
 HEADERS = [
@@ -221,6 +228,7 @@ HEADERS = [
     "TTFT ms",
     "TPOT ms",
     "numbers",
+    "kind",
 ]
 
 
@@ -239,8 +247,10 @@ def _summary(result, plan, pareto: bool) -> None:
     for note in result.notes:
         click.echo(f"  note: {note}")
     kv = "" if b.kv_cache_dtype == b.dtype else f", KV cache {b.kv_cache_dtype}"
+    shape = f"TP={b.tp}{plan.layout.moe_label()} PP={b.pp} x{b.replicas} replicas"
+    shape = shape if b.disaggregated is None else b.label()
     click.echo(
-        f"\nwinner: {b.profile} ({plan.profile.gpu.name}), TP={b.tp}{plan.layout.moe_label()} PP={b.pp} x{b.replicas} replicas = {b.gpus} GPUs, "
+        f"\nwinner: {b.profile} ({plan.profile.gpu.name}), {shape} = {b.gpus} GPUs, "
         f"max_num_seqs {b.max_num_seqs} per replica ({b.concurrency} clients), {b.dtype}{kv}"
     )
     click.echo(
@@ -248,7 +258,9 @@ def _summary(result, plan, pareto: bool) -> None:
         f"TTFT {b.ttft_ms:,.0f} ms, TPOT {b.tpot_ms:.1f} ms"
     )
     click.echo(f"  numbers: {result.basis_line}")
-    click.echo("\nwhy it won (its neighbours):")
+    click.echo(
+        f"\nwhy it won (its neighbours{'' if b.disaggregated is None else ': of the best aggregated'}):"
+    )
     for n in result.neighbours:
         click.echo(f"  {n.lost_on}")
     click.echo("\ntop 5:")

@@ -3,17 +3,34 @@ reads), the winner's neighbours and the result."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from ..specs import HardwareProfile, ModelSpec, Workload
 from ..specs.base import Frozen
-from .layout import Layout
+from .layout import DeploymentKind, Layout
 from .provenance import Provenance
 from .reason import Reason
 
 Basis = Literal["measured", "fitted", "profile"]
+
+
+class Disaggregated(Frozen):
+    """The prefill side of a disaggregated configuration and what joins it to the decode side."""
+
+    prefill: Layout = Field(description="the prefill instances: tp × pp each, `replicas` of them")
+    kv_transfer_ms: float = Field(description="one prompt's KV cache from a prefill to a decode instance")
+    kv_fabric: str = Field(
+        description="the links it crosses: nvlink, pcie, network, or a mix by instance pair"
+    )
+    prefill_utilization: float = Field(description="busy fraction of the prefill instances")
+    balanced_ratio: float = Field(description="prefill instances one full decode instance keeps busy")
+
+
+def _same_kind(kind: str, prefill: Any, what: str) -> None:
+    if (kind == "disaggregated") != (prefill is not None):
+        raise ValueError(f"kind {kind!r} {'needs' if prefill is None else 'takes no'} {what}")
 
 
 class ScoredConfig(Frozen):
@@ -44,14 +61,25 @@ class ScoredConfig(Frozen):
         "parameters; profile: cost model on the profile's published or assumed numbers"
     )
     trial: int | None = Field(None, description="the Optuna trial that evaluated it first")
+    kind: DeploymentKind = Field(
+        "aggregated", description="disaggregated: tp, pp, replicas and max_num_seqs are the decode side's"
+    )
+    disaggregated: Disaggregated | None = Field(None, description="the prefill side (disaggregated only)")
+
+    @model_validator(mode="after")
+    def _kind_matches(self) -> ScoredConfig:
+        _same_kind(self.kind, self.disaggregated, "`disaggregated`")
+        return self
 
     def label(self) -> str:
         kv = "" if self.kv_cache_dtype == self.dtype else f" (KV {self.kv_cache_dtype})"
         ep = f" EP={self.ep}" if self.ep > 1 else ""
         dpa = f" DPA={self.dp_attention}" if self.dp_attention > 1 else ""
-        return (
-            f"TP={self.tp}{ep}{dpa} PP={self.pp} x{self.replicas} seqs {self.max_num_seqs} {self.dtype}{kv}"
-        )
+        own = f"TP={self.tp}{ep}{dpa} PP={self.pp} x{self.replicas} seqs {self.max_num_seqs} {self.dtype}{kv}"
+        if self.disaggregated is None:
+            return own
+        p = self.disaggregated.prefill
+        return f"prefill TP={p.tp} PP={p.pp} x{p.replicas} + decode {own}"
 
 
 class Plan(Frozen):
@@ -69,9 +97,11 @@ class Plan(Frozen):
     )
     profile: HardwareProfile
     engine: Literal["vllm", "megatron", "sglang"]
-    layout: Layout
+    layout: Layout = Field(description="the instances; with kind disaggregated, the decode instances")
+    kind: DeploymentKind = Field("aggregated", description="aggregated, or disaggregated prefill/decode")
+    prefill: Layout | None = Field(None, description="the prefill instances (kind disaggregated only)")
     max_num_seqs: Annotated[int, Field(ge=1, le=1_000_000)] = Field(
-        description="concurrent sequences per replica"
+        description="concurrent sequences per replica (per decode instance when disaggregated)"
     )
     max_model_len: Annotated[int, Field(ge=1, le=100_000_000)] = Field(
         description="context length per sequence"
@@ -90,6 +120,11 @@ class Plan(Frozen):
         default_factory=dict, description="each number behind the estimate: value, basis and source"
     )
     why: list[str] = Field(default_factory=list, description="what the winner's neighbours lost on")
+
+    @model_validator(mode="after")
+    def _kind_matches(self) -> Plan:
+        _same_kind(self.kind, self.prefill, "`prefill` (the prefill instances' layout)")
+        return self
 
 
 class Neighbour(Frozen):

@@ -16,6 +16,7 @@ from ..specs import Workload
 from .explain import neighbours
 from .objective import Question, basis_line, config_of, pareto_front, score
 from .problem import Prepared
+from .split import Split
 
 DEFAULT_OUT = Path("runs/search")
 CONFIRM_NO_WINNER = 5000  # configurations scored (~1.5 ms each) to confirm that none is feasible
@@ -103,7 +104,9 @@ def run(
     if best is not ranked[0]:  # the climbed winner goes first, and onto the Pareto front's inputs
         ranked = [best, *(r for r in ranked if config_of(r) != config_of(best))]
         scored = [*(r for r in scored if config_of(r) != config_of(best)), best]
-    plan = assemble_plan(prep, best, near, model_path, served_model_name)
+    split = Split(prep)  # the disaggregated deployments, scored beside the study's results
+    best, ranked, scored = split.join(best, ranked, scored, rank_key, notes)
+    plan = split.plan(assemble_plan(prep, best, near, model_path, served_model_name), best)
     header = (
         f"# Written by `tpplan search` (study {name} in {url}): the configuration with the most output\n"
         f"# tokens per USD that fits and meets the SLOs; numbers are {best.basis} (see estimate, provenance).\n"

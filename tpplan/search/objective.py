@@ -188,7 +188,7 @@ def basis_line(prov: dict[str, Provenance]) -> str:
     the plan's provenance); the per-input reading of what `basis` sums up as one word."""
     if "measured" in prov:
         return f"measured: {prov['measured'].value}"
-    rest = {k: v for k, v in prov.items() if k not in ("kv_cache_tokens", "engine_limits")}
+    rest = {k: v for k, v in prov.items() if k not in ("kv_cache_tokens", "engine_limits", "kv_transfer")}
     fitted = [k for k, v in rest.items() if v.basis == "fitted"]
     assumed = [k for k, v in rest.items() if v.basis == "assumed"]
     measured = [k for k, v in rest.items() if v.basis in ("measured", "derived")]  # kernel tables
