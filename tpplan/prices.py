@@ -33,7 +33,7 @@ def parse_prices(items: list[str], profiles: list[str]) -> dict[str, float]:
         except ValueError:
             raise ConfigError(
                 f"{item!r} has no price",
-                field="price_usd_per_gpu_hour",
+                field="prices",
                 expected="[PROFILE=]USD, e.g. 2.5 or dgx-h100=2.5",
             ) from None
         if not sep:
@@ -41,7 +41,7 @@ def parse_prices(items: list[str], profiles: list[str]) -> dict[str, float]:
         elif name not in profiles:
             raise ConfigError(
                 f"{item!r} names no profile of this search",
-                field="price_usd_per_gpu_hour",
+                field="prices",
                 expected=f"PROFILE=USD with PROFILE one of {', '.join(profiles)}",
             )
         else:
