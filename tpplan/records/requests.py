@@ -10,12 +10,13 @@ stay with the stage that knows them.
 from __future__ import annotations
 
 import math
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BeforeValidator, Field, ValidationInfo, field_validator
 
 from ..specs.base import Frozen
-from ..specs.model import HfRepoId
+from ..specs.model import HF_REPO_ID_PATTERN, HfRepoId
 
 Engine = Literal["vllm", "megatron", "sglang"]
 ServeDtype = Literal["bf16", "fp16", "fp8"]
@@ -132,14 +133,36 @@ class ServeEstimateRequest(Frozen):
     _holds_a_request = field_validator("max_model_len")(_holds_a_request)
 
 
+SERVED_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,199}$"
+
+
+def _shaped(pattern: str, what: str) -> Any:
+    """A string refused in words (what it should look like) rather than as a regular expression."""
+
+    def check(value: Any) -> Any:
+        if isinstance(value, str) and not re.fullmatch(pattern, value):
+            raise ValueError(f"{value!r} is not {what}")
+        return value
+
+    return BeforeValidator(check)
+
+
+RepoId = Annotated[
+    HfRepoId,
+    _shaped(HF_REPO_ID_PATTERN, "a Hugging Face repo id; expected ORG/NAME, e.g. meta-llama/Llama-3.1-8B"),
+]
 # What clients put in a request's "model" field: one word (vLLM/SGLang --served-model-name).
-ServedName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,199}$")]
+ServedName = Annotated[
+    str,
+    Field(pattern=SERVED_NAME_PATTERN),
+    _shaped(SERVED_NAME_PATTERN, "a model name; expected one word of letters, digits and _ . : / -"),
+]
 
 
 class ServedAs(Frozen):
     """`tpplan search` / `tpplan emit`: the repo id the plan serves and the name clients use."""
 
-    hf_id: HfRepoId | None = Field(None, description="Hugging Face repo id (org/name) the engine loads")
+    hf_id: RepoId | None = Field(None, description="Hugging Face repo id (org/name) the engine loads")
     served_model: ServedName | None = Field(None, description="the model name clients send")
 
 
