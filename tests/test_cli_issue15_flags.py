@@ -16,6 +16,7 @@ from tpplan.cli.common import KV_AUTO_HELP
 from tpplan.enginebench import client
 from tpplan.errors import ConfigError
 from tpplan.records import Layout
+from tpplan.search import climb, exhaustive, rank_key
 from tpplan.specs import Workload
 
 Q = {"input_tokens": 2048, "output_tokens": 256, "gpus": 16}
@@ -192,3 +193,11 @@ def test_search_writes_the_repo_id_and_served_name_into_the_plan(tmp_path):
     from tpplan import io
 
     assert io.load_plan(result.plan).served_model_name == "llama"
+
+
+def test_the_climb_to_a_better_neighbour_stays_within_the_pins():
+    # At --tp 1 the best is TP1 PP4 x4; its TP*2 neighbour earns more, and the unpinned climb takes it
+    pinned = prepare("llama-3.1-70b", ["dgx-h100"], **Q, tp="1")
+    best = min((r for r in exhaustive(pinned) if r.feasible), key=rank_key)
+    assert climb(prepare("llama-3.1-70b", ["dgx-h100"], **Q), best, [])[0].tp == 2
+    assert climb(pinned, best, [])[0].tp == 1

@@ -146,6 +146,7 @@ def climb(prep: Prepared, best: ScoredConfig, notes: list[str]) -> tuple[ScoredC
     for _ in range(MAX_CLIMB):
         better = [n.config for n in near if n.config is not None and n.config.feasible]
         better = [c for c in better if rank_key(c) < rank_key(best)]
+        better = [c for c in better if prep.space.arm(c.profile).allows(c.tp, c.pp)]  # --tp/--pp pins hold
         if not better:
             break
         step = min(better, key=rank_key)

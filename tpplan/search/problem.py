@@ -95,6 +95,7 @@ def build_space(
     arms, notes = [], []
     possible_tp: set[int] = set()
     possible_pp: set[int] = set()
+    pinned = (tuple(pp_pins or ()), tuple(tp_pins or ()))
     for name, p in profiles.items():
         budget = budgets[name]
         accepted = tuple(engines.accepted_tp(engine, model, budget))  # type: ignore[arg-type]
@@ -110,9 +111,7 @@ def build_space(
             notes.append(f"{name}: {p.gpu.name} runs none of the dtypes asked for ({', '.join(dtypes)})")
         else:
             modes = tuple(moe_rules.modes(engine, model, t) for t in tps)
-            arms.append(
-                Arm(name, budget, tps, min(model.num_layers, budget), pairs, modes, tuple(pp_pins or ()))
-            )
+            arms.append(Arm(name, budget, tps, min(model.num_layers, budget), pairs, modes, *pinned))
     where = f"for {model.name} with {engine} on {', '.join(profiles)} ({'/'.join(map(str, budgets.values()))} GPUs)"
     pins.check(tp_pins, possible_tp, "tp", where)
     pins.check(

@@ -106,6 +106,11 @@ class Arm:
     dtypes: tuple[tuple[str, str], ...]  # (weights, kv) pairs this GPU runs
     modes: tuple[tuple[tuple[int, int], ...], ...] = ()  # per TP degree: (ep, dp_attention) pairs; () plain
     pp_pins: tuple[int, ...] = ()  # `--pp`: only these depths; () any
+    tp_pins: tuple[int, ...] = ()  # `--tp`: only these degrees; () any
+
+    def allows(self, tp: int, pp: int) -> bool:
+        """Within the user's --tp/--pp pins (the winner's neighbours may lie outside the space)."""
+        return (not self.tp_pins or tp in self.tp_pins) and (not self.pp_pins or pp in self.pp_pins)
 
     def modes_at(self, ti: int) -> tuple[tuple[int, int], ...]:
         return self.modes[ti] if self.modes else ((1, 1),)
