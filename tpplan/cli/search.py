@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import click
 
-from .common import SEED_RANGE, echo_json, engine_option, json_option, profile_option, table
+from .common import (
+    KV_AUTO_HELP,
+    SEED_RANGE,
+    echo_json,
+    engine_option,
+    json_option,
+    price_option,
+    profile_option,
+    table,
+)
 
 
 @click.command()
@@ -66,10 +75,24 @@ from .common import SEED_RANGE, echo_json, engine_option, json_option, profile_o
     "--kv-cache-dtype",
     "kv_text",
     metavar="LIST",
-    help="KV-cache dtypes to search, e.g. auto,fp8 (default: auto = the activation dtype, bf16 under fp8 weights, as vLLM).",
+    help="KV-cache dtypes to search, e.g. auto,fp8 [default: auto]. " + KV_AUTO_HELP,
 )
+@click.option("--tp", "tp_text", metavar="LIST", help="Search only these TP degrees, e.g. 8 or 4,8.")
+@click.option("--pp", "pp_text", metavar="LIST", help="Search only these PP depths, e.g. 1 or 1,2.")
+@price_option(multiple=True)
 @click.option("--max-model-len", type=int, help="Context length one sequence must fit (default: ISL + OSL).")
 @click.option("--model-path", help="What the engine loads (HF repo id or local dir), written into the plan.")
+@click.option(
+    "--hf-id",
+    metavar="ORG/NAME",
+    help="Hugging Face repo id the plan serves (default: the model spec's); what the engine loads unless "
+    "--model-path names a local dir.",
+)
+@click.option(
+    "--served-model",
+    metavar="NAME",
+    help="Name clients send in requests (vLLM/SGLang --served-model-name; default: what is loaded).",
+)
 @click.option(
     "--out",
     metavar="DIR|PLAN.yaml",
@@ -95,7 +118,12 @@ def search(
     dtype_text: str | None,
     kv_text: str | None,
     max_model_len: int | None,
+    tp_text: str | None,
+    pp_text: str | None,
+    prices: tuple[str, ...],
     model_path: str | None,
+    hf_id: str | None,
+    served_model: str | None,
     out: str | None,
     as_json: bool,
 ) -> None:
@@ -114,8 +142,12 @@ def search(
       tpplan search llama-3.1-70b --profile dgx-h100 --profile dgx-a100-80g --profile hgx-b200 --gpus 32 \\
           --isl 2048 --osl 256 --concurrency 512 --slo-tpot-ms 50 --dtype bf16,fp8 --pareto
       tpplan search qwen3-32b --profile dgx-h100 --isl 1024 --osl 512 --calibration serving.csv --json
+      tpplan search llama-3.1-70b --profile dgx-h100 --profile hgx-b200 --isl 2048 --osl 256 --tp 8 --pp 1 \\
+          --price-usd-per-gpu-hour dgx-h100=2.10 --price-usd-per-gpu-hour hgx-b200=3.90
       tpplan search llama-3.1-70b --profile dgx-h100 --isl 2048 --osl 256 --storage sqlite:///shared.db --study s1 &
       tpplan search llama-3.1-70b --profile dgx-h100 --isl 2048 --osl 256 --storage sqlite:///shared.db --study s1
+      tpplan search llama-3.1-8b --profile dgx-h100 --isl 1024 --osl 256 --hf-id meta-llama/Llama-3.1-8B-Instruct \\
+          --served-model llama
       tpplan emit runs/search/plan.yaml --engine vllm
     """
     from .. import api
@@ -136,7 +168,12 @@ def search(
         "dtypes": dtype_text,  # 'bf16,fp8': the request record splits and checks the list
         "kv_cache_dtypes": kv_text,
         "max_model_len": max_model_len,
+        "tp": tp_text,
+        "pp": pp_text,
+        "prices": list(prices),
         "model_path": model_path,
+        "hf_id": hf_id,
+        "served_model": served_model,
         "progress": lambda line: click.echo(line, err=True),
     }
     try:

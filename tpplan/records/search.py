@@ -92,6 +92,9 @@ class Plan(Frozen):
     model_path: str = Field(
         "", description="what the engine loads (HF repo id or local dir); empty: model.name"
     )
+    served_model_name: str = Field(
+        "", description="the name clients ask for (vLLM/SGLang --served-model-name); empty: what is loaded"
+    )
     profile: HardwareProfile
     engine: Literal["vllm", "megatron", "sglang"]
     layout: Layout = Field(description="the instances; with kind disaggregated, the decode instances")

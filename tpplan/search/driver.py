@@ -84,6 +84,7 @@ def run(
     study: str | None = None,
     out: str | Path | None = None,
     model_path: str | None = None,
+    served_model_name: str | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> tuple[SearchResult, Plan]:
     """Run (or join, or resume) the study of a posed question and write the winner's plan."""
@@ -113,7 +114,7 @@ def run(
         scored = [*(r for r in scored if config_of(r) != config_of(best)), best]
     split = Split(prep)  # the disaggregated deployments, scored beside the study's results
     best, ranked, scored = split.join(best, ranked, scored, rank_key, notes)
-    plan = split.plan(assemble_plan(prep, best, near, model_path), best)
+    plan = split.plan(assemble_plan(prep, best, near, model_path, served_model_name), best)
     header = (
         f"# Written by `tpplan search` (study {name} in {url}): the configuration with the most output\n"
         f"# tokens per USD that fits and meets the SLOs; numbers are {best.basis} (see estimate, provenance).\n"
@@ -153,6 +154,7 @@ def climb(prep: Prepared, best: ScoredConfig, notes: list[str]) -> tuple[ScoredC
     for _ in range(MAX_CLIMB):
         better = [n.config for n in near if n.config is not None and n.config.feasible]
         better = [c for c in better if rank_key(c) < rank_key(best)]
+        better = [c for c in better if prep.space.arm(c.profile).allows(c.tp, c.pp)]  # --tp/--pp pins hold
         if not better:
             break
         step = min(better, key=rank_key)
@@ -165,13 +167,20 @@ def climb(prep: Prepared, best: ScoredConfig, notes: list[str]) -> tuple[ScoredC
     return best, near
 
 
-def assemble_plan(prep: Prepared, best: ScoredConfig, near: list, model_path: str | None) -> Plan:
+def assemble_plan(
+    prep: Prepared,
+    best: ScoredConfig,
+    near: list,
+    model_path: str | None,
+    served_model_name: str | None = None,
+) -> Plan:
     """The winner as a Plan: its layout, limits, workload, estimate, provenance and what its neighbours lost on."""
     q = prep.question
     winner = config_of(best)
     return Plan(
         model=prep.model,
         model_path=model_path or "",
+        served_model_name=served_model_name or "",
         profile=prep.profiles[best.profile],
         engine=q.engine,  # type: ignore[arg-type]
         layout=Layout(

@@ -16,6 +16,7 @@ from .. import costmodel, engines, moe_rules
 from ..errors import ConfigError
 from ..records import Candidate, Layout
 from ..specs import HardwareProfile, ModelSpec, Workload
+from . import pins
 from .objective import Evaluation, Question
 from .space import Arm, Config, Space, dtype_pairs
 
@@ -104,12 +105,23 @@ def build_space(
     dtypes: list[str],
     kv_dtypes: list[str],
     concurrency: int | None,
+    tp_pins: list[int] | None = None,
+    pp_pins: list[int] | None = None,
 ) -> tuple[Space, list[str]]:
-    """One arm per profile that can serve the model: its TP degrees, PP depths and dtype pairs."""
+    """One arm per profile that can serve the model: its TP degrees, PP depths and dtype pairs
+    (only the pinned TP / PP degrees when `--tp` / `--pp` pin them)."""
     arms, notes = [], []
+    possible_tp: set[int] = set()
+    possible_pp: set[int] = set()
+    pinned = (tuple(pp_pins or ()), tuple(tp_pins or ()))
     for name, p in profiles.items():
         budget = budgets[name]
-        tps = tuple(engines.accepted_tp(engine, model, budget))  # type: ignore[arg-type]
+        accepted = tuple(engines.accepted_tp(engine, model, budget))  # type: ignore[arg-type]
+        possible_tp |= set(accepted)
+        tps = pins.keep(accepted, tp_pins)
+        pps = pins.keep(tuple(sorted(pins.depths(model.num_layers, budget, tps))), pp_pins)
+        possible_pp |= pins.depths(model.num_layers, budget, tps)
+        tps = tuple(t for t in tps if any(t * d <= budget for d in pps))  # a TP no pinned depth fits
         pairs = dtype_pairs(
             dtypes, kv_dtypes, p.gpu.supports_fp8, engine, model.activation_dtype, model.checkpoint_kv_dtype
         )
@@ -119,7 +131,12 @@ def build_space(
             notes.append(f"{name}: {p.gpu.name} runs none of the dtypes asked for ({', '.join(dtypes)})")
         else:
             modes = tuple(moe_rules.modes(engine, model, t) for t in tps)
-            arms.append(Arm(name, budget, tps, min(model.num_layers, budget), pairs, modes))
+            arms.append(Arm(name, budget, tps, min(model.num_layers, budget), pairs, modes, *pinned))
+    where = f"for {model.name} with {engine} on {', '.join(profiles)} ({'/'.join(map(str, budgets.values()))} GPUs)"
+    pins.check(tp_pins, possible_tp, "tp", where)
+    pins.check(
+        pp_pins, possible_pp, "pp", where + (f" at TP {','.join(map(str, tp_pins))}" if tp_pins else "")
+    )
     if not arms:
         raise ConfigError(
             "; ".join(notes) + ": nothing to search",
@@ -190,16 +207,23 @@ def pose(
     dtypes: list[str],
     kv_dtypes: list[str],
     notes: list[str],
+    tp_pins: list[int] | None = None,
+    pp_pins: list[int] | None = None,
 ) -> Prepared:
     """The space, evaluator and fingerprint of a validated question on loaded records."""
     shape = {"budgets": budgets, "dtypes": dtypes, "kv_dtypes": kv_dtypes}
-    space, space_notes = build_space(model, profiles, engine=q.engine, concurrency=q.concurrency, **shape)
+    space, space_notes = build_space(
+        model, profiles, engine=q.engine, concurrency=q.concurrency, tp_pins=tp_pins, pp_pins=pp_pins, **shape
+    )
+    found = fingerprint(q, model, profiles=profiles, **shape)
+    # A pinned search is another study; an unpinned one keeps the name it always had.
+    found |= {k: v for k, v in (("tp_pins", tp_pins), ("pp_pins", pp_pins)) if v}
     return Prepared(
         model,
         profiles,
         q,
         space,
         evaluator(model, profiles, budgets, q, measured),
-        fingerprint(q, model, profiles=profiles, **shape),
+        found,
         notes + space_notes,
     )

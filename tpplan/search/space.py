@@ -157,6 +157,12 @@ class Arm:
     max_pp: int  # layers, and the budget after TP=1
     dtypes: tuple[tuple[str, str], ...]  # (weights, kv) pairs this GPU runs
     modes: tuple[tuple[tuple[int, int], ...], ...] = ()  # per TP degree: (ep, dp_attention) pairs; () plain
+    pp_pins: tuple[int, ...] = ()  # `--pp`: only these depths; () any
+    tp_pins: tuple[int, ...] = ()  # `--tp`: only these degrees; () any
+
+    def allows(self, tp: int, pp: int) -> bool:
+        """Within the user's --tp/--pp pins (the winner's neighbours may lie outside the space)."""
+        return (not self.tp_pins or tp in self.tp_pins) and (not self.pp_pins or pp in self.pp_pins)
 
     def modes_at(self, ti: int) -> tuple[tuple[int, int], ...]:
         return self.modes[ti] if self.modes else ((1, 1),)
@@ -172,7 +178,8 @@ class Space:
 
     def pps(self, arm: Arm, tp: int) -> list[int]:
         limit = min(arm.max_pp, arm.budget_gpus // tp)
-        return [2**k for k in range(int(math.log2(limit)) + 1)] if limit >= 1 else []
+        found = [2**k for k in range(int(math.log2(limit)) + 1)] if limit >= 1 else []
+        return [p for p in found if not arm.pp_pins or p in arm.pp_pins]
 
     def replicas(self, arm: Arm, tp: int, pp: int) -> list[int]:
         most = arm.budget_gpus // (tp * pp)
@@ -194,7 +201,8 @@ class Space:
     def dims(self) -> dict[str, tuple[int, int]]:
         """Each integer parameter's range; a draw outside one profile's part (a PP or replica count
         over its budget) is no configuration."""
-        most_pp = max(len(self.pps(a, 1)) for a in self.arms)
+        # pp_log2 indexes doubling depths; a --pp pin leaves gaps, so the range is the deepest one's
+        most_pp = max(int(math.log2(p)) + 1 for a in self.arms for p in self.pps(a, 1))
         dims = {
             "tp_index": (0, max(len(a.tps) for a in self.arms) - 1),
             "pp_log2": (0, most_pp - 1),
