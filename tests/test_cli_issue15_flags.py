@@ -16,7 +16,7 @@ from tpplan.cli.common import KV_AUTO_HELP
 from tpplan.enginebench import client
 from tpplan.errors import ConfigError
 from tpplan.records import Layout
-from tpplan.search import climb, exhaustive, rank_key
+from tpplan.search import climb, rank_key, solved_setups
 from tpplan.specs import Workload
 
 Q = {"input_tokens": 2048, "output_tokens": 256, "gpus": 16}
@@ -26,7 +26,7 @@ Q = {"input_tokens": 2048, "output_tokens": 256, "gpus": 16}
 def test_pins_restrict_the_space_to_the_pinned_degrees():
     free = prepare("llama-3.1-70b", ["dgx-h100"], **Q)
     pinned = prepare("llama-3.1-70b", ["dgx-h100"], **Q, tp="4,8", pp="1")
-    layouts = {(c.tp, c.pp) for c in pinned.space.configs()}
+    layouts = {(c.tp, c.pp) for c in pinned.space.setups()}
     assert layouts == {(4, 1), (8, 1)}
     assert pinned.space.size < free.space.size
     assert pinned.study_name != free.study_name  # a pinned search is another study
@@ -34,8 +34,8 @@ def test_pins_restrict_the_space_to_the_pinned_degrees():
 
 def test_a_pp_pin_alone_keeps_every_tp_that_fits_it():
     pinned = prepare("llama-3.1-70b", ["dgx-h100"], **Q, pp=[2])
-    assert {c.pp for c in pinned.space.configs()} == {2}
-    assert {c.tp for c in pinned.space.configs()} == {1, 2, 4, 8}  # TP 16 x PP 2 is over the budget
+    assert {c.pp for c in pinned.space.setups()} == {2}
+    assert {c.tp for c in pinned.space.setups()} == {1, 2, 4, 8}  # TP 16 x PP 2 is over the budget
 
 
 def test_an_impossible_tp_pin_names_the_flag_and_the_possible_degrees(capsys):
@@ -196,8 +196,8 @@ def test_search_writes_the_repo_id_and_served_name_into_the_plan(tmp_path):
 
 
 def test_the_climb_to_a_better_neighbour_stays_within_the_pins():
-    # At --tp 1 the best is TP1 PP4 x4; its TP*2 neighbour earns more, and the unpinned climb takes it
-    pinned = prepare("llama-3.1-70b", ["dgx-h100"], **Q, tp="1")
-    best = min((r for r in exhaustive(pinned) if r.feasible), key=rank_key)
-    assert climb(prepare("llama-3.1-70b", ["dgx-h100"], **Q), best, [])[0].tp == 2
-    assert climb(pinned, best, [])[0].tp == 1
+    # At --tp 8 the best is TP8 x2; its TP/2 neighbour (TP4 x4) earns more, and the unpinned climb takes it
+    pinned = prepare("llama-3.1-70b", ["dgx-h100"], **Q, tp="8")
+    best = min((r for r in solved_setups(pinned) if r.feasible), key=rank_key)
+    assert climb(prepare("llama-3.1-70b", ["dgx-h100"], **Q), best, [])[0].tp == 4
+    assert climb(pinned, best, [])[0].tp == 8

@@ -69,7 +69,7 @@ def neighbours(space: Space, winner: ScoredConfig, evaluate: Evaluate, q: Questi
     # MoE: the other way to run the same GPUs (plain TP against EP + DP attention)
     modes = space.arm(w.profile).modes_at(space.arm(w.profile).tps.index(w.tp))
     other = (1, 1) if (w.ep, w.dp_attention) != (1, 1) else (w.tp, w.tp)
-    if other in modes:
+    if other in modes and other != (w.ep, w.dp_attention):  # at TP=1 both ways are one layout
         change = "plain TP" if other == (1, 1) else "EP+DPA"
         alt = dataclasses.replace(w, ep=other[0], dp_attention=other[1])
         out.append(_judged(change, alt, winner, w_ev, space, evaluate, q))
