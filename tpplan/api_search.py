@@ -18,11 +18,13 @@ from . import search as search_stage
 from .api_measured import Measured, apply_calibration, with_measured
 from .errors import ConfigError, TpplanError
 from .records import Layout, Plan, ScoredConfig, SearchResult
-from .search import Config, Evaluation, Question
+from .search import Config, Evaluation, Question, rank
+from .search.rank import DEFAULT_SLO_TTFT_MS, rank_key
 from .specs import HardwareProfile, ModelSpec, Workload
 
-# Bump when the space, objective or stored record changes meaning (2: typed reasons): no resume across.
-SEARCH_VERSION = 2
+# Bump when the space, objective or stored record changes meaning (2: typed reasons; 3: intervals and
+# the TTFT default): no resume across.
+SEARCH_VERSION = 3
 DEFAULT_OUT = Path("runs/search")
 CONFIRM_NO_WINNER = 5000  # configurations scored (~1.5 ms each) to confirm that none is feasible
 DEFAULT_TRIALS, DEFAULT_TRIALS_FRACTION = 200, 0.10  # --trials: at least 200, or a tenth of the space
@@ -150,6 +152,8 @@ def no_winner(
     slos = [
         f"{n} <= {v:g} ms" for n, v in (("TTFT", q.slo_ttft_ms), ("TPOT", q.slo_tpot_ms)) if v is not None
     ]
+    if q.slo_ttft_ms == DEFAULT_SLO_TTFT_MS:
+        slos[0] += " (the default; --slo-ttft-ms none lifts it)"
     what = f"meets the SLOs ({', '.join(slos)})" if slos else "fits and runs"
     if every is not None and any(r.feasible for r in every):
         n = sum(r.feasible for r in every)
@@ -218,7 +222,7 @@ def prepare(
     *,
     gpus: int | None = None,
     concurrency: int | None = None,
-    slo_ttft_ms: float | None = None,
+    slo_ttft_ms: float | None = DEFAULT_SLO_TTFT_MS,
     slo_tpot_ms: float | None = None,
     engine: str = "vllm",
     calibration: list[str] | None = None,
@@ -314,13 +318,12 @@ def search(
     if not feasible:  # score the whole space when that is quick, to say whether anything could pass
         every = exhaustive(prep) if space.size <= CONFIRM_NO_WINNER else None
         raise no_winner(collected.results, every, q, collected.trials, name)
-    ranked = sorted(feasible, key=rank_key)
-    best, near = climb(prep, ranked[0], notes)
-    scored = collected.results
-    if best is not ranked[0]:  # the climbed winner goes first, and onto the Pareto front's inputs
-        ranked = [best, *(r for r in ranked if search_stage.config_of(r) != search_stage.config_of(best))]
-        scored = [*(r for r in scored if search_stage.config_of(r) != search_stage.config_of(best)), best]
-    plan = _plan(prep, best, near, model_path)
+    top, near = climb(prep, min(feasible, key=rank_key), notes)
+    scored = rank.distinct([top, *collected.results, *(n.config for n in near if n.config is not None)])
+    best, decision = rank.choose([r for r in scored if r.feasible])  # ties: lower latency wins
+    if best != top:
+        near = search_stage.neighbours(prep.space, best, prep.evaluate, q)
+    plan = _plan(prep, best, near, model_path, decision.text)
     header = (
         f"# Written by `tpplan search` (study {name} in {url}): the configuration with the most output\n"
         f"# tokens per USD that fits and meets the SLOs; numbers are {best.basis} (see estimate, provenance).\n"
@@ -331,8 +334,10 @@ def search(
         model=prep.model.name,
         engine=q.engine,
         best=best,
-        top=ranked[:5],
+        top=rank.leaders(best, scored),
         pareto=search_stage.pareto_front(scored),
+        decision=decision,
+        best_per_profile=rank.best_per(scored, "profile"),
         neighbours=near,
         trials=collected.trials,
         evaluations=len(collected.results),
@@ -345,11 +350,6 @@ def search(
         notes=notes,
     )
     return result, plan
-
-
-def rank_key(r: ScoredConfig) -> tuple[float, float, float]:
-    """Most tokens/USD first; on a tie, more tokens/s, then lower TPOT."""
-    return (-r.output_tokens_per_usd, -r.output_tokens_per_s, r.tpot_ms)
 
 
 def climb(prep: Prepared, best: ScoredConfig, notes: list[str]) -> tuple[ScoredConfig, list]:
@@ -371,7 +371,7 @@ def climb(prep: Prepared, best: ScoredConfig, notes: list[str]) -> tuple[ScoredC
     return best, near
 
 
-def _plan(prep: Prepared, best: ScoredConfig, near: list, model_path: str | None) -> Plan:
+def _plan(prep: Prepared, best: ScoredConfig, near: list, model_path: str | None, decision: str) -> Plan:
     q = prep.question
     winner = search_stage.config_of(best)
     return Plan(
@@ -395,5 +395,5 @@ def _plan(prep: Prepared, best: ScoredConfig, near: list, model_path: str | None
         ),
         estimate=best,
         provenance=prep.evaluate(winner).estimate.provenance,
-        why=[n.lost_on for n in near],
+        why=[decision, *(n.lost_on for n in near)],
     )

@@ -25,6 +25,23 @@ def _dtype_list(flag: str, text: str | None, allowed: tuple[str, ...]) -> list[s
     return list(dict.fromkeys(items))
 
 
+def _ttft_limit(text: str | None) -> float | None:
+    """--slo-ttft-ms: a number of ms, `none` (no limit), or absent (the search's default limit)."""
+    from ..errors import ConfigError
+    from ..search.rank import DEFAULT_SLO_TTFT_MS
+
+    if text is None:
+        return DEFAULT_SLO_TTFT_MS
+    if text.strip().lower() == "none":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise ConfigError(
+            f"{text!r} is not a number", field="--slo-ttft-ms", expected="milliseconds > 0, or none"
+        ) from None
+
+
 @click.command()
 @click.argument("model", metavar="MODEL")
 @profile_option(multiple=True)
@@ -41,7 +58,12 @@ def _dtype_list(flag: str, text: str | None, allowed: tuple[str, ...]) -> list[s
     help="Client requests in flight across the deployment (closed loop). "
     "Without it each replica runs full at the max_num_seqs the search picks, and replicas fill the budget.",
 )
-@click.option("--slo-ttft-ms", type=float, help="Limit on mean time to first token.")
+@click.option(
+    "--slo-ttft-ms",
+    "ttft_text",
+    metavar="MS|none",
+    help="Limit on mean time to first token [default: 2000, what AIConfigurator filters at; `none` lifts it].",
+)
 @click.option("--slo-tpot-ms", type=float, help="Limit on mean time per output token.")
 @engine_option()
 @click.option(
@@ -101,7 +123,7 @@ def search(
     isl: int,
     osl: int,
     concurrency: int | None,
-    slo_ttft_ms: float | None,
+    ttft_text: str | None,
     slo_tpot_ms: float | None,
     engine: str,
     trials: int | None,
@@ -138,7 +160,7 @@ def search(
     options = {
         "gpus": gpus,
         "concurrency": concurrency,
-        "slo_ttft_ms": slo_ttft_ms,
+        "slo_ttft_ms": _ttft_limit(ttft_text),
         "slo_tpot_ms": slo_tpot_ms,
         "engine": engine,
         "trials": trials,
@@ -180,6 +202,7 @@ def _row(r) -> tuple:
         r.concurrency,
         r.dtype + ("" if r.kv_cache_dtype == r.dtype else f"/{r.kv_cache_dtype}"),
         f"{r.output_tokens_per_usd:,.0f}",
+        _range(r),
         f"{r.output_tokens_per_s:,.0f}",
         f"{r.ttft_ms:,.0f}",
         f"{r.tpot_ms:.1f}",
@@ -197,6 +220,7 @@ HEADERS = [
     "clients",
     "dtype",
     "tokens/USD",
+    "80% range",
     "tokens/s",
     "TTFT ms",
     "TPOT ms",
@@ -227,16 +251,34 @@ def _summary(result, plan, pareto: bool) -> None:
         f"  {b.output_tokens_per_usd:,.0f} output tokens/USD, {b.output_tokens_per_s:,.0f} tokens/s, "
         f"TTFT {b.ttft_ms:,.0f} ms, TPOT {b.tpot_ms:.1f} ms"
     )
+    click.echo(
+        f"  80% range: {b.output_tokens_per_usd_low:,.0f}-{b.output_tokens_per_usd_high:,.0f} tokens/USD, "
+        f"TTFT {b.ttft_ms_low:,.0f}-{b.ttft_ms_high:,.0f} ms, TPOT {b.tpot_ms_low:.1f}-{b.tpot_ms_high:.1f} ms "
+        f"({plan.provenance['uncertainty'].basis}: plan.yaml provenance.uncertainty)"
+    )
     click.echo(f"  numbers: {_basis_line(plan)}")
+    if result.decision:
+        click.echo(f"  {result.decision.text}")
     click.echo("\nwhy it won (its neighbours):")
     for n in result.neighbours:
         click.echo(f"  {n.lost_on}")
     click.echo("\ntop 5:")
     click.echo(table([_row(r) for r in result.top], HEADERS))
+    if result.best_per_profile:
+        click.echo("\nbest per GPU type:")
+        click.echo(table([_row(r) for r in result.best_per_profile], HEADERS))
     if pareto:
         click.echo("\nPareto front (tokens/USD vs TPOT vs TTFT):")
         click.echo(table([_row(r) for r in result.pareto], HEADERS))
     click.echo(f"\nwrote {result.plan}; launch it: tpplan emit {result.plan} --engine {result.engine}")
+
+
+def _range(r) -> str:
+    """The tokens/USD interval around the estimate, in percent."""
+    v = r.output_tokens_per_usd
+    if not v:
+        return "-"
+    return f"-{100 * (1 - r.output_tokens_per_usd_low / v):.0f}%/+{100 * (r.output_tokens_per_usd_high / v - 1):.0f}%"
 
 
 def _basis_line(plan) -> str:
@@ -244,7 +286,7 @@ def _basis_line(plan) -> str:
     prov = plan.provenance
     if "measured" in prov:
         return f"measured: {prov['measured'].value}"
-    rest = {k: v for k, v in prov.items() if k not in ("kv_cache_tokens", "engine_limits")}
+    rest = {k: v for k, v in prov.items() if k not in ("kv_cache_tokens", "engine_limits", "uncertainty")}
     fitted = [k for k, v in rest.items() if v.basis == "fitted"]
     assumed = [k for k, v in rest.items() if v.basis == "assumed"]
     measured = [k for k, v in rest.items() if v.basis in ("measured", "derived")]  # kernel tables

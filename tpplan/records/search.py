@@ -3,12 +3,13 @@ reads), the winner's neighbours and the result."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from ..specs import HardwareProfile, ModelSpec, Workload
 from ..specs.base import Frozen
+from .costmodel import with_point_interval
 from .layout import Layout
 from .provenance import Provenance
 from .reason import Reason
@@ -32,6 +33,12 @@ class ScoredConfig(Frozen):
     output_tokens_per_usd: float = Field(description="the objective")
     ttft_ms: float
     tpot_ms: float
+    output_tokens_per_usd_low: float = Field(description="80% interval of tokens/USD (the estimate's)")
+    output_tokens_per_usd_high: float
+    ttft_ms_low: float
+    ttft_ms_high: float
+    tpot_ms_low: float
+    tpot_ms_high: float
     feasible: bool = Field(description="fits, the engine accepts it, and it meets the SLOs")
     violations: dict[str, float] = Field(
         description="constraint values as Optuna sees them (> 0: violated, by that fraction)"
@@ -42,6 +49,11 @@ class ScoredConfig(Frozen):
         "parameters; profile: cost model on the profile's published or assumed numbers"
     )
     trial: int | None = Field(None, description="the Optuna trial that evaluated it first")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _interval_of_old_records(cls, data: Any) -> Any:
+        return with_point_interval(data)
 
     def label(self) -> str:
         kv = "" if self.kv_cache_dtype == self.dtype else f" (KV {self.kv_cache_dtype})"
@@ -83,6 +95,21 @@ class Plan(Frozen):
     why: list[str] = Field(default_factory=list, description="what the winner's neighbours lost on")
 
 
+class Decision(Frozen):
+    """How the winner compares with the best runner-up of another layout or dtype (search/rank.py)."""
+
+    runner_up: ScoredConfig | None = Field(description="None when no other layout is feasible")
+    tokens_per_usd_ratio: float | None = Field(description="the winner's tokens/USD ÷ the runner-up's")
+    within_uncertainty: bool = Field(
+        description="the lower of the two tokens/USD lies inside the higher one's interval"
+    )
+    decided_by: Literal["tokens/USD", "TTFT", "TPOT", "GPUs", "only layout"] = Field(
+        description="what put the winner first: more tokens/USD, or within the uncertainty lower TTFT, "
+        "lower TPOT or fewer GPUs"
+    )
+    text: str = Field(description="one sentence, in numbers")
+
+
 class Neighbour(Frozen):
     """A configuration one step from the winner, and what it lost on."""
 
@@ -101,6 +128,10 @@ class SearchResult(Frozen):
     top: list[ScoredConfig] = Field(description="the best feasible configurations, best first")
     pareto: list[ScoredConfig] = Field(
         description="feasible configurations no other beats on tokens/USD, TPOT and TTFT at once"
+    )
+    decision: Decision | None = Field(None, description="the winner against the best other layout")
+    best_per_profile: list[ScoredConfig] = Field(
+        default_factory=list, description="with several profiles: the winner on each GPU type, best first"
     )
     neighbours: list[Neighbour]
     trials: int = Field(description="finished trials in the study (repeats of a configuration included)")

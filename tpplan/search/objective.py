@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..records import Candidate, Reason, ScoredConfig, ServeEstimate
+from .rank import near_duplicates_dropped
 from .space import Config
 
 CONSTRAINTS = ("budget", "engine", "placement", "memory", "kv_cache", "slo_tpot", "slo_ttft")
@@ -130,6 +131,12 @@ def score(config: Config, ev: Evaluation, q: Question, trial: int | None = None)
         output_tokens_per_usd=float(e.output_tokens_per_usd),
         ttft_ms=float(e.ttft_ms),
         tpot_ms=float(e.tpot_ms),
+        output_tokens_per_usd_low=float(e.output_tokens_per_usd_low),
+        output_tokens_per_usd_high=float(e.output_tokens_per_usd_high),
+        ttft_ms_low=float(e.ttft_ms_low),
+        ttft_ms_high=float(e.ttft_ms_high),
+        tpot_ms_low=float(e.tpot_ms_low),
+        tpot_ms_high=float(e.tpot_ms_high),
         feasible=all(v <= 0 for v in values.values()),
         violations={k: round(float(v), 6) for k, v in values.items()},
         reasons=reasons,
@@ -159,7 +166,8 @@ def better(a: ScoredConfig, b: ScoredConfig) -> bool:
 
 
 def pareto_front(results: list[ScoredConfig]) -> list[ScoredConfig]:
-    """Feasible results that no other beats on tokens/USD, TPOT and TTFT at once; best tokens/USD first."""
+    """Feasible results that no other beats on tokens/USD, TPOT and TTFT at once, without near-duplicates
+    (search/rank.py); best tokens/USD first."""
     feasible = [r for r in results if r.feasible]
 
     def dominates(a: ScoredConfig, b: ScoredConfig) -> bool:
@@ -176,4 +184,4 @@ def pareto_front(results: list[ScoredConfig]) -> list[ScoredConfig]:
         return ge and gt
 
     front = [r for r in feasible if not any(dominates(o, r) for o in feasible)]
-    return sorted(front, key=lambda r: -r.output_tokens_per_usd)
+    return near_duplicates_dropped(front)
