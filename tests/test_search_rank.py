@@ -18,6 +18,7 @@ from tpplan.search.rank import (
     best_per,
     choose,
     near_duplicates_dropped,
+    pick,
 )
 
 
@@ -148,3 +149,20 @@ def test_cli_lifts_the_ttft_limit_with_none_and_shows_the_ranges(capsys, tmp_pat
     assert "decision" in data and "best_per_profile" in data
     code, out, _ = run(capsys, *shlex.split(cmd.replace(" --json", "")), "--out", tmp_path / "b")
     assert code == 0 and "TTFT <= 2000 ms" in out and re.search(r"80% range: [\d,]+-[\d,]+ tokens/USD", out)
+
+
+def test_several_engines_each_get_a_study_and_plan_and_the_best_is_named(capsys, tmp_path):
+    cmd = "search llama-3.1-8b --profile dgx-h100 --gpus 1 --isl 1024 --osl 128 --trials 12 --json"
+    code, out, _ = run(capsys, *shlex.split(cmd), "--engine", "vllm,sglang", "--out", tmp_path)
+    data = json.loads(out)
+    assert code == 0 and set(data["engines"]) == {"vllm", "sglang"} and data["failed"] == {}
+    for e, d in data["engines"].items():
+        assert d["engine"] == e and d["plan"] == str(tmp_path / e / "plan.yaml")
+        assert (tmp_path / e / "study.db").is_file()
+    bests = {
+        e: ScoredConfig.model_validate({k: v for k, v in d["best"].items() if k != "why"})
+        for e, d in data["engines"].items()
+    }
+    assert data["best_engine"] == pick(bests)
+    code, _, err = run(capsys, *shlex.split(cmd), "--engine", "vllm,trt", "--out", tmp_path)
+    assert code == 2 and "--engine: 'vllm,trt' is not a list of engines" in err

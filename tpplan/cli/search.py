@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import click
 
-from .common import SEED_RANGE, echo_json, engine_option, json_option, profile_option, table
+from .common import SEED_RANGE, echo_json, json_option, profile_option, table
 
 DTYPES = ("bf16", "fp16", "fp8")
+ENGINES = ("vllm", "sglang", "megatron")
 
 
-def _dtype_list(flag: str, text: str | None, allowed: tuple[str, ...]) -> list[str] | None:
+def _choice_list(flag: str, text: str | None, allowed: tuple[str, ...]) -> list[str] | None:
     from ..errors import ConfigError
 
     if text is None:
@@ -18,7 +19,7 @@ def _dtype_list(flag: str, text: str | None, allowed: tuple[str, ...]) -> list[s
     bad = [t for t in items if t not in allowed]
     if bad or not items:
         raise ConfigError(
-            f"{text!r} is not a list of dtypes",
+            f"{text!r} is not a list of {flag.lstrip('-').replace('-', ' ')}s",
             field=flag,
             expected=", ".join(allowed) + " separated by commas",
         )
@@ -65,7 +66,15 @@ def _ttft_limit(text: str | None) -> float | None:
     help="Limit on mean time to first token [default: 2000, what AIConfigurator filters at; `none` lifts it].",
 )
 @click.option("--slo-tpot-ms", type=float, help="Limit on mean time per output token.")
-@engine_option()
+@click.option(
+    "--engine",
+    "engine_text",
+    metavar="ENGINE[,ENGINE]",
+    default="vllm",
+    show_default=True,
+    help="Engine whose rules and costs apply: vllm, sglang or megatron; several (vllm,sglang) search each "
+    "in its own study under --out/ENGINE and compare their winners.",
+)
 @click.option(
     "--trials",
     type=int,
@@ -125,7 +134,7 @@ def search(
     concurrency: int | None,
     ttft_text: str | None,
     slo_tpot_ms: float | None,
-    engine: str,
+    engine_text: str,
     trials: int | None,
     seed: int,
     storage: str | None,
@@ -162,7 +171,6 @@ def search(
         "concurrency": concurrency,
         "slo_ttft_ms": _ttft_limit(ttft_text),
         "slo_tpot_ms": slo_tpot_ms,
-        "engine": engine,
         "trials": trials,
         "seed": seed,
         "storage": storage,
@@ -170,25 +178,68 @@ def search(
         "calibration": list(calibration),
         "pareto": pareto,
         "out": out,
-        "dtypes": _dtype_list("--dtype", dtype_text, DTYPES),
-        "kv_cache_dtypes": _dtype_list("--kv-cache-dtype", kv_text, ("auto", *DTYPES)),
+        "dtypes": _choice_list("--dtype", dtype_text, DTYPES),
+        "kv_cache_dtypes": _choice_list("--kv-cache-dtype", kv_text, ("auto", *DTYPES)),
         "max_model_len": max_model_len,
         "model_path": model_path,
         "progress": lambda line: click.echo(line, err=True),
     }
+    from ..errors import ConfigError, TpplanError
+
+    engines = _choice_list("--engine", engine_text, ENGINES) or ["vllm"]
+    runs, failed = {}, {}
     try:
-        result, plan = api.search(model, list(profile), isl, osl, **options)
+        for e in engines:  # several engines: a study and a plan each, under --out/ENGINE
+            where = {} if len(engines) == 1 else _engine_out(out, study_name, e)
+            try:
+                runs[e] = api.search(model, list(profile), isl, osl, **{**options, "engine": e, **where})
+            except TpplanError as err:  # one engine with no plan does not hide the others'
+                if len(engines) == 1 or isinstance(err, ConfigError):
+                    raise
+                failed[e] = err
+        if not runs:
+            raise next(iter(failed.values()))
     except KeyboardInterrupt:
         click.echo(
             "interrupted: finished trials are kept in the study; run the same command to continue", err=True
         )
         raise SystemExit(130) from None
+    from ..search.rank import pick
+
+    best = pick({e: r.best for e, (r, _) in runs.items()})
     if as_json:
-        data = result.model_dump(mode="json")
-        data["best"]["why"] = [n.lost_on for n in result.neighbours]  # what each neighbour lost on
-        echo_json(data)
+        datas = {e: _json(r) for e, (r, _) in runs.items()}
+        if len(engines) == 1:
+            echo_json(datas[best])
+        else:
+            echo_json(
+                {"best_engine": best, "engines": datas, "failed": {e: str(x) for e, x in failed.items()}}
+            )
         return
-    _summary(result, plan, pareto)
+    _summary(*runs[best], pareto)
+    if len(runs) > 1:
+        click.echo(
+            f"\nbest per engine (the winner above is {best}'s; each engine's plan is under its own dir):"
+        )
+        rows = [(e, *_row(r.best), r.plan) for e, (r, _) in runs.items()]
+        click.echo(table(rows, ["engine", *HEADERS, "plan"]))
+        for e, err in failed.items():
+            click.echo(f"  {e}: no plan: {err}")
+
+
+def _engine_out(out: str | None, study: str | None, engine: str) -> dict:
+    """One engine's run of a multi-engine search: its own directory (and study name, if one was given)."""
+    from pathlib import Path
+
+    base = Path(out) if out is not None else Path("runs/search")
+    run_dir = base.parent / engine / base.name if base.suffix in (".yaml", ".yml", ".json") else base / engine
+    return {"out": str(run_dir), "study": f"{study}-{engine}" if study else None}
+
+
+def _json(result) -> dict:
+    data = result.model_dump(mode="json")
+    data["best"]["why"] = [n.lost_on for n in result.neighbours]  # what each neighbour lost on
+    return data
 
 
 def _row(r) -> tuple:

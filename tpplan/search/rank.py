@@ -62,13 +62,22 @@ def distinct(results: Iterable[ScoredConfig]) -> list[ScoredConfig]:
     return list(seen.values())
 
 
+def _winner(pool: Sequence[ScoredConfig]) -> ScoredConfig:
+    top = min(pool, key=lambda r: (*rank_key(r), _key(r)))
+    return min((r for r in pool if within(top, r)), key=tie_key)
+
+
 def choose(feasible: Sequence[ScoredConfig]) -> tuple[ScoredConfig, Decision]:
     """The winner among feasible results, and how it was decided."""
     pool = distinct(feasible)
-    top = min(pool, key=lambda r: (*rank_key(r), _key(r)))
-    tied = [r for r in pool if within(top, r)]
-    winner = min(tied, key=tie_key)
+    winner = _winner(pool)
     return winner, decide(winner, pool)
+
+
+def pick(winners: dict[str, ScoredConfig]) -> str:
+    """Which of several searches' winners (by engine) wins, by the same rule: its key."""
+    best = _winner(list(winners.values()))
+    return next(k for k, r in winners.items() if r is best)
 
 
 def decide(winner: ScoredConfig, pool: Sequence[ScoredConfig]) -> Decision:
