@@ -156,7 +156,9 @@ def test_an_slo_nothing_meets_says_so_and_names_the_closest(capsys, tmp_path):
     assert code == 2 and len(lines) == 1
     assert (
         "none of the 110 configurations meets the SLOs (TTFT <= 2000 ms (the default; --slo-ttft-ms none "
-        "lifts it), TPOT <= 1 ms)" in lines[0] and "closest:" in lines[0]
+        "lifts it), TPOT <= 1 ms)"
+        in lines[0]
+        and "closest:" in lines[0]
     )
     assert "TPOT" in lines[0].split("closest:")[1]
     assert not (tmp_path / "plan.yaml").exists()
