@@ -92,7 +92,11 @@ class Plan(Frozen):
     provenance: dict[str, Provenance] = Field(
         default_factory=dict, description="each number behind the estimate: value, basis and source"
     )
-    why: list[str] = Field(default_factory=list, description="what the winner's neighbours lost on")
+    why: list[str] = Field(
+        default_factory=list,
+        description="the winner against the best other layout (within the uncertainty or not), then what "
+        "each neighbour lost on",
+    )
 
 
 class Decision(Frozen):
