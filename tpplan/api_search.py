@@ -5,6 +5,7 @@ write the winner as a plan. `api.search` is the entry point; this module keeps a
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -28,6 +29,7 @@ SEARCH_VERSION = 3
 DEFAULT_OUT = Path("runs/search")
 CONFIRM_NO_WINNER = 5000  # configurations scored (~1.5 ms each) to confirm that none is feasible
 DEFAULT_TRIALS, DEFAULT_TRIALS_FRACTION = 200, 0.10  # --trials: at least 200, or a tenth of the space
+EVALUATIONS_KEPT = 4096  # recent evaluations kept for asking again (a few kB each)
 MAX_CLIMB = 10  # neighbour steps after the study; each is six evaluations (~10 ms)
 
 
@@ -70,7 +72,8 @@ def evaluator(
             return Evaluation(verdict, with_measured(est, *hit), hit[2])
         return Evaluation(verdict, est)
 
-    return evaluate
+    # The neighbours, the climb and the plan ask again for configurations the study evaluated.
+    return functools.lru_cache(maxsize=EVALUATIONS_KEPT)(evaluate)
 
 
 def build_space(
