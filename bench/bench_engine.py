@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 from statistics import median
 
-from tpplan import api
+from tpplan import api, costmodel
 from tpplan.jsonl import read_jsonl
 from tpplan.records import BenchRecord, Layout
 from tpplan.specs import Workload
@@ -31,7 +31,8 @@ def _errors(points: list[BenchRecord], model, profile) -> tuple[float, float]:
     ttft, tpot = [], []
     for r in points:
         load = Workload(input_tokens=r.isl, output_tokens=r.osl, concurrency=r.concurrency, dtype=r.dtype)
-        e = api.serve_estimate(model, profile, Layout(tp=r.tp, pp=r.pp), load, r.engine, r.max_num_seqs)
+        lay = Layout(tp=r.tp, pp=r.pp)
+        e = costmodel.price_layout(model, profile, lay, load, engine=r.engine, max_num_seqs=r.max_num_seqs)
         ttft.append(abs(e.ttft_ms / r.measured.ttft_ms_mean - 1) * 100)
         tpot.append(abs(e.tpot_ms / r.measured.tpot_ms_mean - 1) * 100)
     return median(ttft), median(tpot)

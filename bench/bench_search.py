@@ -19,7 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from tpplan import api_search
+from tpplan import search as search_stage
+from tpplan.api.search import prepare
 from tpplan.search import better
 from tpplan.search import study as study_mod
 
@@ -35,7 +36,7 @@ SEEDS = 5
 
 
 def trials_to_optimum(
-    prep: api_search.Prepared, optimum: set[str], seed: int, cap: int, db: Path
+    prep: search_stage.Prepared, optimum: set[str], seed: int, cap: int, db: Path
 ) -> int | None:
     """Trials of one seeded search until it first evaluates an optimal configuration (None: not within cap)."""
     storage = study_mod.open_storage(f"sqlite:///{db}")
@@ -54,10 +55,10 @@ def trials_to_optimum(
 
 
 def main() -> None:
-    prep = api_search.prepare(MODEL, PROFILES, ISL, OSL, **QUESTION)
+    prep = prepare(MODEL, PROFILES, ISL, OSL, **QUESTION)
     n = prep.space.size
     t0 = time.perf_counter()
-    scored = api_search.exhaustive(prep)
+    scored = search_stage.exhaustive(prep)
     exhaustive_s = time.perf_counter() - t0
     feasible = [s for s in scored if s.feasible]
     best = feasible[0]

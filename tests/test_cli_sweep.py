@@ -10,9 +10,9 @@ from click.testing import CliRunner
 
 from tests.sweep_helpers import small_settings
 from tpplan.cli import cli
-from tpplan.cli.sweep import summary
 from tpplan.sweep.collect import measurement, with_padding_cost
 from tpplan.sweep.plan import Case
+from tpplan.sweep.summary import summarize
 
 
 def test_help_has_examples_and_the_torchrun_command():
@@ -99,7 +99,7 @@ def test_summary_shows_busy_time_by_head_count_and_the_padding_cost():
     uneven = _m("uneven", [5, 5, 5, 5, 4, 4, 4, 4], [10.0] * 4 + [8.0] * 4, 100.0)
     padded = with_padding_cost(_m("padded", [5] * 8, [10.0] * 8, 110.0), uneven)
     assert padded.padding_cost_pct == pytest.approx(100 * (80 / 72 - 1))
-    text = "\n".join(summary([uneven, padded]))
+    text = "\n".join(summarize([uneven, padded]))
     assert "5 heads: 10.00 ms (4 ranks), 4 heads: 8.00 ms (4 ranks); spread 2.00 ms (20.0%)" in text
     assert "padding adds 4 zero heads (36 -> 40, +11% attention work)" in text
     assert (

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tpplan import api, io
+from tpplan.costmodel import price_layout
 from tpplan.costmodel.spread import (
     POOLED,
     bundled_spreads,
@@ -61,8 +62,8 @@ def test_a_calibrated_spread_replaces_the_bundled_one():
     s = spread_of("vllm", [(1, 0.5), (1, 1.5)] * 5, [(1, 0.2), (1, 3.0)] * 5, True, "my points")
     base = io.load_profile("dgx-h100")
     mine = base.model_copy(update={"efficiency": base.efficiency.model_copy(update={"serving_spread": (s,)})})
-    wide = api.serve_estimate(io.load_model("llama-3.1-70b"), mine, Layout(tp=8), WORKLOAD)
-    plain = api.serve_estimate(io.load_model("llama-3.1-70b"), base, Layout(tp=8), WORKLOAD)
+    wide = price_layout(io.load_model("llama-3.1-70b"), mine, Layout(tp=8), WORKLOAD)
+    plain = price_layout(io.load_model("llama-3.1-70b"), base, Layout(tp=8), WORKLOAD)
     assert wide.tpot_ms == plain.tpot_ms  # the point estimate does not move, its interval does
     assert wide.tpot_ms_high == pytest.approx(wide.tpot_ms * s.tpot_ratio_p90, rel=1e-3)
     assert (
@@ -88,7 +89,7 @@ def test_calibrating_on_serving_points_keeps_a_held_apart_spread(tmp_path, refer
     assert s.engine == "vllm" and s.held_apart and s.points == 15 and s.basis == "fitted"
     assert profile.efficiency.spread("vllm") == s
     assert io.load_profile(tmp_path / "cal.yaml").efficiency.spread("vllm") == s  # written with the profile
-    est = api.serve_estimate(io.load_model("qwen3-32b"), profile, Layout(tp=4), WORKLOAD)
+    est = price_layout(io.load_model("qwen3-32b"), profile, Layout(tp=4), WORKLOAD)
     assert est.provenance["uncertainty"].basis == "fitted"
 
 

@@ -20,7 +20,7 @@ from statistics import median
 
 import pytest
 
-from tpplan import api
+from tpplan import api, costmodel
 from tpplan.records import Layout
 from tpplan.specs import Workload
 
@@ -73,15 +73,14 @@ def _log_errors(records, profile) -> dict[str, float]:
     errs: dict[str, list[float]] = {"ttft": [], "tpot": []}
     for r, plan in records:
         load = Workload(input_tokens=r.isl, output_tokens=r.osl, concurrency=r.concurrency)
-        e = api.serve_estimate(
+        e = costmodel.price_layout(
             plan.model,
             profile,
             Layout(tp=r.tp, pp=r.pp),
             load,
-            "vllm",
-            plan.max_num_seqs,
-            None,
-            plan.max_model_len,
+            engine="vllm",
+            max_num_seqs=plan.max_num_seqs,
+            max_model_len=plan.max_model_len,
         )
         errs["ttft"].append(abs(math.log(e.ttft_ms / r.measured.ttft_ms_mean)))
         errs["tpot"].append(abs(math.log(e.tpot_ms / r.measured.tpot_ms_mean)))

@@ -31,10 +31,10 @@ CALIBRATE = ["calibrate", str(NCCL), "--profile", "dgx-a100-80g"]
 @pytest.fixture(scope="module")
 def plan_dir(tmp_path_factory):
     """A real search run (plan.yaml + study.db) that emit and report read."""
-    from tpplan import api_search
+    from tpplan import api
 
     out = tmp_path_factory.mktemp("run")
-    api_search.search("tiny", ["dgx-h100"], 128, 32, trials=3, out=out)
+    api.search("tiny", ["dgx-h100"], 128, 32, trials=3, out=out)
     return out
 
 

@@ -300,12 +300,12 @@ def test_drift_tolerance_follows_the_dtype_and_flags_override_it():
 
 # ---- the NVL72 topology figure ------------------------------------------------------------------------
 def test_nvl72_topology_is_one_72_gpu_domain_in_a_readable_image(tmp_path):
-    from tpplan import api_search
-    from tpplan.api_report import read_run
+    from tpplan import api
+    from tpplan.api.report import read_run
     from tpplan.report import figures_topology
     from tpplan.report.plot import png_bytes
 
-    api_search.search("llama-3.1-70b", ["gb200-nvl72"], 2048, 256, trials=5, out=tmp_path)
+    api.search("llama-3.1-70b", ["gb200-nvl72"], 2048, 256, trials=5, out=tmp_path)
     drawn = figures_topology.topology(read_run(tmp_path))
     domains = [s for s in drawn.data.series if s.label.startswith("domain ")]
     assert [len(d.x) for d in domains] == [72]

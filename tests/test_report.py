@@ -77,7 +77,7 @@ def test_sweep_figures_plot_the_measurements(demo_report):
 
 
 def test_drift_of_results_written_before_the_tolerance_ratio_falls_back_to_max_rel(demo_run, tmp_path):
-    from tpplan.api_report import read_run
+    from tpplan.api.report import read_run
     from tpplan.report import figures_sweep
 
     run_dir, _ = demo_run
@@ -100,7 +100,7 @@ def test_drift_of_results_written_before_the_tolerance_ratio_falls_back_to_max_r
 def test_busy_labels_are_the_spread_of_the_bars_they_sit_on(demo_run):
     """Each "imbalance X%" drawn over a layout's bars is (max − min) / max of those bars, and that is
     the sweep's imbalance_pct (a label computed from other numbers than the bars contradicts them)."""
-    from tpplan.api_report import read_run
+    from tpplan.api.report import read_run
     from tpplan.report import figures_sweep
 
     run_dir, _ = demo_run
@@ -127,7 +127,7 @@ def test_busy_labels_are_the_spread_of_the_bars_they_sit_on(demo_run):
 def test_breakdown_names_each_workload_and_shows_every_bar_whole(demo_run):
     """The demo's estimates.json and its plan are priced at different workloads: a bar of the same
     layout under each differs, so the figure must say which workload each bar is (series, caption)."""
-    from tpplan.api_report import read_run
+    from tpplan.api.report import read_run
     from tpplan.report import figures_step
 
     run_dir, _ = demo_run
@@ -296,5 +296,5 @@ def test_a_missing_or_foreign_run_dir_is_one_line(tmp_path):
 
 
 def test_importing_the_facade_does_not_load_matplotlib_or_pandas():
-    code = "import sys, tpplan.api, tpplan.api_report; print(sorted({'matplotlib', 'pandas'} & set(sys.modules)))"
+    code = "import sys, tpplan.api, tpplan.api.report; print(sorted({'matplotlib', 'pandas'} & set(sys.modules)))"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "[]"

@@ -6,14 +6,15 @@ import re
 
 import pytest
 
-from tpplan import api_search
+from tpplan import search as search_stage
+from tpplan.api.search import prepare
 from tpplan.search import better, neighbours
 
 
 @pytest.fixture(scope="module")
 def explained():
-    prep = api_search.prepare("llama-3.1-70b", ["dgx-h100"], 2048, 256, gpus=16, slo_tpot_ms=50.0)
-    feasible = [s for s in api_search.exhaustive(prep) if s.feasible]
+    prep = prepare("llama-3.1-70b", ["dgx-h100"], 2048, 256, gpus=16, slo_tpot_ms=50.0)
+    feasible = [s for s in search_stage.exhaustive(prep) if s.feasible]
     best = feasible[0]
     for s in feasible:
         best = s if better(s, best) else best

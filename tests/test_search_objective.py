@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from tpplan import api_search
+from tpplan.api.search import prepare
 from tpplan.records import ScoredConfig
 from tpplan.search import Config, pareto_front, score
 
 
 @pytest.fixture(scope="module")
 def h100():
-    return api_search.prepare("llama-3.1-70b", ["dgx-h100"], 2048, 256, gpus=16, slo_tpot_ms=50.0)
+    return prepare("llama-3.1-70b", ["dgx-h100"], 2048, 256, gpus=16, slo_tpot_ms=50.0)
 
 
 def scored(prep, tp, pp, replicas, seqs, dtype="bf16", profile="dgx-h100"):
@@ -54,8 +54,8 @@ def test_a_tp_the_engine_refuses_is_an_engine_violation(h100):
 
 
 def test_basis_says_fitted_or_from_the_profile():
-    fitted = api_search.prepare("llama-3.1-70b", ["dgx-h100"], 1024, 128, gpus=8)
-    plain = api_search.prepare("llama-3.1-70b", ["a100-pcie-8x-nvlink-pairs"], 1024, 128, gpus=8)
+    fitted = prepare("llama-3.1-70b", ["dgx-h100"], 1024, 128, gpus=8)
+    plain = prepare("llama-3.1-70b", ["a100-pcie-8x-nvlink-pairs"], 1024, 128, gpus=8)
     assert (
         scored(fitted, 8, 1, 1, 16).basis == "fitted"
     )  # the bundled H100 profile is fitted to serving points

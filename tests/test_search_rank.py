@@ -11,8 +11,10 @@ import shlex
 import pytest
 from cli_helpers import run
 
-from tpplan import api, api_search
+from tpplan import api
+from tpplan.api.search import prepare
 from tpplan.records import ScoredConfig
+from tpplan.search import exhaustive
 from tpplan.search.rank import (
     DEFAULT_SLO_TTFT_MS,
     best_per,
@@ -99,8 +101,8 @@ def test_best_per_gpu_type():
 
 
 def test_the_default_ttft_limit_applies_unless_lifted():
-    default = api_search.prepare("llama-3.1-8b", ["dgx-h100"], 1024, 128, gpus=1)
-    lifted = api_search.prepare("llama-3.1-8b", ["dgx-h100"], 1024, 128, gpus=1, slo_ttft_ms=None)
+    default = prepare("llama-3.1-8b", ["dgx-h100"], 1024, 128, gpus=1)
+    lifted = prepare("llama-3.1-8b", ["dgx-h100"], 1024, 128, gpus=1, slo_ttft_ms=None)
     assert default.question.slo_ttft_ms == DEFAULT_SLO_TTFT_MS and lifted.question.slo_ttft_ms is None
     assert default.study_name != lifted.study_name  # a different question: a different study
 
@@ -131,8 +133,8 @@ def test_the_search_chooses_among_everything_it_scored_and_explains_it(searched)
     assert result.decision is not None and result.decision.runner_up is not None
     assert plan.why[0] == result.decision.text  # plan.yaml's explanation starts with the decision
     assert result.top[0] == result.best
-    every = api_search.exhaustive(
-        api_search.prepare("llama-3.1-70b", ["dgx-h100", "dgx-a100-80g"], 2048, 256, gpus=8, slo_tpot_ms=50.0)
+    every = exhaustive(
+        prepare("llama-3.1-70b", ["dgx-h100", "dgx-a100-80g"], 2048, 256, gpus=8, slo_tpot_ms=50.0)
     )
     assert result.trials == len(every)  # the whole space: the choice must be exhaustive's
     assert choose([r for r in every if r.feasible])[0].label() == result.best.label()

@@ -115,6 +115,6 @@ def test_optuna_is_imported_only_when_a_study_runs():
     import subprocess
     import sys
 
-    code = "import sys, tpplan.api, tpplan.api_search, tpplan.search; print('optuna' in sys.modules)"
+    code = "import sys, tpplan.api, tpplan.api.search, tpplan.search; print('optuna' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"

@@ -12,7 +12,9 @@ import sys
 import optuna
 import pytest
 
-from tpplan import api, api_search
+from tpplan import api
+from tpplan import search as search_stage
+from tpplan.api.search import prepare
 from tpplan.errors import ConfigError
 from tpplan.search import better, config_of
 from tpplan.search import study as study_mod
@@ -26,7 +28,7 @@ def sqlite(tmp_path, name="study.db") -> str:
 
 
 def test_every_trial_draws_a_configuration_not_yet_taken_until_none_is_left(tmp_path):
-    prep = api_search.prepare("llama-3.1-8b", ["dgx-h100"], 1024, 128, **SMALL)
+    prep = prepare("llama-3.1-8b", ["dgx-h100"], 1024, 128, **SMALL)
     n = prep.space.size
     study, joined = study_mod.open_study(
         study_mod.open_storage(sqlite(tmp_path)), "s", prep.fingerprint, False
@@ -44,7 +46,7 @@ def test_every_trial_draws_a_configuration_not_yet_taken_until_none_is_left(tmp_
 
 
 def test_infeasible_trials_are_kept_with_their_constraints_and_reasons(tmp_path):
-    prep = api_search.prepare("llama-3.1-70b", ["dgx-h100"], 2048, 256, gpus=8, slo_tpot_ms=50.0)
+    prep = prepare("llama-3.1-70b", ["dgx-h100"], 2048, 256, gpus=8, slo_tpot_ms=50.0)
     study, _ = study_mod.open_study(study_mod.open_storage(sqlite(tmp_path)), "s", prep.fingerprint, False)
     study_mod.run(prep.space, prep.question, prep.evaluate, study, 30, seed=0)
     trials = study.trials
@@ -59,8 +61,8 @@ def test_the_search_finds_the_exhaustive_optimum_within_a_quarter_of_the_space(t
     """The mechanism the bench measures on its 6,727-configuration space, on a 752-configuration one:
     the median over 5 seeds of the trials until the exhaustive optimum is first evaluated is within a
     quarter of the space, i.e. at least 3 of the 5 seeds find it within that many trials."""
-    prep = api_search.prepare("llama-3.1-70b", ["dgx-h100", "dgx-a100-80g"], 2048, 256, **TWO_GPUS)
-    feasible = [s for s in api_search.exhaustive(prep) if s.feasible]
+    prep = prepare("llama-3.1-70b", ["dgx-h100", "dgx-a100-80g"], 2048, 256, **TWO_GPUS)
+    feasible = [s for s in search_stage.exhaustive(prep) if s.feasible]
     best = feasible[0]
     for s in feasible:
         best = s if better(s, best) else best
@@ -88,8 +90,8 @@ def test_the_search_finds_the_exhaustive_optimum_within_a_quarter_of_the_space(t
 
 def test_a_study_refuses_another_question(tmp_path):
     url = sqlite(tmp_path)
-    a = api_search.prepare("llama-3.1-8b", ["dgx-h100"], 1024, 128, **SMALL)
-    b = api_search.prepare("llama-3.1-8b", ["dgx-h100"], 2048, 128, **SMALL)
+    a = prepare("llama-3.1-8b", ["dgx-h100"], 1024, 128, **SMALL)
+    b = prepare("llama-3.1-8b", ["dgx-h100"], 2048, 128, **SMALL)
     study_mod.open_study(study_mod.open_storage(url), "shared", a.fingerprint, False)
     with pytest.raises(ConfigError, match="another question.*isl"):
         study_mod.open_study(study_mod.open_storage(url), "shared", b.fingerprint, False)
@@ -185,14 +187,14 @@ def test_a_better_feasible_neighbour_of_the_studys_best_becomes_the_winner():
     """NSGA-II or a small --trials can stop beside a better configuration; the climb takes it."""
     from tpplan.search import Config, score
 
-    prep = api_search.prepare("llama-3.1-70b", ["dgx-h100"], 2048, 256, gpus=16, slo_tpot_ms=50.0)
-    every = api_search.exhaustive(prep)
-    optimum = min((r for r in every if r.feasible), key=api_search.rank_key)
+    prep = prepare("llama-3.1-70b", ["dgx-h100"], 2048, 256, gpus=16, slo_tpot_ms=50.0)
+    every = search_stage.exhaustive(prep)
+    optimum = min((r for r in every if r.feasible), key=search_stage.rank_key)
     start = Config("dgx-h100", 4, 1, 4, 32, "bf16", "bf16")  # feasible, 0.99x the optimum's tokens/USD
     first = score(start, prep.evaluate(start), prep.question)
-    assert first.feasible and api_search.rank_key(first) > api_search.rank_key(optimum)
+    assert first.feasible and search_stage.rank_key(first) > search_stage.rank_key(optimum)
     notes: list[str] = []
-    best, near = api_search.climb(prep, first, notes)
+    best, near = search_stage.climb(prep, first, notes)
     assert config_of(best) == config_of(optimum)
     assert len(notes) == 1 and "a neighbour of the study's best, TP=4 PP=1 x4" in notes[0]
     assert all(n.tokens_per_usd_ratio is None or n.tokens_per_usd_ratio <= 1 for n in near)

@@ -61,15 +61,14 @@ def bench(
       tpplan bench plan.yaml --engine-python /opt/vllm/bin/python --concurrency 1,16,64 --out bench/
       tpplan calibrate runs/tiny/bench/bench.jsonl --profile cpu-local --out cpu-cal.yaml
     """
-    from .. import api, api_bench
+    from .. import api
 
     for name, v in (("--top", top), ("--isl", isl), ("--osl", osl), ("--port", port)):
         positive_int(name, v)
-    records, written, notes = api_bench.bench(
+    records, written, notes = api.bench(
         plan,
         engine,
         out,
-        api.serve_estimate,
         top=top,
         concurrency=tuple(int_list("--concurrency", conc_text) or ()),
         isl=isl,

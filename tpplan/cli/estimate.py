@@ -333,7 +333,15 @@ def calibrate(
                 f"{item!r} is not NAME=SPEC", field="--model", expected="e.g. Qwen/Qwen3-32B=qwen3-32b"
             )
         models[name] = spec
-    cal, _ = api.calibrate(list(sources), profile, out, models, sweep_model, dtype, allow_other_device)
+    cal, _ = api.calibrate(
+        list(sources),
+        profile,
+        out,
+        models=models,
+        sweep_model=sweep_model,
+        dtype=dtype,
+        allow_other_device=allow_other_device,
+    )
     if as_json:
         echo_json(cal.model_dump(mode="json"))
         return

@@ -307,7 +307,7 @@ def _summary(result, plan, pareto: bool) -> None:
         f"TTFT {b.ttft_ms_low:,.0f}-{b.ttft_ms_high:,.0f} ms, TPOT {b.tpot_ms_low:.1f}-{b.tpot_ms_high:.1f} ms "
         f"({plan.provenance['uncertainty'].basis}: plan.yaml provenance.uncertainty)"
     )
-    click.echo(f"  numbers: {_basis_line(plan)}")
+    click.echo(f"  numbers: {result.basis_line}")
     if result.decision:
         click.echo(f"  {result.decision.text}")
     click.echo("\nwhy it won (its neighbours):")
@@ -330,29 +330,6 @@ def _range(r) -> str:
     if not v:
         return "-"
     return f"-{100 * (1 - r.output_tokens_per_usd_low / v):.0f}%/+{100 * (r.output_tokens_per_usd_high / v - 1):.0f}%"
-
-
-def _basis_line(plan) -> str:
-    """Which inputs were measured, fitted or taken from the profile (details: the plan's provenance)."""
-    prov = plan.provenance
-    if "measured" in prov:
-        return f"measured: {prov['measured'].value}"
-    rest = {k: v for k, v in prov.items() if k not in ("kv_cache_tokens", "engine_limits", "uncertainty")}
-    fitted = [k for k, v in rest.items() if v.basis == "fitted"]
-    assumed = [k for k, v in rest.items() if v.basis == "assumed"]
-    measured = [k for k, v in rest.items() if v.basis in ("measured", "derived")]  # kernel tables
-    given = [k for k in rest if k not in fitted and k not in assumed and k not in measured]
-    head = (
-        f"cost model fitted to measurements ({', '.join(fitted)})" if fitted else "cost model, nothing fitted"
-    )
-    parts = [head]
-    if measured:
-        parts.append(f"measured kernel tables: {', '.join(measured)}")
-    if given:
-        parts.append(f"published in the profile: {', '.join(given)}")
-    if assumed:  # an assumed prior is neither measured nor published: name it so nobody takes it for either
-        parts.append(f"assumed: {', '.join(assumed)}")
-    return "; ".join(parts) + " (plan.yaml: provenance)"
 
 
 COMMANDS = [search]

@@ -1,10 +1,12 @@
 """The cost model (pure Python, no torch): step times, collectives, serving steady state, calibration.
 
-    estimate_allreduce(profile, bytes, ranks, fabric)          -> AllReduceEstimate
-    estimate_serve(model, profile, layout, workload, engine, deployment) -> ServeEstimate
-    read_source(path) + calibrate_nccl / calibrate_sweep / calibrate_serving -> calibrated profile, SourceFit
-
-Placement and memory come from the candidates stage through the façade (tpplan/api.py).
+estimate_allreduce(profile, bytes, ranks, fabric)          -> AllReduceEstimate
+estimate_serve(model, profile, layout, workload, engine, deployment) -> ServeEstimate
+read_source(path) + calibrate_nccl / calibrate_sweep / calibrate_serving -> calibrated profile, SourceFit
+deploy.price_layout(model, profile, layout, workload, engine=...) -> ServeEstimate of a layout as the
+    engine deploys it (placement and memory judged once by the candidates stage)
+fit_sources.calibrate / evaluate_serving    measurement files -> calibrated profile / predictions
+measured.apply_calibration                  `search --calibration` entries -> profiles, measured points
 """
 
 from .calibrate import (
@@ -17,7 +19,10 @@ from .calibrate import (
     serving_case,
     sweep_case,
 )
+from .deploy import allreduce_on, deployment, engine_config, known_engine, price_layout
 from .estimate import Deployment, estimate_allreduce, estimate_serve
+from .fit_sources import calibrate, evaluate_serving
+from .measured import Measured, apply_calibration, with_measured
 from .params import Params
 from .profile_fit import fit_allreduce, with_allreduce
 from .serving import EngineConfig
@@ -31,17 +36,27 @@ __all__ = [
     "SWEEP",
     "Deployment",
     "EngineConfig",
+    "Measured",
     "Params",
+    "allreduce_on",
+    "apply_calibration",
+    "calibrate",
     "calibrate_nccl",
     "calibrate_serving",
     "calibrate_sweep",
+    "deployment",
+    "engine_config",
     "estimate_allreduce",
     "estimate_serve",
+    "evaluate_serving",
     "fit_allreduce",
     "fitted_parameters",
+    "known_engine",
+    "price_layout",
     "check_device",
     "read_source",
     "serving_case",
     "sweep_case",
     "with_allreduce",
+    "with_measured",
 ]

@@ -148,4 +148,8 @@ class SearchResult(Frozen):
     study: str
     storage: str
     plan: str = Field(description="where the plan was written")
+    basis_line: str = Field(
+        default="",
+        description="which inputs of the winner's numbers were measured, fitted, published, assumed",
+    )
     notes: list[str] = Field(default_factory=list)

@@ -4,27 +4,43 @@
     objective.score            a configuration's tokens/USD and constraints, in numbers
     study.run                  the Optuna study (the only module importing optuna; import it lazily)
     explain.neighbours         what the winner's neighbours lost on
+    problem.pose               a validated question -> space, evaluator (candidates + cost model), fingerprint
+    driver.run                 the study, the climb to a better neighbour, the ranking, the winner's Plan
 
-The façade (tpplan/api_search.py) builds the space, passes an evaluator that composes the candidates
-stage and the cost model, and writes the plan.
+The façade (tpplan/api/search.py) validates the question, loads the records and calls pose and run.
 """
 
+from .driver import assemble_plan, climb, exhaustive, no_winner, plan_paths, rank_key, run
 from .explain import neighbours
 from .objective import CONSTRAINTS, Evaluate, Evaluation, Question, better, config_of, pareto_front, score
+from .problem import SEARCH_VERSION, Prepared, build_space, evaluator, fingerprint, pose
 from .space import Arm, Config, Space, dtype_pairs
 
 __all__ = [
     "CONSTRAINTS",
+    "SEARCH_VERSION",
     "Arm",
     "Config",
     "Evaluate",
     "Evaluation",
+    "Prepared",
     "Question",
     "Space",
+    "assemble_plan",
     "better",
+    "build_space",
+    "climb",
     "config_of",
     "dtype_pairs",
+    "evaluator",
+    "exhaustive",
+    "fingerprint",
     "neighbours",
+    "no_winner",
     "pareto_front",
+    "plan_paths",
+    "pose",
+    "rank_key",
+    "run",
     "score",
 ]

@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..records import Candidate, Reason, ScoredConfig, ServeEstimate
+from ..records import Candidate, Provenance, Reason, ScoredConfig, ServeEstimate
 from .rank import near_duplicates_dropped
 from .space import Config
 
@@ -185,3 +185,26 @@ def pareto_front(results: list[ScoredConfig]) -> list[ScoredConfig]:
 
     front = [r for r in feasible if not any(dominates(o, r) for o in feasible)]
     return near_duplicates_dropped(front)
+
+
+def basis_line(prov: dict[str, Provenance]) -> str:
+    """Which inputs of an estimate were measured, fitted, published or assumed, in one line (details:
+    the plan's provenance); the per-input reading of what `basis` sums up as one word."""
+    if "measured" in prov:
+        return f"measured: {prov['measured'].value}"
+    rest = {k: v for k, v in prov.items() if k not in ("kv_cache_tokens", "engine_limits", "uncertainty")}
+    fitted = [k for k, v in rest.items() if v.basis == "fitted"]
+    assumed = [k for k, v in rest.items() if v.basis == "assumed"]
+    measured = [k for k, v in rest.items() if v.basis in ("measured", "derived")]  # kernel tables
+    given = [k for k in rest if k not in fitted and k not in assumed and k not in measured]
+    head = (
+        f"cost model fitted to measurements ({', '.join(fitted)})" if fitted else "cost model, nothing fitted"
+    )
+    parts = [head]
+    if measured:
+        parts.append(f"measured kernel tables: {', '.join(measured)}")
+    if given:
+        parts.append(f"published in the profile: {', '.join(given)}")
+    if assumed:  # an assumed prior is neither measured nor published: name it so nobody takes it for either
+        parts.append(f"assumed: {', '.join(assumed)}")
+    return "; ".join(parts) + " (plan.yaml: provenance)"

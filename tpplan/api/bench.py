@@ -1,9 +1,6 @@
-"""The façade's bench half (`tpplan bench`): a plan (or a search's run dir) -> the layouts to run ->
+"""`tpplan bench`: a plan (or a search's run dir) -> the layouts to run ->
 the emitted launch text for each (the emit stage: the same text `tpplan emit` writes) -> the engine,
 measured by its own client -> DIR/bench.jsonl, each line beside tpplan's estimate of the same point.
-
-`estimate` is passed in by the caller (api.serve_estimate): this module imports only stages,
-records, specs, io and errors.
 """
 
 from __future__ import annotations
@@ -12,20 +9,19 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from . import costmodel, enginebench, io
-from . import emit as emit_stage
-from .emit.common import command_text
-from .errors import ConfigError, LayoutError
-from .jsonl import AppendFile
-from .records import BenchPredicted, BenchRecord, Layout, Plan, ServeEstimate
-from .specs import Workload
+from .. import costmodel, enginebench, io
+from .. import emit as emit_stage
+from ..emit.common import command_text
+from ..errors import ConfigError, LayoutError
+from ..jsonl import AppendFile
+from ..records import BenchPredicted, BenchRecord, Layout, Plan
+from ..specs import Workload
 
-Estimate = Callable[..., ServeEstimate]
 MODEL_SPEC = "model.yaml"  # the plan's model spec beside bench.jsonl: calibrate loads it from there
 WRITER = "tpplan bench"
 
 
-def load_plan(ref: str | Path) -> Plan:
+def plan_or_run_dir(ref: str | Path) -> Plan:
     """A plan file, or a run dir holding the plan.yaml `tpplan search --out DIR` wrote."""
     path = Path(ref)
     if path.is_dir():
@@ -64,7 +60,7 @@ def layouts(plan: Plan, top: int | None, max_ranks: int | None) -> tuple[list[La
     return out[: top or len(out)], notes
 
 
-def _predict(plan: Plan, estimate: Estimate, engine: str, isl: int, osl: int):
+def _predict(plan: Plan, engine: str, isl: int, osl: int):
     fitted = bool(costmodel.fitted_parameters(plan.profile))
 
     def predict(lay: Layout, concurrency: int) -> BenchPredicted | None:
@@ -76,8 +72,14 @@ def _predict(plan: Plan, estimate: Estimate, engine: str, isl: int, osl: int):
             kv_cache_dtype=plan.kv_cache_dtype,
         )
         try:
-            e = estimate(
-                plan.model, plan.profile, lay, load, engine, plan.max_num_seqs, None, plan.max_model_len
+            e = costmodel.price_layout(
+                plan.model,
+                plan.profile,
+                lay,
+                load,
+                engine=engine,
+                max_num_seqs=plan.max_num_seqs,
+                max_model_len=plan.max_model_len,
             )
         except (ConfigError, LayoutError):
             return None
@@ -96,7 +98,6 @@ def bench(
     plan_ref: str | Path,
     engine: str,
     out_dir: str | Path,
-    estimate: Estimate,
     *,
     top: int | None = None,
     concurrency: tuple[int, ...] = (1, 4, 16),
@@ -112,7 +113,7 @@ def bench(
 ) -> tuple[list[BenchRecord], list[BenchRecord], list[str]]:
     """Bench the plan's layouts at each concurrency; returns (every record of DIR/bench.jsonl, the ones
     this run wrote, notes)."""
-    plan = load_plan(plan_ref)
+    plan = plan_or_run_dir(plan_ref)
     isl = isl or (plan.workload.input_tokens if plan.workload else None)
     osl = osl or (plan.workload.output_tokens if plan.workload else None)
     if not isl or not osl:
@@ -161,7 +162,7 @@ def bench(
     )
     try:
         written = enginebench.run_bench(
-            points, env, settings, file, common, _predict(plan, estimate, engine, isl, osl), progress
+            points, env, settings, file, common, _predict(plan, engine, isl, osl), progress
         )
     finally:
         file.close()

@@ -1,4 +1,4 @@
-"""The façade's report half (`tpplan report`): find what a run directory holds, read it with each
+"""`tpplan report`: find what a run directory holds, read it with each
 stage's own reader (sweep results, Optuna study, plan), price the all-reduce model line and the plan's
 step with the cost model, place the plan with the candidates stage, and hand the report stage RunData.
 
@@ -13,11 +13,12 @@ import math
 from collections.abc import Callable
 from pathlib import Path
 
-from . import api, io
-from . import candidates as candidates_stage
-from .errors import ConfigError, TpplanError
-from .jsonl import read_jsonl
-from .records import BenchRecord, Candidate, Layout, Report, ServeEstimate
+from .. import candidates as candidates_stage
+from .. import costmodel, io
+from ..errors import ConfigError, TpplanError
+from ..jsonl import read_jsonl
+from ..records import BenchRecord, Candidate, Layout, Report, ServeEstimate
+from .refs import load_plan, load_profile
 
 EXPECTED = (
     "a run directory of `tpplan demo`, `tpplan sweep --out DIR` or `tpplan search --out DIR` "
@@ -36,7 +37,7 @@ def report(
     echo: Callable[[str], None] = print,
 ) -> Report:
     """Write the report of `run_dir` into `out` (default RUN_DIR/report) in each of `formats`."""
-    from . import report as report_stage  # matplotlib and pandas: only when a report is written
+    from .. import report as report_stage  # matplotlib and pandas: only when a report is written
 
     bad = [f for f in formats if f not in report_stage.FORMATS]
     if bad or not formats:
@@ -56,8 +57,8 @@ def _find(run_dir: Path, *names: str) -> Path | None:
 
 def read_run(run_dir: Path, sweep_profile: str | None = None):
     """RunData of a run directory: every part found, read; every part missing, said."""
-    from .report import RunData
-    from .sweep import RESULTS, read_results
+    from ..report import RunData
+    from ..sweep import RESULTS, read_results
 
     if not run_dir.is_dir():
         raise ConfigError(
@@ -86,10 +87,10 @@ def read_run(run_dir: Path, sweep_profile: str | None = None):
         _allreduce_model(data, sweep_profile)
     else:
         data.missing.append(f"no sweep in this run: run `tpplan sweep MODEL --tp 1,2 --out {run_dir}/sweep`")
-    data.plan = _read(data, parts["plan"], api.load_plan)
+    data.plan = _read(data, parts["plan"], load_plan)
     data.candidates = _read(data, parts["candidates"], lambda p: _records(p, Candidate)) or []
     data.estimates = _read(data, parts["estimates"], lambda p: _records(p, ServeEstimate)) or []
-    data.detected = _read(data, parts["profile"], api.load_profile)
+    data.detected = _read(data, parts["profile"], load_profile)
     data.study = _read(data, parts["study"], lambda p: _study(p, data))
     data.bench = (
         _read(data, parts["bench"], lambda p: read_jsonl(p, BenchRecord, "tpplan bench", skipped=data.notes))
@@ -150,8 +151,9 @@ def _allreduce_model(data, sweep_profile: str | None) -> None:
         {int(2 ** (lo + (hi - lo) * i / (MODEL_POINTS - 1))) for i in range(MODEL_POINTS)} | set(sizes)
     )
     try:
+        profile = load_profile(ref)
         for tp in sorted({m.allreduce.group_size for m in measured}):
-            data.allreduce_model += [api.estimate_allreduce(ref, nbytes, tp) for nbytes in grid]
+            data.allreduce_model += [costmodel.allreduce_on(profile, nbytes, tp) for nbytes in grid]
     except TpplanError as e:
         data.missing.append(f"no all-reduce model line on profile {ref}: {e}")
         return
@@ -185,8 +187,8 @@ def _check_is_optuna_db(path: Path) -> None:
 
 def _study(path: Path, data):
     """The study `tpplan search` wrote; with several, the one asking the plan's question."""
-    from .report import StudyData
-    from .search import study as study_mod  # optuna: only when a study is read
+    from ..report import StudyData
+    from ..search import study as study_mod  # optuna: only when a study is read
 
     _check_is_optuna_db(path)
     stored = study_mod.read_studies(f"sqlite:///{path.resolve()}")
@@ -228,15 +230,14 @@ def _place_plan(data) -> None:
     if plan.workload is None:
         return
     try:
-        data.winner_estimate = api.serve_estimate(
+        data.winner_estimate = costmodel.price_layout(
             plan.model,
             plan.profile,
             Layout(tp=lay.tp, pp=lay.pp, replicas=lay.replicas),
             plan.workload,
-            plan.engine,
-            plan.max_num_seqs,
-            None,
-            plan.max_model_len,
+            engine=plan.engine,
+            max_num_seqs=plan.max_num_seqs,
+            max_model_len=plan.max_model_len,
         )
     except TpplanError as e:
         data.missing.append(f"no modelled step for the plan: {e}")

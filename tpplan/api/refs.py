@@ -1,6 +1,5 @@
-"""What every half of the façade shares: input references, loading, the engine name check.
-
-Kept apart from api.py so that api_costmodel, api_search and api_report can import it without a cycle.
+"""What every command of the façade shares: input references, loading, the checks of engine, context
+and budget. The one api module the others import; it imports no api module.
 """
 
 from __future__ import annotations
@@ -8,10 +7,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from . import io
-from .engines import ENGINES, Engine
-from .errors import ConfigError
-from .specs import HardwareProfile, ModelSpec
+from .. import io
+from ..engines import ENGINES, Engine
+from ..errors import ConfigError
+from ..records import Plan
+from ..specs import HardwareProfile, ModelSpec
 
 Ref = str | os.PathLike
 
@@ -22,6 +22,10 @@ def load_model(ref: Ref) -> ModelSpec:
 
 def load_profile(ref: Ref) -> HardwareProfile:
     return io.load_profile(ref)
+
+
+def load_plan(ref: Ref) -> Plan:
+    return io.load_plan(ref)
 
 
 def list_profiles() -> list[tuple[Path, HardwareProfile]]:

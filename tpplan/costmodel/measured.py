@@ -1,6 +1,6 @@
 """Measurements for the search (`tpplan search --calibration`): calibrated profiles replace the profile
-of their name; measurement files are fitted into their profile by `api.calibrate`; and serving points
-measured at the searched model's exact configurations stand in for the cost model's TTFT and TPOT.
+of their name; measurement files are fitted into their profile (fit_sources.calibrate); and serving
+points measured at the searched model's exact configurations stand in for the cost model's TTFT and TPOT.
 """
 
 from __future__ import annotations
@@ -8,11 +8,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import api, costmodel
-from .costmodel.spread import measured_interval
-from .errors import ConfigError
-from .records import Provenance, ServeEstimate
-from .specs import HardwareProfile, ModelSpec
+from .. import io
+from ..errors import ConfigError
+from ..records import Provenance, ServeEstimate
+from ..specs import HardwareProfile, ModelSpec
+from .fit_sources import calibrate
+from .sources import SERVING, read_source
+from .spread import measured_interval
 
 SOURCES = (
     "a calibrated profile YAML, a sweep run dir or results.jsonl, a bench dir or bench.jsonl, nccl-tests "
@@ -54,11 +56,11 @@ def _split_entry(entry: str, profiles: dict[str, HardwareProfile]) -> tuple[str 
 
 
 def apply_calibration(
-    entries: list[str], profiles: dict[str, HardwareProfile], model: ModelSpec, model_ref: str
+    entries: list[str], profiles: dict[str, HardwareProfile], *, model: ModelSpec, model_ref: str
 ) -> tuple[dict[str, HardwareProfile], Measured, list[str]]:
     """Each `--calibration`: a calibrated profile replaces the profile of its name; a measurement (a
     sweep run dir or results.jsonl, nccl-tests output, serving CSV) is fitted into its profile by
-    `api.calibrate`, and serving points of the searched model are kept to stand in for estimates."""
+    `fit_sources.calibrate`, and serving points of the searched model are kept to stand in for estimates."""
     measured, notes = Measured(), []
     for entry in entries:
         target, path = _split_entry(entry, profiles)
@@ -85,20 +87,20 @@ def apply_calibration(
                 )
             target = next(iter(profiles))
         if path.suffix in (".yaml", ".yml"):
-            calibrated = api.load_profile(path)
+            calibrated = io.load_profile(path)
             name = calibrated.name if calibrated.name in profiles else target
             profiles[name] = calibrated
             notes.append(f"{name}: calibrated profile {path}")
             continue
-        src = costmodel.read_source(path)
+        src = read_source(path)
         ours = {
             p.model: model_ref
             for p in src.points
-            if src.kind == costmodel.SERVING and _model_key(p.model) == _model_key(model.name)
+            if src.kind == SERVING and _model_key(p.model) == _model_key(model.name)
         }
-        cal, profiles[target] = api.calibrate([path], profiles[target], models=ours)
+        cal, profiles[target] = calibrate([path], profiles[target], models=ours)
         notes.append(f"{target}: fitted {', '.join(f for s in cal.sources for f in s.fitted)} to {path}")
-        for p in src.points if src.kind == costmodel.SERVING else []:
+        for p in src.points if src.kind == SERVING else []:
             if _model_key(p.model) == _model_key(model.name):
                 key = (target, p.engine, p.dtype, p.tp, p.pp, p.isl, p.osl, p.concurrency)
                 measured.points[key] = (p.ttft_ms, p.tpot_ms, f"{path} line {p.line}")

@@ -1,0 +1,71 @@
+"""`tpplan emit`: a plan's launch commands for an engine, with the plan re-judged for that engine's memory."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .. import candidates as candidates_stage
+from .. import emit as emit_stage
+from .. import io
+from ..errors import ConfigError
+from ..records import Launch, Plan
+from ..specs import resolve_kv_dtype
+from .refs import Ref, check_engine
+
+
+def emit_plan(
+    plan: Plan | Ref,
+    engine: str | None = None,
+    fmt: str = "cli",
+    out: Ref | None = None,
+    replica_mode: str = "instances",
+    port: int | None = None,
+    node_addrs: tuple[str, ...] = (),
+    checkpoint: str | None = None,
+    model_path: str | None = None,
+) -> tuple[Launch, str]:
+    """The launch commands for a plan (a Plan or a plan file) on `engine` (default: the plan's own),
+    as shell text (`cli`) or a `--config` YAML file (`yaml`); written to `out` when given.
+
+    A plan is re-judged for the target engine's memory fit (candidates.judge): emitting it for an
+    engine it was not planned for can change the memory fraction and the fit, which becomes a note."""
+    plan = plan if isinstance(plan, Plan) else io.load_plan(plan)
+    if model_path:
+        plan = plan.model_copy(update={"model_path": model_path})
+    eng = check_engine(engine or plan.engine)
+    if replica_mode not in ("instances", "dp"):
+        raise ConfigError(
+            f"{replica_mode!r} is not a replica mode", field="--replicas", expected="instances or dp"
+        )
+    if any(not a for a in node_addrs):
+        raise ConfigError(
+            f"{','.join(node_addrs)!r} has an empty address",
+            field="--node-addrs",
+            expected="addresses of node 0, 1, ... separated by commas",
+        )
+    if fmt == "yaml" and out is not None and Path(out).suffix not in (".yaml", ".yml"):
+        raise ConfigError(
+            "a --config file must end in .yaml or .yml (vLLM and SGLang read it by suffix)",
+            file=str(out),
+            field="--out",
+        )
+    launch = emit_stage.emit(plan, eng, replica_mode, port, node_addrs, checkpoint)  # type: ignore[arg-type]
+    served = plan.model.model_copy(update={"dtype": plan.dtype})  # fp8 weights weigh half the spec's bf16
+    kv = resolve_kv_dtype(plan.kv_cache_dtype, served.dtype, served.activation_dtype)
+    fit = candidates_stage.judge(
+        served, plan.profile, plan.layout, eng, plan.layout.gpus, plan.max_model_len, kv
+    )
+    if not fit.fits:
+        why = "; ".join(str(r) for r in fit.reasons if r.kind in ("memory", "context"))
+        launch = launch.model_copy(
+            update={
+                "notes": [*launch.notes, f"warning: may not fit under {eng}'s default memory fraction: {why}"]
+            }
+        )
+    text = emit_stage.render(launch, fmt, str(out) if out is not None else "")
+    if out is not None:
+        io.write_text(Path(out), text)
+        if fmt == "cli":
+            os.chmod(out, 0o755)
+    return launch, text
