@@ -243,6 +243,8 @@ def _json(result) -> dict:
 
 
 def _row(r) -> tuple:
+    from ..search.rank import band  # loaded by then: the search ran
+
     return (
         r.profile,
         r.tp,
@@ -253,7 +255,7 @@ def _row(r) -> tuple:
         r.concurrency,
         r.dtype + ("" if r.kv_cache_dtype == r.dtype else f"/{r.kv_cache_dtype}"),
         f"{r.output_tokens_per_usd:,.0f}",
-        _range(r),
+        band(r),
         f"{r.output_tokens_per_s:,.0f}",
         f"{r.ttft_ms:,.0f}",
         f"{r.tpot_ms:.1f}",
@@ -322,14 +324,6 @@ def _summary(result, plan, pareto: bool) -> None:
         click.echo("\nPareto front (tokens/USD vs TPOT vs TTFT):")
         click.echo(table([_row(r) for r in result.pareto], HEADERS))
     click.echo(f"\nwrote {result.plan}; launch it: tpplan emit {result.plan} --engine {result.engine}")
-
-
-def _range(r) -> str:
-    """The tokens/USD interval around the estimate, in percent."""
-    v = r.output_tokens_per_usd
-    if not v:
-        return "-"
-    return f"-{100 * (1 - r.output_tokens_per_usd_low / v):.0f}%/+{100 * (r.output_tokens_per_usd_high / v - 1):.0f}%"
 
 
 COMMANDS = [search]

@@ -108,7 +108,8 @@ def run(
     plan = assemble_plan(prep, best, near, model_path, decision.text)
     header = (
         f"# Written by `tpplan search` (study {name} in {url}): the configuration with the most output\n"
-        f"# tokens per USD that fits and meets the SLOs; numbers are {best.basis} (see estimate, provenance).\n"
+        f"# tokens per USD that fits and meets the SLOs (ties within the estimates' uncertainty: the lower\n"
+        f"# latency); numbers are {best.basis} (see estimate, provenance; `why` says how close it was).\n"
         f"# Launch it: tpplan emit {plan_file} --engine {q.engine}"
     )
     io.write_text(plan_file, io.to_yaml(plan, header))

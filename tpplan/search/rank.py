@@ -120,13 +120,17 @@ def decide(winner: ScoredConfig, pool: Sequence[ScoredConfig]) -> Decision:
     )
 
 
-def _band(r: ScoredConfig) -> str:
-    """The tokens/USD interval of r as -x%/+y%."""
+def band(r: ScoredConfig) -> str:
+    """The tokens/USD interval of r around its value, as -x%/+y% ("-" for no value)."""
     v = r.output_tokens_per_usd
     if not v:
-        return "uncertainty"
+        return "-"
     lo, hi = 100 * (1 - r.output_tokens_per_usd_low / v), 100 * (r.output_tokens_per_usd_high / v - 1)
-    return f"-{lo:.0f}%/+{hi:.0f}% tokens/USD uncertainty"
+    return f"-{lo:.0f}%/+{hi:.0f}%"
+
+
+def _band(r: ScoredConfig) -> str:
+    return f"{band(r)} tokens/USD uncertainty"
 
 
 def _broken_by(a: ScoredConfig, b: ScoredConfig) -> str:
