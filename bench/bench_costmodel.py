@@ -97,12 +97,12 @@ def collective_accuracy() -> None:
                 for s, t in pts
             ]
             print(_row(f"{name} {impl} (2/4/8 GPUs)", pairs))
-    est = api.estimate_allreduce("dgx-a100-80g", 4096 * 4096 * 2, 8)
+    est = api.estimate_allreduce("dgx-a100-80g", nbytes=4096 * 4096 * 2, ranks=8)
     print(
         f"  seed case, 8x A100 all-reduce of 4096x4096 bf16 (32 MiB): {est.latency_us:.0f} us predicted; "
         "published 424 us (ml-engineering), 442 us (Azure); the seed's 80-120 us is off by 3-5x"
     )
-    big = api.estimate_allreduce("dgx-a100-80g", 1 << 30, 16)
+    big = api.estimate_allreduce("dgx-a100-80g", nbytes=1 << 30, ranks=16)
     print(
         f"  held out, 2x DGX-A100 (8x HDR each), 1 GiB: busbw {big.busbw_gbps:.0f} GB/s predicted; published "
         "192 GB/s (NVIDIA/nccl#812) - the model sums the intra- and inter-node phases, NCCL overlaps them"

@@ -55,7 +55,7 @@ def trials_to_optimum(
 
 
 def main() -> None:
-    prep = prepare(MODEL, PROFILES, ISL, OSL, **QUESTION)
+    prep = prepare(MODEL, PROFILES, input_tokens=ISL, output_tokens=OSL, **QUESTION)
     n = prep.space.size
     t0 = time.perf_counter()
     scored = search_stage.exhaustive(prep)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tpplan.io import load_model
-from tpplan.sweep.plan import SweepSettings
+from tpplan.sweep.cases import SweepSettings
 
 
 def small_settings(model: str = "tiny", **overrides) -> SweepSettings:

@@ -233,7 +233,7 @@ def test_zero_gpus(capsys):
 
 def test_tp_larger_than_the_gpus(capsys):
     check_one_line(
-        capsys, [*CANDIDATES, "tiny", "--profile", "dgx-h100", "--tp", "16"], "--tp 16", "budget (8"
+        capsys, [*CANDIDATES, "tiny", "--profile", "dgx-h100", "--tp", "16"], "--tp: 16", "budget (8"
     )
 
 

@@ -70,7 +70,7 @@ def test_bench_cli_without_an_engine_says_so_in_one_line(bench_dir, tmp_path, ca
 
 
 def test_report_draws_predicted_vs_measured_and_names_the_winner(bench_dir, tmp_path):
-    rep = api.report(bench_dir, tmp_path / "rep", echo=lambda _: None)
+    rep = api.report(bench_dir, out=tmp_path / "rep", echo=lambda _: None)
     assert any(f.name == "predicted_vs_measured" for f in rep.figures)
     fig = next(f for f in rep.figures if f.name == "predicted_vs_measured")
     assert any(s.label.startswith("TPOT TP=2") and s.source == "measured" for s in fig.series)
@@ -81,7 +81,7 @@ def test_report_draws_predicted_vs_measured_and_names_the_winner(bench_dir, tmp_
 def test_search_takes_a_bench_dir_as_calibration(bench_dir, tmp_path):
     model = api.load_model(bench_dir / "model.yaml")
     result, plan = api.search(
-        bench_dir / "model.yaml", ["cpu-local"], 64, 16, concurrency=4, calibration=[str(bench_dir)],
+        bench_dir / "model.yaml", ["cpu-local"], input_tokens=64, output_tokens=16, concurrency=4, calibration=[str(bench_dir)],
         out=tmp_path / "run", trials=8,
     )  # fmt: skip
     assert model.name == result.model

@@ -142,5 +142,5 @@ def test_mla_cache_is_not_split_by_tp(tmp_path):
 
 
 def test_api_filters_and_budget():
-    _, _, budget, found = api.plan_candidates("tiny", "cpu-local", tp=[2], pp=[1])
+    _, _, budget, found = api.list_candidates("tiny", "cpu-local", tp=[2], pp=[1])
     assert budget == 4 and {c.tp for c in found} == {2} and {c.replicas for c in found} == {1, 2}

@@ -10,8 +10,8 @@ from click.testing import CliRunner
 
 from tests.sweep_helpers import small_settings
 from tpplan.cli import cli
+from tpplan.sweep.cases import Case
 from tpplan.sweep.collect import measurement, with_padding_cost
-from tpplan.sweep.plan import Case
 from tpplan.sweep.summary import summarize
 
 

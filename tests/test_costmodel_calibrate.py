@@ -26,7 +26,7 @@ def test_nccl_tests_output_is_parsed_from_its_table():
 
 def test_nccl_tests_calibration_fits_the_curve_and_says_so(tmp_path):
     out = tmp_path / "a100.yaml"
-    cal, profile = api.calibrate([NCCL], "dgx-a100-80g", out)
+    cal, profile = api.calibrate([NCCL], "dgx-a100-80g", out=out)
     fit = profile.efficiency.allreduce_fit("nvlink", "backend")
     assert fit.basis == "fitted" and "nccl_all_reduce_perf_8xa100.txt" in fit.source
     curve = next(c for c in fit.curves if c.ranks == 8)
@@ -48,7 +48,7 @@ def test_sweep_lines_that_failed_or_were_cut_off_are_skipped_and_counted():
 
 
 def test_sweep_calibration_recovers_achieved_flops_and_gloo_collectives(tmp_path):
-    cal, profile = api.calibrate([SWEEP], "cpu-local", tmp_path / "cpu.yaml")
+    cal, profile = api.calibrate([SWEEP], "cpu-local", out=tmp_path / "cpu.yaml")
     params = Params(profile)
     achieved = params.gemm_fraction.value * profile.gpu.bf16_dense_tflops.value * 1e12
     assert achieved == pytest.approx(18e9, rel=0.05)  # the fixture's bf16 FLOP/s per rank

@@ -29,7 +29,9 @@ def qwen_csv(reference, tmp_path_factory):
 
 def test_measured_serving_points_stand_in_for_the_estimates_at_their_configurations(qwen_csv):
     path, rows = qwen_csv
-    prep = prepare("qwen3-32b", ["dgx-h100"], 1024, 128, gpus=8, calibration=[str(path)])
+    prep = prepare(
+        "qwen3-32b", ["dgx-h100"], input_tokens=1024, output_tokens=128, gpus=8, calibration=[str(path)]
+    )
     assert any("fitted" in n and str(path) in n for n in prep.notes)
     measured = {(int(r["tp_size"]), int(r["batch_size"])): r for r in rows}
     seen = 0
@@ -57,9 +59,16 @@ def test_measured_serving_points_stand_in_for_the_estimates_at_their_configurati
 
 def test_a_calibrated_profile_replaces_the_profile_of_its_name(tmp_path, repo):
     out = tmp_path / "my-a100.yaml"
-    api.calibrate([repo / "tests" / "data" / "nccl_all_reduce_perf_8xa100.txt"], "dgx-a100-80g", out)
-    prep = prepare("llama-3.1-70b", ["dgx-a100-80g"], 1024, 128, gpus=8, calibration=[str(out)])
-    plain = prepare("llama-3.1-70b", ["dgx-a100-80g"], 1024, 128, gpus=8)
+    api.calibrate([repo / "tests" / "data" / "nccl_all_reduce_perf_8xa100.txt"], "dgx-a100-80g", out=out)
+    prep = prepare(
+        "llama-3.1-70b",
+        ["dgx-a100-80g"],
+        input_tokens=1024,
+        output_tokens=128,
+        gpus=8,
+        calibration=[str(out)],
+    )
+    plain = prepare("llama-3.1-70b", ["dgx-a100-80g"], input_tokens=1024, output_tokens=128, gpus=8)
     assert prep.profiles["dgx-a100-80g"] == api.load_profile(out) != plain.profiles["dgx-a100-80g"]
     assert prep.fingerprint != plain.fingerprint  # another study: its answers differ
     assert any("calibrated profile" in n for n in prep.notes)
@@ -69,7 +78,7 @@ def test_a_sweep_run_dir_is_fitted_into_its_profile(tmp_path, repo):
     run_dir = tmp_path / "sweep"
     run_dir.mkdir()
     shutil.copy(repo / "tests" / "data" / "sweep_cpu_results.jsonl", run_dir / "results.jsonl")
-    prep = prepare("tiny", ["cpu-local"], 64, 16, calibration=[str(run_dir)])
+    prep = prepare("tiny", ["cpu-local"], input_tokens=64, output_tokens=16, calibration=[str(run_dir)])
     assert any("gemm_fraction" in n for n in prep.notes)
     c = Config("cpu-local", 1, 1, prep.space.arms[0].budget_gpus, 1, "bf16", "bf16")
     ev = prep.evaluate(c)
@@ -82,8 +91,20 @@ def test_a_sweep_run_dir_is_fitted_into_its_profile(tmp_path, repo):
 def test_a_measurement_must_say_its_profile_when_there_are_several(repo):
     src = str(repo / "tests" / "data" / "nccl_all_reduce_perf_8xa100.txt")
     with pytest.raises(ConfigError, match="PROFILE=FILE"):
-        prepare("llama-3.1-70b", ["dgx-a100-80g", "dgx-h100"], 1024, 128, gpus=8, calibration=[src])
+        prepare(
+            "llama-3.1-70b",
+            ["dgx-a100-80g", "dgx-h100"],
+            input_tokens=1024,
+            output_tokens=128,
+            gpus=8,
+            calibration=[src],
+        )
     prep = prepare(
-        "llama-3.1-70b", ["dgx-a100-80g", "dgx-h100"], 1024, 128, gpus=8, calibration=[f"dgx-a100-80g={src}"]
+        "llama-3.1-70b",
+        ["dgx-a100-80g", "dgx-h100"],
+        input_tokens=1024,
+        output_tokens=128,
+        gpus=8,
+        calibration=[f"dgx-a100-80g={src}"],
     )
     assert any(n.startswith("dgx-a100-80g: fitted allreduce") for n in prep.notes)

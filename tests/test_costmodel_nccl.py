@@ -15,7 +15,7 @@ KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
 
 
 def _algorithm(profile: str, nbytes: int, ranks: int) -> str:
-    return api.estimate_allreduce(profile, nbytes, ranks).algorithm
+    return api.estimate_allreduce(profile, nbytes=nbytes, ranks=ranks).algorithm
 
 
 def test_small_messages_across_nodes_take_the_tree_large_ones_a_ring():
@@ -47,15 +47,15 @@ def test_collnet_only_where_the_switches_reduce():
     "profile,ranks", [("dgx-h100", 16), ("dgx-h100", 64), ("dgx-a100-80g", 16), ("hgx-b200", 32)]
 )
 def test_time_grows_with_the_message(profile: str, ranks: int):
-    times = [api.estimate_allreduce(profile, 1 << k, ranks).latency_us for k in range(3, 35)]
+    times = [api.estimate_allreduce(profile, nbytes=1 << k, ranks=ranks).latency_us for k in range(3, 35)]
     assert all(b >= a for a, b in zip(times, times[1:], strict=False))
 
 
 def test_the_issue_figures_two_nodes():
     """Issue 14: 2-node busbw levelled at ~300 (H100) / ~405 (B200) where NCCL measures ~467 and 620-700."""
-    assert 430 < api.estimate_allreduce("dgx-h100", 8 * GiB, 16).busbw_gbps < 560
-    assert 600 < api.estimate_allreduce("hgx-b200", 8 * GiB, 16).busbw_gbps < 740
-    assert api.estimate_allreduce("dgx-h100", 8, 16).latency_us < 40  # was ~63 us
+    assert 430 < api.estimate_allreduce("dgx-h100", nbytes=8 * GiB, ranks=16).busbw_gbps < 560
+    assert 600 < api.estimate_allreduce("hgx-b200", nbytes=8 * GiB, ranks=16).busbw_gbps < 740
+    assert api.estimate_allreduce("dgx-h100", nbytes=8, ranks=16).latency_us < 40  # was ~63 us
 
 
 @pytest.mark.parametrize("name", bundled_names("hardware_profiles"))

@@ -36,7 +36,7 @@ def serve(
     profile: str = "dgx-h100",
 ):
     w = Workload(input_tokens=isl, output_tokens=osl, concurrency=c, dtype=dtype)
-    return api.estimate_serve(model, profile, Layout(tp=tp, pp=pp, replicas=replicas), w)
+    return api.estimate_serve(model, profile, layout=Layout(tp=tp, pp=pp, replicas=replicas), workload=w)
 
 
 @pytest.mark.parametrize(

@@ -49,7 +49,7 @@ def test_the_bundled_spread_is_held_apart_and_assumed_for_each_engine():
 
 
 def test_an_estimate_on_bundled_parameters_says_its_interval_is_assumed():
-    est = api.estimate_serve("llama-3.1-70b", "dgx-h100", Layout(tp=8), WORKLOAD)
+    est = api.estimate_serve("llama-3.1-70b", "dgx-h100", layout=Layout(tp=8), workload=WORKLOAD)
     assert est.ttft_ms_low < est.ttft_ms < est.ttft_ms_high
     assert est.tpot_ms_low < est.tpot_ms < est.tpot_ms_high
     assert est.output_tokens_per_usd_low < est.output_tokens_per_usd < est.output_tokens_per_usd_high
@@ -73,7 +73,7 @@ def test_a_calibrated_spread_replaces_the_bundled_one():
 
 
 def test_a_record_written_before_intervals_reads_back_with_a_zero_width_one():
-    est = api.estimate_serve("llama-3.1-8b", "dgx-h100", Layout(tp=1), WORKLOAD)
+    est = api.estimate_serve("llama-3.1-8b", "dgx-h100", layout=Layout(tp=1), workload=WORKLOAD)
     old = {k: v for k, v in est.model_dump(mode="json").items() if not k.endswith(("_low", "_high"))}
     back = ServeEstimate.model_validate(old)
     assert back.ttft_ms_low == back.ttft_ms_high == est.ttft_ms

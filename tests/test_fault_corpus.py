@@ -34,7 +34,7 @@ def plan_dir(tmp_path_factory):
     from tpplan import api
 
     out = tmp_path_factory.mktemp("run")
-    api.search("tiny", ["dgx-h100"], 128, 32, trials=3, out=out)
+    api.search("tiny", ["dgx-h100"], input_tokens=128, output_tokens=32, trials=3, out=out)
     return out
 
 

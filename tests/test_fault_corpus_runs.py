@@ -276,20 +276,23 @@ def test_detect_says_what_failed_when_nvml_cannot_start(capsys, tmp_path, monkey
 @pytest.mark.parametrize(("cores", "tps"), [(1, [1, 2]), (2, [1, 2]), (4, [1, 2, 4]), (16, [1, 2, 4, 8])])
 def test_default_cpu_tp_degrees_follow_the_cores(monkeypatch, cores, tps):
     from tpplan import io
-    from tpplan.sweep.request import Request, prepare
+    from tpplan.records.requests import SweepRequest
+    from tpplan.sweep.request import prepare
 
     monkeypatch.setattr("tpplan.sweep.request.cpu_cores", lambda: cores)
-    _, cases, _, _ = prepare(io.load_model("tiny"), io.load_profile("cpu-local"), Request(layers=1))
+    _, cases, _, _ = prepare(io.load_model("tiny"), io.load_profile("cpu-local"), SweepRequest(layers=1))
     assert sorted({c.tp for c in cases}) == tps
 
 
 def test_drift_tolerance_follows_the_dtype_and_flags_override_it():
-    from tpplan.sweep.plan import DRIFT_TOLERANCE, SweepSettings
-    from tpplan.sweep.request import Request
+    from tpplan.records.requests import SweepRequest
+    from tpplan.sweep.cases import DRIFT_TOLERANCE, SweepSettings
 
     assert DRIFT_TOLERANCE["bf16"] > DRIFT_TOLERANCE["fp16"] > DRIFT_TOLERANCE["fp32"]
     fields = {
-        k: v for k, v in Request().model_dump().items() if k in SweepSettings.model_fields and k != "layers"
+        k: v
+        for k, v in SweepRequest().model_dump().items()
+        if k in SweepSettings.model_fields and k != "layers"
     }
     from tpplan import io
 
@@ -305,7 +308,7 @@ def test_nvl72_topology_is_one_72_gpu_domain_in_a_readable_image(tmp_path):
     from tpplan.report import figures_topology
     from tpplan.report.plot import png_bytes
 
-    api.search("llama-3.1-70b", ["gb200-nvl72"], 2048, 256, trials=5, out=tmp_path)
+    api.search("llama-3.1-70b", ["gb200-nvl72"], input_tokens=2048, output_tokens=256, trials=5, out=tmp_path)
     drawn = figures_topology.topology(read_run(tmp_path))
     domains = [s for s in drawn.data.series if s.label.startswith("domain ")]
     assert [len(d.x) for d in domains] == [72]

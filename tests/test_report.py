@@ -29,7 +29,7 @@ def demo_report(demo_run, tmp_path_factory):
     """The demo's run directory, reported again into a directory of its own (md, html, CSV)."""
     run_dir, _ = demo_run
     out = tmp_path_factory.mktemp("report")
-    return run_dir, out, api.report(run_dir, out, ("md", "html"), csv=True, echo=lambda _: None)
+    return run_dir, out, api.report(run_dir, out=out, formats=("md", "html"), csv=True, echo=lambda _: None)
 
 
 def series(report, figure: str) -> dict:
@@ -61,7 +61,7 @@ def test_sweep_figures_plot_the_measurements(demo_report):
         assert got.y == [m.allreduce.latency_us.p50 for m in at_tp]
         model = ar[f"TP={tp} cost model latency"]  # the cost model on cpu-local, the demo sweep's profile
         assert model.source == "modelled" and len(model.y) > 10
-        assert model.y[0] == api.estimate_allreduce("cpu-local", int(model.x[0]), tp).latency_us
+        assert model.y[0] == api.estimate_allreduce("cpu-local", nbytes=int(model.x[0]), ranks=tp).latency_us
     busy = series(report, "busy")
     uneven = next(m for m in ms if m.heads_mode == "uneven")  # the demo's 3/3/2 heads at TP=3
     assert busy[f"TP3 {uneven.dtype} uneven busy fraction by rank"].y == [

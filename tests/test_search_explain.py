@@ -13,7 +13,9 @@ from tpplan.search import better, neighbours
 
 @pytest.fixture(scope="module")
 def explained():
-    prep = prepare("llama-3.1-70b", ["dgx-h100"], 2048, 256, gpus=16, slo_tpot_ms=50.0)
+    prep = prepare(
+        "llama-3.1-70b", ["dgx-h100"], input_tokens=2048, output_tokens=256, gpus=16, slo_tpot_ms=50.0
+    )
     feasible = [s for s in search_stage.exhaustive(prep) if s.feasible]
     best = feasible[0]
     for s in feasible:

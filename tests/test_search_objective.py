@@ -11,7 +11,9 @@ from tpplan.search import Config, pareto_front, score
 
 @pytest.fixture(scope="module")
 def h100():
-    return prepare("llama-3.1-70b", ["dgx-h100"], 2048, 256, gpus=16, slo_tpot_ms=50.0)
+    return prepare(
+        "llama-3.1-70b", ["dgx-h100"], input_tokens=2048, output_tokens=256, gpus=16, slo_tpot_ms=50.0
+    )
 
 
 def scored(prep, tp, pp, replicas, seqs, dtype="bf16", profile="dgx-h100"):
@@ -54,8 +56,10 @@ def test_a_tp_the_engine_refuses_is_an_engine_violation(h100):
 
 
 def test_basis_says_fitted_or_from_the_profile():
-    fitted = prepare("llama-3.1-70b", ["dgx-h100"], 1024, 128, gpus=8)
-    plain = prepare("llama-3.1-70b", ["a100-pcie-8x-nvlink-pairs"], 1024, 128, gpus=8)
+    fitted = prepare("llama-3.1-70b", ["dgx-h100"], input_tokens=1024, output_tokens=128, gpus=8)
+    plain = prepare(
+        "llama-3.1-70b", ["a100-pcie-8x-nvlink-pairs"], input_tokens=1024, output_tokens=128, gpus=8
+    )
     assert (
         scored(fitted, 8, 1, 1, 16).basis == "fitted"
     )  # the bundled H100 profile is fitted to serving points

@@ -101,8 +101,10 @@ def test_best_per_gpu_type():
 
 
 def test_the_default_ttft_limit_applies_unless_lifted():
-    default = prepare("llama-3.1-8b", ["dgx-h100"], 1024, 128, gpus=1)
-    lifted = prepare("llama-3.1-8b", ["dgx-h100"], 1024, 128, gpus=1, slo_ttft_ms=None)
+    default = prepare("llama-3.1-8b", ["dgx-h100"], input_tokens=1024, output_tokens=128, gpus=1)
+    lifted = prepare(
+        "llama-3.1-8b", ["dgx-h100"], input_tokens=1024, output_tokens=128, gpus=1, slo_ttft_ms=None
+    )
     assert default.question.slo_ttft_ms == DEFAULT_SLO_TTFT_MS and lifted.question.slo_ttft_ms is None
     assert default.study_name != lifted.study_name  # a different question: a different study
 
@@ -119,8 +121,8 @@ def searched(tmp_path_factory):
     return api.search(
         "llama-3.1-70b",
         ["dgx-h100", "dgx-a100-80g"],
-        2048,
-        256,
+        input_tokens=2048,
+        output_tokens=256,
         gpus=8,
         slo_tpot_ms=50.0,
         trials=10**6,
@@ -134,7 +136,14 @@ def test_the_search_chooses_among_everything_it_scored_and_explains_it(searched)
     assert plan.why[0] == result.decision.text  # plan.yaml's explanation starts with the decision
     assert result.top[0] == result.best
     every = exhaustive(
-        prepare("llama-3.1-70b", ["dgx-h100", "dgx-a100-80g"], 2048, 256, gpus=8, slo_tpot_ms=50.0)
+        prepare(
+            "llama-3.1-70b",
+            ["dgx-h100", "dgx-a100-80g"],
+            input_tokens=2048,
+            output_tokens=256,
+            gpus=8,
+            slo_tpot_ms=50.0,
+        )
     )
     assert result.trials == len(every)  # the whole space: the choice must be exhaustive's
     assert choose([r for r in every if r.feasible])[0].label() == result.best.label()

@@ -28,7 +28,7 @@ def sqlite(tmp_path, name="study.db") -> str:
 
 
 def test_every_trial_draws_a_configuration_not_yet_taken_until_none_is_left(tmp_path):
-    prep = prepare("llama-3.1-8b", ["dgx-h100"], 1024, 128, **SMALL)
+    prep = prepare("llama-3.1-8b", ["dgx-h100"], input_tokens=1024, output_tokens=128, **SMALL)
     n = prep.space.size
     study, joined = study_mod.open_study(
         study_mod.open_storage(sqlite(tmp_path)), "s", prep.fingerprint, False
@@ -46,7 +46,9 @@ def test_every_trial_draws_a_configuration_not_yet_taken_until_none_is_left(tmp_
 
 
 def test_infeasible_trials_are_kept_with_their_constraints_and_reasons(tmp_path):
-    prep = prepare("llama-3.1-70b", ["dgx-h100"], 2048, 256, gpus=8, slo_tpot_ms=50.0)
+    prep = prepare(
+        "llama-3.1-70b", ["dgx-h100"], input_tokens=2048, output_tokens=256, gpus=8, slo_tpot_ms=50.0
+    )
     study, _ = study_mod.open_study(study_mod.open_storage(sqlite(tmp_path)), "s", prep.fingerprint, False)
     study_mod.run(prep.space, prep.question, prep.evaluate, study, 30, seed=0)
     trials = study.trials
@@ -61,7 +63,9 @@ def test_the_search_finds_the_exhaustive_optimum_within_a_quarter_of_the_space(t
     """The mechanism the bench measures on its 6,727-configuration space, on a 752-configuration one:
     the median over 5 seeds of the trials until the exhaustive optimum is first evaluated is within a
     quarter of the space, i.e. at least 3 of the 5 seeds find it within that many trials."""
-    prep = prepare("llama-3.1-70b", ["dgx-h100", "dgx-a100-80g"], 2048, 256, **TWO_GPUS)
+    prep = prepare(
+        "llama-3.1-70b", ["dgx-h100", "dgx-a100-80g"], input_tokens=2048, output_tokens=256, **TWO_GPUS
+    )
     feasible = [s for s in search_stage.exhaustive(prep) if s.feasible]
     best = feasible[0]
     for s in feasible:
@@ -90,16 +94,16 @@ def test_the_search_finds_the_exhaustive_optimum_within_a_quarter_of_the_space(t
 
 def test_a_study_refuses_another_question(tmp_path):
     url = sqlite(tmp_path)
-    a = prepare("llama-3.1-8b", ["dgx-h100"], 1024, 128, **SMALL)
-    b = prepare("llama-3.1-8b", ["dgx-h100"], 2048, 128, **SMALL)
+    a = prepare("llama-3.1-8b", ["dgx-h100"], input_tokens=1024, output_tokens=128, **SMALL)
+    b = prepare("llama-3.1-8b", ["dgx-h100"], input_tokens=2048, output_tokens=128, **SMALL)
     study_mod.open_study(study_mod.open_storage(url), "shared", a.fingerprint, False)
     with pytest.raises(ConfigError, match="another question.*isl"):
         study_mod.open_study(study_mod.open_storage(url), "shared", b.fingerprint, False)
 
 
 def test_a_rerun_continues_the_study_and_keeps_its_trials(tmp_path):
-    args = ("llama-3.1-70b", ["dgx-h100"], 2048, 256)
-    kw = {"gpus": 8, "slo_tpot_ms": 50.0, "out": tmp_path}
+    args = ("llama-3.1-70b", ["dgx-h100"])
+    kw = {"input_tokens": 2048, "output_tokens": 256, "gpus": 8, "slo_tpot_ms": 50.0, "out": tmp_path}
     first, _ = api.search(*args, trials=12, **kw)
     storage = study_mod.open_storage(first.storage)
     before = [(t.number, t.params) for t in optuna.load_study(study_name=first.study, storage=storage).trials]
@@ -187,7 +191,9 @@ def test_a_better_feasible_neighbour_of_the_studys_best_becomes_the_winner():
     """NSGA-II or a small --trials can stop beside a better configuration; the climb takes it."""
     from tpplan.search import Config, score
 
-    prep = prepare("llama-3.1-70b", ["dgx-h100"], 2048, 256, gpus=16, slo_tpot_ms=50.0)
+    prep = prepare(
+        "llama-3.1-70b", ["dgx-h100"], input_tokens=2048, output_tokens=256, gpus=16, slo_tpot_ms=50.0
+    )
     every = search_stage.exhaustive(prep)
     optimum = min((r for r in every if r.feasible), key=search_stage.rank_key)
     start = Config("dgx-h100", 4, 1, 4, 32, "bf16", "bf16")  # feasible, 0.99x the optimum's tokens/USD

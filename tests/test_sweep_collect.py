@@ -8,8 +8,8 @@ import pytest
 
 from tests.sweep_helpers import small_settings
 from tpplan.records import Measurement
+from tpplan.sweep.cases import Case, SweepSettings
 from tpplan.sweep.collect import advice, measurement
-from tpplan.sweep.plan import Case, SweepSettings
 
 
 def settings(**kw) -> SweepSettings:

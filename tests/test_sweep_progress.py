@@ -5,8 +5,8 @@ from __future__ import annotations
 import io
 
 from tests.sweep_helpers import small_settings
+from tpplan.sweep.cases import Case
 from tpplan.sweep.collect import failure
-from tpplan.sweep.plan import Case
 from tpplan.sweep.progress import Progress
 
 S = small_settings(iters=3)

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import pytest
 
+from tpplan import io
+from tpplan.cli.flags import flag_of
 from tpplan.errors import ConfigError, LayoutError
 from tpplan.io import load_model, load_profile
-from tpplan.sweep.request import Request, auto_layers, prepare
+from tpplan.records.requests import SweepRequest
+from tpplan.sweep.request import auto_layers, prepare
 
 CPU = load_profile("cpu-local")
 
 
 def plan(model="tiny", **kw):
-    return prepare(load_model(model), CPU, Request(**kw), rank_limit=(8, "test limit"))
+    request = io.validate_request(SweepRequest, kw)  # the flags' values, as the CLI passes them
+    return prepare(load_model(model), CPU, request, rank_limit=(8, "test limit"))
 
 
 def test_default_is_the_models_dtype_and_even_heads():
@@ -50,7 +54,7 @@ def test_cases_are_ordered_by_process_group_size():
         (dict(iters=0), ConfigError, "--iters: 0"),
         (dict(timeout_s=-1.0), ConfigError, "--timeout-s"),
         (dict(atol=float("nan")), ConfigError, "--atol"),
-        (dict(layers=1, pp=[2]), ConfigError, "--layers: 1 is fewer than --pp 2"),
+        (dict(layers=1, pp=[2]), ConfigError, "--layers: 1 is fewer than the 2 pipeline stages"),
         (dict(tp=[16]), LayoutError, "exceeds num_attention_heads (8)"),
         (dict(tp=[8], pp=[2]), LayoutError, "needs 16 local ranks; this machine allows 8 (test limit)"),
         (dict(tp=[4], replicas=[4]), LayoutError, "4 replicas of TP4×PP1 need 16 local ranks"),
@@ -60,19 +64,20 @@ def test_cases_are_ordered_by_process_group_size():
 def test_bad_flags_are_one_line_errors(kw, error, text):
     with pytest.raises(error) as e:
         plan(**kw)
-    assert text in str(e.value) and "\n" not in str(e.value)
+    shown = e.value.renamed(flag_of) if isinstance(e.value, ConfigError) else e.value  # as the CLI shows it
+    assert text in str(shown) and "\n" not in str(shown)
 
 
 def test_nccl_profile_without_gpus_says_what_to_use():
     with pytest.raises(LayoutError, match="--profile cpu-local"):
-        prepare(load_model("tiny"), load_profile("dgx-h100"), Request(tp=[1]))
+        prepare(load_model("tiny"), load_profile("dgx-h100"), SweepRequest(tp=[1]))
 
 
 def test_local_limit_is_four_cpu_ranks_per_core(monkeypatch):
     monkeypatch.setattr("tpplan.sweep.request.cpu_cores", lambda: 2)
     with pytest.raises(LayoutError, match=r"allows 8 \(4 CPU ranks per core on 2 core\(s\)\)"):
-        prepare(load_model("tiny"), CPU, Request(tp=[8], replicas=[2]))
-    _, cases, _, _ = prepare(load_model("tiny"), CPU, Request(replicas=[2]))
+        prepare(load_model("tiny"), CPU, SweepRequest(tp=[8], replicas=[2]))
+    _, cases, _, _ = prepare(load_model("tiny"), CPU, SweepRequest(replicas=[2]))
     # default TP degrees: one rank per core, TP=2 always (a drift check), room for the 2 replicas
     assert sorted({c.tp for c in cases}) == [1, 2]
 

@@ -6,8 +6,8 @@ import pytest
 
 from tests.sweep_helpers import small_settings
 from tpplan.errors import ConfigError
+from tpplan.sweep.cases import Case
 from tpplan.sweep.collect import failure
-from tpplan.sweep.plan import Case
 from tpplan.sweep.results import ResultsFile, read_results
 
 SETTINGS = small_settings(warmup=0, iters=1)

@@ -15,15 +15,17 @@ from pathlib import Path
 import pytest
 
 from tpplan import api
+from tpplan.records.requests import SweepRequest
 from tpplan.sweep import read_results
-from tpplan.sweep.request import Request
 
 pytestmark = pytest.mark.slow
 FAST = dict(tokens=16, batch=2, warmup=1, iters=3, timeout_s=20.0)
 
 
 def run(tmp_path: Path, model: str = "tiny", **kw):
-    _, found, _ = api.sweep(model, "cpu-local", Request(**(FAST | kw)), tmp_path, progress=False)
+    _, found, _ = api.sweep(
+        model, "cpu-local", request=SweepRequest(**(FAST | kw)), out=tmp_path, progress=False
+    )
     return {(m.tp, m.pp, m.replicas, m.dtype, m.heads_mode): m for m in found}
 
 
@@ -71,14 +73,18 @@ def test_uneven_and_padded_heads_are_measured_and_padded_matches(tmp_path):
         "num_kv_heads: 6\nhead_dim: 32\nintermediate_size: 256\nvocab_size: 512\nmax_position_embeddings: 1024\n"
     )
     _, found, _ = api.sweep(
-        str(spec), "cpu-local", Request(tp=[4], dtypes="fp32", **FAST), tmp_path / "default", progress=False
+        str(spec),
+        "cpu-local",
+        request=SweepRequest(tp=[4], dtypes="fp32", **FAST),
+        out=tmp_path / "default",
+        progress=False,
     )
     assert [m.status for m in found] == ["skipped"]  # no engine accepts 6 heads at TP=4
     _, found, _ = api.sweep(
         str(spec),
         "cpu-local",
-        Request(tp=[4], dtypes="fp32", heads="uneven,padded", **FAST),
-        tmp_path / "both",
+        request=SweepRequest(tp=[4], dtypes="fp32", heads="uneven,padded", **FAST),
+        out=tmp_path / "both",
         progress=False,
     )
     uneven, padded = found

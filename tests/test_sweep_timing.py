@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from tpplan.sweep.timing import CpuClock, NvmlSampler, algbw_gbps, busbw_gbps, percentile, summarize
+from tpplan.sweep.timing import CpuClock, NvmlSampler, algbw_gbps, bus_bandwidth_gbps, percentile, summarize
 
 
 def test_percentile_interpolates_like_numpy():
@@ -31,8 +31,8 @@ def test_busbw_is_algbw_times_2_n_minus_1_over_n():
     # nccl-tests doc/PERFORMANCE.md: 1 GB in 10 ms is 100 GB/s algbw; on 8 ranks busbw = 175 GB/s
     alg = algbw_gbps(10**9, 10_000)
     assert alg == pytest.approx(100.0)
-    assert busbw_gbps(alg, 8) == pytest.approx(175.0)
-    assert busbw_gbps(alg, 2) == pytest.approx(alg)
+    assert bus_bandwidth_gbps(alg, 8) == pytest.approx(175.0)
+    assert bus_bandwidth_gbps(alg, 2) == pytest.approx(alg)
 
 
 def test_cpu_clock_measures_milliseconds():

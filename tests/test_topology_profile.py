@@ -6,6 +6,7 @@ import pytest
 from fakes import machine
 
 from tpplan import io, topology
+from tpplan.cli.flags import flag_of
 from tpplan.errors import ConfigError
 from tpplan.specs import NvlinkLink
 from tpplan.topology import cpu, graph
@@ -77,8 +78,9 @@ def test_bundled_profiles_are_found_by_nvml_name(bundled):
 
 @pytest.mark.parametrize("value", [0, -1, 20_000, float("nan"), float("inf")])
 def test_user_price_is_checked(value):
-    with pytest.raises(ConfigError, match="--price-usd-per-gpu-hour"):
+    with pytest.raises(ConfigError, match="price_usd_per_gpu_hour") as e:  # the CLI shows its flag
         user_price(value, "2026-01-01")
+    assert e.value.renamed(flag_of).one_line().startswith("ConfigError: --price-usd-per-gpu-hour: ")
 
 
 def test_user_price_overrides_the_bundled_one(tmp_path, bundled):

@@ -9,11 +9,12 @@ innermost), so a TP group either stays inside one NVLink domain or crosses it.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import Counter
 from dataclasses import dataclass
 
-from . import engines, memory, placement
+from . import engines, memory, moe_rules, placement
 from .errors import LayoutError
 from .records import Candidate, Layout, Reason
 from .specs import HardwareProfile, ModelSpec, resolve_kv_dtype
@@ -87,24 +88,28 @@ def memory_fit(
     layers_per_stage: list[int],
     engine: engines.Engine,
     kv_dtype: str,
+    dp: int = 1,
 ) -> MemoryFit:
     """Budget = memory × the engine's fraction; what weights and activations leave is KV cache.
-    An instance holds as many tokens as its tightest stage can (vLLM takes the min over workers)."""
+    An instance holds as many tokens as its tightest stage can (vLLM takes the min over workers);
+    with `dp` attention groups each caches its own requests at attention TP tp/dp, so they add up."""
     gpu = profile.gpu
     eng = engines.defaults(engine, gpu.name, gpu.memory_gib.value, tp, len(layers_per_stage), model)
     fraction = eng.memory_fraction
     budget = gpu.memory_gib.value * memory.GIB * fraction
-    weights = memory.weight_bytes_per_stage(model, tp, layers_per_stage)
+    weights = memory.weight_bytes_per_stage(model, tp, layers_per_stage, dp=dp)
     # Engines profile peak activations with one full batch of max_num_batched_tokens.
     reserve = (
-        memory.activation_bytes(model, tp, eng.max_num_batched_tokens) + RUNTIME_OVERHEAD_GIB * memory.GIB
+        memory.activation_memory_bytes(model, tp, eng.max_num_batched_tokens, dp=dp)
+        + RUNTIME_OVERHEAD_GIB * memory.GIB
     )
     free = [budget - w - reserve for w in weights]
     tokens = [
-        math.floor(f / memory.kv_bytes_per_token(model, tp, n, kv_dtype)) if n and f > 0 else 0
+        math.floor(f / memory.kv_bytes_per_token(model, tp // dp, n, kv_dtype)) if n and f > 0 else 0
         for f, n in zip(free, layers_per_stage, strict=True)
     ]
-    return MemoryFit(fraction, budget, max(weights), reserve, min(free), min(tokens))
+    kv_tokens = memory.kv_tokens_per_instance(min(tokens), dp)
+    return MemoryFit(fraction, budget, max(weights), reserve, min(free), kv_tokens)
 
 
 def enumerate_layouts(budget_gpus: int, num_layers: int, full_budget: bool = False) -> list[Layout]:
@@ -133,13 +138,15 @@ def judge(
     show the alternatives)."""
     if layout.gpus > budget_gpus:
         raise LayoutError(f"{layout.label()} needs {layout.gpus} GPUs; the budget is {budget_gpus}")
-    verdict = engines.check(engine, model, layout.tp, layout.pp, tp_limit=tp_limit or budget_gpus)
+    verdict = engines.check(
+        engine, model, layout.tp, layout.pp, tp_limit or budget_gpus, layout.ep, layout.dp_attention
+    )
     reasons = list(verdict.reasons)
     notes: list[str] = list(model.notes)
     max_len = max_model_len or model.max_position_embeddings
 
     kv = resolve_kv_dtype(kv_dtype or "auto", model.dtype, model.activation_dtype)
-    mem = memory_fit(model, profile, layout.tp, verdict.layers_per_stage, engine, kv)
+    mem = memory_fit(model, profile, layout.tp, verdict.layers_per_stage, engine, kv, layout.dp_attention)
     gib = memory.GIB
     fits = mem.kv_free_min > 0 and mem.kv_tokens >= max_len
     if mem.kv_free_min <= 0:
@@ -159,6 +166,13 @@ def judge(
         )
 
     where = place(profile, layout, budget_gpus)
+    if layout.dp_attention > 1 and where.crosses_node and where.problem is None:
+        # vLLM and SGLang need per-node data-parallel ranks and addresses then; tpplan does not emit them
+        where = dataclasses.replace(
+            where,
+            problem=f"DP attention ({layout.dp_attention} groups) on an instance spanning nodes: "
+            "tpplan plans it within one node only",
+        )
     if where.problem:
         reasons.append(Reason(kind="placement", text=where.problem))
     if where.crosses_nvlink_domain:
@@ -170,6 +184,8 @@ def judge(
         tp=layout.tp,
         pp=layout.pp,
         replicas=layout.replicas,
+        ep=layout.ep,
+        dp_attention=layout.dp_attention,
         engine=engine,
         engine_ok=verdict.ok,
         fits=fits,
@@ -213,7 +229,12 @@ def candidates(
     max_model_len: int | None = None,
     full_budget: bool = False,
 ) -> list[Candidate]:
-    """Every layout of the budget (default: all GPUs of the profile), judged."""
+    """Every layout of the budget (default: all GPUs of the profile), judged; for an MoE model each
+    TP × PP × replicas also with the expert / attention layouts the engine accepts (moe_rules.modes)."""
     budget = budget_gpus or profile.total_gpus
-    layouts = enumerate_layouts(budget, model.num_layers, full_budget)
+    layouts = [
+        lay.model_copy(update={"ep": ep, "dp_attention": dp})
+        for lay in enumerate_layouts(budget, model.num_layers, full_budget)
+        for ep, dp in moe_rules.modes(engine, model, lay.tp, lay.pp)
+    ]
     return [judge(model, profile, lay, engine, budget, max_model_len) for lay in layouts]

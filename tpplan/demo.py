@@ -39,10 +39,20 @@ def step_detect(out: Path, echo: Echo) -> None:
     echo(f"  -> {path} (backend {p.backend}); use it with --profile {path}")
 
 
-def step_candidates(out: Path, echo: Echo) -> None:
-    model, profile, budget, found = api.plan_candidates(
-        DEMO_MODEL, DEMO_PROFILE, "vllm", DEMO_GPUS, DEMO_MAX_MODEL_LEN, full_budget=True
+def _full_budget_candidates():
+    """The demo's question to the candidates stage (the candidates and estimate steps both ask it)."""
+    return api.list_candidates(
+        DEMO_MODEL,
+        DEMO_PROFILE,
+        engine="vllm",
+        gpus=DEMO_GPUS,
+        max_model_len=DEMO_MAX_MODEL_LEN,
+        full_budget=True,
     )
+
+
+def step_candidates(out: Path, echo: Echo) -> None:
+    model, profile, budget, found = _full_budget_candidates()
     io.write_text(out / "candidates.json", json.dumps([c.model_dump(mode="json") for c in found], indent=1))
     valid = [c for c in found if c.valid]
     echo(
@@ -57,15 +67,17 @@ def step_candidates(out: Path, echo: Echo) -> None:
 
 
 def step_sweep(out: Path, echo: Echo) -> None:
+    from .records.requests import SweepRequest
     from .sweep import RESULTS
-    from .sweep.request import Request
 
     run_dir = out / "sweep"
     (run_dir / RESULTS).unlink(missing_ok=True)  # the demo re-measures on every run
     # TP=3 splits tiny's 8 heads 3/3/2 (uneven, as the seed's 36 heads at TP=8): the report shows
     # the imbalance. Three ranks on two cores oversubscribe them; the sweep marks that case.
-    request = Request(tp=[1, 2, 3], dtypes="fp32,bf16", heads="uneven", tokens=64, batch=2, warmup=2, iters=8)
-    model, found, layers_why = api.sweep("tiny", "cpu-local", request, run_dir, progress=False)
+    request = SweepRequest(
+        tp=[1, 2, 3], dtypes="fp32,bf16", heads="uneven", tokens=64, batch=2, warmup=2, iters=8
+    )
+    model, found, layers_why = api.sweep("tiny", "cpu-local", request=request, out=run_dir, progress=False)
     echo(f"{model.name} on local CPU ranks (gloo), {layers_why}, 64x2 tokens per step, 8 timed steps:")
     for m in found:
         if m.status != "ok" or m.step_ms is None:
@@ -97,11 +109,11 @@ def step_estimate(out: Path, echo: Echo) -> None:
     from .specs import Workload
 
     workload = Workload(**DEMO_WORKLOAD)
-    _, _, _, found = api.plan_candidates(
-        DEMO_MODEL, DEMO_PROFILE, "vllm", DEMO_GPUS, DEMO_MAX_MODEL_LEN, full_budget=True
-    )
+    _, _, _, found = _full_budget_candidates()
     layouts = [Layout(tp=c.tp, pp=c.pp, replicas=c.replicas) for c in found if c.valid]
-    estimates = [api.estimate_serve(DEMO_MODEL, DEMO_PROFILE, lay, workload) for lay in layouts]
+    estimates = [
+        api.estimate_serve(DEMO_MODEL, DEMO_PROFILE, layout=lay, workload=workload) for lay in layouts
+    ]
     io.write_text(
         out / "estimates.json", json.dumps([e.model_dump(mode="json") for e in estimates], indent=1)
     )
@@ -128,8 +140,8 @@ def step_search(out: Path, echo: Echo) -> None:
     result, _ = api.search(
         DEMO_MODEL,
         [DEMO_PROFILE],
-        w["input_tokens"],
-        w["output_tokens"],
+        input_tokens=w["input_tokens"],
+        output_tokens=w["output_tokens"],
         gpus=DEMO_GPUS,
         slo_tpot_ms=w["slo_tpot_ms"],
         max_model_len=DEMO_MAX_MODEL_LEN,
@@ -162,7 +174,7 @@ def first_node_block(script: str) -> list[str]:
 
 def step_emit(out: Path, echo: Echo) -> None:
     script = out / "launch-vllm.sh"
-    launch, text = api.emit_plan(out / "plan.yaml", "vllm", "cli", script)
+    launch, text = api.emit_plan(out / "plan.yaml", "vllm", fmt="cli", out=script)
     echo(f"  {len(launch.processes)} vllm serve process(es) on {launch.nodes} node(s); node 0:")
     for line in first_node_block(text):
         echo("    " + line)
@@ -173,7 +185,7 @@ def step_emit(out: Path, echo: Echo) -> None:
 
 def step_report(out: Path, echo: Echo) -> None:
     """Figures and a Verdict of everything the steps above wrote (matplotlib, pandas)."""
-    done = api.report(out, out / "report", ("md", "html"), csv=True, echo=echo)
+    done = api.report(out, out=out / "report", formats=("md", "html"), csv=True, echo=echo)
     echo(f"  Verdict: {done.verdict[0]}")
     for line in done.missing:
         echo(f"  missing: {line}")
@@ -214,7 +226,7 @@ def closing(out: Path, echo: Echo) -> None:
 
 
 def run(out: Path, echo: Echo = print) -> None:
-    io.make_dir(out, "--out")
+    io.make_dir(out, "out")
     for i, (title, step) in enumerate(STEPS, 1):
         echo(f"\n[{i}/{len(STEPS)}] {title}")
         step(out, echo)

@@ -14,6 +14,7 @@ from functools import cache
 from importlib import resources
 from typing import Literal
 
+from . import moe_rules
 from .memory import padded_vocab, pp_split
 from .records import Reason
 from .specs import ModelSpec
@@ -240,12 +241,16 @@ def accepted_tp(engine: Engine, model: ModelSpec, limit: int) -> list[int]:
     return [t for t in range(1, min(limit, h) + 1) if h % t == 0 and not _tp_shape_reasons(engine, model, t)]
 
 
-def check(engine: Engine, model: ModelSpec, tp: int, pp: int, tp_limit: int = 64) -> Verdict:
-    """The engine's verdict on running `model` at tp × pp."""
+def check(
+    engine: Engine, model: ModelSpec, tp: int, pp: int, tp_limit: int = 64, ep: int = 1, dp: int = 1
+) -> Verdict:
+    """The engine's verdict on running `model` at tp × pp, with expert parallelism over `ep` of the tp
+    GPUs and `dp` data-parallel attention groups (moe_rules.py)."""
     reasons = _tp_shape_reasons(engine, model, tp)
     if reasons:
         ok_tp = ", ".join(map(str, accepted_tp(engine, model, max(tp_limit, tp)))) or "none"
         reasons.append(_rule(f"{engine} accepts tp in {ok_tp}"))
+    reasons += moe_rules.reasons(engine, model, tp, pp, ep, dp)
     L = model.num_layers
     if engine == "megatron":
         layers = split(L, pp)
@@ -266,7 +271,7 @@ def check(engine: Engine, model: ModelSpec, tp: int, pp: int, tp_limit: int = 64
     return Verdict(
         ok=not reasons,
         reasons=reasons,
-        heads_per_rank=split(model.num_attention_heads, tp),
-        kv_heads_per_rank=_kv_per_rank(model, tp),
+        heads_per_rank=split(model.num_attention_heads, tp // dp),
+        kv_heads_per_rank=_kv_per_rank(model, tp // dp),
         layers_per_stage=layers,
     )

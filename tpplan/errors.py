@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import reprlib
+from collections.abc import Callable
 from typing import Any
 
 
@@ -33,14 +34,32 @@ class ConfigError(TpplanError):
         field: str | None = None,
         value: Any = None,
         expected: str | None = None,
+        request: bool | None = None,
     ) -> None:
-        self.file, self.field, self.value, self.expected = file, field, value, expected
+        # `field` names a request field (what a command was asked: renamed to its flag by the CLI)
+        # unless the error is about a file's content; a file path given as a request value says so.
+        self.request = file is None if request is None else request
+        self.message, self.file, self.field, self.value, self.expected = message, file, field, value, expected
         parts = [p for p in (file, field) if p]
         head = ": ".join(parts)
         text = f"{head}: {message}" if head else message
         if expected:
             text += f"; expected {expected}"
         super().__init__(text)
+
+    def renamed(self, name_of: Callable[[str], str]) -> ConfigError:
+        """The same error with a request field named as the caller knows it (the CLI: its flag).
+        A field of a file keeps its name: it is what the file says."""
+        if not self.request or self.field is None:
+            return self
+        return ConfigError(
+            self.message,
+            file=self.file,
+            field=name_of(self.field),
+            value=self.value,
+            expected=self.expected,
+            request=True,
+        )
 
 
 class LayoutError(TpplanError):

@@ -120,6 +120,25 @@ def validation_error(
     return ConfigError(f"{shown}{msg}{more}", file=file, field=field or None)
 
 
+def validate_request(cls: type[R], data: dict[str, Any]) -> R:
+    """A command's request record from its arguments (records/requests.py). A bad value is one
+    ConfigError naming the field, which the CLI shows as its flag: `gpus: 0 is not allowed; expected
+    an integer >= 1`."""
+    try:
+        return cls.model_validate(data)
+    except ValidationError as e:
+        first = e.errors(include_url=False)[0]
+        field = ".".join(str(p) for p in first["loc"]) or None
+        if first["type"] == "value_error":  # a check of the request's own: its text says it all
+            raise ConfigError(first["msg"].removeprefix("Value error, "), field=field) from None
+        if first["type"] in ("missing", "extra_forbidden"):
+            raise validation_error(e, "", cls=cls) from None
+        value, expected = first.get("input"), _expected(first) or first["msg"]
+        if isinstance(value, int) and not isinstance(value, bool):
+            expected = expected.replace("a number", "an integer")
+        raise ConfigError(f"{show_value(value)} is not allowed", field=field, expected=expected) from None
+
+
 def _expected(err: dict) -> str | None:
     """What a valid value looks like, for pydantic's common error kinds."""
     ctx, kind = err.get("ctx") or {}, err["type"]
@@ -128,7 +147,12 @@ def _expected(err: dict) -> str | None:
         key = {"greater_than_equal": "ge", "greater_than": "gt", "less_than_equal": "le", "less_than": "lt"}[
             kind
         ]
-        return f"a number {bounds[kind]} {ctx.get(key)}"
+        bound = ctx.get(key)
+        return (
+            f"a number {bounds[kind]} {bound:g}"
+            if isinstance(bound, float)
+            else f"a number {bounds[kind]} {bound}"
+        )
     if kind in ("int_type", "int_parsing", "int_from_float"):
         return "an integer"
     if kind in ("float_type", "float_parsing", "finite_number"):
@@ -284,14 +308,14 @@ _CompactDumper.add_representer(
 )
 
 
-def write_text(path: Path, text: str, flag: str = "--out") -> None:
+def write_text(path: Path, text: str, field: str = "out") -> None:
     """Write through a temporary file and rename, so a reader never sees half a file."""
-    write_bytes(path, text.encode("utf-8"), flag)
+    write_bytes(path, text.encode("utf-8"), field)
 
 
-def write_bytes(path: Path, data: bytes, flag: str = "--out") -> None:
+def write_bytes(path: Path, data: bytes, field: str = "out") -> None:
     path = Path(path)
-    make_dir(path.parent, flag)
+    make_dir(path.parent, field)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
         if path.is_dir():
@@ -301,20 +325,20 @@ def write_bytes(path: Path, data: bytes, flag: str = "--out") -> None:
     except OSError as e:
         if tmp.is_file():  # a full disk leaves the partial temporary file behind
             tmp.unlink()
-        raise output_error(e, path, flag) from None
+        raise output_error(e, path, field) from None
 
 
-def make_dir(path: Path, flag: str = "--out") -> Path:
+def make_dir(path: Path, field: str = "out") -> Path:
     """`mkdir -p path`, a refusal (read-only, a file in the way, disk full) a ConfigError naming it."""
     try:
         Path(path).mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise output_error(e, Path(path), flag) from None
+        raise output_error(e, Path(path), field) from None
     return Path(path)
 
 
-def output_error(e: OSError, path: Path, flag: str) -> ConfigError:
-    """An OSError met writing `path` (given by `flag`) as one line saying what to change."""
+def output_error(e: OSError, path: Path, field: str) -> ConfigError:
+    """An OSError met writing `path` (given by the request field `field`) as one line saying what to change."""
     why = {
         errno.EACCES: "permission denied",
         errno.EPERM: "permission denied",
@@ -326,7 +350,9 @@ def output_error(e: OSError, path: Path, flag: str) -> ConfigError:
         errno.EISDIR: "is a directory",
         errno.ENAMETOOLONG: "the name is too long",
     }.get(e.errno or 0, e.strerror or type(e).__name__)
-    return ConfigError(f"cannot be written: {why}", file=str(path), field=flag, expected="a writable path")
+    return ConfigError(
+        f"cannot be written: {why}", file=str(path), field=field, expected="a writable path", request=True
+    )
 
 
 # ---- plans ------------------------------------------------------------------------------

@@ -2,8 +2,12 @@
 
 Shards as vLLM / Megatron do: QKV and MLP-up column-parallel, attention-out and MLP-down
 row-parallel (so each holds 1/tp of its matrix), KV heads replicated when kv_heads < tp,
-routed experts split by TP (no expert parallelism), the vocabulary padded to a multiple of 64
-and split by TP, embeddings on the first stage and the LM head on the last.
+routed experts split by TP — or, with expert parallelism, whole experts split over the EP ranks of the
+same tp GPUs, the same bytes per rank (ep × expert-TP = tp) —, the vocabulary padded to a multiple of
+64 and split by TP, embeddings on the first stage and the LM head on the last.
+With data-parallel attention (`dp` groups, SGLang --enable-dp-attention / vLLM --data-parallel-size
+on MoE models) the attention layers run at TP tp/dp: their weights are replicated per DP group and
+each group keeps the KV cache of its own requests only (not every TP rank the whole MLA cache).
 Pure arithmetic on the ModelSpec; the cost model reuses it.
 """
 
@@ -84,9 +88,12 @@ def mlp_params_per_rank(model: ModelSpec, tp: int, layer: int) -> float:
     return routed + shared + router
 
 
-def stage_params_per_rank(model: ModelSpec, tp: int, layers: range, first: bool, last: bool) -> float:
+def stage_params_per_rank(
+    model: ModelSpec, tp: int, layers: range, first: bool, last: bool, dp: int = 1
+) -> float:
+    """Parameters on one rank of a stage; attention at TP tp/dp (replicated per DP-attention group)."""
     h = model.hidden_size
-    attn = attention_params_per_rank(model, tp)
+    attn = attention_params_per_rank(model, tp // dp)
     params = sum(attn + mlp_params_per_rank(model, tp, i) + 2 * h for i in layers)
     vocab_shard = padded_vocab(model) * h / tp
     if first:
@@ -99,13 +106,13 @@ def stage_params_per_rank(model: ModelSpec, tp: int, layers: range, first: bool,
 
 
 def weight_bytes_per_stage(
-    model: ModelSpec, tp: int, layers_per_stage: list[int], dtype: str | None = None
+    model: ModelSpec, tp: int, layers_per_stage: list[int], dtype: str | None = None, dp: int = 1
 ) -> list[float]:
     """Weight bytes held by one rank of each pipeline stage."""
     nbytes = DTYPE_BYTES[dtype or model.dtype]
     ranges = stage_layer_ranges(layers_per_stage)
     last = len(ranges) - 1
-    return [stage_params_per_rank(model, tp, r, i == 0, i == last) * nbytes for i, r in enumerate(ranges)]
+    return [stage_params_per_rank(model, tp, r, i == 0, i == last, dp) * nbytes for i, r in enumerate(ranges)]
 
 
 def total_params(model: ModelSpec) -> float:
@@ -134,14 +141,18 @@ def kv_bytes_per_token(model: ModelSpec, tp: int, layers: int, kv_dtype: str) ->
     return 2 * layers * kv_heads_on_rank(model, tp) * model.head_dim * nbytes
 
 
-def activation_bytes(model: ModelSpec, tp: int, batched_tokens: int, dtype: str | None = None) -> float:
+def activation_memory_bytes(
+    model: ModelSpec, tp: int, batched_tokens: int, dtype: str | None = None, dp: int = 1
+) -> float:
     """Peak activations of one forward pass over `batched_tokens` tokens on one rank.
 
     Live at once in a layer (per token): the residual and its normed copy (2·hidden), the QKV
-    output, and the MLP's gate+up output (2·ffn/tp), plus fp32 logits for the sampled rows.
+    output (at attention TP tp/dp), and the MLP's gate+up output (2·ffn/tp), plus fp32 logits for
+    the sampled rows.
     """
     nbytes = DTYPE_BYTES[dtype or model.dtype]
-    qkv = (heads_on_rank(model.num_attention_heads, tp) + 2 * kv_heads_on_rank(model, tp)) * model.head_dim
+    atp = tp // dp
+    qkv = (heads_on_rank(model.num_attention_heads, atp) + 2 * kv_heads_on_rank(model, atp)) * model.head_dim
     ffn = (
         model.moe.expert_intermediate_size * model.moe.experts_per_token
         if model.moe
@@ -149,3 +160,9 @@ def activation_bytes(model: ModelSpec, tp: int, batched_tokens: int, dtype: str 
     )
     per_token = 2 * model.hidden_size + qkv + 2 * math.ceil(max(ffn, model.intermediate_size) / tp)
     return batched_tokens * per_token * nbytes
+
+
+def kv_tokens_per_instance(tokens_per_rank: int, dp: int) -> int:
+    """Tokens of KV cache one instance holds: each DP-attention group caches its own requests, so
+    the groups add up; without DP attention every TP rank holds a slice (or copy) of the same tokens."""
+    return tokens_per_rank * dp

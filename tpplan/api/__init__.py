@@ -9,7 +9,7 @@ is the function; its module's helpers are imported as `from tpplan.api.search im
 
 from .bench import bench
 from .calibrate import calibrate, evaluate_serving
-from .candidates import plan_candidates
+from .candidates import list_candidates
 from .detect import detect
 from .emit import emit_plan
 from .estimate import estimate_allreduce, estimate_serve
@@ -17,7 +17,6 @@ from .refs import (
     Ref,
     check_budget,
     check_context,
-    check_engine,
     list_profiles,
     load_model,
     load_plan,
@@ -33,7 +32,6 @@ __all__ = [
     "calibrate",
     "check_budget",
     "check_context",
-    "check_engine",
     "default_sweep_profile",
     "detect",
     "emit_plan",
@@ -44,7 +42,7 @@ __all__ = [
     "load_model",
     "load_plan",
     "load_profile",
-    "plan_candidates",
+    "list_candidates",
     "report",
     "search",
     "sweep",

@@ -15,6 +15,7 @@ from ..emit.common import command_text
 from ..errors import ConfigError, LayoutError
 from ..jsonl import AppendFile
 from ..records import BenchPredicted, BenchRecord, Layout, Plan
+from ..records.requests import BenchRequest
 from ..specs import Workload
 
 MODEL_SPEC = "model.yaml"  # the plan's model spec beside bench.jsonl: calibrate loads it from there
@@ -100,7 +101,7 @@ def bench(
     out_dir: str | Path,
     *,
     top: int | None = None,
-    concurrency: tuple[int, ...] = (1, 4, 16),
+    concurrency: tuple[int, ...] | str = (1, 4, 16),
     isl: int | None = None,
     osl: int | None = None,
     engine_python: str | None = None,
@@ -113,25 +114,26 @@ def bench(
 ) -> tuple[list[BenchRecord], list[BenchRecord], list[str]]:
     """Bench the plan's layouts at each concurrency; returns (every record of DIR/bench.jsonl, the ones
     this run wrote, notes)."""
+    asked = {"top": top, "concurrency": concurrency, "isl": isl, "osl": osl, "port": port}
+    asked |= {"start_timeout_s": start_timeout_s, "client_timeout_s": client_timeout_s}
+    req = io.validate_request(BenchRequest, asked)
     plan = plan_or_run_dir(plan_ref)
-    isl = isl or (plan.workload.input_tokens if plan.workload else None)
-    osl = osl or (plan.workload.output_tokens if plan.workload else None)
+    isl = req.isl or (plan.workload.input_tokens if plan.workload else None)
+    osl = req.osl or (plan.workload.output_tokens if plan.workload else None)
     if not isl or not osl:
-        raise ConfigError("the plan has no workload", field="--isl/--osl", expected="--isl I --osl O")
+        raise ConfigError("the plan has no workload", field="isl/osl", expected="--isl I --osl O")
     if isl + osl > plan.max_model_len:
         raise ConfigError(
             f"{isl} + {osl} tokens exceed the plan's max_model_len ({plan.max_model_len})",
-            field="--isl/--osl",
+            field="isl/osl",
             expected=f"isl + osl <= {plan.max_model_len}, or a plan searched with that --max-model-len",
         )
     path = model_path or plan.model_path
     if not path:
-        raise ConfigError(
-            "the plan has no model_path", field="--model-path", expected="the model dir to serve"
-        )
+        raise ConfigError("the plan has no model_path", field="model_path", expected="the model dir to serve")
     env = enginebench.probe.probe(engine, engine_python, path)
     plan = plan.model_copy(update={"model_path": path})
-    chosen, notes = layouts(plan, top, len(os.sched_getaffinity(0)) if env.device == "cpu" else None)
+    chosen, notes = layouts(plan, req.top, len(os.sched_getaffinity(0)) if env.device == "cpu" else None)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     io.write_text(
@@ -139,7 +141,7 @@ def bench(
     )
     points = []
     for lay in chosen:
-        p = port if port is not None else enginebench.free_port()
+        p = req.port if req.port is not None else enginebench.free_port()
         try:
             launch = emit_stage.emit(plan.model_copy(update={"layout": lay}), engine, "instances", p)  # type: ignore[arg-type]
         except LayoutError as e:
@@ -158,7 +160,11 @@ def bench(
         "max_num_seqs": plan.max_num_seqs,
     }
     settings = enginebench.Settings(
-        isl, osl, tuple(concurrency), start_timeout_s=start_timeout_s, client_timeout_s=client_timeout_s
+        isl,
+        osl,
+        tuple(req.concurrency),
+        start_timeout_s=req.start_timeout_s,
+        client_timeout_s=req.client_timeout_s,
     )
     try:
         written = enginebench.run_bench(

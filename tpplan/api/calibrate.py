@@ -14,7 +14,7 @@ def _profile(ref: Ref | HardwareProfile) -> HardwareProfile:
 
 
 def calibrate(
-    source_refs: list[Ref], profile_ref: Ref | HardwareProfile, out: Ref | None = None, **options
+    source_refs: list[Ref], profile_ref: Ref | HardwareProfile, *, out: Ref | None = None, **options
 ) -> tuple[Calibration, HardwareProfile]:
     """Fit the profile to each source and write the calibrated profile to `out` if given; `options` are
     costmodel.calibrate's (models, sweep_model, dtype, allow_other_device)."""
@@ -22,7 +22,7 @@ def calibrate(
 
 
 def evaluate_serving(
-    profile_ref: Ref | HardwareProfile, source_ref: Ref, models: dict[str, str] | None = None
+    profile_ref: Ref | HardwareProfile, source_ref: Ref, *, models: dict[str, str] | None = None
 ) -> list[tuple]:
     """Each measured serving point of a CSV with the profile's predicted (TPOT, TTFT)."""
     return costmodel.evaluate_serving(_profile(profile_ref), source_ref, models)

@@ -3,36 +3,43 @@
 from __future__ import annotations
 
 from .. import candidates as candidates_stage
-from ..errors import LayoutError
+from .. import io
+from ..errors import ConfigError
 from ..records import Candidate
+from ..records.requests import CandidatesRequest
 from ..specs import HardwareProfile, ModelSpec
-from .refs import Ref, check_budget, check_context, check_engine, load_model, load_profile
+from .refs import Ref, check_budget, check_context, load_model, load_profile
 
 
-def plan_candidates(
+def list_candidates(
     model_ref: Ref,
     profile_ref: Ref,
+    *,
     engine: str = "vllm",
     gpus: int | None = None,
     max_model_len: int | None = None,
     full_budget: bool = False,
-    tp: list[int] | None = None,
-    pp: list[int] | None = None,
+    tp: list[int] | str | None = None,
+    pp: list[int] | str | None = None,
 ) -> tuple[ModelSpec, HardwareProfile, int, list[Candidate]]:
-    """Every layout of the GPU budget for `engine`; `tp`/`pp` restrict the degrees listed."""
-    eng = check_engine(engine)
+    """Every layout of the GPU budget for `engine`; `tp`/`pp` (lists, or '1,2,4') restrict the degrees listed."""
+    asked = {"engine": engine, "gpus": gpus, "max_model_len": max_model_len, "full_budget": full_budget}
+    req = io.validate_request(CandidatesRequest, asked | {"tp": tp, "pp": pp})
     model, profile = load_model(model_ref), load_profile(profile_ref)
-    check_context(model, max_model_len)
-    check_budget(gpus or profile.total_gpus)
-    budget = gpus or profile.total_gpus
-    for name, values in (("--tp", tp), ("--pp", pp)):
+    check_context(model, req.max_model_len)
+    budget = req.gpus or profile.total_gpus
+    check_budget(budget)
+    for name, values in (("tp", req.tp), ("pp", req.pp)):
         too_big = [v for v in values or [] if v > budget]
         if too_big:
-            raise LayoutError(
-                f"{name} {too_big[0]} is larger than the GPU budget ({budget}: "
-                f"{'--gpus' if gpus else f'{profile.total_gpus} GPUs of profile {profile.name}'}); "
-                f"use {name} <= {budget} or raise --gpus"
+            of = "the gpus asked for" if req.gpus else f"{profile.total_gpus} GPUs of profile {profile.name}"
+            raise ConfigError(
+                f"{too_big[0]} is larger than the GPU budget ({budget}: {of})",
+                field=name,
+                expected=f"at most {budget}, or a larger GPU budget",
             )
-    found = candidates_stage.candidates(model, profile, eng, budget, max_model_len, full_budget)
-    found = [c for c in found if (not tp or c.tp in tp) and (not pp or c.pp in pp)]
+    found = candidates_stage.candidates(
+        model, profile, req.engine, budget, req.max_model_len, req.full_budget
+    )
+    found = [c for c in found if (not req.tp or c.tp in req.tp) and (not req.pp or c.pp in req.pp)]
     return model, profile, budget, found

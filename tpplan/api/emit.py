@@ -10,13 +10,15 @@ from .. import emit as emit_stage
 from .. import io
 from ..errors import ConfigError
 from ..records import Launch, Plan
+from ..records.requests import EmitRequest
 from ..specs import resolve_kv_dtype
-from .refs import Ref, check_engine
+from .refs import Ref
 
 
 def emit_plan(
     plan: Plan | Ref,
     engine: str | None = None,
+    *,
     fmt: str = "cli",
     out: Ref | None = None,
     replica_mode: str = "instances",
@@ -30,27 +32,28 @@ def emit_plan(
 
     A plan is re-judged for the target engine's memory fit (candidates.judge): emitting it for an
     engine it was not planned for can change the memory fraction and the fit, which becomes a note."""
+    req = io.validate_request(
+        EmitRequest,
+        {
+            "engine": engine,
+            "fmt": fmt,
+            "replica_mode": replica_mode,
+            "port": port,
+            "node_addrs": tuple(node_addrs),
+        },
+    )
     plan = plan if isinstance(plan, Plan) else io.load_plan(plan)
     if model_path:
         plan = plan.model_copy(update={"model_path": model_path})
-    eng = check_engine(engine or plan.engine)
-    if replica_mode not in ("instances", "dp"):
-        raise ConfigError(
-            f"{replica_mode!r} is not a replica mode", field="--replicas", expected="instances or dp"
-        )
-    if any(not a for a in node_addrs):
-        raise ConfigError(
-            f"{','.join(node_addrs)!r} has an empty address",
-            field="--node-addrs",
-            expected="addresses of node 0, 1, ... separated by commas",
-        )
+    eng = req.engine or plan.engine
     if fmt == "yaml" and out is not None and Path(out).suffix not in (".yaml", ".yml"):
         raise ConfigError(
             "a --config file must end in .yaml or .yml (vLLM and SGLang read it by suffix)",
             file=str(out),
-            field="--out",
+            field="out",
+            request=True,
         )
-    launch = emit_stage.emit(plan, eng, replica_mode, port, node_addrs, checkpoint)  # type: ignore[arg-type]
+    launch = emit_stage.emit(plan, eng, req.replica_mode, req.port, req.node_addrs, checkpoint)  # type: ignore[arg-type]
     served = plan.model.model_copy(update={"dtype": plan.dtype})  # fp8 weights weigh half the spec's bf16
     kv = resolve_kv_dtype(plan.kv_cache_dtype, served.dtype, served.activation_dtype)
     fit = candidates_stage.judge(

@@ -1,5 +1,5 @@
-"""What every command of the façade shares: input references, loading, the checks of engine, context
-and budget. The one api module the others import; it imports no api module.
+"""What every command of the façade shares: input references, loading, the checks of context and
+budget (the engine name is a request field: records/requests.py). The one api module the others import; it imports no api module.
 """
 
 from __future__ import annotations
@@ -8,7 +8,6 @@ import os
 from pathlib import Path
 
 from .. import io
-from ..engines import ENGINES, Engine
 from ..errors import ConfigError
 from ..records import Plan
 from ..specs import HardwareProfile, ModelSpec
@@ -32,15 +31,7 @@ def list_profiles() -> list[tuple[Path, HardwareProfile]]:
     return io.bundled_profiles()
 
 
-def check_engine(engine: str) -> Engine:
-    if engine not in ENGINES:
-        raise ConfigError(
-            f"{engine!r} is not an engine tpplan knows", field="--engine", expected=", ".join(ENGINES)
-        )
-    return engine  # type: ignore[return-value]
-
-
-def check_context(model: ModelSpec, max_model_len: int | None, flag: str = "--max-model-len") -> None:
+def check_context(model: ModelSpec, max_model_len: int | None, field: str = "max_model_len") -> None:
     """The engines refuse a context longer than the model's max_position_embeddings (vLLM's engine
     config rejects a too-long --max-model-len: reference/engines/README.md, "engine config"); say so
     before any layout is judged, not after `tpplan emit` refuses the plan."""
@@ -48,7 +39,7 @@ def check_context(model: ModelSpec, max_model_len: int | None, flag: str = "--ma
         raise ConfigError(
             f"{max_model_len} tokens exceed {model.name}'s context (max_position_embeddings "
             f"{model.max_position_embeddings})",
-            field=flag,
+            field=field,
             expected=f"at most {model.max_position_embeddings} tokens",
         )
 
@@ -62,6 +53,6 @@ def check_budget(gpus: int | None) -> None:
     if gpus is not None and gpus > MAX_BUDGET_GPUS:
         raise ConfigError(
             f"{gpus} GPUs is more than tpplan enumerates layouts for",
-            field="--gpus",
+            field="gpus",
             expected=f"at most {MAX_BUDGET_GPUS} (for a larger fleet, plan one deployment and add replicas)",
         )

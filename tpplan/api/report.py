@@ -17,7 +17,8 @@ from .. import candidates as candidates_stage
 from .. import costmodel, io
 from ..errors import ConfigError, TpplanError
 from ..jsonl import read_jsonl
-from ..records import BenchRecord, Candidate, Layout, Report, ServeEstimate
+from ..records import BenchRecord, Candidate, Report, ServeEstimate
+from ..records.requests import ReportRequest
 from .refs import load_plan, load_profile
 
 EXPECTED = (
@@ -30,6 +31,7 @@ MODEL_POINTS = 25  # points of each all-reduce model line, log-spaced over the m
 
 def report(
     run_dir: str | Path,
+    *,
     out: str | Path | None = None,
     formats: tuple[str, ...] = ("md",),
     csv: bool = False,
@@ -39,16 +41,14 @@ def report(
     """Write the report of `run_dir` into `out` (default RUN_DIR/report) in each of `formats`."""
     from .. import report as report_stage  # matplotlib and pandas: only when a report is written
 
-    bad = [f for f in formats if f not in report_stage.FORMATS]
-    if bad or not formats:
-        raise ConfigError(
-            f"{bad[0] if bad else ''!r} is not a report format", field="--format", expected="md or html"
-        )
+    req = io.validate_request(ReportRequest, {"formats": list(formats), "csv": csv})
     data = read_run(Path(run_dir), sweep_profile)
     target = Path(out) if out is not None else data.run_dir / "report"
     if target.exists() and not target.is_dir():
-        raise ConfigError("is a file", file=str(target), field="--out", expected="a directory for the report")
-    return report_stage.write_report(data, target, formats, csv, echo)
+        raise ConfigError(
+            "is a file", file=str(target), field="out", expected="a directory for the report", request=True
+        )
+    return report_stage.write_report(data, target, tuple(req.formats), req.csv, echo)
 
 
 def _find(run_dir: Path, *names: str) -> Path | None:
@@ -153,7 +153,9 @@ def _allreduce_model(data, sweep_profile: str | None) -> None:
     try:
         profile = load_profile(ref)
         for tp in sorted({m.allreduce.group_size for m in measured}):
-            data.allreduce_model += [costmodel.allreduce_on(profile, nbytes, tp) for nbytes in grid]
+            data.allreduce_model += [
+                costmodel.allreduce_on(profile, nbytes=nbytes, ranks=tp) for nbytes in grid
+            ]
     except TpplanError as e:
         data.missing.append(f"no all-reduce model line on profile {ref}: {e}")
         return
@@ -233,7 +235,7 @@ def _place_plan(data) -> None:
         data.winner_estimate = costmodel.price_layout(
             plan.model,
             plan.profile,
-            Layout(tp=lay.tp, pp=lay.pp, replicas=lay.replicas),
+            lay,  # with the plan's ep / dp_attention
             plan.workload,
             engine=plan.engine,
             max_num_seqs=plan.max_num_seqs,

@@ -13,7 +13,7 @@ from ..specs import ModelSpec
 from .refs import Ref, load_model, load_profile
 
 if TYPE_CHECKING:
-    from ..sweep.request import Request
+    from ..records.requests import SweepRequest
 
 
 def default_sweep_profile() -> str:
@@ -23,7 +23,7 @@ def default_sweep_profile() -> str:
     if has_nvidia_gpu():
         raise ConfigError(
             "this machine has NVIDIA GPUs; name their profile",
-            field="--profile",
+            field="profile",
             expected="a profile (`tpplan detect --out gpus.yaml` writes one), or cpu-local for CPU ranks",
         )
     return "cpu-local"
@@ -32,7 +32,8 @@ def default_sweep_profile() -> str:
 def sweep(
     model_ref: Ref,
     profile_ref: Ref | None,
-    request: Request,
+    *,
+    request: SweepRequest,
     out: Path,
     resume: bool = False,
     host: str = "127.0.0.1",
@@ -71,6 +72,6 @@ def check_host(host: str) -> None:
     except OSError as e:
         raise ConfigError(
             f"{host!r} cannot be listened on here ({e.strerror})",
-            field="--host",
+            field="host",
             expected="an address of this machine, such as 127.0.0.1 (the default)",
         ) from None

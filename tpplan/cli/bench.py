@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .common import echo_json, int_list, json_option, positive_int, table
+from .common import echo_json, json_option, table
 
 
 @click.command()
@@ -63,14 +63,12 @@ def bench(
     """
     from .. import api
 
-    for name, v in (("--top", top), ("--isl", isl), ("--osl", osl), ("--port", port)):
-        positive_int(name, v)
     records, written, notes = api.bench(
         plan,
         engine,
         out,
         top=top,
-        concurrency=tuple(int_list("--concurrency", conc_text) or ()),
+        concurrency=conc_text,
         isl=isl,
         osl=osl,
         engine_python=engine_python,

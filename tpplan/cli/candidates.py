@@ -6,7 +6,7 @@ import textwrap
 
 import click
 
-from .common import echo_json, engine_option, int_list, json_option, positive_int, profile_option, table
+from .common import echo_json, engine_option, json_option, profile_option, table
 
 
 @click.command()
@@ -86,17 +86,15 @@ def candidates(
     """
     from .. import api
 
-    positive_int("--gpus", gpus)
-    positive_int("--max-model-len", max_model_len)
-    spec, prof, budget, found = api.plan_candidates(
+    spec, prof, budget, found = api.list_candidates(
         model,
         profile,
-        engine,
-        gpus,
-        max_model_len,
-        full_budget,
-        int_list("--tp", tp_text),
-        int_list("--pp", pp_text),
+        engine=engine,
+        gpus=gpus,
+        max_model_len=max_model_len,
+        full_budget=full_budget,
+        tp=tp_text,
+        pp=pp_text,
     )
     judged = found
     if valid_only:
@@ -113,7 +111,7 @@ def candidates(
     )
     rows = [
         (
-            c.tp,
+            f"{c.tp}{c.moe_label()}",
             c.pp,
             _replica_range(group),
             c.world_size,
@@ -164,7 +162,8 @@ def _group_replicas(found: list) -> list[list]:
     groups: list[list] = []
     for c in found:
         prev = groups[-1][-1] if groups else None
-        if prev and (prev.tp, prev.pp, prev.valid, prev.reasons) == (c.tp, c.pp, c.valid, c.reasons):
+        same = (prev.tp, prev.pp, prev.ep, prev.dp_attention, prev.valid, prev.reasons) if prev else None
+        if same == (c.tp, c.pp, c.ep, c.dp_attention, c.valid, c.reasons):
             groups[-1].append(c)
         else:
             groups.append([c])

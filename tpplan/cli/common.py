@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from ..errors import ConfigError, TpplanError
+from .flags import flag_of
 
 
 class TpplanGroup(click.Group):
@@ -18,6 +19,9 @@ class TpplanGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except ConfigError as e:  # a request field is shown as the flag that set it
+            click.echo(e.renamed(flag_of).one_line(), err=True)
+            ctx.exit(2)
         except TpplanError as e:
             click.echo(e.one_line(), err=True)
             ctx.exit(2)
@@ -65,27 +69,6 @@ def positive_int(name: str, value: int | None) -> int | None:
     if value is not None and value < 1:
         raise ConfigError(f"{value} is not allowed", field=name, expected="an integer >= 1")
     return value
-
-
-def int_list(name: str, text: str | None) -> list[int] | None:
-    """'1,2,4' → [1, 2, 4]; each item a positive integer."""
-    if text is None:
-        return None
-    items = [t.strip() for t in text.split(",") if t.strip()]
-    out = []
-    for item in items:
-        if not item.isdigit() or int(item) < 1:
-            raise ConfigError(
-                f"{item!r} in {text!r} is not a positive integer",
-                field=name,
-                expected="a comma-separated list such as 1,2,4",
-            )
-        out.append(int(item))
-    if not out:
-        raise ConfigError(
-            f"{text!r} names no values", field=name, expected="a comma-separated list such as 1,2,4"
-        )
-    return sorted(set(out))
 
 
 def echo_json(data: Any) -> None:

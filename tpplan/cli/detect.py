@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from .common import echo_json, json_option, positive_int, table
+from .common import echo_json, json_option, table
 
 
 @click.command()
@@ -55,9 +55,8 @@ def detect(out: str, nodes: int | None, price: float | None, as_json: bool) -> N
     """
     from .. import api, io
 
-    positive_int("--nodes", nodes)
     path = None if out == "-" else Path(out)
-    found = api.detect(path, nodes, price)
+    found = api.detect(path, nodes=nodes, price_usd_per_gpu_hour=price)
     if not found.gpu_found:
         click.echo(_fallback_line(found), err=True)
     if as_json:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .common import echo_json, json_option, positive_int
+from .common import echo_json, json_option
 
 
 @click.command()
@@ -87,9 +87,19 @@ def emit(
     """
     from .. import api
 
-    positive_int("--port", port)
+    # Split keeping empty items: the request refuses '10.0.0.1,' by name instead of dropping the gap.
     addrs = tuple(a.strip() for a in node_addrs.split(",")) if node_addrs else ()
-    launch, text = api.emit_plan(plan, engine, fmt, out, replica_mode, port, addrs, checkpoint, model_path)
+    launch, text = api.emit_plan(
+        plan,
+        engine,
+        fmt=fmt,
+        out=out,
+        replica_mode=replica_mode,
+        port=port,
+        node_addrs=addrs,
+        checkpoint=checkpoint,
+        model_path=model_path,
+    )
     for note in launch.notes:
         if note.startswith("warning:"):
             click.echo(note, err=True)

@@ -82,7 +82,7 @@ def allreduce(profile: str, size: str, ranks: int, as_json: bool) -> None:
     from .. import api
 
     positive_int("--ranks", ranks)
-    est = api.estimate_allreduce(profile, parse_bytes(size), ranks)
+    est = api.estimate_allreduce(profile, nbytes=parse_bytes(size), ranks=ranks)
     if as_json:
         echo_json(est.model_dump(mode="json"))
         return
@@ -197,7 +197,7 @@ def serve(
         },
         "command line",
     )
-    est = api.estimate_serve(spec, profile, layout, workload, engine)
+    est = api.estimate_serve(spec, profile, layout=layout, workload=workload, engine=engine)
     if as_json:
         echo_json(est.model_dump(mode="json"))
         return
@@ -336,7 +336,7 @@ def calibrate(
     cal, _ = api.calibrate(
         list(sources),
         profile,
-        out,
+        out=out,
         models=models,
         sweep_model=sweep_model,
         dtype=dtype,

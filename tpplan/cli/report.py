@@ -58,7 +58,9 @@ def report(
     def progress(line: str) -> None:
         click.echo(line, err=as_json)
 
-    done = api.report(run_dir, out, formats or ("md",), csv, sweep_profile, echo=progress)
+    done = api.report(
+        run_dir, out=out, formats=formats or ("md",), csv=csv, sweep_profile=sweep_profile, echo=progress
+    )
     if as_json:
         echo_json(done.model_dump(mode="json"))
         return

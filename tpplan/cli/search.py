@@ -6,7 +6,6 @@ import click
 
 from .common import SEED_RANGE, echo_json, json_option, profile_option, table
 
-DTYPES = ("bf16", "fp16", "fp8")
 ENGINES = ("vllm", "sglang", "megatron")
 
 
@@ -178,8 +177,8 @@ def search(
         "calibration": list(calibration),
         "pareto": pareto,
         "out": out,
-        "dtypes": _choice_list("--dtype", dtype_text, DTYPES),
-        "kv_cache_dtypes": _choice_list("--kv-cache-dtype", kv_text, ("auto", *DTYPES)),
+        "dtypes": dtype_text,  # 'bf16,fp8': the request record splits and checks the list
+        "kv_cache_dtypes": kv_text,
         "max_model_len": max_model_len,
         "model_path": model_path,
         "progress": lambda line: click.echo(line, err=True),
@@ -192,7 +191,13 @@ def search(
         for e in engines:  # several engines: a study and a plan each, under --out/ENGINE
             where = {} if len(engines) == 1 else _engine_out(out, study_name, e)
             try:
-                runs[e] = api.search(model, list(profile), isl, osl, **{**options, "engine": e, **where})
+                runs[e] = api.search(
+                    model,
+                    list(profile),
+                    input_tokens=isl,
+                    output_tokens=osl,
+                    **{**options, "engine": e, **where},
+                )
             except TpplanError as err:  # one engine with no plan does not hide the others'
                 if len(engines) == 1 or isinstance(err, ConfigError):
                     raise
@@ -245,9 +250,10 @@ def _json(result) -> dict:
 def _row(r) -> tuple:
     from ..search.rank import band  # loaded by then: the search ran
 
+    moe = (f" EP{r.ep}" if r.ep > 1 else "") + (f" DPA{r.dp_attention}" if r.dp_attention > 1 else "")
     return (
         r.profile,
-        r.tp,
+        f"{r.tp}{moe}",
         r.pp,
         r.replicas,
         r.gpus,
@@ -297,7 +303,7 @@ def _summary(result, plan, pareto: bool) -> None:
         click.echo(f"  note: {note}")
     kv = "" if b.kv_cache_dtype == b.dtype else f", KV cache {b.kv_cache_dtype}"
     click.echo(
-        f"\nwinner: {b.profile} ({plan.profile.gpu.name}), TP={b.tp} PP={b.pp} x{b.replicas} replicas = {b.gpus} GPUs, "
+        f"\nwinner: {b.profile} ({plan.profile.gpu.name}), TP={b.tp}{plan.layout.moe_label()} PP={b.pp} x{b.replicas} replicas = {b.gpus} GPUs, "
         f"max_num_seqs {b.max_num_seqs} per replica ({b.concurrency} clients), {b.dtype}{kv}"
     )
     click.echo(

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from .common import SEED_RANGE, echo_json, int_list, json_option, profile_option, table
+from .common import SEED_RANGE, echo_json, json_option, profile_option, table
 
 
 @click.command()
@@ -111,27 +111,25 @@ def sweep(
     Only the cases whose ranks equal the torchrun world run there. A fault is recorded by rank 0
     and ends the group; run the same command with --resume to go on.
     """
-    from .. import api
-    from ..sweep.request import Request
+    from .. import api, io
+    from ..records.requests import SweepRequest
     from ..sweep.summary import summarize
 
-    request = Request(
-        tp=int_list("--tp", tp_text),
-        pp=int_list("--pp", pp_text) or [1],
-        replicas=int_list("--replicas", replicas_text) or [1],
-        dtypes=dtype_text,
-        heads=heads_text,
-        tokens=tokens,
-        batch=batch,
-        layers=layers,
-        warmup=warmup,
-        iters=iters,
-        timeout_s=timeout_s,
-        atol=atol,
-        rtol=rtol,
-        seed=seed,
+    lists = {
+        "tp": tp_text,
+        "pp": pp_text,
+        "replicas": replicas_text,
+        "dtypes": dtype_text,
+        "heads": heads_text,
+    }
+    numbers = {"tokens": tokens, "batch": batch, "layers": layers, "warmup": warmup, "iters": iters}
+    numbers |= {"timeout_s": timeout_s, "atol": atol, "rtol": rtol, "seed": seed}
+    # A flag not given keeps the record's default (pp and replicas: [1]).
+    given = {k: v for k, v in (lists | numbers).items() if v is not None}
+    request = io.validate_request(SweepRequest, given)
+    spec, found, layers_why = api.sweep(
+        model, profile, request=request, out=out, resume=resume, host=host, progress=not as_json
     )
-    spec, found, layers_why = api.sweep(model, profile, request, out, resume, host, progress=not as_json)
     if not found and os.environ.get("RANK", "0") != "0":
         return  # a torchrun rank other than 0: rank 0 reports
     if as_json:

@@ -1,7 +1,7 @@
 """The cost model (pure Python, no torch): step times, collectives, serving steady state, calibration.
 
 estimate_allreduce(profile, bytes, ranks, fabric)          -> AllReduceEstimate
-estimate_serve(model, profile, layout, workload, engine, deployment) -> ServeEstimate
+price_deployment(model, profile, layout, workload, engine, deployment) -> ServeEstimate
 read_source(path) + calibrate_nccl / calibrate_sweep / calibrate_serving -> calibrated profile, SourceFit
 deploy.price_layout(model, profile, layout, workload, engine=...) -> ServeEstimate of a layout as the
     engine deploys it (placement and memory judged once by the candidates stage)
@@ -20,7 +20,7 @@ from .calibrate import (
     sweep_case,
 )
 from .deploy import allreduce_on, deployment, engine_config, known_engine, price_layout
-from .estimate import Deployment, estimate_allreduce, estimate_serve
+from .estimate import Deployment, estimate_allreduce, price_deployment
 from .fit_sources import calibrate, evaluate_serving
 from .measured import Measured, apply_calibration, with_measured
 from .params import Params
@@ -47,11 +47,11 @@ __all__ = [
     "deployment",
     "engine_config",
     "estimate_allreduce",
-    "estimate_serve",
     "evaluate_serving",
     "fit_allreduce",
     "fitted_parameters",
     "known_engine",
+    "price_deployment",
     "price_layout",
     "check_device",
     "read_source",

@@ -39,10 +39,6 @@ def allreduce_us(
     return alpha_us + nbytes * ring_factor(ranks) / (busbw * BYTES_PER_US_PER_GBPS)
 
 
-def busbw_gbps(curve: AllReduceCurve, nbytes: float) -> float:
-    return saturating_busbw(curve.peak_busbw_gbps, curve.half_bytes, curve.shape, nbytes)
-
-
 def curve_time_us(curve: AllReduceCurve, nbytes: float) -> float:
     return allreduce_us(
         curve.alpha_us, curve.peak_busbw_gbps, curve.half_bytes, curve.shape, curve.ranks, nbytes
@@ -157,3 +153,25 @@ def p2p_time_us(params: Params, nbytes: float, fabric: str) -> float:
     else:
         bw = profile.pcie.per_gpu_unidir_gbps.value * PCIE_BUSBW_FRACTION
     return alpha + nbytes / (bw * BYTES_PER_US_PER_GBPS)
+
+
+def alltoall_time(params: Params, nbytes: float, ranks: int, fabric: str) -> tuple[float, Provenance]:
+    """One all-to-all in which each of `ranks` ranks holds `nbytes` for the group (MoE dispatch or
+    combine), in nccl-tests' convention: t = alpha + S·(n−1)/n ÷ busbw. Inside an NVLink domain or
+    over PCIe it takes the alpha and busbw(S) of the fabric's all-reduce curve for that rank count —
+    assumed: the same links carry it, and an all-to-all moves (n−1)/n of its buffer where a ring
+    all-reduce moves 2(n−1)/n; across nodes the NIC rate as a point-to-point send takes it."""
+    if ranks <= 1 or fabric == "none":
+        return 0.0, Provenance(value="no all-to-all", basis="derived", source="one rank")
+    share = nbytes * (ranks - 1) / ranks
+    if fabric == "network":
+        t = p2p_time_us(params, share, "network")
+        why = "the NIC rate per GPU (as a pipeline send), over the all-to-all's (n−1)/n share"
+        return t, Provenance(value=why, basis="assumed", source="costmodel/collectives.py alltoall_time")
+    found = params.allreduce_curve(fabric, "backend", ranks)
+    assert found is not None  # the backend always has a prior
+    curve, source, basis = found
+    busbw = saturating_busbw(curve.peak_busbw_gbps, curve.half_bytes, curve.shape, nbytes)
+    t = curve.alpha_us + share / (busbw * BYTES_PER_US_PER_GBPS)
+    why = f"{fabric} all-reduce curve's alpha and busbw at {ranks} ranks, used for the all-to-all (assumed)"
+    return t, Provenance(value=why, basis="assumed", source=f"{source} ({basis} for the all-reduce)")

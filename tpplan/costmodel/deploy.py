@@ -15,7 +15,7 @@ from ..errors import ConfigError, LayoutError
 from ..records import AllReduceEstimate, Candidate, Layout, ServeEstimate
 from ..specs import HardwareProfile, ModelSpec, Workload
 from .calibrate import CALIBRATION_ENGINES, MEMORY_PROXY
-from .estimate import Deployment, estimate_allreduce, estimate_serve
+from .estimate import Deployment, estimate_allreduce, price_deployment
 from .serving import EngineConfig
 
 
@@ -85,7 +85,7 @@ def deployment(
     )
 
 
-def allreduce_on(profile: HardwareProfile, nbytes: int, ranks: int) -> AllReduceEstimate:
+def allreduce_on(profile: HardwareProfile, *, nbytes: int, ranks: int) -> AllReduceEstimate:
     """One all-reduce over `ranks` GPUs of the profile, placed from GPU 0 (more than a node: several nodes)."""
     layout = io.validate(Layout, {"tp": ranks}, "command line", prefix="--ranks as ")
     where = candidates_stage.place(profile, layout, _whole_nodes(profile, ranks))
@@ -142,7 +142,7 @@ def price_layout(
     if workload.dtype == "fp8" and not profile.gpu.supports_fp8:
         raise ConfigError(
             f"{profile.gpu.name} has no FP8 tensor cores",
-            field="--dtype",
+            field="dtype",
             value="fp8",
             expected="bf16 or fp16 on this profile",
         )
@@ -162,4 +162,4 @@ def price_layout(
         cfg = dataclasses.replace(
             cfg, max_num_seqs=max_num_seqs, source=f"{cfg.source}; max_num_seqs as planned"
         )
-    return estimate_serve(model, profile, layout, workload, cfg, dep)
+    return price_deployment(model, profile, layout, workload, cfg, dep)

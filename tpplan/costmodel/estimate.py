@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from ..records import AllReduceEstimate, Layout, Provenance, Reason, ServeEstimate, StepBreakdown
 from ..specs import HardwareProfile, ModelSpec, Workload
-from .collectives import allreduce_time, ring_factor
+from .collectives import allreduce_time, alltoall_time, ring_factor
 from .params import Params, of_sourced
 from .serving import EngineConfig, Load, steady_state
 from .spread import interval, spread_for
@@ -105,6 +105,8 @@ def _provenance(
         out |= allreduce_time(params, nbytes, inst.tp, inst.tp_fabric, inst.engine_kernels).provenance
     if inst.pp > 1:
         out["p2p_alpha_us"] = params.p2p_alpha_us.provenance()
+    if inst.ep > 1 and inst.dp > 1:
+        out["alltoall"] = alltoall_time(params, 1.0, inst.ep, inst.tp_fabric)[1]
     return out
 
 
@@ -125,7 +127,7 @@ def ttft_note(params: Params, engine: str) -> str:
     )
 
 
-def estimate_serve(
+def price_deployment(
     model: ModelSpec,
     profile: HardwareProfile,
     layout: Layout,
@@ -137,7 +139,15 @@ def estimate_serve(
     params = Params(profile)
     served = model.model_copy(update={"dtype": workload.dtype})
     inst = Instance(
-        served, layout.tp, dep.layers_per_stage, engine.name, workload.kv_dtype, dep.tp_fabric, dep.pp_fabric
+        served,
+        layout.tp,
+        dep.layers_per_stage,
+        engine.name,
+        workload.kv_dtype,
+        dep.tp_fabric,
+        dep.pp_fabric,
+        ep=layout.ep,
+        dp=layout.dp_attention,
     )
     per_instance = workload.concurrency / layout.replicas
     load = Load(workload.input_tokens, workload.output_tokens, per_instance)

@@ -48,7 +48,7 @@ def _split_entry(entry: str, profiles: dict[str, HardwareProfile]) -> tuple[str 
     ):  # a file name may hold "="; a profile name no "/"
         raise ConfigError(
             f"profile {name!r} is not one of the searched profiles",
-            field="--calibration",
+            field="calibration",
             value=entry,
             expected=f"PROFILE=FILE with PROFILE one of {', '.join(profiles)}, or just FILE",
         )
@@ -66,7 +66,11 @@ def apply_calibration(
         target, path = _split_entry(entry, profiles)
         if not path.exists():
             raise ConfigError(
-                "no such file or directory", file=str(path), field="--calibration", expected=SOURCES
+                "no such file or directory",
+                file=str(path),
+                field="calibration",
+                expected=SOURCES,
+                request=True,
             )
         if path.is_dir():
             found = [path / n for n in ("results.jsonl", "bench.jsonl") if (path / n).is_file()]
@@ -75,14 +79,15 @@ def apply_calibration(
                 raise ConfigError(
                     "has no results.jsonl or bench.jsonl",
                     file=str(path.parent),
-                    field="--calibration",
+                    field="calibration",
                     expected=SOURCES,
+                    request=True,
                 )
         if target is None:
             if path.suffix not in (".yaml", ".yml") and len(profiles) > 1:
                 raise ConfigError(
                     f"{entry!r} does not say which profile it was measured on",
-                    field="--calibration",
+                    field="calibration",
                     expected=f"PROFILE=FILE with PROFILE one of {', '.join(profiles)}",
                 )
             target = next(iter(profiles))

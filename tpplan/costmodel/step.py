@@ -8,7 +8,8 @@ max(FLOPs ÷ achieved FLOP/s, bytes ÷ achieved bandwidth) with one fitted fract
 Either way its time is booked to `compute` or to `weight_reads` / `kv_reads` by which rated bound
 (FLOPs ÷ peak or bytes ÷ peak bandwidth) is larger: a decode step at small batch is bound by reading
 the weights and the KV cache, a prefill chunk by its FLOPs. To that:
-the TP all-reduces (latency-bound at decode sizes, two per layer), a per-layer kernel floor, and a
+the TP all-reduces (latency-bound at decode sizes, two per layer; with DP attention or expert
+parallelism the collectives work.py lists, all-to-alls included), a per-layer kernel floor, and a
 fixed per-step cost (scheduler, sampling, launches; CUDA graphs shrink it).
 
 With PP stages, the batch is split into pp micro-batches that flow through the stages (vLLM's
@@ -24,7 +25,7 @@ from functools import cached_property
 
 from ..memory import stage_layer_ranges
 from ..specs import ModelSpec
-from .collectives import allreduce_time, p2p_time_us
+from .collectives import allreduce_time, alltoall_time, p2p_time_us
 from .params import Params
 from .work import Batch, Op, StageShape, stage_shape, stage_work
 
@@ -44,6 +45,8 @@ class Instance:
     pp_fabric: str  # link between consecutive stages
     engine_kernels: bool = True  # engine all-reduce kernels inside an NVLink domain
     lm_head: bool = True
+    ep: int = 1  # expert-parallel ranks among the tp (records.Layout.ep)
+    dp: int = 1  # DP-attention groups (records.Layout.dp_attention)
 
     @property
     def pp(self) -> int:
@@ -53,7 +56,9 @@ class Instance:
     def shapes(self) -> tuple[StageShape, ...]:
         ranges = stage_layer_ranges(list(self.layers_per_stage))
         return tuple(
-            stage_shape(self.model, self.tp, r, i == len(ranges) - 1, self.kv_dtype, self.lm_head)
+            stage_shape(
+                self.model, self.tp, r, i == len(ranges) - 1, self.kv_dtype, self.lm_head, self.ep, self.dp
+            )
             for i, r in enumerate(ranges)
         )
 
@@ -124,6 +129,12 @@ def stage_cost(inst: Instance, params: Params, stage: int, batch: Batch) -> Step
         cost.parts["allreduce"] = w.allreduce_count * ar.latency_us / 1e3
         cost.allreduce_count, cost.allreduce_bytes = w.allreduce_count, w.allreduce_bytes
         cost.allreduce_us_each, cost.allreduce_implementation = ar.latency_us, ar.implementation
+    for c in w.collectives:  # DP attention / EP (work.py), booked with the TP all-reduces
+        if c.kind == "alltoall":
+            each_us = alltoall_time(params, c.bytes, c.ranks, inst.tp_fabric)[0]
+        else:
+            each_us = allreduce_time(params, c.bytes, c.ranks, inst.tp_fabric, inst.engine_kernels).latency_us
+        cost.parts["allreduce"] += c.count * each_us / 1e3
     cost.parts["overhead"] = w.layers * params.overhead(inst.engine).per_layer_us.value / 1e3
     return cost
 
@@ -158,7 +169,7 @@ def step_cost(inst: Instance, params: Params, batch: Batch) -> StepCost:
     carrying = [stage_cost(inst, params, s, carrier) for s in range(pp)]
     others = [stage_cost(inst, params, s, plain) for s in range(pp)]
     busy = [c.time_ms + (pp - 1) * o.time_ms for c, o in zip(carrying, others, strict=True)]
-    act = inst.shapes[0].activation_bytes * inst.model.hidden_size
+    act = inst.shapes[0].activation_dtype_bytes * inst.model.hidden_size
     p2p_ms = (pp - 1) * p2p_time_us(params, carrier.tokens * act, inst.pp_fabric) / 1e3
     round_ms = max(max(busy), sum(c.time_ms for c in carrying) + p2p_ms)
     total = StepCost()

@@ -13,6 +13,18 @@ Per decoder layer, with M = decode_seqs + prefill_tokens tokens in the step:
              KV bytes per token · (decode_seqs·ctx_decode + prefill_tokens)
   all-reduce allreduces_per_layer × (M · hidden · activation bytes)
 and the LM head on the last stage: 2·rows·V·h/tp FLOPs, V·h/tp·w bytes.
+
+Expert parallelism (ep of the tp ranks hold whole experts, expert TP = tp/ep): each rank holds E/ep
+experts at 3·h·I/(tp/ep) each and sees E_touched/ep of them, every touched expert with the same
+M·k/E_touched tokens, so the expert GEMMs are wider and run at more tokens than TP-sharded ones for
+the same FLOPs. DP attention (dp groups, attention TP tp/dp): a rank's attention works on its own
+group's share of the step's tokens (M/dp, decodes and prompt chunks alike); the MLPs and experts
+see the whole batch M. Its collectives (`collectives`): the attention all-reduce over tp/dp ranks; around
+each dense MLP (and a TP-sharded MoE) a gather + scatter over tp ranks, priced as an all-reduce of
+M tokens (all-gather + reduce-scatter move what a ring all-reduce moves); with EP, a dispatch and a
+combine all-to-all of the group's tokens × k per MoE layer instead. Without DP attention an EP
+group's tokens are already on every rank (after the attention all-reduce), so an EP MoE layer
+combines with the same all-reduce a TP-sharded one uses.
 """
 
 from __future__ import annotations
@@ -25,7 +37,7 @@ from ..specs import DTYPE_BYTES, ModelSpec
 ACTIVATION_BYTES = 2  # engines all-reduce bf16/fp16 activations, also when weights are fp8
 
 
-def activation_bytes(dtype: str) -> int:
+def activation_dtype_bytes(dtype: str) -> int:
     """Bytes per activation element: fp32 models (CPU sweeps) carry fp32 activations."""
     return 4 if dtype == "fp32" else ACTIVATION_BYTES
 
@@ -62,11 +74,22 @@ class Op:
 
 
 @dataclass(frozen=True)
+class Collective:
+    """Collectives beyond the plain TP all-reduces (DP attention, EP): `count` of `bytes` each per rank."""
+
+    kind: str  # allreduce | alltoall
+    count: int
+    bytes: float
+    ranks: int
+
+
+@dataclass(frozen=True)
 class StageWork:
     ops: tuple[Op, ...]
     layers: int
     allreduce_count: int
     allreduce_bytes: float  # each
+    collectives: tuple[Collective, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -90,7 +113,7 @@ class StageShape:
     hidden: int
     allreduces_per_layer: int  # 0 at tp = 1
     window: int | None
-    activation_bytes: int
+    activation_dtype_bytes: int
     dense_gemms: tuple[Gemm, ...] = ()  # the matrices behind dense_params
     moe_linear_gemms: tuple[Gemm, ...] = ()  # behind moe_linear_params
     expert_gemms: tuple[Gemm, ...] = ()  # behind expert_params
@@ -98,6 +121,13 @@ class StageShape:
     q_heads: int = 1  # attention heads on this rank
     kv_heads: int = 1  # KV heads on this rank (1 for MLA's latent)
     kv_dtype: str = "bf16"
+    # DP attention / EP (1 and 1: plain TP). With dp > 1 the attention projections are kept apart
+    # (attn_params, attn_gemms per layer) because they see only this group's tokens.
+    tp: int = 1
+    dp: int = 1
+    ep: int = 1
+    attn_params: float = 0.0
+    attn_gemms: tuple[Gemm, ...] = ()
 
 
 def _attention_flops_per_token_ctx(model: ModelSpec, tp: int, decode: bool) -> float:
@@ -135,47 +165,63 @@ def _mlp_gemms(h: int, inter: int, gated: bool, tp: int) -> tuple[Gemm, ...]:
 
 
 def stage_shape(
-    model: ModelSpec, tp: int, layers: range, last: bool, kv_dtype: str, lm_head: bool = True
+    model: ModelSpec,
+    tp: int,
+    layers: range,
+    last: bool,
+    kv_dtype: str,
+    lm_head: bool = True,
+    ep: int = 1,
+    dp: int = 1,
 ) -> StageShape:
     h = model.hidden_size
     n_moe = sum(model.is_moe_layer(i) for i in layers)
-    attn = memory.attention_params_per_rank(model, tp)
+    atp = tp // dp
+    attn = memory.attention_params_per_rank(model, atp)
     dense_index = next((i for i in layers if not model.is_moe_layer(i)), None)
     dense = attn + memory.mlp_params_per_rank(model, tp, dense_index) if dense_index is not None else 0.0
     moe = model.moe
-    attn_gemms = _attention_gemms(model, tp)
+    attn_gemms = _attention_gemms(model, atp)
+    apart = dp > 1  # attention projections booked on their own, at this group's tokens
+    etp = tp // ep  # expert TP: each routed expert's shard
     return StageShape(
         layers=len(layers),
         dense_layers=len(layers) - n_moe,
         moe_layers=n_moe,
-        dense_params=dense,
-        moe_linear_params=attn
+        dense_params=dense - attn if apart and dense else dense,
+        moe_linear_params=(0.0 if apart else attn)
         + (3 * h * moe.shared_expert_intermediate_size / tp + h * moe.num_experts if moe else 0),
-        expert_params=3 * h * moe.expert_intermediate_size / tp if moe else 0.0,
+        expert_params=3 * h * moe.expert_intermediate_size / etp if moe else 0.0,
         experts=moe.num_experts if moe else 0,
         experts_per_token=moe.experts_per_token if moe else 0,
-        attn_decode_flops=_attention_flops_per_token_ctx(model, tp, decode=True),
-        attn_prefill_flops=_attention_flops_per_token_ctx(model, tp, decode=False),
-        kv_bytes_per_token=memory.kv_bytes_per_token(model, tp, 1, kv_dtype),
+        attn_decode_flops=_attention_flops_per_token_ctx(model, atp, decode=True),
+        attn_prefill_flops=_attention_flops_per_token_ctx(model, atp, decode=False),
+        kv_bytes_per_token=memory.kv_bytes_per_token(model, atp, 1, kv_dtype),
         lm_head_params=memory.padded_vocab(model) * h / tp if last and lm_head else 0.0,
         weight_bytes=DTYPE_BYTES[model.dtype],
         low_precision=model.dtype == "fp8",
         hidden=h,
         allreduces_per_layer=model.allreduces_per_layer if tp > 1 else 0,
         window=model.sliding_window_tokens,
-        activation_bytes=activation_bytes(model.dtype),
-        dense_gemms=attn_gemms + _mlp_gemms(h, model.intermediate_size, model.gated_mlp, tp),
-        moe_linear_gemms=attn_gemms
+        activation_dtype_bytes=activation_dtype_bytes(model.dtype),
+        dense_gemms=(() if apart else attn_gemms)
+        + _mlp_gemms(h, model.intermediate_size, model.gated_mlp, tp),
+        moe_linear_gemms=(() if apart else attn_gemms)
         + (
             _mlp_gemms(h, moe.shared_expert_intermediate_size, True, tp) + ((moe.num_experts, h),)
             if moe
             else ()
         ),
-        expert_gemms=_mlp_gemms(h, moe.expert_intermediate_size, True, tp) if moe else (),
+        expert_gemms=_mlp_gemms(h, moe.expert_intermediate_size, True, etp) if moe else (),
         lm_head_gemm=(memory.padded_vocab(model) // tp, h) if last and lm_head else None,
-        q_heads=memory.heads_on_rank(model.num_attention_heads, tp),
-        kv_heads=1 if model.mla else memory.kv_heads_on_rank(model, tp),
+        q_heads=memory.heads_on_rank(model.num_attention_heads, atp),
+        kv_heads=1 if model.mla else memory.kv_heads_on_rank(model, atp),
         kv_dtype=kv_dtype,
+        tp=tp,
+        dp=dp,
+        ep=ep,
+        attn_params=attn if apart else 0.0,
+        attn_gemms=attn_gemms if apart else (),
     )
 
 
@@ -192,6 +238,14 @@ def stage_work(s: StageShape, batch: Batch) -> StageWork:
         flops, nbytes = layers * 2 * m_tokens * params, layers * params * w
         return Op("linear", flops, nbytes, "weights", low, gemms(shapes, m_tokens, layers))
 
+    # DP attention: each group runs its share of the decodes and of the prompt tokens (SGLang
+    # divides chunked_prefill_size by dp_size under --enable-dp-attention, so the groups together
+    # take the instance's token budget; assumed balanced)
+    group_seqs = batch.decode_seqs / s.dp
+    m_attn = m_tokens / s.dp
+    if s.attn_params:
+        flops, nbytes = s.layers * 2 * m_attn * s.attn_params, s.layers * s.attn_params * w
+        ops.append(Op("linear", flops, nbytes, "weights", low, gemms(s.attn_gemms, m_attn, s.layers)))
     if s.dense_layers:
         ops.append(linear(s.dense_layers, s.dense_params, s.dense_gemms))
     if s.moe_layers:
@@ -199,25 +253,31 @@ def stage_work(s: StageShape, batch: Batch) -> StageWork:
         ops.append(linear(n, s.moe_linear_params, s.moe_linear_gemms))
         touched = e * (1 - (1 - k / e) ** m_tokens) if m_tokens > 0 else 0.0
         per_expert = m_tokens * k / touched if touched else 0.0  # tokens each touched expert sees
+        local = touched / s.ep  # of them, those whose (shard of) weights this rank holds
+        # One fused-MoE kernel per matrix and layer runs all local experts (vLLM fused_moe, SGLang's
+        # grouped GEMMs): priced as one GEMM of per-expert rows over the experts' matrices side by
+        # side (same bytes and FLOPs), not as one small GEMM per expert with a launch floor each.
+        group = max(1, round(local))
+        grouped = tuple((per_expert, nn * group, kk, n * local / group) for nn, kk in s.expert_gemms)
         ops.append(
             Op(
                 "experts",
-                n * 2 * m_tokens * k * s.expert_params,
-                n * touched * s.expert_params * w,
+                n * 2 * m_tokens * k * s.expert_params / s.ep,
+                n * local * s.expert_params * w,
                 "weights",
                 low,
-                gemms(s.expert_gemms, per_expert, n * touched),
+                grouped if per_expert else (),
             )
         )
     ctx_d = min(batch.decode_context, s.window) if s.window else batch.decode_context
     ctx_p = min(batch.prefill_context, s.window) if s.window else batch.prefill_context
-    decode_flops = batch.decode_seqs * ctx_d * s.attn_decode_flops
-    decode_bytes = s.kv_bytes_per_token * batch.decode_seqs * ctx_d
-    shape = (batch.decode_seqs, ctx_d, s.q_heads, s.kv_heads)
+    decode_flops = group_seqs * ctx_d * s.attn_decode_flops
+    decode_bytes = s.kv_bytes_per_token * group_seqs * ctx_d
+    shape = (group_seqs, ctx_d, s.q_heads, s.kv_heads)
     ops.append(Op("attention", s.layers * decode_flops, s.layers * decode_bytes, "kv", False, shape=shape))
     if batch.prefill_tokens:
-        flops = batch.prefill_tokens * ctx_p * s.attn_prefill_flops
-        kv_written = s.kv_bytes_per_token * batch.prefill_tokens
+        flops = batch.prefill_tokens / s.dp * ctx_p * s.attn_prefill_flops
+        kv_written = s.kv_bytes_per_token * batch.prefill_tokens / s.dp
         # a causal prompt of length L attends to L/2 tokens on average: the table's length is 2·ctx
         shape = (2 * ctx_p, s.q_heads)
         ops.append(Op("prefill_attention", s.layers * flops, s.layers * kv_written, "kv", False, shape=shape))
@@ -232,6 +292,27 @@ def stage_work(s: StageShape, batch: Batch) -> StageWork:
                 gemms((s.lm_head_gemm,), batch.logits_rows, 1) if s.lm_head_gemm else (),
             )
         )
-    return StageWork(
-        tuple(ops), s.layers, s.layers * s.allreduces_per_layer, m_tokens * s.hidden * s.activation_bytes
-    )
+    token_bytes = s.hidden * s.activation_dtype_bytes
+    if s.dp == 1:
+        return StageWork(tuple(ops), s.layers, s.layers * s.allreduces_per_layer, m_tokens * token_bytes)
+    return StageWork(tuple(ops), s.layers, 0, 0.0, dp_attention_collectives(s, m_attn, m_tokens, token_bytes))
+
+
+def dp_attention_collectives(
+    s: StageShape, m_attn: float, m_tokens: float, token_bytes: int
+) -> tuple[Collective, ...]:
+    """A DP-attention stage's collectives per step (module docstring): per layer the attention
+    all-reduce over tp/dp ranks; per dense layer (and TP-sharded MoE layer) a gather + scatter over
+    tp ranks; per EP MoE layer a dispatch and a combine all-to-all of this rank's tokens × top-k."""
+    out = []
+    atp = s.tp // s.dp
+    if atp > 1:
+        out.append(Collective("allreduce", s.layers, m_attn * token_bytes, atp))
+    expert_layers = s.moe_layers if s.ep > 1 else 0
+    if s.layers - expert_layers:
+        out.append(Collective("allreduce", s.layers - expert_layers, m_tokens * token_bytes, s.tp))
+    if expert_layers:
+        out.append(
+            Collective("alltoall", 2 * expert_layers, m_attn * s.experts_per_token * token_bytes, s.ep)
+        )
+    return tuple(out)

@@ -119,9 +119,8 @@ def check_plan(t: Target) -> None:
             f"profile {plan.profile.name} is a {plan.profile.backend} (CPU) profile; {name} serves on GPUs, "
             "so emit a plan made for a GPU profile"
         )
-    verdict = engines.check(
-        t.engine, plan.model, plan.layout.tp, plan.layout.pp, tp_limit=max(64, plan.layout.tp)
-    )
+    lay = plan.layout
+    verdict = engines.check(t.engine, plan.model, lay.tp, lay.pp, max(64, lay.tp), lay.ep, lay.dp_attention)
     if not verdict.ok:
         raise LayoutError(
             f"{name} refuses {plan.layout.label()} of {plan.model.name}: "
@@ -142,6 +141,11 @@ def check_plan(t: Target) -> None:
                 f"{what} {value!r} starts with '-', which {name}'s parser reads as a flag",
                 expected="a path or address; write ./" + value + " for a relative path",
             )
+    if lay.dp_attention > 1 and t.replica_mode == "dp":
+        raise LayoutError(
+            f"--replicas dp: the plan already runs {lay.dp_attention} data-parallel attention groups in each "
+            f"instance ({lay.label()}); use --replicas instances"
+        )
     if t.node_addrs and len(t.node_addrs) < deployment_nodes(t):
         raise LayoutError(
             f"{len(t.node_addrs)} node address(es) given for a deployment of {deployment_nodes(t)} nodes; "

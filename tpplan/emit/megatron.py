@@ -8,7 +8,11 @@ parser dumped in reference/engines/megatron_flags.tsv plus the tool's own group,
 jobs on disjoint GPUs and ports, never Megatron data parallelism.
 
 The model shape is written out (and `--use-checkpoint-args` lets the checkpoint supply what a
-ModelSpec does not record: rotary base, biases). `--load` is a Megatron checkpoint; its
+ModelSpec does not record: rotary base; biases when the spec's linear_bias is null). Biases are
+written when the spec records them: Megatron's default is a bias on every linear layer
+(add_bias_linear = True), so a bias-free model needs `--disable-bias-linear` (plus `--add-qkv-bias`
+for Qwen2's) — and an MoE model with a bias runs only at expert TP 1 ("Bias in MoE is only
+supported when ETP==1", transformer_config.py __post_init__). `--load` is a Megatron checkpoint; its
 torch_dist format reshards to any TP×PP at load.
 
 Rules checked before writing (reference/engines/README.md §2, arguments.py @d98e8a6):
@@ -18,7 +22,10 @@ Rules checked before writing (reference/engines/README.md §2, arguments.py @d98
 - `--sequence-parallel` only with TP > 1 (:1428-1439); `--tp-comm-overlap` only with it (:1441-1442),
   and only when the TP group stays inside one NVLink domain: Transformer Engine's userbuffers
   overlap exchanges through NVLink peer memory and do not span nodes (NVIDIA/TransformerEngine#1071);
-- TP > 1 below compute capability 10 needs CUDA_DEVICE_MAX_CONNECTIONS=1 (:1453-1479).
+- TP > 1 below compute capability 10 needs CUDA_DEVICE_MAX_CONNECTIONS=1 (:1453-1479);
+- MoE: num_experts % EP == 0 (:1656-1658); expert TP defaults to TP (validate_args), and the ranks
+  must divide by ETP × EP × PP (parallel_state.initialize_model_parallel), so EP > 1 writes
+  `--expert-tensor-parallel-size tp/ep`; a bias with ETP > 1 is refused (above).
 """
 
 from __future__ import annotations
@@ -39,7 +46,8 @@ PARSER_FLAGS = frozenset({
     "--ffn-hidden-size", "--kv-channels", "--max-position-embeddings", "--seq-length", "--swiglu",
     "--normalization", "--untie-embeddings-and-output-weights",
     "--num-experts", "--moe-router-topk", "--moe-ffn-hidden-size", "--moe-shared-expert-intermediate-size",
-    "--moe-layer-freq",
+    "--moe-layer-freq", "--expert-model-parallel-size", "--expert-tensor-parallel-size",
+    "--disable-bias-linear", "--add-qkv-bias",
     "--multi-latent-attention", "--q-lora-rank", "--kv-lora-rank", "--qk-head-dim", "--qk-pos-emb-head-dim",
     "--v-head-dim",
     "--bf16", "--fp16", "--fp8-format", "--micro-batch-size", "--inference-max-requests",
@@ -85,6 +93,10 @@ def model_options(t: Target) -> list[Option]:
             ]
         if m.num_attention_heads * m.head_dim != m.hidden_size:
             o.append(opt("--kv-channels", m.head_dim))
+    if m.linear_bias in ("none", "qkv"):
+        o.append(opt("--disable-bias-linear"))
+        if m.linear_bias == "qkv":
+            o.append(opt("--add-qkv-bias"))
     if m.gated_mlp:
         o.append(opt("--swiglu"))
     if not m.tie_word_embeddings:
@@ -126,6 +138,11 @@ def parallel_options(t: Target, first: Slice) -> tuple[list[Option], list[str]]:
         opt("--tensor-model-parallel-size", lay.tp),
         opt("--pipeline-model-parallel-size", lay.pp),
     ]
+    if lay.ep > 1:
+        o += [
+            opt("--expert-model-parallel-size", lay.ep),
+            opt("--expert-tensor-parallel-size", lay.tp // lay.ep),
+        ]
     if lay.tp > 1:
         o.append(opt("--sequence-parallel"))
         if _tp_in_one_domain(t, first):
@@ -249,11 +266,39 @@ def verify(t: Target, opts: list[Option], env: dict[str, Word], ranks: int) -> N
             f"hidden ({m.hidden_size}) % heads ({m.num_attention_heads}) != 0 needs --kv-channels "
             "[arguments.py:1331-1333]"
         )
+    problems += _moe_problems(t, flags, ranks)
     cc = t.compute_capability
     if lay.tp > 1 and (cc is None or cc < BLACKWELL) and env.get("CUDA_DEVICE_MAX_CONNECTIONS") != "1":
         problems.append("TP > 1 below Blackwell needs CUDA_DEVICE_MAX_CONNECTIONS=1 [arguments.py:1453-1479]")
     if problems:
         raise LayoutError("Megatron-LM would reject these arguments: " + "; ".join(problems))
+
+
+def _moe_problems(t: Target, flags: dict, ranks: int) -> list[str]:
+    m = t.plan.model
+    if m.moe is None:
+        return []
+    tp, pp = t.plan.layout.tp, t.plan.layout.pp
+    ep = int(flags.get("--expert-model-parallel-size", 1))
+    etp = int(flags.get("--expert-tensor-parallel-size", tp))  # validate_args: ETP defaults to TP
+    problems = []
+    if m.moe.num_experts % ep:
+        problems.append(f"num_experts ({m.moe.num_experts}) % EP ({ep}) != 0 [arguments.py:1656-1658]")
+    if ranks % (etp * ep * pp):
+        problems.append(
+            f"{ranks} ranks are not divisible by ETP×EP×PP = {etp * ep * pp} [parallel_state.initialize_model_parallel]"
+        )
+    if "--disable-bias-linear" not in flags and etp != 1:
+        known = (
+            "has linear biases"
+            if m.linear_bias == "all"
+            else "records no linear_bias, so the default bias stays on"
+        )
+        problems.append(
+            f"{m.name} {known}, and Megatron allows a bias in MoE only with ETP == 1 (ETP = {etp}) "
+            "[transformer_config.py __post_init__]"
+        )
+    return problems
 
 
 def render(launch: Launch, fmt: str, config_path: str) -> str:

@@ -22,7 +22,7 @@ from .common import Target, check_plan, opt, place_instances, render_config, ren
 FLAGS = frozenset({
     "--model-path", "--tp-size", "--pp-size", "--dp-size", "--mem-fraction-static", "--max-running-requests",
     "--context-length", "--kv-cache-dtype", "--dtype", "--quantization", "--port",
-    "--nnodes", "--node-rank", "--dist-init-addr",
+    "--nnodes", "--node-rank", "--dist-init-addr", "--enable-dp-attention", "--ep-size",
 })  # fmt: skip
 
 DEFAULT_PORT = 30000  # sglang_flags_all.tsv: --port default
@@ -47,8 +47,15 @@ def shared_options(t: Target, dp: int) -> tuple[list[Option], list[str]]:
         opt("--context-length", plan.max_model_len),
         opt("--dtype", DTYPE[t.activation_dtype]),
     ]
-    if dp > 1:
+    lay = plan.layout
+    if lay.dp_attention > 1:
+        # DP attention inside one engine of tp GPUs: tp % dp == 0 (parallel_hook.py:326); the plan's
+        # max_num_seqs per instance is the --max-running-requests total SGLang divides over the DP workers
+        opts[3:3] = [opt("--dp-size", lay.dp_attention), opt("--enable-dp-attention")]
+    elif dp > 1:
         opts.insert(3, opt("--dp-size", dp))
+    if lay.ep > 1:
+        opts.insert(3, opt("--ep-size", lay.ep))  # ep · moe_dp <= tp (parallel_hook.py:172-176)
     if plan.dtype == "fp8":
         opts.append(opt("--quantization", "fp8"))
     if t.kv_dtype == "fp16":

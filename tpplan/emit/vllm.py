@@ -29,7 +29,7 @@ FLAGS = frozenset({
     "--gpu-memory-utilization", "--dtype", "--quantization", "--kv-cache-dtype", "--port",
     "--nnodes", "--node-rank", "--master-addr", "--headless",
     "--data-parallel-size", "--data-parallel-size-local", "--data-parallel-start-rank",
-    "--data-parallel-address", "--data-parallel-rpc-port",
+    "--data-parallel-address", "--data-parallel-rpc-port", "--enable-expert-parallel",
 })  # fmt: skip
 
 DEFAULT_PORT = 8000  # vllm_flags.tsv: --port default
@@ -49,21 +49,33 @@ CPU_NOTE = (
 
 
 def shared_options(t: Target) -> tuple[list[Option], list[str]]:
-    plan = t.plan
+    plan, lay = t.plan, t.plan.layout
     fraction, why = t.memory_fraction()
+    dpa = lay.dp_attention
     opts = [
-        opt("--tensor-parallel-size", plan.layout.tp),
-        opt("--pipeline-parallel-size", plan.layout.pp),
+        opt("--tensor-parallel-size", lay.attention_tp),
+        opt("--pipeline-parallel-size", lay.pp),
         opt("--max-model-len", plan.max_model_len),
-        opt("--max-num-seqs", plan.max_num_seqs),
+        opt("--max-num-seqs", -(-plan.max_num_seqs // dpa)),  # per DP rank
         opt("--gpu-memory-utilization", fraction),
         opt("--dtype", DTYPE[t.activation_dtype]),
     ]
+    notes = [f"--gpu-memory-utilization {fraction:g}: {why}"]
+    if dpa > 1:
+        # DP attention: one `vllm serve` of dp ranks × TP tp/dp; the MoE layers span all tp GPUs
+        # (docs/serving/data_parallel_deployment.md; expert_parallel_deployment.md)
+        opts.insert(1, opt("--data-parallel-size", dpa))
+        notes.append(
+            f"DP attention: {dpa} data-parallel ranks of TP {lay.attention_tp} per instance; --max-num-seqs is per "
+            f"DP rank ({plan.max_num_seqs} per instance)"
+        )
+    if lay.ep > 1:
+        opts.append(opt("--enable-expert-parallel"))  # EP size = TP × DP = the instance's tp GPUs
     if plan.dtype == "fp8":
         opts.append(opt("--quantization", "fp8"))
     if t.kv_dtype:
         opts.append(opt("--kv-cache-dtype", KV_DTYPE[t.kv_dtype]))
-    return opts, [f"--gpu-memory-utilization {fraction:g}: {why}"]
+    return opts, notes
 
 
 def build(t: Target) -> Launch:

@@ -37,27 +37,27 @@ def probe(engine: str, python: str | None, model_path: str) -> EngineEnv:
     if not python:
         raise ConfigError(
             "no engine to run",
-            field="--engine-python",
+            field="engine_python",
             expected=f"a python that can import {engine}; `make engine` builds one in {engine_home()}",
         )
     exe = Path(python)
     if not exe.is_file():
         raise ConfigError(
-            "does not exist", field="--engine-python", value=python, expected="a python executable"
+            "does not exist", field="engine_python", value=python, expected="a python executable"
         )
     code = f"import {_MODULE[engine]} as m, torch; print(m.__version__); print(torch.cuda.is_available())"
     try:
         res = subprocess.run([str(exe), "-c", code], capture_output=True, text=True, timeout=PROBE_TIMEOUT_S)
     except subprocess.TimeoutExpired:
         raise ConfigError(
-            f"took over {PROBE_TIMEOUT_S} s to import {engine}", field="--engine-python", value=python
+            f"took over {PROBE_TIMEOUT_S} s to import {engine}", field="engine_python", value=python
         ) from None
     lines = res.stdout.split()
     if res.returncode != 0 or len(lines) < 2:
         last = (res.stderr.strip().splitlines() or ["no output"])[-1][:200]
         raise ConfigError(
             f"cannot import {engine} ({last})",
-            field="--engine-python",
+            field="engine_python",
             value=python,
             expected=f"a python with {engine} installed (`make engine` for vLLM on CPU)",
         )

@@ -19,6 +19,23 @@ class Layout(Frozen):
     tp: Degree = Field(description="tensor-parallel degree (GPUs sharing each layer)")
     pp: Degree = Field(1, description="pipeline-parallel degree (stages of consecutive layers)")
     replicas: Degree = Field(1, description="independent instances (data parallelism)")
+    # MoE / MLA layouts (1 and 1: plain TP, today's plans). Within one instance of tp GPUs per stage:
+    ep: Degree = Field(
+        1, description="expert-parallel degree: routed experts split whole over ep of the tp GPUs"
+    )
+    dp_attention: Degree = Field(
+        1,
+        description="attention data-parallel groups: attention runs at TP tp/dp_attention, each group on its own requests",
+    )
+
+    @model_validator(mode="after")
+    def _moe_degrees_divide_tp(self) -> Layout:
+        for name, value in (("ep", self.ep), ("dp_attention", self.dp_attention)):
+            if self.tp % value:
+                raise ValueError(
+                    f"{name} ({value}) must divide tp ({self.tp}): it splits one instance's GPUs"
+                )
+        return self
 
     @model_validator(mode="before")
     @classmethod
@@ -53,8 +70,18 @@ class Layout(Frozen):
     def gpus(self) -> int:
         return self.tp * self.pp * self.replicas
 
+    @property
+    def attention_tp(self) -> int:
+        """TP degree of the attention layers (tp without DP attention)."""
+        return self.tp // self.dp_attention
+
     def label(self) -> str:
-        return f"TP{self.tp}×PP{self.pp}×R{self.replicas}"
+        return f"TP{self.tp}×PP{self.pp}×R{self.replicas}{self.moe_label()}"
+
+    def moe_label(self) -> str:
+        """ " EP8 DPA8" style suffix, empty for a plain TP layout."""
+        ep = f" EP{self.ep}" if self.ep > 1 else ""
+        return ep + (f" DPA{self.dp_attention}" if self.dp_attention > 1 else "")
 
 
 class Candidate(Layout):

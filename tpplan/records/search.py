@@ -24,6 +24,8 @@ class ScoredConfig(Frozen):
     tp: int
     pp: int
     replicas: int
+    ep: int = Field(1, description="expert-parallel ranks among the tp GPUs (MoE; 1: experts split by TP)")
+    dp_attention: int = Field(1, description="data-parallel attention groups within the tp GPUs (1: none)")
     gpus: int = Field(description="tp × pp × replicas")
     concurrency: int = Field(description="client requests in flight across all replicas")
     max_num_seqs: int = Field(description="sequences each replica runs at once")
@@ -57,7 +59,11 @@ class ScoredConfig(Frozen):
 
     def label(self) -> str:
         kv = "" if self.kv_cache_dtype == self.dtype else f" (KV {self.kv_cache_dtype})"
-        return f"TP={self.tp} PP={self.pp} x{self.replicas} seqs {self.max_num_seqs} {self.dtype}{kv}"
+        ep = f" EP={self.ep}" if self.ep > 1 else ""
+        dpa = f" DPA={self.dp_attention}" if self.dp_attention > 1 else ""
+        return (
+            f"TP={self.tp}{ep}{dpa} PP={self.pp} x{self.replicas} seqs {self.max_num_seqs} {self.dtype}{kv}"
+        )
 
 
 class Plan(Frozen):
@@ -117,7 +123,7 @@ class Decision(Frozen):
 class Neighbour(Frozen):
     """A configuration one step from the winner, and what it lost on."""
 
-    change: str = Field(description="TP*2, TP/2, replicas+1, replicas-1, PP+1")
+    change: str = Field(description="TP*2, TP/2, replicas+1, replicas-1, PP+1; MoE: plain TP or EP+DPA")
     config: ScoredConfig | None = Field(description="None when it cannot exist within the budget")
     tokens_per_usd_ratio: float | None = Field(description="its output tokens/USD ÷ the winner's")
     lost_on: str = Field(description="one sentence, in numbers")

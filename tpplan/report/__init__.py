@@ -45,7 +45,7 @@ def write_report(
     echo: Callable[[str], None] = print,
 ) -> Report:
     """Draw every figure the run's data allows, write the report(s) and, with `csv`, the sweep tables."""
-    io.make_dir(out, "--out")
+    io.make_dir(out, "out")
     missing, files, drawn = list(data.missing), [], []
     for make in FIGURES:
         got = make(data)

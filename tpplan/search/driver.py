@@ -86,7 +86,7 @@ def run(
 
     q, space, notes = prep.question, prep.space, list(prep.notes)
     run_dir, plan_file = plan_paths(out)
-    io.make_dir(run_dir, "--out")
+    io.make_dir(run_dir, "out")
     name = study or prep.study_name
     url = storage or f"sqlite:///{(run_dir / 'study.db').resolve()}"
     if trials is None:  # the bench's median is ~2% of the space, its worst seed ~4%: a 10% budget
@@ -166,7 +166,9 @@ def assemble_plan(
         model_path=model_path or "",
         profile=prep.profiles[best.profile],
         engine=q.engine,  # type: ignore[arg-type]
-        layout=Layout(tp=best.tp, pp=best.pp, replicas=best.replicas),
+        layout=Layout(
+            tp=best.tp, pp=best.pp, replicas=best.replicas, ep=best.ep, dp_attention=best.dp_attention
+        ),
         max_num_seqs=best.max_num_seqs,
         max_model_len=q.max_model_len,
         dtype=best.dtype,

@@ -1,4 +1,5 @@
-"""Why the winner won: each neighbour one step away (TP*2, TP/2, a replica more or fewer, PP+1), what
+"""Why the winner won: each neighbour one step away (TP*2, TP/2, a replica more or fewer, PP+1; for an
+MoE model also plain TP against expert parallelism + DP attention on the same GPUs), what
 it scores, and what it lost on, in numbers ("TP=16 crosses the NVLink domain: all-reduce 5.8x slower
 (61 us vs 10 us each); 0.61x tokens/USD").
 
@@ -9,6 +10,8 @@ PP=1 one): what it scores at the winner's value is said too when that differs.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 from ..records import Neighbour, ScoredConfig
 from .objective import Evaluate, Evaluation, Question, config_of, score
@@ -62,8 +65,17 @@ def neighbours(space: Space, winner: ScoredConfig, evaluate: Evaluate, q: Questi
                 )
             )
             continue
-        c = Config(w.profile, tp, pp, r, space.seqs_at(k, r), w.dtype, w.kv_cache_dtype)
+        # the winner's expert/attention layout carried to the neighbour's TP (EP over all of its GPUs)
+        ep, dpa = (tp if w.ep > 1 else 1), (tp if w.dp_attention > 1 else 1)
+        c = Config(w.profile, tp, pp, r, space.seqs_at(k, r), w.dtype, w.kv_cache_dtype, ep, dpa)
         out.append(_judged(change, c, winner, w_ev, space, evaluate, q))
+    # MoE: the other way to run the same GPUs (plain TP against EP + DP attention)
+    modes = space.arm(w.profile).modes_at(space.arm(w.profile).tps.index(w.tp))
+    other = (1, 1) if (w.ep, w.dp_attention) != (1, 1) else (w.tp, w.tp)
+    if other in modes:
+        change = "plain TP" if other == (1, 1) else "EP+DPA"
+        alt = dataclasses.replace(w, ep=other[0], dp_attention=other[1])
+        out.append(_judged(change, alt, winner, w_ev, space, evaluate, q))
     return out
 
 
@@ -130,9 +142,7 @@ def _best_seqs(
     """The neighbour's layout at the feasible max_num_seqs with the most tokens/USD, if any."""
     best = None
     for k in range(len(space.seqs)):
-        alt = Config(
-            c.profile, c.tp, c.pp, c.replicas, space.seqs_at(k, c.replicas), c.dtype, c.kv_cache_dtype
-        )
+        alt = dataclasses.replace(c, max_num_seqs=space.seqs_at(k, c.replicas))
         ev = evaluate(alt)
         s = score(alt, ev, q)
         if s.feasible and (best is None or s.output_tokens_per_usd > best[0].output_tokens_per_usd):

@@ -122,6 +122,8 @@ def score(config: Config, ev: Evaluation, q: Question, trial: int | None = None)
         tp=config.tp,
         pp=config.pp,
         replicas=config.replicas,
+        ep=config.ep,
+        dp_attention=config.dp_attention,
         gpus=config.gpus,
         concurrency=e.concurrency,
         max_num_seqs=config.max_num_seqs,
@@ -147,7 +149,9 @@ def score(config: Config, ev: Evaluation, q: Question, trial: int | None = None)
 
 def config_of(s: ScoredConfig) -> Config:
     """The configuration a result was scored for."""
-    return Config(s.profile, s.tp, s.pp, s.replicas, s.max_num_seqs, s.dtype, s.kv_cache_dtype)
+    return Config(
+        s.profile, s.tp, s.pp, s.replicas, s.max_num_seqs, s.dtype, s.kv_cache_dtype, s.ep, s.dp_attention
+    )
 
 
 def objective_values(s: ScoredConfig, pareto: bool) -> tuple[float, ...]:

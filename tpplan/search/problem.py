@@ -12,16 +12,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .. import candidates as candidates_stage
-from .. import costmodel, engines
+from .. import costmodel, engines, moe_rules
 from ..errors import ConfigError
 from ..records import Layout
 from ..specs import HardwareProfile, ModelSpec, Workload
 from .objective import Evaluation, Question
 from .space import Arm, Config, Space, dtype_pairs
 
-# Bump when the space, objective or stored record changes meaning (2: typed reasons; 3: intervals and
-# the TTFT default): no resume across.
-SEARCH_VERSION = 3
+# Bump when the space, objective or stored record changes meaning (2: typed reasons; 3: MoE models
+# search expert parallelism and DP attention; 4: intervals and the TTFT default): no resume across.
+SEARCH_VERSION = 4
 EVALUATIONS_KEPT = 4096  # recent evaluations kept for asking again (a few kB each)
 
 
@@ -37,7 +37,7 @@ def evaluator(
 
     def evaluate(c: Config) -> Evaluation:
         profile, budget = profiles[c.profile], budgets[c.profile]
-        layout = Layout(tp=c.tp, pp=c.pp, replicas=c.replicas)
+        layout = Layout(tp=c.tp, pp=c.pp, replicas=c.replicas, ep=c.ep, dp_attention=c.dp_attention)
         served = model.model_copy(update={"dtype": c.dtype})
         clients = q.concurrency or c.replicas * c.max_num_seqs
         workload = Workload(
@@ -64,7 +64,12 @@ def evaluator(
         )
         per_replica = clients / c.replicas
         hit = None
-        if c.kv_cache_dtype == c.dtype and per_replica == int(per_replica) and c.max_num_seqs >= per_replica:
+        if (
+            c.moe_key == ""
+            and c.kv_cache_dtype == c.dtype
+            and per_replica == int(per_replica)
+            and c.max_num_seqs >= per_replica
+        ):
             hit = measured.points.get(
                 (c.profile, q.engine, c.dtype, c.tp, c.pp, q.input_tokens, q.output_tokens, int(per_replica))
             )
@@ -97,11 +102,12 @@ def build_space(
         elif not pairs:
             notes.append(f"{name}: {p.gpu.name} runs none of the dtypes asked for ({', '.join(dtypes)})")
         else:
-            arms.append(Arm(name, budget, tps, min(model.num_layers, budget), pairs))
+            modes = tuple(moe_rules.modes(engine, model, t) for t in tps)
+            arms.append(Arm(name, budget, tps, min(model.num_layers, budget), pairs, modes))
     if not arms:
         raise ConfigError(
             "; ".join(notes) + ": nothing to search",
-            field="--profile",
+            field="profile",
             expected="a profile whose GPUs run the model's dtype (fp8 needs FP8 tensor cores)",
         )
     return Space(tuple(arms), concurrency), notes

@@ -17,7 +17,10 @@ counted once (`size`):
   `max_num_seqs` requests, C = R·seqs.
   Tokens per USD do not depend on R then (each replica is the same machine at the same load), so the
   budget decides R and the search looks for the concurrency per replica that meets the SLOs best.
-- dtypes: the pairs (weights, KV cache) asked for that the GPU runs (fp8 needs FP8 tensor cores).
+- dtypes: the pairs (weights, KV cache) asked for that the GPU runs (fp8 needs FP8 tensor cores);
+- MoE models only: the expert / attention layout of an instance (`moe_index`): plain TP, experts
+  split over the tp GPUs (EP), DP attention over them with or without EP, as far as the engine
+  accepts them (moe_rules.modes). A dense model's space has no such dimension.
 
 A trial draws integers with fixed ranges (tp_index, pp_log2, replicas on a log scale, seqs_log2,
 dtype_index), so a sampler models them jointly and neighbouring values are neighbouring configurations;
@@ -59,6 +62,8 @@ class Config:
     max_num_seqs: int  # per replica
     dtype: str  # weights
     kv_cache_dtype: str
+    ep: int = 1  # expert-parallel ranks among the tp GPUs (records.Layout.ep)
+    dp_attention: int = 1  # DP-attention groups (records.Layout.dp_attention)
 
     @property
     def world_size(self) -> int:
@@ -72,13 +77,20 @@ class Config:
     def key(self) -> str:
         return (
             f"{self.profile}|tp{self.tp}|pp{self.pp}|r{self.replicas}|seqs{self.max_num_seqs}"
-            f"|{self.dtype}/{self.kv_cache_dtype}"
+            f"|{self.dtype}/{self.kv_cache_dtype}{self.moe_key}"
         )
+
+    @property
+    def moe_key(self) -> str:
+        """Empty for plain TP, so a dense model's keys are what they always were."""
+        return "" if (self.ep, self.dp_attention) == (1, 1) else f"|ep{self.ep}|dpa{self.dp_attention}"
 
     def label(self) -> str:
         kv = "" if self.kv_cache_dtype == self.dtype else f" (KV {self.kv_cache_dtype})"
+        ep = f" EP={self.ep}" if self.ep > 1 else ""
+        dpa = f" DPA={self.dp_attention}" if self.dp_attention > 1 else ""
         return (
-            f"TP={self.tp} PP={self.pp} x{self.replicas} ({self.gpus} GPUs) seqs {self.max_num_seqs} "
+            f"TP={self.tp}{ep}{dpa} PP={self.pp} x{self.replicas} ({self.gpus} GPUs) seqs {self.max_num_seqs} "
             f"{self.dtype}{kv}"
         )
 
@@ -92,6 +104,10 @@ class Arm:
     tps: tuple[int, ...]  # engine-accepted TP degrees within the budget
     max_pp: int  # layers, and the budget after TP=1
     dtypes: tuple[tuple[str, str], ...]  # (weights, kv) pairs this GPU runs
+    modes: tuple[tuple[tuple[int, int], ...], ...] = ()  # per TP degree: (ep, dp_attention) pairs; () plain
+
+    def modes_at(self, ti: int) -> tuple[tuple[int, int], ...]:
+        return self.modes[ti] if self.modes else ((1, 1),)
 
 
 @dataclass(frozen=True)
@@ -135,6 +151,9 @@ class Space:
         }
         if self.concurrency:
             dims["replicas"] = (1, max(a.budget_gpus for a in self.arms))  # sampled on a log scale (LOG_DIMS)
+        most_modes = max(len(a.modes_at(i)) for a in self.arms for i in range(len(a.tps)))
+        if most_modes > 1:  # MoE models only: a dense model's space is what it was
+            dims["moe_index"] = (0, most_modes - 1)
         return dims
 
     @property
@@ -155,7 +174,11 @@ class Space:
                 f"TP={tp} PP={pp} x{max(r, 1)} needs {tp * pp * max(r, 1)} GPUs; the budget is {arm.budget_gpus}",
             )
         dtype, kv = arm.dtypes[di]
-        return Config(arm.profile, tp, pp, r, self.seqs_at(params["seqs_log2"], r), dtype, kv), ""
+        modes, mi = arm.modes_at(ti), params.get("moe_index", 0)
+        if mi >= len(modes):
+            return None, f"TP={tp} has {len(modes)} expert/attention layouts for this engine"
+        seqs = self.seqs_at(params["seqs_log2"], r)
+        return Config(arm.profile, tp, pp, r, seqs, dtype, kv, *modes[mi]), ""
 
     def draws(self) -> Iterator[tuple[dict[str, Any], Config]]:
         """Every valid draw with its configuration (several draws may name one configuration)."""
@@ -165,16 +188,20 @@ class Space:
                     for r in self.replicas(arm, tp, pp):
                         for k in range(len(self.seqs)):
                             for di, (dtype, kv) in enumerate(arm.dtypes):
-                                params = {
-                                    "profile": arm.profile,
-                                    "tp_index": ti,
-                                    "pp_log2": int(math.log2(pp)),
-                                    "seqs_log2": k,
-                                    "dtype_index": di,
-                                }
-                                if self.concurrency:
-                                    params["replicas"] = r
-                                yield params, Config(arm.profile, tp, pp, r, self.seqs_at(k, r), dtype, kv)
+                                for mi, mode in enumerate(arm.modes_at(ti)):
+                                    params = {
+                                        "profile": arm.profile,
+                                        "tp_index": ti,
+                                        "pp_log2": int(math.log2(pp)),
+                                        "seqs_log2": k,
+                                        "dtype_index": di,
+                                    }
+                                    if self.concurrency:
+                                        params["replicas"] = r
+                                    if "moe_index" in self.dims:
+                                        params["moe_index"] = mi
+                                    seqs = self.seqs_at(k, r)
+                                    yield params, Config(arm.profile, tp, pp, r, seqs, dtype, kv, *mode)
 
     def configs(self) -> Iterator[Config]:
         """Every distinct configuration, once."""

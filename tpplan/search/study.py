@@ -82,7 +82,7 @@ def open_storage(url: str) -> RDBStorage:
     if url.startswith("sqlite:///"):
         path = url.removeprefix("sqlite:///")
         if path and path != ":memory:":
-            make_dir(Path(path).parent, "--storage")
+            make_dir(Path(path).parent, "storage")
         engine_kwargs = {"connect_args": {"timeout": SQLITE_TIMEOUT_S, "factory": _SqliteConnection}}
     try:
         return _create_storage(url, engine_kwargs)
@@ -90,7 +90,7 @@ def open_storage(url: str) -> RDBStorage:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ConfigError(
             f"cannot open this storage ({type(e).__name__}: {first})",
-            field="--storage",
+            field="storage",
             value=url,
             expected=f"an SQLAlchemy URL such as {URL_EXAMPLE}",
         ) from None
@@ -151,7 +151,7 @@ def open_study(storage: RDBStorage, name: str, question: dict, pareto: bool) -> 
         differs = sorted(k for k in set(asked) | set(question) if asked.get(k) != question.get(k))
         raise ConfigError(
             f"study {name!r} was made for another question (differs in {', '.join(differs)})",
-            field="--study",
+            field="study",
             value=name,
             expected="a new --study name, or the same model, profiles, workload and SLOs as before",
         )

@@ -81,6 +81,14 @@ FAMILIES: dict[str, dict[str, Any]] = {
     "gpt_neo": {"gated": False, "tie": True, "ffn_x_hidden": 4},
     "bloom": {"gated": False, "tie": True, "ffn_x_hidden": 4},
 }
+# model_type → the linear layers' biases when the config has no attention_bias / mlp_bias (their
+# transformers modeling files: Qwen2's q/k/v projections carry a bias, the others none).
+LINEAR_BIAS = {
+    **dict.fromkeys(("llama", "llama4", "llama4_text", "mistral", "mixtral", "qwen3", "qwen3_moe"), "none"),
+    **dict.fromkeys(("gemma", "gemma2", "phi3", "olmo2", "deepseek_v2", "deepseek_v3"), "none"),
+    "qwen2": "qkv",
+    "qwen2_moe": "qkv",
+}
 MLA_DIMS = ("kv_lora_rank", "qk_rope_head_dim", "qk_nope_head_dim", "v_head_dim")
 
 
@@ -215,8 +223,22 @@ def spec_fields_from_hf(raw: dict, file: str, name: str) -> dict[str, Any]:
     moe = _moe(cfg, file, where, notes)
     if moe:
         fields["moe"] = moe
+    bias = linear_bias(cfg, model_type)
+    if bias:
+        fields["linear_bias"] = bias
     fields["notes"] = tuple(notes)
     return fields
+
+
+def linear_bias(cfg: dict, model_type: str) -> str | None:
+    """none / qkv / all from attention_bias and mlp_bias (Llama-style configs), else the family's
+    (LINEAR_BIAS); None when only some layers have one or the family is unknown."""
+    attention, mlp = cfg.get("attention_bias"), cfg.get("mlp_bias")
+    if attention is None and mlp is None:
+        return LINEAR_BIAS.get(model_type)
+    if not attention and not mlp:
+        return "qkv" if LINEAR_BIAS.get(model_type) == "qkv" else "none"
+    return "all" if attention and mlp else None
 
 
 def _max_model_len(cfg: dict, model_type: str, file: str, where: str, notes: list[str]) -> int:

@@ -114,6 +114,11 @@ class ModelSpec(Frozen):
         description="dtype fp8 weights compute in and an `auto` KV cache is kept in: the checkpoint's "
         "torch_dtype (vLLM --dtype auto); fp16 by default for fp16 weights. Other weights compute in their own dtype",
     )
+    linear_bias: Literal["none", "qkv", "all"] | None = Field(
+        None,
+        description="biases of the linear layers: none, on the QKV projection only (Qwen2), on all of "
+        "them; null: not recorded (Megatron-LM then reads them from the checkpoint's args)",
+    )
     moe: MoESpec | None = Field(None, description="mixture-of-experts FFN, if any")
     mla: MLASpec | None = Field(None, description="multi-head latent attention, if used")
     source: str = Field("", description="where these numbers came from")

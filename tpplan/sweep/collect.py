@@ -13,8 +13,8 @@ from typing import Any
 
 from ..engines import split
 from ..records import AllReduceStats, Drift, Latency, Measurement, RankTiming, Stats
-from .plan import Case, SweepSettings
-from .timing import algbw_gbps, busbw_gbps, percentile, summarize
+from .cases import Case, SweepSettings
+from .timing import algbw_gbps, bus_bandwidth_gbps, percentile, summarize
 
 Sample = dict[str, Any]
 
@@ -75,7 +75,7 @@ def _allreduce(samples: list[Sample], tp: int, step_p50_ms: float) -> AllReduceS
         count_per_step=count,
         latency_us=Latency(p50=p50_us, p99=p99_us),
         algbw_gbps=alg,
-        busbw_gbps=busbw_gbps(alg, tp),
+        busbw_gbps=bus_bandwidth_gbps(alg, tp),
         share_of_step=count * p50_us / 1e3 / step_p50_ms,
     )
 

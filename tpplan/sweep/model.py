@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..specs import ModelSpec
-from .plan import ffn_width
+from .cases import ffn_width
 
 ROPE_BASE = 10_000.0  # Llama-2's rope_theta; ModelSpec has none, and the cost is the same at any base
 NORM_EPS = 1e-5

@@ -11,7 +11,7 @@ import time
 from typing import TextIO
 
 from ..records import Measurement
-from .plan import Case, SweepSettings
+from .cases import Case, SweepSettings
 
 BAR = 24
 

@@ -12,10 +12,9 @@ from pathlib import Path
 from ..errors import ConfigError, LayoutError
 from ..memory import GIB
 from ..records import HeadsMode, Measurement, SweepDtype
+from ..records.requests import SweepRequest
 from ..specs import DTYPE_BYTES, HardwareProfile, ModelSpec
-from ..specs.base import Frozen
-from .collect import failure
-from .plan import (
+from .cases import (
     DTYPES,
     HEADS_FORMS,
     Case,
@@ -26,6 +25,7 @@ from .plan import (
     heads_refused,
     plan_cases,
 )
+from .collect import failure
 
 # More local ranks than this per core only measures the scheduler; TP=8 on 2 cores is the edge.
 MAX_RANKS_PER_CORE = 4
@@ -36,35 +36,32 @@ CPU_BUILD_BUDGET_S = 30.0
 RNG_VALUES_PER_S = 1.5e8  # torch normal_ on one thread, measured ~1.7e8/s on this project's 2-core CI VM
 
 
-def parse_dtypes(text: str | None, model: ModelSpec) -> list[SweepDtype]:
-    if text is None:
+def parse_dtypes(names: list[str] | None, model: ModelSpec) -> list[SweepDtype]:
+    """The dtypes asked for (the request has split and de-duplicated them), each one the sweep runs."""
+    if names is None:
         return [model.dtype] if model.dtype in DTYPES else ["bf16"]  # type: ignore[list-item]
-    out: list[SweepDtype] = []
-    for item in (t.strip() for t in text.split(",")):
+    for item in names:
         if item not in DTYPES:
             raise ConfigError(
                 f"{item!r} is not a dtype the sweep can run",
-                field="--dtype",
+                field="dtypes",
                 expected="a comma-separated list of fp32, bf16, fp16 (fp8 needs engine kernels)",
             )
-        if item not in out:
-            out.append(item)  # type: ignore[arg-type]
-    return out
+    return names  # type: ignore[return-value]
 
 
-def parse_heads(text: str | None) -> list[HeadsMode] | None:
-    """`--heads uneven,padded`; None means only the forms the engines accept."""
-    if text is None:
+def parse_heads(names: list[str] | None) -> list[HeadsMode] | None:
+    """The head forms asked for (uneven, padded); None means only the forms the engines accept."""
+    if names is None:
         return None
-    forms = [t.strip() for t in text.split(",") if t.strip()]
-    bad = [f for f in forms if f not in HEADS_FORMS]
-    if bad or not forms:
+    bad = [f for f in names if f not in HEADS_FORMS]
+    if bad:
         raise ConfigError(
-            f"{bad[0] if bad else text!r} is not a heads form",
-            field="--heads",
+            f"{bad[0]!r} is not a heads form",
+            field="heads",
             expected="uneven, padded or both (uneven,padded)",
         )
-    return [f for f in HEADS_FORMS if f in forms]
+    return [f for f in HEADS_FORMS if f in names]
 
 
 def local_rank_limit(backend: str, gpus_found: int) -> tuple[int, str]:
@@ -171,56 +168,11 @@ def has_nvidia_gpu() -> bool:
     return Path("/dev/nvidiactl").exists() or Path("/proc/driver/nvidia/gpus").is_dir()
 
 
-class Request(Frozen):
-    """The user's sweep flags, parsed (lists) but not yet checked against the model or machine."""
-
-    tp: list[int] | None = None
-    pp: list[int] = [1]
-    replicas: list[int] = [1]
-    dtypes: str | None = None
-    heads: str | None = None
-    tokens: int = 128
-    batch: int = 2
-    layers: int | None = None
-    warmup: int = 5  # nccl-tests' defaults: 5 warm-up, 20 timed iterations
-    iters: int = 20
-    timeout_s: float = 60.0
-    atol: float | None = None  # None: the dtype's tolerance (plan.DRIFT_TOLERANCE)
-    rtol: float | None = None
-    seed: int = 0
-
-
-def _check_numbers(r: Request) -> None:
-    for flag, value, lo in (
-        ("--tokens", r.tokens, 1),
-        ("--batch", r.batch, 1),
-        ("--warmup", r.warmup, 0),
-        ("--iters", r.iters, 1),
-        ("--layers", r.layers, 1),
-    ):
-        if value is not None and value < lo:
-            raise ConfigError(f"{value} is not allowed", field=flag, expected=f"an integer >= {lo}")
-    for flag, fvalue, positive in (
-        ("--timeout-s", r.timeout_s, True),
-        ("--atol", r.atol, False),
-        ("--rtol", r.rtol, False),
-    ):
-        if fvalue is None:
-            continue
-        if not (fvalue > 0 if positive else fvalue >= 0) or fvalue != fvalue or fvalue == float("inf"):
-            raise ConfigError(
-                f"{fvalue} is not allowed",
-                field=flag,
-                expected="a finite number > 0" if positive else "a finite number >= 0",
-            )
-
-
 def prepare(
-    model: ModelSpec, profile: HardwareProfile, r: Request, rank_limit: tuple[int, str] | None = None
+    model: ModelSpec, profile: HardwareProfile, r: SweepRequest, rank_limit: tuple[int, str] | None = None
 ) -> tuple[SweepSettings, list[Case], list[Measurement], str]:
     """Check the flags against the model and this machine; the settings, cases, skipped layouts and
     a sentence on how many layers run. `rank_limit` overrides the local limit (torchrun's world)."""
-    _check_numbers(r)
     dtypes = parse_dtypes(r.dtypes, model)
     heads = parse_heads(r.heads)
     backend = profile.backend
@@ -249,9 +201,9 @@ def prepare(
     if r.layers is not None:
         if r.layers < max(r.pp):
             raise ConfigError(
-                f"{r.layers} is fewer than --pp {max(r.pp)}",
-                field="--layers",
-                expected=f"at least one layer per stage: --layers >= {max(r.pp)}",
+                f"{r.layers} is fewer than the {max(r.pp)} pipeline stages",
+                field="layers",
+                expected=f"at least one layer per stage (>= {max(r.pp)})",
             )
         layers = min(r.layers, model.num_layers)
         why_layers = (

@@ -25,8 +25,8 @@ from pathlib import Path
 
 from ..records import Measurement
 from . import collect
+from .cases import Case, SweepJob, SweepSettings, cores_ratio
 from .faults import PRIORITY
-from .plan import Case, SweepJob, SweepSettings, cores_ratio
 from .progress import Progress
 from .results import ResultsFile
 
@@ -46,7 +46,7 @@ class Fault:
 
 
 @dataclass
-class Launch:
+class GroupLaunch:
     """One process group of `ranks` local processes running `cases` in order."""
 
     settings: SweepSettings
@@ -228,7 +228,7 @@ def _launch(
         results.append(m)
         progress.case_done(m)
 
-    launch = Launch(settings, cases, ranks, host, record, progress.tick)
+    launch = GroupLaunch(settings, cases, ranks, host, record, progress.tick)
     with tempfile.TemporaryDirectory(prefix=".job-", dir=out_dir) as tmp:
         job_path = Path(tmp) / "job.json"
         job_path.write_text(SweepJob(settings=settings, cases=cases).model_dump_json())

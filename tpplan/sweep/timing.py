@@ -78,7 +78,7 @@ def algbw_gbps(nbytes: int, latency_us: float) -> float:
     return nbytes / (latency_us * 1e-6) / 1e9 if latency_us > 0 else 0.0
 
 
-def busbw_gbps(algbw: float, n: int) -> float:
+def bus_bandwidth_gbps(algbw: float, n: int) -> float:
     """All-reduce bus bandwidth = algbw · 2(n−1)/n: what each link carries in a ring (nccl-tests
     doc/PERFORMANCE.md), comparable across group sizes and with the hardware's link speed."""
     return algbw * 2 * (n - 1) / n

@@ -30,6 +30,7 @@ from ..memory import pp_split, stage_layer_ranges
 from ..records import Measurement
 from . import collect, faults
 from . import dist as tpdist
+from .cases import PADDED_REFUSED, UNEVEN_REFUSED, Case, SweepJob, SweepSettings, cpu_cores, ffn_width
 from .model import (
     TORCH_DTYPES,
     Stack,
@@ -40,7 +41,6 @@ from .model import (
     sample_input,
     tolerance_ratio,
 )
-from .plan import PADDED_REFUSED, UNEVEN_REFUSED, Case, SweepJob, SweepSettings, cpu_cores, ffn_width
 from .request import layer_params
 from .shard import apply_tp
 from .timing import NvmlSampler, clock_for

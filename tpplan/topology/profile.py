@@ -338,7 +338,7 @@ def user_price(value: float, date: str) -> Sourced:
     if not (0 < value <= 10_000 and math.isfinite(value)):
         raise ConfigError(
             f"{value!r} is not a price",
-            field="--price-usd-per-gpu-hour",
+            field="price_usd_per_gpu_hour",
             expected="USD per GPU-hour in (0, 10000]",
         )
     return Sourced(
