@@ -115,19 +115,17 @@ def test_help_documents_the_default_ttft_limit(capsys):
     assert code == 0 and f"default: {DEFAULT_SLO_TTFT_MS:g}" in text and "`none` lifts it" in text
 
 
+TWO_GPUS = (
+    "llama-3.1-70b",
+    ["dgx-h100", "dgx-a100-80g"],
+    {"input_tokens": 2048, "output_tokens": 256, "gpus": 8, "slo_tpot_ms": 50.0},
+)
+
+
 @pytest.fixture(scope="module")
 def searched(tmp_path_factory):
     out = tmp_path_factory.mktemp("rank")
-    return api.search(
-        "llama-3.1-70b",
-        ["dgx-h100", "dgx-a100-80g"],
-        input_tokens=2048,
-        output_tokens=256,
-        gpus=8,
-        slo_tpot_ms=50.0,
-        trials=10**6,
-        out=out,
-    )
+    return api.search(*TWO_GPUS[:2], **TWO_GPUS[2], trials=10**6, out=out)
 
 
 def test_the_search_chooses_among_everything_it_scored_and_explains_it(searched):
@@ -135,16 +133,7 @@ def test_the_search_chooses_among_everything_it_scored_and_explains_it(searched)
     assert result.decision is not None and result.decision.runner_up is not None
     assert plan.why[0] == result.decision.text  # plan.yaml's explanation starts with the decision
     assert result.top[0] == result.best
-    every = exhaustive(
-        prepare(
-            "llama-3.1-70b",
-            ["dgx-h100", "dgx-a100-80g"],
-            input_tokens=2048,
-            output_tokens=256,
-            gpus=8,
-            slo_tpot_ms=50.0,
-        )
-    )
+    every = exhaustive(prepare(*TWO_GPUS[:2], **TWO_GPUS[2]))
     assert result.trials == len(every)  # the whole space: the choice must be exhaustive's
     assert choose([r for r in every if r.feasible])[0].label() == result.best.label()
     assert {r.profile for r in result.best_per_profile} == {"dgx-h100", "dgx-a100-80g"}
