@@ -40,7 +40,9 @@ def test_the_issues_command_returns_a_winner_that_fits_and_meets_the_slo(done_wh
     best = data["best"]
     assert best.keys() >= BEST_KEYS
     assert best["feasible"] and best["reasons"] == [] and best["tpot_ms"] <= 50
-    assert best["gpus"] == best["tp"] * best["pp"] * best["replicas"] <= 16
+    # the winner may be disaggregated: its GPUs are the prefill instances' plus the decode instances'
+    prefill = (best.get("disaggregated") or {}).get("prefill", {"gpus": 0})
+    assert best["gpus"] == best["tp"] * best["pp"] * best["replicas"] + prefill["gpus"] <= 16
     assert (
         best["concurrency"] == best["replicas"] * best["max_num_seqs"]
     )  # no --concurrency: replicas run full
@@ -75,15 +77,22 @@ def test_emit_turns_the_written_plan_into_commands_for_each_engine(done_when, ca
     assert plan.estimate is not None and plan.estimate.output_tokens_per_usd == best["output_tokens_per_usd"]
     assert plan.provenance and plan.why
     code, text, err = run(capsys, "emit", plan_file, "--engine", engine)
+    if plan.kind == "disaggregated" and engine == "megatron":  # deliberate: Megatron-LM serves no requests
+        assert code == 2 and "not a serving engine" in err and len(err.strip().splitlines()) == 1
+        return
     assert code == 0, err
     argvs = argv_of(text)
-    assert argvs and all(any(program in w for w in argv) for argv in argvs)
+    servers = [argv for argv in argvs if not any("router" in w or "proxy" in w for w in argv)]
+    assert servers and all(any(program in w for w in argv) for argv in servers)
+    assert len(argvs) - len(servers) == (plan.kind == "disaggregated")  # one router in front of the split
     tp_flag = {
         "vllm": "--tensor-parallel-size",
         "sglang": "--tp-size",
         "megatron": "--tensor-model-parallel-size",
     }[engine]
-    assert all(argv[argv.index(tp_flag) + 1] == str(best["tp"]) for argv in argvs if tp_flag in argv)
+    tps = [argv[argv.index(tp_flag) + 1] for argv in servers if tp_flag in argv]
+    prefill_tp = str(plan.prefill.tp) if plan.prefill else None
+    assert tps and all(tp in (str(best["tp"]), prefill_tp) for tp in tps) and str(best["tp"]) in tps
 
 
 def test_the_summary_names_the_winner_its_neighbours_and_the_top_5(capsys, tmp_path):
@@ -155,8 +164,8 @@ def test_an_slo_nothing_meets_says_so_and_names_the_closest(capsys, tmp_path):
     lines = [line for line in err.strip().splitlines() if not line.startswith("search: trial")]
     assert code == 2 and len(lines) == 1
     assert (
-        "none of the 110 configurations meets the SLOs (TTFT <= 2000 ms (the default; --slo-ttft-ms none "
-        "lifts it), TPOT <= 1 ms)"
+        "none of the 10 setups, at any max_num_seqs, meets the SLOs (TTFT <= 2000 ms (the default; "
+        "--slo-ttft-ms none lifts it), TPOT <= 1 ms)"
         in lines[0]
         and "closest:" in lines[0]
     )

@@ -14,10 +14,10 @@ def test_plan_then_emit_steps(demo_run):
     assert plan.engine == "vllm" and plan.layout.gpus <= demo.DEMO_GPUS
     assert plan.estimate is not None and plan.estimate.feasible  # chosen by the search, not a stand-in
     assert plan.estimate.tpot_ms <= demo.DEMO_SEARCH["slo_tpot_ms"]
-    argvs = argv_of((out / "launch-vllm.sh").read_text())
+    argvs = [a for a in argv_of((out / "launch-vllm.sh").read_text()) if "vllm" in a]  # not the router
     assert argvs and all(argv[argv.index("vllm") + 2] == demo.DEMO_MODEL_PATH for argv in argvs)
     tp = [int(a[a.index("--tensor-parallel-size") + 1]) for a in argvs]
-    assert set(tp) == {plan.layout.tp}
+    assert set(tp) == {plan.layout.tp} | ({plan.prefill.tp} if plan.prefill else set())
     assert any("vllm serve" in line for line in lines)
 
 

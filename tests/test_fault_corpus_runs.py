@@ -45,6 +45,8 @@ def test_kill_9_mid_search_then_the_same_command_completes_exactly(tmp_path):
     """A real kill -9 of a search process; the same command then brings COMPLETE to --trials exactly."""
     out = tmp_path / "run"
     args = [sys.executable, "-m", "tpplan", "search", "llama-3.1-70b", "--profile", "dgx-h100"]
+    # two GPU types under a client load: 114 setups, so 60 trials do not cover the space
+    args += ["--profile", "dgx-a100-80g", "--gpus", "16", "--concurrency", "128"]
     args += ["--isl", "2048", "--osl", "256", "--trials", "60", "--out", str(out)]
     proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60

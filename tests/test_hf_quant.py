@@ -115,3 +115,55 @@ def test_search_auto_pairs_fp8_weights_with_the_activation_cache():
         ("bf16", "bf16"),
         ("bf16", "fp8"),
     )
+
+
+# ---- a checkpoint that declares its KV cache ----------------------------------------------
+# Llama-3.1-8B's shape (meta-llama/Llama-3.1-8B-Instruct config.json), as NVIDIA's FP8 exports keep it
+LLAMA31_8B = {
+    "architectures": ["LlamaForCausalLM"],
+    "model_type": "llama",
+    "hidden_size": 4096,
+    "intermediate_size": 14336,
+    "num_hidden_layers": 32,
+    "num_attention_heads": 32,
+    "num_key_value_heads": 8,
+    "vocab_size": 128256,
+    "max_position_embeddings": 131072,
+    "torch_dtype": "bfloat16",
+}
+
+
+def _modelopt(kv=None, inner=False):
+    quant = {"quant_algo": "FP8", **({"kv_cache_quant_algo": kv} if kv else {})}
+    block = {"quant_method": "modelopt", **({"quantization": quant} if inner else quant)}
+    return {**LLAMA31_8B, "quantization_config": block}
+
+
+@pytest.mark.parametrize("inner", [False, True])
+def test_modelopt_fp8_checkpoint_with_fp8_kv_keeps_an_fp8_cache_under_auto(tmp_path, inner):
+    """vLLM's resolve_kv_cache_dtype_string: auto + ModelOpt kv_cache_quant_algo FP8 -> fp8 cache."""
+    m = io.load_model(_write(tmp_path, _modelopt("FP8", inner)))
+    assert (m.dtype, m.checkpoint_kv_dtype) == ("fp8", "fp8")
+    assert resolve_kv_dtype("auto", m.dtype, m.activation_dtype, m.checkpoint_kv_dtype) == "fp8"
+    assert resolve_kv_dtype("bf16", m.dtype, m.activation_dtype, m.checkpoint_kv_dtype) == "bf16"
+    w = Workload(input_tokens=1, output_tokens=1, dtype="fp8")
+    assert w.kv_dtype_of(m) == "fp8" and w.kv_dtype == "bf16"
+    profile = io.load_profile("dgx-h100")
+    auto = judge(m, profile, Layout(tp=1), "vllm", 1)
+    bf16 = judge(m, profile, Layout(tp=1), "vllm", 1, kv_dtype="bf16")
+    assert auto.kv_cache_tokens >= 2 * bf16.kv_cache_tokens - 1
+    assert dtype_pairs(["fp8"], ["auto"], True, "vllm", "bf16", m.checkpoint_kv_dtype) == (("fp8", "fp8"),)
+
+
+def test_modelopt_without_a_kv_scheme_keeps_the_activation_cache(tmp_path):
+    m = io.load_model(_write(tmp_path, _modelopt()))
+    assert (m.dtype, m.checkpoint_kv_dtype) == ("fp8", None)
+    assert Workload(input_tokens=1, output_tokens=1, dtype="fp8").kv_dtype_of(m) == "bf16"
+
+
+def test_modelopt_nvfp4_is_refused_naming_the_field(tmp_path):
+    cfg = _modelopt("FP8")
+    cfg["quantization_config"]["quant_algo"] = "NVFP4"
+    with pytest.raises(ConfigError) as e:
+        io.load_model(_write(tmp_path, cfg))
+    assert "quantization_config.quant_algo" in str(e.value) and "'NVFP4'" in str(e.value)

@@ -128,16 +128,15 @@ def test_only_moe_models_get_the_expert_dimension():
 
     dense, moe, meg = space(LLAMA, "vllm"), space(MIXTRAL, "vllm"), space(MIXTRAL, "megatron")
     assert "moe_index" not in dense.dims and moe.dims["moe_index"] == (0, 3)
-    keys = [c.key for c in moe.configs()]
+    keys = [c.key for c in moe.setups()]
     assert len(keys) == len(set(keys)) and any("|ep8|dpa8" in k for k in keys)
-    assert all("|ep" not in c.key for c in dense.configs())  # a dense model's keys are as before
-    assert moe.size - dense.size == 3 * (dense.size - sum(1 for c in dense.configs() if c.tp == 1))
-    assert not any(c.dp_attention > 1 for c in meg.configs())
+    assert all("|ep" not in c.key for c in dense.setups())  # a dense model's keys are as before
+    assert moe.size - dense.size == 3 * (dense.size - sum(1 for c in dense.setups() if c.tp == 1))
+    assert not any(c.dp_attention > 1 for c in meg.setups())
     draw = {
         "profile": "dgx-h100",
         "tp_index": 0,
         "pp_log2": 0,
-        "seqs_log2": 0,
         "dtype_index": 0,
         "moe_index": 2,
     }
@@ -239,13 +238,14 @@ def test_candidates_list_the_expert_layouts_of_moe_models_only():
 
 
 def test_the_search_rates_expert_parallel_dp_attention_best_for_deepseek_on_h200():
-    """The done-when of issue 15 part 3, on the exhaustive evaluation of the space (no sampler luck)."""
+    """The done-when of issue 15 part 3, on every setup of the space at its solved max_num_seqs (no
+    sampler luck; the solver is held to every integer in test_search_batch)."""
     from tpplan.api.search import prepare
-    from tpplan.search import exhaustive
+    from tpplan.search.driver import solved_setups
 
     prep = prepare(
         "deepseek-v3", ["hgx-h200"], input_tokens=2048, output_tokens=256, slo_tpot_ms=100, engine="sglang"
     )
     assert "moe_index" in prep.space.dims
-    best = max((s for s in exhaustive(prep) if s.feasible), key=lambda s: s.output_tokens_per_usd)
+    best = max((s for s in solved_setups(prep) if s.feasible), key=lambda s: s.output_tokens_per_usd)
     assert (best.tp, best.ep, best.dp_attention) == (8, 8, 8)

@@ -158,7 +158,7 @@ def test_search_and_topology_figures_show_the_winner(demo_report):
     ]
     assert pareto["TPOT SLO"].x == [plan.workload.slo_tpot_ms]
     trials = sum(len(s.x) for label, s in pareto.items() if label.startswith(("feasible", "infeasible")))
-    assert trials > 50  # every distinct configuration of the demo's study
+    assert trials >= 10  # every setup of the demo's study, each at its solved max_num_seqs
     front = pareto["Pareto front"]
     assert front.y == sorted(front.y) and plan.estimate.output_tokens_per_usd == max(front.y)
     topo = series(report, "topology")

@@ -14,7 +14,7 @@ from cli_helpers import run
 from tpplan import api
 from tpplan.api.search import prepare
 from tpplan.records import ScoredConfig
-from tpplan.search import exhaustive
+from tpplan.search import solved_setups
 from tpplan.search.rank import (
     DEFAULT_SLO_TTFT_MS,
     best_per,
@@ -133,8 +133,9 @@ def test_the_search_chooses_among_everything_it_scored_and_explains_it(searched)
     assert result.decision is not None and result.decision.runner_up is not None
     assert plan.why[0] == result.decision.text  # plan.yaml's explanation starts with the decision
     assert result.top[0] == result.best
-    every = exhaustive(prepare(*TWO_GPUS[:2], **TWO_GPUS[2]))
-    assert result.trials == len(every)  # the whole space: the choice must be exhaustive's
+    prep = prepare(*TWO_GPUS[:2], **TWO_GPUS[2])
+    every = solved_setups(prep)  # each setup at its best max_num_seqs (held to every integer elsewhere)
+    assert result.trials == prep.space.size == len(every)  # the whole space: the choice must be its
     assert choose([r for r in every if r.feasible])[0].label() == result.best.label()
     assert {r.profile for r in result.best_per_profile} == {"dgx-h100", "dgx-a100-80g"}
     assert all(r.ttft_ms <= DEFAULT_SLO_TTFT_MS for r in result.top)

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import itertools
-import math
 
 import pytest
 
 from tpplan import api, engines
-from tpplan.search import Arm, Config, Space, dtype_pairs
+from tpplan.search import MAX_SEQS, Arm, Setup, Space, dtype_pairs
 
 
 def arm(profile: str = "dgx-h100", budget: int = 16, model: str = "llama-3.1-70b") -> Arm:
@@ -40,36 +39,36 @@ def test_dtype_pairs_follow_the_gpu_and_the_engine():
     )
 
 
-def test_size_counts_every_layout_of_the_budget_once_without_a_client_load():
+def test_size_counts_every_setup_of_the_budget_once_without_a_client_load():
     space = Space((arm(budget=16),), concurrency=None)
-    configs = list(space.configs())
-    assert len({c.key for c in configs}) == len(configs) == space.size
+    setups = list(space.setups())
+    assert len({s.key for s in setups}) == len(setups) == space.size
     # by hand: TP in 1,2,4,8,16 (vLLM, 64 heads, 8 KV heads), PP in powers of two with TP×PP <= 16,
-    # replicas fill the budget; 11 max_num_seqs values
+    # replicas fill the budget; max_num_seqs is no dimension of the sampled space (search/batch.py)
     layouts = [(tp, pp) for tp, pp in itertools.product([1, 2, 4, 8, 16], [1, 2, 4, 8, 16]) if tp * pp <= 16]
-    assert space.size == len(layouts) * 11
-    assert all(c.gpus == 16 and c.replicas == 16 // (c.tp * c.pp) for c in configs)
+    assert space.size == len(layouts)
+    assert all(s.gpus == 16 and s.replicas == 16 // (s.tp * s.pp) for s in setups)
 
 
 def test_with_a_client_load_replicas_vary_and_max_num_seqs_never_exceeds_a_replicas_share():
     space = Space((arm(budget=8),), concurrency=100)
-    configs = list(space.configs())
-    assert len({c.key for c in configs}) == space.size
-    assert {c.replicas for c in configs if c.tp == 1 and c.pp == 1} == set(range(1, 9))
-    for c in configs:
-        share = math.ceil(100 / c.replicas)
-        assert 1 <= c.max_num_seqs <= share and c.gpus <= 8
-    # powers of two up to the share (34 clients of 100 on 3 replicas), then the share itself
-    assert [space.seqs_at(k, 3) for k in range(8)] == [1, 2, 4, 8, 16, 32, 34, 34]
+    setups = list(space.setups())
+    assert len({s.key for s in setups}) == space.size
+    assert {s.replicas for s in setups if s.tp == 1 and s.pp == 1} == set(range(1, 9))
+    assert all(s.gpus <= 8 for s in setups)
+    # every integer up to the KV cache's hold and a replica's share of the clients (34 of 100 on 3)
+    assert space.seqs_upper(3, held=500) == 34 and space.seqs_upper(3, held=20) == 20
+    assert space.seqs_upper(3, held=0) == 1  # nothing fits: one (infeasible) configuration
+    assert Space((arm(budget=8),), concurrency=None).seqs_upper(1, held=10**6) == MAX_SEQS
 
 
 def test_every_draw_decodes_to_a_configuration_within_the_budget():
     h100, a100 = arm("dgx-h100", 16), arm("dgx-a100-80g", 8)
     space = Space((h100, a100), concurrency=64)
-    for params, config in space.draws():
+    for params, setup in space.draws():
         decoded, why = space.decode(params)
-        assert decoded == config and why == ""
-        assert config.gpus <= space.arm(config.profile).budget_gpus
+        assert decoded == setup and why == ""
+        assert setup.gpus <= space.arm(setup.profile).budget_gpus
 
 
 def test_a_draw_over_the_budget_names_no_configuration_and_says_why():
@@ -79,7 +78,6 @@ def test_a_draw_over_the_budget_names_no_configuration_and_says_why():
         "tp_index": 3,
         "pp_log2": 0,
         "replicas": 2,
-        "seqs_log2": 0,
         "dtype_index": 0,
     }
     config, why = space.decode(params)  # TP=8 x2 on an 8-GPU budget
@@ -106,7 +104,7 @@ def test_a_trial_asks_every_parameter_with_fixed_ranges(concurrency):
     space = Space((arm("dgx-h100", 16),), concurrency)
     t = Recorder()
     config, _ = space.suggest(t)
-    assert isinstance(config, Config) and config.tp == 1 and config.pp == 1
+    assert isinstance(config, Setup) and config.tp == 1 and config.pp == 1
     assert set(t.asked) == {"profile", *space.dims}
     assert ("replicas" in t.asked) == (concurrency is not None)
 

@@ -90,7 +90,9 @@ def test_user_price_overrides_the_bundled_one(tmp_path, bundled):
     )
     price = found.profile.price
     assert price.usd_per_gpu_hour.value == 2.5 and price.date == "2026-05-01"
-    assert price.usd_per_gpu_hour.source.startswith("given by the user (--price-usd-per-gpu-hour 2.5)")
+    assert price.usd_per_gpu_hour.source.startswith(
+        "given on the command line (--price-usd-per-gpu-hour 2.5)"
+    )
     assert price.usd_per_gpu_hour.basis == "given"
 
 

@@ -145,7 +145,7 @@ def judge(
     notes: list[str] = list(model.notes)
     max_len = max_model_len or model.max_position_embeddings
 
-    kv = resolve_kv_dtype(kv_dtype or "auto", model.dtype, model.activation_dtype)
+    kv = resolve_kv_dtype(kv_dtype or "auto", model.dtype, model.activation_dtype, model.checkpoint_kv_dtype)
     mem = memory_fit(model, profile, layout.tp, verdict.layers_per_stage, engine, kv, layout.dp_attention)
     gib = memory.GIB
     fits = mem.kv_free_min > 0 and mem.kv_tokens >= max_len

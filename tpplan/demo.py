@@ -209,10 +209,16 @@ def closing(out: Path, echo: Echo) -> None:
     plan = io.load_plan(out / "plan.yaml")
     e = plan.estimate
     _, *command_lines = first_node_block((out / "launch-vllm.sh").read_text())
-    command = " ".join(line.strip().removesuffix("\\").strip() for line in command_lines)
-    echo(
-        f"\nPlan: {plan.model.name} as {plan.layout.label()} on {plan.layout.gpus} x {plan.profile.gpu.name} ({plan.profile.name})"
-    )
+    first: list[str] = []  # the node's first command only: a node may start several replicas
+    for line in command_lines:
+        first.append(line)
+        if not line.rstrip().endswith("\\"):
+            break
+    command = " ".join(line.strip().removesuffix("\\").strip() for line in first).removesuffix("&").strip()
+    shape, gpus = plan.layout.label(), plan.layout.gpus
+    if plan.prefill:  # disaggregated: prefill instances + decode instances (`layout`)
+        shape, gpus = f"prefill {plan.prefill.label()} + decode {shape}", gpus + plan.prefill.gpus
+    echo(f"\nPlan: {plan.model.name} as {shape} on {gpus} x {plan.profile.gpu.name} ({plan.profile.name})")
     if e is not None:
         slo = (
             f" (SLO {plan.workload.slo_tpot_ms:g} ms)" if plan.workload and plan.workload.slo_tpot_ms else ""
@@ -221,7 +227,8 @@ def closing(out: Path, echo: Echo) -> None:
             f"  {e.output_tokens_per_usd:,.0f} output tokens/USD, TPOT {e.tpot_ms:.1f} ms{slo}; {e.basis} numbers"
         )
     echo(f"Report: {out / 'report' / 'report.html'}")
-    echo(f"Launch (first of {plan.layout.replicas} replica(s); all in {out / 'launch-vllm.sh'}):")
+    count = plan.layout.replicas + (plan.prefill.replicas if plan.prefill else 0)
+    echo(f"Launch (first of {count} instance(s); all in {out / 'launch-vllm.sh'}):")
     echo(f"  {command}")
 
 

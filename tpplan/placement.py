@@ -65,3 +65,31 @@ def extent(gpus_per_node: int, tp: int, pp: int, replicas: int) -> tuple[int, in
 def tp_groups(ranks: list[int], tp: int) -> list[list[int]]:
     """The GPUs of each TP group of one instance (TP innermost: consecutive ranks)."""
     return [ranks[i : i + tp] for i in range(0, len(ranks), tp)]
+
+
+def role_gpus(
+    gpus_per_node: int, groups: list[tuple[int, int, int]]
+) -> tuple[list[list[list[int]]], str | None]:
+    """Global GPUs of every rank of every instance of several instance kinds placed one after another
+    (disaggregated serving: the prefill instances, then the decode instances), each group given as
+    (tp, pp, count). An instance within a node is packed at the next free GPUs of a node it fits in
+    whole; a larger one starts on a fresh node and spreads its ranks evenly, as instance_gpus does.
+    Returns the GPUs per group and instance, and why the engines cannot start it so (None: they can)."""
+    cursor, out, problem = 0, [], None
+    for tp, pp, count in groups:
+        world = tp * pp
+        placed = []
+        for _ in range(count):
+            if world <= gpus_per_node:
+                if cursor % gpus_per_node + world > gpus_per_node:  # would straddle a node: next node
+                    cursor = -(-cursor // gpus_per_node) * gpus_per_node
+                placed.append(list(range(cursor, cursor + world)))
+                cursor += world
+                continue
+            first = -(-cursor // gpus_per_node)  # a fresh node
+            ranks, problem_here = instance_gpus(gpus_per_node, tp, pp, 1)
+            placed.append([g + first * gpus_per_node for g in ranks[0]])
+            problem = problem or problem_here
+            cursor = (first + math.ceil(world / gpus_per_node)) * gpus_per_node
+        out.append(placed)
+    return out, problem

@@ -5,6 +5,7 @@ measured by its own client -> DIR/bench.jsonl, each line beside tpplan's estimat
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -132,6 +133,7 @@ def bench(
     if not path:
         raise ConfigError("the plan has no model_path", field="model_path", expected="the model dir to serve")
     env = enginebench.probe.probe(engine, engine_python, path)
+    env = dataclasses.replace(env, served_model_name=plan.served_model_name)
     plan = plan.model_copy(update={"model_path": path})
     chosen, notes = layouts(plan, req.top, len(os.sched_getaffinity(0)) if env.device == "cpu" else None)
     out = Path(out_dir)

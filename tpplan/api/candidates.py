@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from .. import candidates as candidates_stage
-from .. import io
+from .. import costmodel, io
 from ..errors import ConfigError
+from ..prices import priced
 from ..records import Candidate
 from ..records.requests import CandidatesRequest
 from ..specs import HardwareProfile, ModelSpec
@@ -21,11 +22,21 @@ def list_candidates(
     full_budget: bool = False,
     tp: list[int] | str | None = None,
     pp: list[int] | str | None = None,
+    dtype: str | None = None,
+    price_usd_per_gpu_hour: float | None = None,
 ) -> tuple[ModelSpec, HardwareProfile, int, list[Candidate]]:
-    """Every layout of the GPU budget for `engine`; `tp`/`pp` (lists, or '1,2,4') restrict the degrees listed."""
+    """Every layout of the GPU budget for `engine`; `tp`/`pp` (lists, or '1,2,4') restrict the degrees
+    listed; `dtype` is the weight dtype the memory fit uses (the model returned is served in it);
+    `price_usd_per_gpu_hour` replaces the profile's price (the profile returned carries it)."""
     asked = {"engine": engine, "gpus": gpus, "max_model_len": max_model_len, "full_budget": full_budget}
-    req = io.validate_request(CandidatesRequest, asked | {"tp": tp, "pp": pp})
+    priced_as = {"dtype": dtype, "price_usd_per_gpu_hour": price_usd_per_gpu_hour}
+    req = io.validate_request(CandidatesRequest, asked | {"tp": tp, "pp": pp} | priced_as)
     model, profile = load_model(model_ref), load_profile(profile_ref)
+    profile = priced(profile, req.price_usd_per_gpu_hour)
+    if req.dtype:
+        costmodel.check_dtype(profile, req.dtype)
+        # fp8 weights weigh half of bf16 ones; an `auto` KV cache keeps the activation dtype (as emit does)
+        model = model.model_copy(update={"dtype": req.dtype})
     check_context(model, req.max_model_len)
     budget = req.gpus or profile.total_gpus
     check_budget(budget)

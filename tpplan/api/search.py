@@ -7,15 +7,16 @@ from __future__ import annotations
 from .. import costmodel, io
 from .. import search as search_stage
 from ..errors import ConfigError
+from ..prices import parse_prices, priced
 from ..records import Plan, SearchResult
-from ..records.requests import SearchQuestion, SearchRun
+from ..records.requests import SearchQuestion, SearchRun, ServedAs
 from ..search import Question
 from ..search.rank import DEFAULT_SLO_TTFT_MS
 from ..specs import HardwareProfile
 from .refs import check_budget, check_context, load_model, load_profile
 
 # The keywords of a search that say how to run it, not what is asked: search.run's.
-RUN_OPTIONS = ("trials", "seed", "storage", "study", "out", "model_path", "progress")
+RUN_OPTIONS = ("trials", "seed", "storage", "study", "out", "model_path", "progress", "hf_id", "served_model")
 
 
 def prepare(
@@ -34,6 +35,9 @@ def prepare(
     dtypes: list[str] | None = None,
     kv_cache_dtypes: list[str] | None = None,
     max_model_len: int | None = None,
+    tp: list[int] | str | None = None,
+    pp: list[int] | str | None = None,
+    prices: list[str] | None = None,
 ) -> search_stage.Prepared:
     """Validate the question once, apply calibration, build the space and the evaluator."""
     req = io.validate_request(
@@ -51,6 +55,9 @@ def prepare(
             "dtypes": dtypes,
             "kv_cache_dtypes": kv_cache_dtypes,
             "max_model_len": max_model_len,
+            "tp": tp,
+            "pp": pp,
+            "prices": list(prices or []),
         },
     )
     if not profile_refs:
@@ -62,6 +69,8 @@ def prepare(
         if p.name in profiles:
             raise ConfigError(f"profile {p.name!r} is given twice", field="profiles", value=str(ref))
         profiles[p.name] = p
+    usd = parse_prices(req.prices, list(profiles))
+    profiles = {n: priced(p, usd.get(n)) for n, p in profiles.items()}
     profiles, measured, notes = costmodel.apply_calibration(
         req.calibration, profiles, model=model, model_ref=str(model_ref)
     )
@@ -90,6 +99,8 @@ def prepare(
         dtypes=list(req.dtypes or [model.dtype]),
         kv_dtypes=list(req.kv_cache_dtypes or ["auto"]),
         notes=notes,
+        tp_pins=req.tp,
+        pp_pins=req.pp,
     )
 
 
@@ -98,9 +109,11 @@ def search(
 ) -> tuple[SearchResult, Plan]:
     """Run (or join, or resume) the study for this question and write the winner's plan. `options`: the
     question's (prepare: gpus, concurrency, SLOs, engine, calibration, pareto, dtypes, max_model_len)
-    and the run's (search.run: trials, seed, storage, study, out, model_path, progress)."""
+    and the run's (search.run: trials, seed, storage, study, out, model_path, progress; hf_id and
+    served_model: the repo id the plan serves and the name its clients use)."""
     run = {k: options.pop(k) for k in RUN_OPTIONS if k in options}
     io.validate_request(SearchRun, {k: run[k] for k in ("trials", "seed") if k in run})
+    served = io.validate_request(ServedAs, {k: run.pop(k, None) for k in ("hf_id", "served_model")})
     prep = prepare(
         str(model_ref),
         [str(p) for p in profile_refs],
@@ -108,4 +121,7 @@ def search(
         output_tokens=output_tokens,
         **options,
     )
-    return search_stage.run(prep, **run)
+    if served.hf_id:  # the repo the plan serves: what the engine loads unless --model-path names a dir
+        prep.model = prep.model.model_copy(update={"hf_id": served.hf_id})
+        run["model_path"] = run.get("model_path") or served.hf_id
+    return search_stage.run(prep, served_model_name=served.served_model, **run)

@@ -6,7 +6,7 @@ import textwrap
 
 import click
 
-from .common import echo_json, engine_option, json_option, profile_option, table
+from .common import KV_AUTO_HELP, echo_json, engine_option, json_option, price_option, profile_option, table
 
 
 @click.command()
@@ -61,6 +61,13 @@ def profiles(as_json: bool) -> None:
 )
 @click.option("--tp", "tp_text", metavar="LIST", help="Only these TP degrees, e.g. 4,8.")
 @click.option("--pp", "pp_text", metavar="LIST", help="Only these PP degrees, e.g. 1,2.")
+@click.option(
+    "--dtype",
+    type=click.Choice(["bf16", "fp16", "fp8"]),
+    help="Weight dtype of the memory fit (default: the model's; fp8 only on GPUs with FP8 tensor cores). "
+    "KV cache: auto. " + KV_AUTO_HELP,
+)
+@price_option()
 @click.option("--full-budget", is_flag=True, help="Only layouts that use every GPU of the budget.")
 @click.option("--valid-only", is_flag=True, help="Hide layouts that are not valid.")
 @json_option
@@ -72,6 +79,8 @@ def candidates(
     max_model_len: int | None,
     tp_text: str | None,
     pp_text: str | None,
+    dtype: str | None,
+    price: float | None,
     full_budget: bool,
     valid_only: bool,
     as_json: bool,
@@ -83,6 +92,7 @@ def candidates(
       tpplan candidates llama-3.1-70b --profile dgx-h100
       tpplan candidates sweeps/minicpm-2b.yaml --profile dgx-a100-80g --tp 8 --engine megatron
       tpplan candidates config.json --profile dgx-h100 --gpus 16 --valid-only --json
+      tpplan candidates llama-3.1-70b --profile dgx-h100 --dtype fp8 --price-usd-per-gpu-hour 2.10
     """
     from .. import api
 
@@ -95,6 +105,8 @@ def candidates(
         full_budget=full_budget,
         tp=tp_text,
         pp=pp_text,
+        dtype=dtype,
+        price_usd_per_gpu_hour=price,
     )
     judged = found
     if valid_only:
@@ -105,8 +117,8 @@ def candidates(
     for note in spec.notes:
         click.echo(f"warning: {note}", err=True)
     click.echo(
-        f"{spec.name} ({spec.num_attention_heads} heads, {spec.num_kv_heads} KV heads, {spec.num_layers} layers) "
-        f"on {budget} x {prof.gpu.name} [{prof.name}], {engine}; "
+        f"{spec.name} ({spec.num_attention_heads} heads, {spec.num_kv_heads} KV heads, {spec.num_layers} layers, "
+        f"{spec.dtype} weights) on {budget} x {prof.gpu.name} [{prof.name}], {engine}; "
         + (f"NVLink domain {prof.domain_size} GPUs" if prof.nvlink and prof.domain_size > 1 else "no NVLink")
     )
     rows = [
@@ -123,6 +135,7 @@ def candidates(
             c.layers_per_stage,
             f"{c.weights_gib_per_gpu:.1f}",
             f"{c.kv_cache_gib_per_gpu:.1f}",
+            f"{c.world_size * prof.price.usd_per_gpu_hour.value:.2f}",
             c.tp_fabric + (" (crosses)" if c.crosses_nvlink_domain else ""),
             _why(c),
         )
@@ -142,6 +155,7 @@ def candidates(
         "layers/stage",
         "weights GiB",
         "kv GiB",
+        "USD/h/inst",
         "tp link",
         "why not",
     ]
@@ -151,6 +165,8 @@ def candidates(
         f"\n{n_valid} of {len(found)} layouts valid. GiB are per GPU at the {engine} memory fraction; "
         "--json gives every field and the full reasons."
     )
+    q = prof.price.usd_per_gpu_hour
+    click.echo(f"USD/h/inst: one instance's GPUs at ${q.value:g} per GPU-hour [{q.basis}: {q.source}]")
     if not any(c.valid for c in judged):
         from ..candidates import why_none_valid
 

@@ -38,6 +38,35 @@ class TpplanGroup(click.Group):
             ctx.exit(2)
 
 
+# The one meaning of `--kv-cache-dtype auto`, in every command's help (specs.resolve_kv_dtype computes it).
+KV_AUTO_HELP = (
+    "auto = what the engine picks: the checkpoint's KV dtype when it declares one (ModelOpt FP8 "
+    "kv_cache_quant_algo / kv_cache_scheme), else the activation dtype (bf16 under fp8 weights), "
+    "as vLLM's resolve_kv_cache_dtype_string."
+)
+
+
+def price_option(multiple: bool = False) -> Callable:
+    """`--price-usd-per-gpu-hour`: the user's price replaces the profile's (prices.priced)."""
+    if multiple:
+        return click.option(
+            "--price-usd-per-gpu-hour",
+            "prices",
+            multiple=True,
+            metavar="[PROFILE=]USD",
+            help="Price of one GPU for an hour, replacing the profile's published one; PROFILE=USD prices one "
+            "of several --profile. Repeatable. Provenance: given on the command line.",
+        )
+    return click.option(
+        "--price-usd-per-gpu-hour",
+        "price",
+        type=float,
+        metavar="USD",
+        help="Price of one GPU for an hour, replacing the profile's published one "
+        "(provenance: given on the command line).",
+    )
+
+
 # numpy's and torch's generators take seeds in 0..2**32-1 (a larger one is numpy's traceback).
 SEED_RANGE = click.IntRange(0, 2**32 - 1)
 

@@ -44,6 +44,16 @@ from .common import echo_json, json_option
     "--model-path", help="What the engine loads (HF repo id or local dir); overrides the plan's model_path."
 )
 @click.option(
+    "--hf-id",
+    metavar="ORG/NAME",
+    help="Hugging Face repo id to serve; what the engine loads unless --model-path names a local dir.",
+)
+@click.option(
+    "--served-model",
+    metavar="NAME",
+    help="Name clients send in requests (vLLM/SGLang --served-model-name; default: the plan's).",
+)
+@click.option(
     "--port", type=int, help="First HTTP port; replica k serves on port + k (default: the engine's)."
 )
 @click.option(
@@ -64,6 +74,8 @@ def emit(
     out: Path | None,
     replica_mode: str,
     model_path: str | None,
+    hf_id: str | None,
+    served_model: str | None,
     port: int | None,
     node_addrs: str | None,
     checkpoint: str | None,
@@ -83,6 +95,7 @@ def emit(
       tpplan emit plan.yaml --engine vllm --format yaml --out vllm.yaml
       tpplan emit plan.yaml --engine vllm --replicas dp --node-addrs 10.0.0.1,10.0.0.2
       tpplan emit plan.yaml --engine megatron --checkpoint /ckpt/llama70b --model-path meta-llama/Llama-3.1-70B
+      tpplan emit plan.yaml --hf-id meta-llama/Llama-3.1-70B-Instruct --served-model llama-70b
       tpplan emit plan.yaml --json | jq '.launch.processes[0].options'
     """
     from .. import api
@@ -99,6 +112,8 @@ def emit(
         node_addrs=addrs,
         checkpoint=checkpoint,
         model_path=model_path,
+        hf_id=hf_id,
+        served_model=served_model,
     )
     for note in launch.notes:
         if note.startswith("warning:"):

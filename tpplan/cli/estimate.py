@@ -8,7 +8,16 @@ from fractions import Fraction
 import click
 
 from ..errors import ConfigError, show_value
-from .common import echo_json, engine_option, json_option, positive_int, profile_option, table
+from .common import (
+    KV_AUTO_HELP,
+    echo_json,
+    engine_option,
+    json_option,
+    positive_int,
+    price_option,
+    profile_option,
+    table,
+)
 
 UNITS = {
     "": 1,
@@ -140,8 +149,10 @@ def allreduce(profile: str, size: str, ranks: int, as_json: bool) -> None:
     type=click.Choice(["auto", "bf16", "fp16", "fp8"]),
     default="auto",
     show_default=True,
-    help="KV-cache dtype; auto: the weight dtype.",
+    help="KV-cache dtype. " + KV_AUTO_HELP,
 )
+@click.option("--max-model-len", type=int, help="Context length one sequence must fit (default: ISL + OSL).")
+@price_option()
 @engine_option(("vllm", "sglang"))
 @json_option
 def serve(
@@ -155,6 +166,8 @@ def serve(
     concurrency: int,
     dtype: str | None,
     kv_cache_dtype: str,
+    max_model_len: int | None,
+    price: float | None,
     engine: str,
     as_json: bool,
 ) -> None:
@@ -167,6 +180,8 @@ def serve(
     Examples:
       tpplan estimate serve llama-3.1-70b --profile dgx-h100 --tp 8 --isl 1024 --osl 256 --concurrency 64
       tpplan estimate serve mixtral-8x7b --profile dgx-h100 --tp 4 --replicas 2 --isl 2048 --osl 512 --concurrency 32
+      tpplan estimate serve llama-3.1-70b --profile dgx-h100 --tp 8 --isl 1024 --osl 256 --concurrency 64 \\
+          --max-model-len 32768 --price-usd-per-gpu-hour 2.10
       tpplan estimate serve deepseek-v3 --profile dgx-h100 --tp 8 --pp 2 --dtype fp8 --isl 1024 --osl 1024 --concurrency 64 --json
     """
     from .. import api, io
@@ -197,7 +212,15 @@ def serve(
         },
         "command line",
     )
-    est = api.estimate_serve(spec, profile, layout=layout, workload=workload, engine=engine)
+    est = api.estimate_serve(
+        spec,
+        profile,
+        layout=layout,
+        workload=workload,
+        engine=engine,
+        max_model_len=max_model_len,
+        price_usd_per_gpu_hour=price,
+    )
     if as_json:
         echo_json(est.model_dump(mode="json"))
         return

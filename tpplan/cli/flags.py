@@ -51,6 +51,8 @@ FLAGS: dict[str, str] = {
     "node_addrs": "--node-addrs",
     "checkpoint": "--checkpoint",
     "model_path": "--model-path",
+    "hf_id": "--hf-id",
+    "served_model": "--served-model",
     # bench
     "top": "--top",
     "isl": "--isl",
@@ -66,6 +68,7 @@ FLAGS: dict[str, str] = {
     # detect
     "nodes": "--nodes",
     "price_usd_per_gpu_hour": "--price-usd-per-gpu-hour",
+    "prices": "--price-usd-per-gpu-hour",
     # calibrate
     "sources": "SOURCE",
     "models": "--model",

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from .common import SEED_RANGE, echo_json, json_option, profile_option, table
+from ..records.requests import comma_list
+from .common import KV_AUTO_HELP, SEED_RANGE, echo_json, json_option, price_option, profile_option, table
 
 ENGINES = ("vllm", "sglang", "megatron")
 
@@ -14,7 +15,7 @@ def _choice_list(flag: str, text: str | None, allowed: tuple[str, ...]) -> list[
 
     if text is None:
         return None
-    items = [t.strip() for t in text.split(",") if t.strip()]
+    items = comma_list(text)
     bad = [t for t in items if t not in allowed]
     if bad or not items:
         raise ConfigError(
@@ -78,7 +79,7 @@ def _ttft_limit(text: str | None) -> float | None:
     "--trials",
     type=int,
     help="Trials in the study, shared by every worker on it; a re-run continues up to this many "
-    "[default: 200 or a tenth of the space, whichever is more; never more than the space].",
+    "[default: 200 or a tenth of the space's setups, whichever is more; never more than the setups].",
 )
 @click.option(
     "--seed",
@@ -114,10 +115,24 @@ def _ttft_limit(text: str | None) -> float | None:
     "--kv-cache-dtype",
     "kv_text",
     metavar="LIST",
-    help="KV-cache dtypes to search, e.g. auto,fp8 (default: auto = the activation dtype, bf16 under fp8 weights, as vLLM).",
+    help="KV-cache dtypes to search, e.g. auto,fp8 [default: auto]. " + KV_AUTO_HELP,
 )
+@click.option("--tp", "tp_text", metavar="LIST", help="Search only these TP degrees, e.g. 8 or 4,8.")
+@click.option("--pp", "pp_text", metavar="LIST", help="Search only these PP depths, e.g. 1 or 1,2.")
+@price_option(multiple=True)
 @click.option("--max-model-len", type=int, help="Context length one sequence must fit (default: ISL + OSL).")
 @click.option("--model-path", help="What the engine loads (HF repo id or local dir), written into the plan.")
+@click.option(
+    "--hf-id",
+    metavar="ORG/NAME",
+    help="Hugging Face repo id the plan serves (default: the model spec's); what the engine loads unless "
+    "--model-path names a local dir.",
+)
+@click.option(
+    "--served-model",
+    metavar="NAME",
+    help="Name clients send in requests (vLLM/SGLang --served-model-name; default: what is loaded).",
+)
 @click.option(
     "--out",
     metavar="DIR|PLAN.yaml",
@@ -143,12 +158,20 @@ def search(
     dtype_text: str | None,
     kv_text: str | None,
     max_model_len: int | None,
+    tp_text: str | None,
+    pp_text: str | None,
+    prices: tuple[str, ...],
     model_path: str | None,
+    hf_id: str | None,
+    served_model: str | None,
     out: str | None,
     as_json: bool,
 ) -> None:
     """Search TP, PP, replicas, GPU type, max_num_seqs and dtype for the most output tokens per USD
-    that fits and meets the SLOs (Optuna: seeded TPE; NSGA-II with --pareto), and write the plan.
+    that fits and meets the SLOs, and write the plan. An Optuna study (seeded TPE; NSGA-II with
+    --pareto) samples setups (GPU type, TP, PP, replicas, dtypes); each trial solves its setup's best
+    integer max_num_seqs, 1 to what the KV cache holds, exactly (regula falsi on the SLO; tokens/USD
+    and TPOT rise with it). When --trials covers the space every setup is evaluated.
 
     Infeasible trials stay in the study with their reasons. Several `tpplan search` processes given the
     same --storage and --study share the work. Progress goes to stderr.
@@ -159,8 +182,12 @@ def search(
       tpplan search llama-3.1-70b --profile dgx-h100 --profile dgx-a100-80g --profile hgx-b200 --gpus 32 \\
           --isl 2048 --osl 256 --concurrency 512 --slo-tpot-ms 50 --dtype bf16,fp8 --pareto
       tpplan search qwen3-32b --profile dgx-h100 --isl 1024 --osl 512 --calibration serving.csv --json
+      tpplan search llama-3.1-70b --profile dgx-h100 --profile hgx-b200 --isl 2048 --osl 256 --tp 8 --pp 1 \\
+          --price-usd-per-gpu-hour dgx-h100=2.10 --price-usd-per-gpu-hour hgx-b200=3.90
       tpplan search llama-3.1-70b --profile dgx-h100 --isl 2048 --osl 256 --storage sqlite:///shared.db --study s1 &
       tpplan search llama-3.1-70b --profile dgx-h100 --isl 2048 --osl 256 --storage sqlite:///shared.db --study s1
+      tpplan search llama-3.1-8b --profile dgx-h100 --isl 1024 --osl 256 --hf-id meta-llama/Llama-3.1-8B-Instruct \\
+          --served-model llama
       tpplan emit runs/search/plan.yaml --engine vllm
     """
     from .. import api
@@ -180,7 +207,12 @@ def search(
         "dtypes": dtype_text,  # 'bf16,fp8': the request record splits and checks the list
         "kv_cache_dtypes": kv_text,
         "max_model_len": max_model_len,
+        "tp": tp_text,
+        "pp": pp_text,
+        "prices": list(prices),
         "model_path": model_path,
+        "hf_id": hf_id,
+        "served_model": served_model,
         "progress": lambda line: click.echo(line, err=True),
     }
     from ..errors import ConfigError, TpplanError
@@ -266,7 +298,14 @@ def _row(r) -> tuple:
         f"{r.ttft_ms:,.0f}",
         f"{r.tpot_ms:.1f}",
         r.basis,
+        _kind(r),
     )
+
+
+def _kind(r) -> str:
+    """aggregated, or the prefill side of a disaggregated row (tp, pp, replicas are its decode side)."""
+    p = r.disaggregated.prefill if r.disaggregated else None
+    return f"disagg: prefill TP{p.tp} PP{p.pp} x{p.replicas}" if p else "aggregated"
 
 
 HEADERS = [
@@ -284,6 +323,7 @@ HEADERS = [
     "TTFT ms",
     "TPOT ms",
     "numbers",
+    "kind",
 ]
 
 
@@ -296,14 +336,17 @@ def _summary(result, plan, pareto: bool) -> None:
     )
     click.echo(f"{result.model}, {result.engine}: ISL {w.input_tokens}, OSL {w.output_tokens}, {slos}")
     click.echo(
-        f"{result.trials} trials ({result.evaluations} configurations evaluated, {result.repeats} repeats) of a "
-        f"space of {result.space_size}; {result.feasible} feasible. Study {result.study} in {result.storage}"
+        f"{result.trials} trials ({result.evaluations} setups evaluated, {result.repeats} repeats) of a space of "
+        f"{result.space_size} setups, each at its best max_num_seqs (solved exactly, not sampled); "
+        f"{result.feasible} feasible. Study {result.study} in {result.storage}"
     )
     for note in result.notes:
         click.echo(f"  note: {note}")
     kv = "" if b.kv_cache_dtype == b.dtype else f", KV cache {b.kv_cache_dtype}"
+    shape = f"TP={b.tp}{plan.layout.moe_label()} PP={b.pp} x{b.replicas} replicas"
+    shape = shape if b.disaggregated is None else b.label()
     click.echo(
-        f"\nwinner: {b.profile} ({plan.profile.gpu.name}), TP={b.tp}{plan.layout.moe_label()} PP={b.pp} x{b.replicas} replicas = {b.gpus} GPUs, "
+        f"\nwinner: {b.profile} ({plan.profile.gpu.name}), {shape} = {b.gpus} GPUs, "
         f"max_num_seqs {b.max_num_seqs} per replica ({b.concurrency} clients), {b.dtype}{kv}"
     )
     click.echo(
@@ -318,7 +361,9 @@ def _summary(result, plan, pareto: bool) -> None:
     click.echo(f"  numbers: {result.basis_line}")
     if result.decision:
         click.echo(f"  {result.decision.text}")
-    click.echo("\nwhy it won (its neighbours):")
+    click.echo(
+        f"\nwhy it won (its neighbours{'' if b.disaggregated is None else ': of the best aggregated'}):"
+    )
     for n in result.neighbours:
         click.echo(f"  {n.lost_on}")
     click.echo("\ntop 5:")

@@ -19,7 +19,7 @@ from .calibrate import (
     serving_case,
     sweep_case,
 )
-from .deploy import allreduce_on, deployment, engine_config, known_engine, price_layout
+from .deploy import allreduce_on, check_dtype, deployment, engine_config, known_engine, price_layout
 from .estimate import Deployment, estimate_allreduce, price_deployment
 from .fit_sources import calibrate, evaluate_serving
 from .measured import Measured, apply_calibration, with_measured
@@ -53,6 +53,7 @@ __all__ = [
     "known_engine",
     "price_deployment",
     "price_layout",
+    "check_dtype",
     "check_device",
     "read_source",
     "serving_case",

@@ -121,6 +121,17 @@ def _valid_ranks(profile: HardwareProfile, ranks: int) -> str:
     )
 
 
+def check_dtype(profile: HardwareProfile, dtype: str) -> None:
+    """fp8 weights only on GPUs with FP8 tensor cores (the rule search's space applies: dtype_pairs)."""
+    if dtype == "fp8" and not profile.gpu.supports_fp8:
+        raise ConfigError(
+            f"{profile.gpu.name} has no FP8 tensor cores",
+            field="dtype",
+            value="fp8",
+            expected="bf16 or fp16 on this profile",
+        )
+
+
 def price_layout(
     model: ModelSpec,
     profile: HardwareProfile,
@@ -139,20 +150,14 @@ def price_layout(
     one sequence must fit in the KV cache (default: the workload's input + output tokens); `candidate`
     is the candidates stage's judgement of this layout when the caller has made it (with the same engine,
     budget, context and KV dtype), so the engine rules are not run again."""
-    if workload.dtype == "fp8" and not profile.gpu.supports_fp8:
-        raise ConfigError(
-            f"{profile.gpu.name} has no FP8 tensor cores",
-            field="dtype",
-            value="fp8",
-            expected="bf16 or fp16 on this profile",
-        )
+    check_dtype(profile, workload.dtype)
     served = model.model_copy(update={"dtype": workload.dtype})
     dep = deployment(
         served,
         profile,
         layout,
         engine,
-        workload.kv_dtype,
+        workload.kv_dtype_of(model),
         max_model_len or workload.sequence_tokens,
         budget_gpus,
         candidate,

@@ -37,7 +37,21 @@ def gpu_index() -> dict[str, dict]:
     return json.loads((DATA / "gpus.json").read_text())["gpus"]
 
 
-def _bracket(axis: list[float], x: float) -> tuple[int, int, float]:
+# The tables are loaded once (load_table is cached) and interpolated millions of times in a search:
+# their logs are taken once per list, keyed by its id (the lists live as long as the cache).
+_LOGS: dict[int, tuple[object, list]] = {}
+
+
+def _logs(values: list) -> list:
+    """`values` (a nested list of positive numbers) with every number replaced by its log, memoized."""
+    found = _LOGS.get(id(values))
+    if found is None or found[0] is not values:
+        logs = [_logs(v) if isinstance(v, list) else math.log(v) for v in values]
+        found = _LOGS[id(values)] = (values, logs)
+    return found[1]
+
+
+def _bracket(axis: list[float], log_axis: list[float], x: float) -> tuple[int, int, float]:
     """Indices either side of x on a log axis and the weight of the upper one (held at the ends)."""
     if x <= axis[0]:
         return 0, 0, 0.0
@@ -45,23 +59,46 @@ def _bracket(axis: list[float], x: float) -> tuple[int, int, float]:
         return len(axis) - 1, len(axis) - 1, 0.0
     hi = bisect.bisect_right(axis, x)
     lo = hi - 1
-    w = (math.log(x) - math.log(axis[lo])) / (math.log(axis[hi]) - math.log(axis[lo]))
-    return lo, hi, w
+    return lo, hi, (math.log(x) - log_axis[lo]) / (log_axis[hi] - log_axis[lo])
 
 
-def interpolate(axes: list[list[float]], values: list, point: tuple[float, ...]) -> float:
-    """Multilinear interpolation of log(value) over log(axes): a grid of positive rates."""
-    brackets = [_bracket(a, x) for a, x in zip(axes, point, strict=True)]
+def _log_interpolate(axes: list[list[float]], values: list, point: tuple[float, ...]) -> float:
+    brackets = [_bracket(a, _logs(a), x) for a, x in zip(axes, point, strict=True)]
     total = 0.0
     for corner in range(1 << len(axes)):
-        node, weight = values, 1.0
+        node, weight = _logs(values), 1.0
         for d, (lo, hi, w) in enumerate(brackets):
             upper = corner >> d & 1
             weight *= w if upper else 1 - w
             node = node[hi if upper else lo]
         if weight:
-            total += weight * math.log(node)
-    return math.exp(total)
+            total += weight * node
+    return total
+
+
+def interpolate(axes: list[list[float]], values: list, point: tuple[float, ...]) -> float:
+    """Multilinear interpolation of log(value) over log(axes): a grid of positive rates."""
+    return math.exp(_log_interpolate(axes, values, point))
+
+
+_CURVES: dict[tuple, list[float]] = {}
+
+
+def interpolate_along(axes: list[list[float]], values: list, point: tuple[float, ...], dim: int) -> float:
+    """`interpolate`, for a point whose other coordinates repeat while the one on axis `dim` varies
+    (a GEMM's m, a decode batch): multilinear interpolation is a tensor product, so the rest is done
+    once per fixed part (log values at each grid point of `dim`, cached) and each call is 1-D."""
+    key = (id(values), dim, *point[:dim], *point[dim + 1 :])
+    curve = _CURVES.get(key)
+    if curve is None:
+        at = list(point)
+        curve = []
+        for x in axes[dim]:
+            at[dim] = x
+            curve.append(_log_interpolate(axes, values, tuple(at)))
+        _CURVES[key] = curve
+    lo, hi, w = _bracket(axes[dim], _logs(axes[dim]), point[dim])
+    return math.exp((1 - w) * curve[lo] + w * curve[hi] if w else curve[lo])
 
 
 @dataclass(frozen=True)
@@ -97,7 +134,7 @@ class KernelTables:
             return 0.0
         g = self.table["gemm"][dtype]
         m_eff = max(m, 1.0)  # a fraction of a token (a mean batch) costs what one does
-        tflops = interpolate([g["m"], g["n"], g["k"]], g["tflops"], (m_eff, n, k))
+        tflops = interpolate_along([g["m"], g["n"], g["k"]], g["tflops"], (m_eff, n, k), 0)
         flops = 2 * m_eff * n * k
         nbytes = n * k * DTYPE_BYTES[dtype] + 2 * m_eff * (n + k)
         return self._scaled(flops / (tflops * 1e9), flops, nbytes, dtype) * m / m_eff
@@ -111,7 +148,7 @@ class KernelTables:
         tables = self.table["decode_attention"]
         d = tables.get(kv) or tables["bf16"]
         point = (float(kv_heads), max(batch, 1.0), max(context, 2.0))
-        gbps = interpolate([d["kv_heads"], d["batch"], d["context"]], d["gbps"], point)
+        gbps = interpolate_along([d["kv_heads"], d["batch"], d["context"]], d["gbps"], point, 1)
         return self._scaled(nbytes / (gbps * 1e6), 0.0, nbytes, "bf16")
 
     def prefill_attention_ms(self, flops: float, heads: int, length: float) -> float:
@@ -119,7 +156,7 @@ class KernelTables:
         if flops <= 0:
             return 0.0
         p = self.table["prefill_attention"]
-        tflops = interpolate([p["heads"], p["isl"]], p["tflops"], (float(heads), max(length, 1.0)))
+        tflops = interpolate_along([p["heads"], p["isl"]], p["tflops"], (float(heads), max(length, 1.0)), 1)
         return self._scaled(flops / (tflops * 1e9), flops, 0.0, "bf16")
 
 

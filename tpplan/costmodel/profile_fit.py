@@ -154,6 +154,23 @@ def with_overheads(eff: Efficiency | None, new: Sequence[EngineOverhead]) -> Eff
 
 # ---- step-level parameters (serving points and sweep steps share this machinery) ------------------
 ENGINE_FIELDS = ("step_ms", "per_layer_us", "per_seq_us", "request_ms", "cohort_fraction")
+# Physical ranges a fitted engine field is held to, so a small or one-sided set cannot push it to
+# a value the engine does not show. request_ms is the time outside the GPU (HTTP, tokenizing,
+# scheduling the first step): vLLM and SGLang answer a short prompt at concurrency 1 in ~10-20 ms
+# including the prefill, so more than 10 ms would swamp concurrency 1 (issue 14: a fitted 42 ms made
+# it ~1.7x too high there). TensorRT-LLM's trtllm-serve is held to 150 ms only: its own points show a
+# floor of ~80-110 ms at TP 8 where the 8B prefill takes <10 ms (reference serving set).
+# cohort_fraction is a fraction; at least 2% keeps returning requests from being spread perfectly.
+FIELD_BOUNDS: dict[str, tuple[float, float]] = {"request_ms": (0.5, 10.0), "cohort_fraction": (0.02, 1.0)}
+ENGINE_FIELD_BOUNDS: dict[tuple[str, str], tuple[float, float]] = {("trtllm", "request_ms"): (0.5, 150.0)}
+
+
+def bounded(name: str, engine: str, value: float) -> float:
+    """`value` held to the physical range of `engine`'s field `name`."""
+    lo, hi = ENGINE_FIELD_BOUNDS.get((engine, name)) or FIELD_BOUNDS.get(name, (0.0, float("inf")))
+    return min(max(value, lo), hi)
+
+
 Var = tuple[str, str | None]  # (parameter, engine): ("gemm_fraction", None), ("step_ms", "vllm")
 
 
@@ -200,7 +217,7 @@ def apply(
         for name in ENGINE_FIELDS:
             if (name, engine) in values:
                 v = values[(name, engine)]
-                fields[name] = fitted(min(v, 1.0) if name == "cohort_fraction" else v, source, exact)
+                fields[name] = fitted(bounded(name, engine, v), source, exact)
             else:
                 q = getattr(prior, name)
                 fields[name] = Sourced(value=q.value, source=q.source, basis=q.basis)  # type: ignore[arg-type]

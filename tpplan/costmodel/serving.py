@@ -10,7 +10,7 @@ n = λ·(L_p + (O−1)·TPOT) requests are resident in the engine (at most its s
 what the KV cache holds); d = λ·(O−1)·TPOT of them decode. New requests keep arriving as old ones
 finish, and their prompts share steps with everyone's decodes (chunked prefill, a token budget B per
 step). Requests that finished together come back together, so arrivals come in cohorts of
-k = 1 + κ·(n − 1) (κ, cohort_fraction, fitted: ~0.15 for both engines of the H100 calibration set).
+k = 1 + κ·(n − 1) (κ, cohort_fraction, fitted: 0.13-0.18 for the two engines of the H100 calibration set).
 A cohort's k·I prompt tokens fill steps of c = min(k·I, B − d) tokens, and q = (λ/k)·T·(k·I / (B − d))
 of the steps carry such a chunk:
 
@@ -19,7 +19,16 @@ of the steps carry such a chunk:
 A new request waits for the part of its cohort ahead of it ((k − 1)/2 prompts) and behind earlier
 prefill work (an M/D/1 queue on the budget, utilization ρ = λ·T·I / (B − d)), then its own chunks.
 TTFT therefore grows with C and with the others' prompt load; pricing a lone prefill under-predicts
-it several-fold at high concurrency.
+it several-fold at high concurrency. (Cohorts do not stay whole: vLLM at 8 clients × 1024 tokens,
+whose prompts all fit one step's budget, measures a TTFT of ~3 lone prefills, not of one 8-prompt step.)
+
+Admission by KV capacity (`slots`): a closed loop at fixed I and O keeps its cohorts in step, so
+the sequences resident at once reach full length together and the cache must hold I + O tokens for
+each: S = ⌊KV / (I + O)⌋. TensorRT-LLM's GUARANTEED_NO_EVICT reserves exactly that on admission.
+vLLM and SGLang allocate blocks as tokens come and admit up to ⌊KV / I⌋ prompts; the surplus over
+S is preempted as the cache fills and recomputed (vLLM V1's only preemption mode) when readmitted:
+each completed request carries (A − S)/S recomputes of ~I + O/2 tokens of extra prefill. Clients
+beyond S wait: Little's law over the whole loop, W = C/λ − r − L_p − (O−1)·TPOT, the queue.
 The equations are solved together by damped fixed-point iteration.
 """
 
@@ -47,6 +56,10 @@ class EngineConfig:
     reserves_full_sequence: bool  # admits a request only if its whole I+O fits (TensorRT-LLM's default)
     source: str
     basis: Basis = "published"  # the engine's own defaults, read from its source; assumed where it has none
+    # Sequence slots the engine cannot refill at once when its batch cap equals the client count: a
+    # finished request that still holds its slot (TensorRT-LLM's overlap scheduler tears a request
+    # down one iteration late, TensorRT-LLM PRs #16278, #18457). Then only C − held of C clients run.
+    held_slots: int = 0
 
 
 @dataclass(frozen=True)
@@ -74,12 +87,21 @@ class SteadyState:
 
 
 def slots(kv_tokens: int, load: Load, engine: EngineConfig) -> int:
-    """Requests the engine keeps resident: its sequence cap, and what the KV cache holds (at the mean
-    context I + O/2 when it admits on current use, as vLLM does; at I + O when it reserves)."""
-    per_seq = load.input_tokens + (
-        load.output_tokens if engine.reserves_full_sequence else load.output_tokens / 2
-    )
+    """Requests the engine runs at once: its sequence cap, and what the KV cache holds with every
+    resident sequence at full length I + O (see the module docstring: cohorts grow together)."""
+    per_seq = load.input_tokens + load.output_tokens
     return max(0, min(engine.max_num_seqs, math.floor(kv_tokens / per_seq)))
+
+
+def recomputes_per_request(kv_tokens: int, load: Load, engine: EngineConfig) -> float:
+    """Preemptions (each a recompute of the sequence so far) per completed request, for an engine
+    that allocates KV on demand: it admits A = ⌊KV / I⌋ prompts (at most its sequence cap and the
+    clients), of which only S = slots(...) can finish together; the other A − S are evicted."""
+    if engine.reserves_full_sequence:
+        return 0.0
+    full = slots(kv_tokens, load, engine)
+    admitted = min(engine.max_num_seqs, load.concurrency, math.floor(kv_tokens / max(1, load.input_tokens)))
+    return max(0.0, admitted - full) / full if full else 0.0
 
 
 def steady_state(
@@ -95,7 +117,11 @@ def steady_state(
     request_ms, cohort_fraction = over.request_ms.value, over.cohort_fraction.value
     i_tok, o_tok, clients = load.input_tokens, load.output_tokens, load.concurrency
     cap = slots(kv_tokens, load, engine) or engine.max_num_seqs  # no room at all: price it as if there were
+    if engine.held_slots and clients > engine.held_slots:
+        cap = min(cap, math.ceil(clients) - engine.held_slots)
     budget = engine.max_num_batched_tokens
+    # prompt tokens prefilled per completed request: its own, plus what preemptions recompute
+    i_load = i_tok + recomputes_per_request(kv_tokens, load, engine) * (i_tok + o_tok / 2)
     ctx_decode, ctx_prefill = i_tok + o_tok / 2, i_tok / 2
 
     def decode_only(d: float) -> StepCost:
@@ -119,9 +145,9 @@ def steady_state(
         avail = max(1.0, budget - d)
         # Requests that finish together come back together: arrivals come in cohorts.
         cohort = 1.0 + cohort_fraction * max(0.0, resident - 1.0)
-        burst_steps = max(1.0, cohort * i_tok / avail)
+        burst_steps = max(1.0, cohort * i_load / avail)
         q = min(1.0, rate / cohort * tpot * burst_steps)
-        tokens_per_step = rate * tpot * i_tok
+        tokens_per_step = rate * tpot * i_load
         chunk = min(cohort * i_tok, avail)
         t_decode, t_mixed = decode_only(d), with_prefill(d, max(chunk, tokens_per_step / q if q else chunk))
         new_tpot = (1 - q) * t_decode.time_ms + q * t_mixed.time_ms

@@ -62,6 +62,12 @@ class Instance:
             for i, r in enumerate(ranges)
         )
 
+    @cached_property
+    def same_as(self) -> tuple[int, ...]:
+        """For each stage, the first stage of the same shape (most stages of an even split are alike:
+        their step costs are computed once)."""
+        return tuple(self.shapes.index(shape) for shape in self.shapes)
+
 
 @dataclass
 class StepCost:
@@ -139,6 +145,14 @@ def stage_cost(inst: Instance, params: Params, stage: int, batch: Batch) -> Step
     return cost
 
 
+def _each_stage(inst: Instance, params: Params, batch: Batch) -> list[StepCost]:
+    """stage_cost of every stage, computed once per distinct stage shape (the list shares them)."""
+    costs: dict[int, StepCost] = {}
+    for s in sorted(set(inst.same_as)):
+        costs[s] = stage_cost(inst, params, s, batch)
+    return [costs[s] for s in inst.same_as]
+
+
 def step_cost(inst: Instance, params: Params, batch: Batch) -> StepCost:
     """One round: every decoding sequence advances one token.
 
@@ -166,8 +180,7 @@ def step_cost(inst: Instance, params: Params, batch: Batch) -> StepCost:
         batch.prefill_context,
         plain.decode_seqs + finishing,
     )
-    carrying = [stage_cost(inst, params, s, carrier) for s in range(pp)]
-    others = [stage_cost(inst, params, s, plain) for s in range(pp)]
+    carrying, others = _each_stage(inst, params, carrier), _each_stage(inst, params, plain)
     busy = [c.time_ms + (pp - 1) * o.time_ms for c, o in zip(carrying, others, strict=True)]
     act = inst.shapes[0].activation_dtype_bytes * inst.model.hidden_size
     p2p_ms = (pp - 1) * p2p_time_us(params, carrier.tokens * act, inst.pp_fabric) / 1e3

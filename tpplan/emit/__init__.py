@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from ..errors import ConfigError
 from ..records import Launch, Plan
-from . import megatron, sglang, vllm
+from . import disagg, megatron, sglang, vllm
 from .common import ReplicaMode, Target
 
 EMITTERS = {"vllm": vllm, "megatron": megatron, "sglang": sglang}
@@ -39,7 +39,7 @@ def emit(
             expected="a first port such that every replica's port is in 1-65535",
         )
     target = Target(plan, engine, replica_mode, base_port, tuple(node_addrs), checkpoint)  # type: ignore[arg-type]
-    launch = EMITTERS[engine].build(target)
+    launch = (disagg if plan.kind == "disaggregated" else EMITTERS[engine]).build(target)
     if target.model_path_notes():
         launch = launch.model_copy(update={"notes": [*target.model_path_notes(), *launch.notes]})
     return launch

@@ -178,7 +178,8 @@ def title(t: Target, nodes: int) -> str:
 # ---- text -----------------------------------------------------------------------------------
 def shell_word(w: Word) -> str:
     if isinstance(w, EnvRef):
-        return f'"${{{w.env}:?}}"' + (shlex.quote(w.suffix) if w.suffix else "")
+        before = shlex.quote(w.prefix) if w.prefix else ""
+        return before + f'"${{{w.env}:?}}"' + (shlex.quote(w.suffix) if w.suffix else "")
     return shlex.quote(w)
 
 
@@ -223,10 +224,13 @@ def _block_title(node: int, procs: list[Process]) -> str:
     parts = []
     for p in procs:
         what = (
-            f"replica {p.replicas[0]}"
+            "router"
+            if not p.replicas
+            else f"replica {p.replicas[0]}"
             if len(p.replicas) == 1
             else f"replicas {p.replicas[0]}-{p.replicas[-1]}"
         )
+        what = f"{p.phase} {what}" if p.phase else what
         serves = f", serves port {p.port}" if p.port is not None else ""
         parts.append(f"{what} ({p.role}{serves})")
     return f"# ---- node {node}: " + "; ".join(parts)

@@ -47,6 +47,8 @@ def shared_options(t: Target, dp: int) -> tuple[list[Option], list[str]]:
         opt("--context-length", plan.max_model_len),
         opt("--dtype", DTYPE[t.activation_dtype]),
     ]
+    if plan.served_model_name:  # the name clients send; SGLang answers to the model path otherwise
+        opts.append(opt("--served-model-name", plan.served_model_name))
     lay = plan.layout
     if lay.dp_attention > 1:
         # DP attention inside one engine of tp GPUs: tp % dp == 0 (parallel_hook.py:326); the plan's

@@ -75,6 +75,8 @@ def shared_options(t: Target) -> tuple[list[Option], list[str]]:
         opts.append(opt("--quantization", "fp8"))
     if t.kv_dtype:
         opts.append(opt("--kv-cache-dtype", KV_DTYPE[t.kv_dtype]))
+    if plan.served_model_name:  # the name clients send; vLLM answers to the model path otherwise
+        opts.append(opt("--served-model-name", plan.served_model_name))
     return opts, notes
 
 

@@ -27,14 +27,18 @@ def command(
     concurrency: int,
     num_prompts: int,
     result: Path,
+    served_model_name: str = "",
 ) -> list[str]:
-    """The client's argv; it writes its result JSON to `result`."""
+    """The client's argv; it writes its result JSON to `result`. `served_model_name`: the name the
+    server answers to when it is not `model_path` (vLLM's client sends it as the request's model and
+    still reads the tokenizer from --model; SGLang's native /generate takes no model name)."""
     common = ["--dataset-name", "random", "--random-input-len", str(isl), "--random-output-len", str(osl)]
     common += ["--num-prompts", str(num_prompts), "--max-concurrency", str(concurrency), "--seed", "0"]
     if engine == "vllm":
+        named = ["--served-model-name", served_model_name] if served_model_name else []
         return [
             str(bin_dir / "vllm"), "bench", "serve", "--backend", "vllm",
-            "--base-url", f"http://127.0.0.1:{port}", "--model", model_path, *common, "--ignore-eos",
+            "--base-url", f"http://127.0.0.1:{port}", "--model", model_path, *named, *common, "--ignore-eos",
             "--percentile-metrics", "ttft,tpot,itl", "--metric-percentiles", PERCENTILES,
             "--save-result", "--result-dir", str(result.parent), "--result-filename", result.name,
         ]  # fmt: skip

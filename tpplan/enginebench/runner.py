@@ -35,6 +35,7 @@ class EngineEnv:
     version: str
     device: str  # "cpu" or "gpu"
     model_path: str
+    served_model_name: str = ""  # the plan's --served-model-name, which the client must send
 
 
 @dataclass(frozen=True)
@@ -163,7 +164,7 @@ def _measure(
     result.unlink(missing_ok=True)
     argv = client.command(
         env.engine, env.bin_dir, point.port, env.model_path, settings.isl, settings.osl, c,
-        settings.num_prompts(c), result,
+        settings.num_prompts(c), result, env.served_model_name,
     )  # fmt: skip
     client_log = out_dir / "logs" / f"{name}-c{c}.client.log"
     kw = {"client_command": shlex.join(argv), "startup_s": server.startup_s}

@@ -14,11 +14,11 @@ from .costmodel import (
     StepBreakdown,
 )
 from .emit import EnvName, EnvRef, Launch, Option, Process, Word
-from .layout import Candidate, Degree, Layout, TpFabric
+from .layout import Candidate, Degree, DeploymentKind, Layout, TpFabric
 from .provenance import Provenance
 from .reason import Reason, ReasonKind
 from .report import FigureData, Report, Series, SeriesSource
-from .search import Basis, Decision, Neighbour, Plan, ScoredConfig, SearchResult
+from .search import Basis, Decision, Disaggregated, Neighbour, Plan, ScoredConfig, SearchResult
 from .sweep import (
     AllReduceStats,
     Drift,
@@ -43,7 +43,9 @@ __all__ = [
     "Calibration",
     "Candidate",
     "Degree",
+    "DeploymentKind",
     "Detection",
+    "Disaggregated",
     "Drift",
     "EnvName",
     "EnvRef",

@@ -18,6 +18,7 @@ class EnvRef(Frozen):
     env: EnvName
     meaning: str = Field(description="what to set the variable to")
     suffix: str = Field("", description="literal text after the value, e.g. ':20000'")
+    prefix: str = Field("", description="literal text before the value, e.g. 'http://'")
 
 
 Word = str | EnvRef
@@ -35,10 +36,14 @@ class Process(Frozen):
 
     node: Annotated[int, Field(ge=0)]
     replicas: list[int] = Field(
-        description="replica indices this process serves (several with data parallelism)"
+        description="replica indices this process serves (several with data parallelism; none for a router)"
     )
-    role: Literal["server", "head", "worker"] = Field(
-        description="server: a whole instance; head: node 0 of a multi-node instance (serves HTTP); worker: joins a head"
+    role: Literal["server", "head", "worker", "router"] = Field(
+        description="server: a whole instance; head: node 0 of a multi-node instance (serves HTTP); worker: joins "
+        "a head; router: the front of a disaggregated deployment (no GPUs)"
+    )
+    phase: Literal["prefill", "decode"] | None = Field(
+        None, description="the instance's side of a disaggregated deployment (None: it runs both)"
     )
     port: int | None = Field(description="HTTP port it serves on; None for workers")
     gpus: list[int] = Field(description="local CUDA device indices (CUDA_VISIBLE_DEVICES)")

@@ -11,6 +11,9 @@ from .reason import Reason
 
 Degree = Annotated[int, Field(ge=1, le=100_000)]
 TpFabric = Literal["none", "nvlink", "pcie", "network"]
+# aggregated: every instance runs prefill and decode; disaggregated: prefill instances hand each prompt's
+# KV cache to decode instances (vLLM's KV connectors, SGLang's --disaggregation-mode).
+DeploymentKind = Literal["aggregated", "disaggregated"]
 
 
 class Layout(Frozen):

@@ -10,11 +10,13 @@ stay with the stage that knows them.
 from __future__ import annotations
 
 import math
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BeforeValidator, Field, ValidationInfo, field_validator
 
 from ..specs.base import Frozen
+from ..specs.model import HF_REPO_ID_PATTERN, HfRepoId
 
 Engine = Literal["vllm", "megatron", "sglang"]
 ServeDtype = Literal["bf16", "fp16", "fp8"]
@@ -80,6 +82,16 @@ ServeDtypes = _names(ServeDtype)
 KvDtypes = _names(KvDtype)
 
 
+def _holds_a_request(cls: type, value: int | None, info: ValidationInfo) -> int | None:
+    """A context (`max_model_len`) at least one request long: the bound search and estimate share."""
+    isl, osl = info.data.get("input_tokens"), info.data.get("output_tokens")
+    if value is not None and isl and osl and value < isl + osl:
+        raise ValueError(
+            f"{value} is shorter than one request ({isl} + {osl} tokens); expected at least {isl + osl}"
+        )
+    return value
+
+
 class SearchQuestion(Frozen):
     """`tpplan search`: what is asked (the model and profiles are loaded by the façade)."""
 
@@ -97,16 +109,61 @@ class SearchQuestion(Frozen):
     dtypes: ServeDtypes | None = Field(None, description="weight dtypes to try (default: the model's)")
     kv_cache_dtypes: KvDtypes | None = Field(None, description="KV-cache dtypes to try (default: auto)")
     max_model_len: Count | None = Field(None, description="context to reserve (default: input + output)")
+    tp: Degrees | None = Field(None, description="only these TP degrees (default: all the engine accepts)")
+    pp: Degrees | None = Field(None, description="only these PP depths (default: all)")
+    # Each item's bounds are topology.profile.user_price's; prices.parse_prices pairs them with profiles.
+    prices: Annotated[list[str], BeforeValidator(comma_list)] = Field(
+        default_factory=list, description="[PROFILE=]USD per GPU-hour replacing the profiles' prices"
+    )
 
-    @field_validator("max_model_len")
-    @classmethod
-    def _holds_a_request(cls, value: int | None, info: ValidationInfo) -> int | None:
-        isl, osl = info.data.get("input_tokens"), info.data.get("output_tokens")
-        if value is not None and isl and osl and value < isl + osl:
-            raise ValueError(
-                f"{value} is shorter than one request ({isl} + {osl} tokens); expected at least {isl + osl}"
-            )
+    _holds_a_request = field_validator("max_model_len")(_holds_a_request)
+
+
+class ServeEstimateRequest(Frozen):
+    """`tpplan estimate serve`: what the layout and workload records do not hold."""
+
+    input_tokens: Count = Field(description="input (prompt) tokens per request")
+    output_tokens: Count = Field(description="output tokens per request")
+    max_model_len: Count | None = Field(
+        None, description="context one sequence must fit (default: input + output)"
+    )
+    # Its bounds are topology.profile.user_price's, which says what a price is.
+    price_usd_per_gpu_hour: float | None = Field(None, description="price of one GPU-hour, USD")
+
+    _holds_a_request = field_validator("max_model_len")(_holds_a_request)
+
+
+SERVED_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,199}$"
+
+
+def _shaped(pattern: str, what: str) -> Any:
+    """A string refused in words (what it should look like) rather than as a regular expression."""
+
+    def check(value: Any) -> Any:
+        if isinstance(value, str) and not re.fullmatch(pattern, value):
+            raise ValueError(f"{value!r} is not {what}")
         return value
+
+    return BeforeValidator(check)
+
+
+RepoId = Annotated[
+    HfRepoId,
+    _shaped(HF_REPO_ID_PATTERN, "a Hugging Face repo id; expected ORG/NAME, e.g. meta-llama/Llama-3.1-8B"),
+]
+# What clients put in a request's "model" field: one word (vLLM/SGLang --served-model-name).
+ServedName = Annotated[
+    str,
+    Field(pattern=SERVED_NAME_PATTERN),
+    _shaped(SERVED_NAME_PATTERN, "a model name; expected one word of letters, digits and _ . : / -"),
+]
+
+
+class ServedAs(Frozen):
+    """`tpplan search` / `tpplan emit`: the repo id the plan serves and the name clients use."""
+
+    hf_id: RepoId | None = Field(None, description="Hugging Face repo id (org/name) the engine loads")
+    served_model: ServedName | None = Field(None, description="the model name clients send")
 
 
 class SearchRun(Frozen):
@@ -149,6 +206,11 @@ class CandidatesRequest(Frozen):
     full_budget: bool = Field(False, description="only layouts that use every GPU of the budget")
     tp: Degrees | None = Field(None, description="tensor-parallel degrees to list (default: all)")
     pp: Degrees | None = Field(None, description="pipeline-parallel degrees to list (default: all)")
+    dtype: ServeDtype | None = Field(
+        None, description="weight dtype the memory fit uses (default: the model's)"
+    )
+    # Its bounds are topology.profile.user_price's, which says what a price is.
+    price_usd_per_gpu_hour: float | None = Field(None, description="price of one GPU-hour, USD")
 
 
 class EmitRequest(Frozen):

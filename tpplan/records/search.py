@@ -10,11 +10,28 @@ from pydantic import Field, model_validator
 from ..specs import HardwareProfile, ModelSpec, Workload
 from ..specs.base import Frozen
 from .costmodel import with_point_interval
-from .layout import Layout
+from .layout import DeploymentKind, Layout
 from .provenance import Provenance
 from .reason import Reason
 
 Basis = Literal["measured", "fitted", "profile"]
+
+
+class Disaggregated(Frozen):
+    """The prefill side of a disaggregated configuration and what joins it to the decode side."""
+
+    prefill: Layout = Field(description="the prefill instances: tp × pp each, `replicas` of them")
+    kv_transfer_ms: float = Field(description="one prompt's KV cache from a prefill to a decode instance")
+    kv_fabric: str = Field(
+        description="the links it crosses: nvlink, pcie, network, or a mix by instance pair"
+    )
+    prefill_utilization: float = Field(description="busy fraction of the prefill instances")
+    balanced_ratio: float = Field(description="prefill instances one full decode instance keeps busy")
+
+
+def _same_kind(kind: str, prefill: Any, what: str) -> None:
+    if (kind == "disaggregated") != (prefill is not None):
+        raise ValueError(f"kind {kind!r} {'needs' if prefill is None else 'takes no'} {what}")
 
 
 class ScoredConfig(Frozen):
@@ -51,6 +68,15 @@ class ScoredConfig(Frozen):
         "parameters; profile: cost model on the profile's published or assumed numbers"
     )
     trial: int | None = Field(None, description="the Optuna trial that evaluated it first")
+    kind: DeploymentKind = Field(
+        "aggregated", description="disaggregated: tp, pp, replicas and max_num_seqs are the decode side's"
+    )
+    disaggregated: Disaggregated | None = Field(None, description="the prefill side (disaggregated only)")
+
+    @model_validator(mode="after")
+    def _kind_matches(self) -> ScoredConfig:
+        _same_kind(self.kind, self.disaggregated, "`disaggregated`")
+        return self
 
     @model_validator(mode="before")
     @classmethod
@@ -61,9 +87,11 @@ class ScoredConfig(Frozen):
         kv = "" if self.kv_cache_dtype == self.dtype else f" (KV {self.kv_cache_dtype})"
         ep = f" EP={self.ep}" if self.ep > 1 else ""
         dpa = f" DPA={self.dp_attention}" if self.dp_attention > 1 else ""
-        return (
-            f"TP={self.tp}{ep}{dpa} PP={self.pp} x{self.replicas} seqs {self.max_num_seqs} {self.dtype}{kv}"
-        )
+        own = f"TP={self.tp}{ep}{dpa} PP={self.pp} x{self.replicas} seqs {self.max_num_seqs} {self.dtype}{kv}"
+        if self.disaggregated is None:
+            return own
+        p = self.disaggregated.prefill
+        return f"prefill TP={p.tp} PP={p.pp} x{p.replicas} + decode {own}"
 
 
 class Plan(Frozen):
@@ -76,11 +104,16 @@ class Plan(Frozen):
     model_path: str = Field(
         "", description="what the engine loads (HF repo id or local dir); empty: model.name"
     )
+    served_model_name: str = Field(
+        "", description="the name clients ask for (vLLM/SGLang --served-model-name); empty: what is loaded"
+    )
     profile: HardwareProfile
     engine: Literal["vllm", "megatron", "sglang"]
-    layout: Layout
+    layout: Layout = Field(description="the instances; with kind disaggregated, the decode instances")
+    kind: DeploymentKind = Field("aggregated", description="aggregated, or disaggregated prefill/decode")
+    prefill: Layout | None = Field(None, description="the prefill instances (kind disaggregated only)")
     max_num_seqs: Annotated[int, Field(ge=1, le=1_000_000)] = Field(
-        description="concurrent sequences per replica"
+        description="concurrent sequences per replica (per decode instance when disaggregated)"
     )
     max_model_len: Annotated[int, Field(ge=1, le=100_000_000)] = Field(
         description="context length per sequence"
@@ -103,6 +136,11 @@ class Plan(Frozen):
         description="the winner against the best other layout (within the uncertainty or not), then what "
         "each neighbour lost on",
     )
+
+    @model_validator(mode="after")
+    def _kind_matches(self) -> Plan:
+        _same_kind(self.kind, self.prefill, "`prefill` (the prefill instances' layout)")
+        return self
 
 
 class Decision(Frozen):
@@ -145,12 +183,12 @@ class SearchResult(Frozen):
     )
     neighbours: list[Neighbour]
     trials: int = Field(description="finished trials in the study (repeats of a configuration included)")
-    evaluations: int = Field(description="distinct configurations evaluated")
+    evaluations: int = Field(description="distinct setups evaluated, each at its solved max_num_seqs")
     repeats: int = Field(
         description="trials that drew an already evaluated configuration (answered from the cache)"
     )
     feasible: int = Field(description="distinct feasible configurations found")
-    space_size: int = Field(description="distinct configurations in the search space")
+    space_size: int = Field(description="distinct setups (all but max_num_seqs) in the search space")
     study: str
     storage: str
     plan: str = Field(description="where the plan was written")

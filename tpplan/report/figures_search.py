@@ -64,7 +64,10 @@ def pareto(data: RunData) -> Drawn | str:
                 [r.output_tokens_per_usd for r in rs],
             )
         )
-    front = front_2d(pts)
+    winner = data.plan.estimate if data.plan is not None and data.plan.estimate is not None else None
+    # a disaggregated winner was scored beside the study (search/split.py), not in it: on the front too
+    split = winner is not None and winner.disaggregated is not None
+    front = front_2d([*pts, winner] if split else pts)
     if front:
         fx, fy = [r.tpot_ms for r in front], [r.output_tokens_per_usd for r in front]
         ax.step(fx, fy, where="post", color="black", linewidth=1.2, label="Pareto front (tokens/USD vs TPOT)")
@@ -77,7 +80,6 @@ def pareto(data: RunData) -> Drawn | str:
         if st.slo_ttft_ms is not None
         else ""
     )
-    winner = data.plan.estimate if data.plan is not None and data.plan.estimate is not None else None
     if winner is not None:
         ax.scatter(
             [winner.tpot_ms],
@@ -87,7 +89,7 @@ def pareto(data: RunData) -> Drawn | str:
             color="gold",
             edgecolor="black",
             zorder=5,
-            label="winner (plan.yaml)",
+            label="winner (plan.yaml)" + (", disaggregated" if split else ""),
         )
         ax.annotate(
             winner.label(),

@@ -14,13 +14,16 @@ from ..errors import TpplanError
 from ..records import Layout, Plan, ScoredConfig, SearchResult
 from ..specs import Workload
 from . import rank
+from .batch import every_integer, solve
 from .explain import neighbours
-from .objective import Question, basis_line, config_of, pareto_front, score
+from .objective import Question, basis_line, config_of, pareto_front
 from .problem import Prepared
 from .rank import DEFAULT_SLO_TTFT_MS, rank_key
+from .space import Space
+from .split import Split
 
 DEFAULT_OUT = Path("runs/search")
-CONFIRM_NO_WINNER = 5000  # configurations scored (~1.5 ms each) to confirm that none is feasible
+CONFIRM_NO_WINNER = 500  # setups solved (~6 evaluations of ~2 ms each) to confirm that none is feasible
 DEFAULT_TRIALS, DEFAULT_TRIALS_FRACTION = 200, 0.10  # --trials: at least 200, or a tenth of the space
 MAX_CLIMB = 10  # neighbour steps after the study; each is six evaluations (~10 ms)
 
@@ -36,7 +39,7 @@ def plan_paths(out: str | Path | None) -> tuple[Path, Path]:
 def no_winner(
     results: list[ScoredConfig], every: list[ScoredConfig] | None, *, q: Question, trials: int, study: str
 ) -> TpplanError:
-    """Nothing feasible in the trials. `every` is the whole space scored when it is small enough: then
+    """Nothing feasible in the trials. `every` is every setup solved when the space is small enough: then
     the message says whether no configuration at all meets the SLOs, or the trials missed some."""
     slos = [
         f"{n} <= {v:g} ms" for n, v in (("TTFT", q.slo_ttft_ms), ("TPOT", q.slo_tpot_ms)) if v is not None
@@ -48,14 +51,14 @@ def no_winner(
         n = sum(r.feasible for r in every)
         return TpplanError(
             f"no configuration {what} in {trials} trials (study {study}), but {n} of the "
-            f"{len(every)} configurations do; raise --trials"
+            f"{len(every)} setups do at their best max_num_seqs; raise --trials"
         )
     pool = every if every is not None else results
     closest = sorted(pool, key=lambda r: sum(v for v in r.violations.values() if v > 0))[:3]
     shown = "; ".join(f"{r.profile} {r.label()}: {r.reasons[0].uncited()}" for r in closest if r.reasons)
     shown = shown or "none"
     scope = (
-        f"none of the {len(every)} configurations"
+        f"none of the {len(every)} setups, at any max_num_seqs,"
         if every is not None
         else f"no configuration in {trials} trials"
     )
@@ -66,8 +69,15 @@ def no_winner(
 
 
 def exhaustive(prep: Prepared) -> list[ScoredConfig]:
-    """Every configuration of the space, scored (the ground truth the bench and tests hold the search to)."""
-    return [score(c, prep.evaluate(c), prep.question) for c in prep.space.configs()]
+    """Every configuration of the space (each setup at every max_num_seqs of its range), scored one by
+    one: the ground truth the bench and tests hold the search to."""
+    q, space = prep.question, prep.space
+    return [r for s in space.setups() for r in every_integer(space, s, prep.evaluate, q)]
+
+
+def solved_setups(prep: Prepared) -> list[ScoredConfig]:
+    """Every setup of the space at its solved max_num_seqs (no study): whether anything is feasible."""
+    return [solve(prep.space, s, prep.evaluate, prep.question).best for s in prep.space.setups()]
 
 
 def run(
@@ -79,6 +89,7 @@ def run(
     study: str | None = None,
     out: str | Path | None = None,
     model_path: str | None = None,
+    served_model_name: str | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> tuple[SearchResult, Plan]:
     """Run (or join, or resume) the study of a posed question and write the winner's plan."""
@@ -92,20 +103,26 @@ def run(
     if trials is None:  # the bench's median is ~2% of the space, its worst seed ~4%: a 10% budget
         trials = max(DEFAULT_TRIALS, math.ceil(space.size * DEFAULT_TRIALS_FRACTION))
     if trials > space.size:
-        notes.append(f"the space has {space.size} configurations: {space.size} trials evaluate them all")
+        notes.append(f"the space has {space.size} setups: {space.size} trials evaluate them all")
         trials = space.size
     st, joined = study_mod.open_study(study_mod.open_storage(url), name, prep.fingerprint, q.pareto)
     collected = study_mod.run(space, q, prep.evaluate, st, trials, seed, joined, progress)
     feasible = [r for r in collected.results if r.feasible]
-    if not feasible:  # score the whole space when that is quick, to say whether anything could pass
-        every = exhaustive(prep) if space.size <= CONFIRM_NO_WINNER else None
+    if not feasible:  # solve every setup when that is quick, to say whether anything could pass
+        every = solved_setups(prep) if space.size <= CONFIRM_NO_WINNER else None
         raise no_winner(collected.results, every, q=q, trials=collected.trials, study=name)
     top, near = climb(prep, min(feasible, key=rank_key), notes)
-    scored = rank.distinct([top, *collected.results, *(n.config for n in near if n.config is not None)])
+    # the neighbours join the choice when they are configurations of the space (without a client load
+    # the replicas fill the budget: replicas-1 of the same instance is not a plan asked for)
+    near_in_space = [n.config for n in near if n.config is not None and in_space(space, n.config)]
+    scored = rank.distinct([top, *collected.results, *near_in_space])
+    split = Split(prep)  # the disaggregated deployments, scored beside the study's results
+    _, _, scored = split.join(top, [top], scored, rank_key, notes)
     best, decision = rank.choose([r for r in scored if r.feasible])  # ties: lower latency wins
-    if best != top:
+    if best != top and best.disaggregated is None:
         near = neighbours(prep.space, best, prep.evaluate, q)
-    plan = assemble_plan(prep, best, near, model_path, decision.text)
+    plan = assemble_plan(prep, best, near, model_path, served_model_name, decision.text)
+    plan = split.plan(plan, best)
     header = (
         f"# Written by `tpplan search` (study {name} in {url}): the configuration with the most output\n"
         f"# tokens per USD that fits and meets the SLOs (ties within the estimates' uncertainty: the lower\n"
@@ -118,7 +135,7 @@ def run(
         engine=q.engine,
         best=best,
         top=rank.leaders(best, scored),
-        pareto=pareto_front(scored),
+        pareto=pareto_front(scored + collected.probes),
         decision=decision,
         best_per_profile=rank.best_per(scored, "profile"),
         neighbours=near,
@@ -136,6 +153,17 @@ def run(
     return result, plan
 
 
+def in_space(space: Space, r: ScoredConfig) -> bool:
+    """Whether a result's setup is one the space holds (a neighbour can step outside it)."""
+    arm = next((a for a in space.arms if a.profile == r.profile), None)
+    return (
+        arm is not None
+        and r.tp in arm.tps
+        and r.pp in space.pps(arm, r.tp)
+        and r.replicas in space.replicas(arm, r.tp, r.pp)
+    )
+
+
 def climb(prep: Prepared, best: ScoredConfig, notes: list[str]) -> tuple[ScoredConfig, list]:
     """The study's best and its neighbours; a feasible neighbour that earns more takes its place (a
     budget-limited or NSGA-II study can stop next to a better configuration it never drew)."""
@@ -143,6 +171,7 @@ def climb(prep: Prepared, best: ScoredConfig, notes: list[str]) -> tuple[ScoredC
     for _ in range(MAX_CLIMB):
         better = [n.config for n in near if n.config is not None and n.config.feasible]
         better = [c for c in better if rank_key(c) < rank_key(best)]
+        better = [c for c in better if prep.space.arm(c.profile).allows(c.tp, c.pp)]  # --tp/--pp pins hold
         if not better:
             break
         step = min(better, key=rank_key)
@@ -156,7 +185,12 @@ def climb(prep: Prepared, best: ScoredConfig, notes: list[str]) -> tuple[ScoredC
 
 
 def assemble_plan(
-    prep: Prepared, best: ScoredConfig, near: list, model_path: str | None, decision: str = ""
+    prep: Prepared,
+    best: ScoredConfig,
+    near: list,
+    model_path: str | None,
+    served_model_name: str | None = None,
+    decision: str = "",
 ) -> Plan:
     """The winner as a Plan: its layout, limits, workload, estimate, provenance and what its neighbours lost on."""
     q = prep.question
@@ -164,6 +198,7 @@ def assemble_plan(
     return Plan(
         model=prep.model,
         model_path=model_path or "",
+        served_model_name=served_model_name or "",
         profile=prep.profiles[best.profile],
         engine=q.engine,  # type: ignore[arg-type]
         layout=Layout(

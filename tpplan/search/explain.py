@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 
 from ..records import Neighbour, ScoredConfig
+from .batch import solve
 from .objective import Evaluate, Evaluation, Question, config_of, score
 from .space import Config, Space
 
@@ -40,15 +41,10 @@ def _steps(w: Config) -> list[tuple[str, int, int, int | None]]:
     return out
 
 
-def _seqs_index(space: Space, c: Config) -> int:
-    return next((k for k in range(len(space.seqs)) if space.seqs_at(k, c.replicas) == c.max_num_seqs), 0)
-
-
 def neighbours(space: Space, winner: ScoredConfig, evaluate: Evaluate, q: Question) -> list[Neighbour]:
     w = config_of(winner)
     budget = space.arm(w.profile).budget_gpus
     w_ev = evaluate(w)
-    k = _seqs_index(space, w)
     out = []
     for change, tp, pp, replicas in _steps(w):
         world = tp * pp
@@ -67,7 +63,8 @@ def neighbours(space: Space, winner: ScoredConfig, evaluate: Evaluate, q: Questi
             continue
         # the winner's expert/attention layout carried to the neighbour's TP (EP over all of its GPUs)
         ep, dpa = (tp if w.ep > 1 else 1), (tp if w.dp_attention > 1 else 1)
-        c = Config(w.profile, tp, pp, r, space.seqs_at(k, r), w.dtype, w.kv_cache_dtype, ep, dpa)
+        seqs = space.seqs_upper(r, w.max_num_seqs)
+        c = Config(w.profile, tp, pp, r, seqs, w.dtype, w.kv_cache_dtype, ep, dpa)
         out.append(_judged(change, c, winner, w_ev, space, evaluate, q))
     # MoE: the other way to run the same GPUs (plain TP against EP + DP attention)
     modes = space.arm(w.profile).modes_at(space.arm(w.profile).tps.index(w.tp))
@@ -139,12 +136,6 @@ def _cause(ev: Evaluation, w_ev: Evaluation, c: Config) -> str:
 def _best_seqs(
     space: Space, c: Config, evaluate: Evaluate, q: Question
 ) -> tuple[ScoredConfig, Evaluation] | None:
-    """The neighbour's layout at the feasible max_num_seqs with the most tokens/USD, if any."""
-    best = None
-    for k in range(len(space.seqs)):
-        alt = dataclasses.replace(c, max_num_seqs=space.seqs_at(k, c.replicas))
-        ev = evaluate(alt)
-        s = score(alt, ev, q)
-        if s.feasible and (best is None or s.output_tokens_per_usd > best[0].output_tokens_per_usd):
-            best = (s, ev)
-    return best
+    """The neighbour's setup at its best max_num_seqs (solved as the study solves it), if feasible."""
+    solved = solve(space, c.setup, evaluate, q)
+    return (solved.best, solved.evaluation) if solved.best.feasible else None

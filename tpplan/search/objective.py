@@ -196,11 +196,16 @@ def basis_line(prov: dict[str, Provenance]) -> str:
     the plan's provenance); the per-input reading of what `basis` sums up as one word."""
     if "measured" in prov:
         return f"measured: {prov['measured'].value}"
-    rest = {k: v for k, v in prov.items() if k not in ("kv_cache_tokens", "engine_limits", "uncertainty")}
+    rest = {
+        k: v
+        for k, v in prov.items()
+        if k not in ("kv_cache_tokens", "engine_limits", "kv_transfer", "uncertainty")
+    }
     fitted = [k for k, v in rest.items() if v.basis == "fitted"]
     assumed = [k for k, v in rest.items() if v.basis == "assumed"]
     measured = [k for k, v in rest.items() if v.basis in ("measured", "derived")]  # kernel tables
-    given = [k for k in rest if k not in fitted and k not in assumed and k not in measured]
+    typed = [k for k, v in rest.items() if v.basis == "given"]  # --price-usd-per-gpu-hour
+    given = [k for k in rest if k not in fitted and k not in assumed and k not in measured and k not in typed]
     head = (
         f"cost model fitted to measurements ({', '.join(fitted)})" if fitted else "cost model, nothing fitted"
     )
@@ -209,6 +214,8 @@ def basis_line(prov: dict[str, Provenance]) -> str:
         parts.append(f"measured kernel tables: {', '.join(measured)}")
     if given:
         parts.append(f"published in the profile: {', '.join(given)}")
+    if typed:
+        parts.append(f"given on the command line: {', '.join(typed)}")
     if assumed:  # an assumed prior is neither measured nor published: name it so nobody takes it for either
         parts.append(f"assumed: {', '.join(assumed)}")
     return "; ".join(parts) + " (plan.yaml: provenance)"

@@ -14,14 +14,16 @@ from dataclasses import dataclass
 from .. import candidates as candidates_stage
 from .. import costmodel, engines, moe_rules
 from ..errors import ConfigError
-from ..records import Layout
+from ..records import Candidate, Layout
 from ..specs import HardwareProfile, ModelSpec, Workload
+from . import pins
 from .objective import Evaluation, Question
 from .space import Arm, Config, Space, dtype_pairs
 
 # Bump when the space, objective or stored record changes meaning (2: typed reasons; 3: MoE models
-# search expert parallelism and DP attention; 4: intervals and the TTFT default): no resume across.
-SEARCH_VERSION = 4
+# search expert parallelism and DP attention; 4: a trial is a setup with its max_num_seqs solved, not a
+# sampled configuration; 5: intervals and the TTFT default): no resume across.
+SEARCH_VERSION = 5
 EVALUATIONS_KEPT = 4096  # recent evaluations kept for asking again (a few kB each)
 
 
@@ -34,11 +36,10 @@ def evaluator(
 ) -> Callable[[Config], Evaluation]:
     """Config -> Evaluation: the candidates stage's verdict and the cost model's (or a measurement's) numbers."""
     memory_engine = costmodel.known_engine(q.engine)
+    verdicts: dict[str, tuple[Layout, Candidate]] = {}  # per setup: max_num_seqs changes neither
 
     def evaluate(c: Config) -> Evaluation:
         profile, budget = profiles[c.profile], budgets[c.profile]
-        layout = Layout(tp=c.tp, pp=c.pp, replicas=c.replicas, ep=c.ep, dp_attention=c.dp_attention)
-        served = model.model_copy(update={"dtype": c.dtype})
         clients = q.concurrency or c.replicas * c.max_num_seqs
         workload = Workload(
             input_tokens=q.input_tokens,
@@ -47,10 +48,24 @@ def evaluator(
             dtype=c.dtype,
             kv_cache_dtype=c.kv_cache_dtype,
         )  # type: ignore[arg-type]
-        tp_limit = max(budget, profile.total_gpus)  # as price_layout judges it
-        verdict = candidates_stage.judge(
-            served, profile, layout, memory_engine, budget, q.max_model_len, workload.kv_dtype, tp_limit
-        )
+        if c.setup.key not in verdicts:
+            layout = Layout(tp=c.tp, pp=c.pp, replicas=c.replicas, ep=c.ep, dp_attention=c.dp_attention)
+            served = model.model_copy(update={"dtype": c.dtype})
+            tp_limit = max(budget, profile.total_gpus)  # as price_layout judges it
+            verdicts[c.setup.key] = (
+                layout,
+                candidates_stage.judge(
+                    served,
+                    profile,
+                    layout,
+                    memory_engine,
+                    budget,
+                    q.max_model_len,
+                    workload.kv_dtype,
+                    tp_limit,
+                ),
+            )
+        layout, verdict = verdicts[c.setup.key]
         est = costmodel.price_layout(
             model,
             profile,
@@ -90,20 +105,38 @@ def build_space(
     dtypes: list[str],
     kv_dtypes: list[str],
     concurrency: int | None,
+    tp_pins: list[int] | None = None,
+    pp_pins: list[int] | None = None,
 ) -> tuple[Space, list[str]]:
-    """One arm per profile that can serve the model: its TP degrees, PP depths and dtype pairs."""
+    """One arm per profile that can serve the model: its TP degrees, PP depths and dtype pairs
+    (only the pinned TP / PP degrees when `--tp` / `--pp` pin them)."""
     arms, notes = [], []
+    possible_tp: set[int] = set()
+    possible_pp: set[int] = set()
+    pinned = (tuple(pp_pins or ()), tuple(tp_pins or ()))
     for name, p in profiles.items():
         budget = budgets[name]
-        tps = tuple(engines.accepted_tp(engine, model, budget))  # type: ignore[arg-type]
-        pairs = dtype_pairs(dtypes, kv_dtypes, p.gpu.supports_fp8, engine, model.activation_dtype)
+        accepted = tuple(engines.accepted_tp(engine, model, budget))  # type: ignore[arg-type]
+        possible_tp |= set(accepted)
+        tps = pins.keep(accepted, tp_pins)
+        pps = pins.keep(tuple(sorted(pins.depths(model.num_layers, budget, tps))), pp_pins)
+        possible_pp |= pins.depths(model.num_layers, budget, tps)
+        tps = tuple(t for t in tps if any(t * d <= budget for d in pps))  # a TP no pinned depth fits
+        pairs = dtype_pairs(
+            dtypes, kv_dtypes, p.gpu.supports_fp8, engine, model.activation_dtype, model.checkpoint_kv_dtype
+        )
         if not tps:
             notes.append(f"{name}: {engine} accepts no TP degree up to {budget} for {model.name}")
         elif not pairs:
             notes.append(f"{name}: {p.gpu.name} runs none of the dtypes asked for ({', '.join(dtypes)})")
         else:
             modes = tuple(moe_rules.modes(engine, model, t) for t in tps)
-            arms.append(Arm(name, budget, tps, min(model.num_layers, budget), pairs, modes))
+            arms.append(Arm(name, budget, tps, min(model.num_layers, budget), pairs, modes, *pinned))
+    where = f"for {model.name} with {engine} on {', '.join(profiles)} ({'/'.join(map(str, budgets.values()))} GPUs)"
+    pins.check(tp_pins, possible_tp, "tp", where)
+    pins.check(
+        pp_pins, possible_pp, "pp", where + (f" at TP {','.join(map(str, tp_pins))}" if tp_pins else "")
+    )
     if not arms:
         raise ConfigError(
             "; ".join(notes) + ": nothing to search",
@@ -174,16 +207,23 @@ def pose(
     dtypes: list[str],
     kv_dtypes: list[str],
     notes: list[str],
+    tp_pins: list[int] | None = None,
+    pp_pins: list[int] | None = None,
 ) -> Prepared:
     """The space, evaluator and fingerprint of a validated question on loaded records."""
     shape = {"budgets": budgets, "dtypes": dtypes, "kv_dtypes": kv_dtypes}
-    space, space_notes = build_space(model, profiles, engine=q.engine, concurrency=q.concurrency, **shape)
+    space, space_notes = build_space(
+        model, profiles, engine=q.engine, concurrency=q.concurrency, tp_pins=tp_pins, pp_pins=pp_pins, **shape
+    )
+    found = fingerprint(q, model, profiles=profiles, **shape)
+    # A pinned search is another study; an unpinned one keeps the name it always had.
+    found |= {k: v for k, v in (("tp_pins", tp_pins), ("pp_pins", pp_pins)) if v}
     return Prepared(
         model,
         profiles,
         q,
         space,
         evaluator(model, profiles, budgets, q, measured),
-        fingerprint(q, model, profiles=profiles, **shape),
+        found,
         notes + space_notes,
     )

@@ -5,7 +5,8 @@ measured ÷ predicted percentiles over held-apart points, i.e. how the error var
 configuration to the next). So:
 
 - the top is the configuration with the most tokens/USD (then tokens/s, then lower TPOT);
-- every feasible configuration whose tokens/USD lies inside the top's interval is tied with it, and a
+- each instance layout competes at its best replica count and max_num_seqs (by tokens/USD);
+- every such layout whose tokens/USD lies inside the top's interval is tied with it, and a
   tie is broken by latency — lower TTFT, then lower TPOT — then by fewer GPUs (then the order above,
   then the configuration's key, so the choice is deterministic);
 - the decision names the best runner-up of another GPU type, TP, PP or dtype (more replicas or another
@@ -33,13 +34,17 @@ def rank_key(r: ScoredConfig) -> tuple[float, float, float]:
 
 
 def instance_key(r: ScoredConfig) -> tuple:
-    """What makes a runner-up a distinct plan: another GPU type, TP, PP or dtype (more replicas of the
-    same instance, or another max_num_seqs, is the same plan scaled or loaded differently)."""
-    return (r.profile, r.tp, r.pp, r.dtype, r.kv_cache_dtype)
+    """What makes a runner-up a distinct plan: another GPU type, TP, PP, expert/attention layout, dtype
+    or prefill side (more replicas of the same instance, or another max_num_seqs, is the same plan
+    scaled or loaded differently)."""
+    p = r.disaggregated.prefill if r.disaggregated else None
+    side = (p.tp, p.pp, p.ep, p.dp_attention) if p else ()
+    return (r.profile, r.tp, r.pp, r.ep, r.dp_attention, r.dtype, r.kv_cache_dtype, r.kind, *side)
 
 
 def _key(r: ScoredConfig) -> tuple:
-    return (*instance_key(r), r.replicas, r.max_num_seqs)
+    p = r.disaggregated.prefill if r.disaggregated else None
+    return (*instance_key(r), r.replicas, r.max_num_seqs, p.replicas if p else 0)
 
 
 def within(a: ScoredConfig, b: ScoredConfig) -> bool:
@@ -67,9 +72,26 @@ def _winner(pool: Sequence[ScoredConfig]) -> ScoredConfig:
     return min((r for r in pool if within(top, r)), key=tie_key)
 
 
+def instance_bests(results: Iterable[ScoredConfig]) -> list[ScoredConfig]:
+    """Each instance layout at its best count and max_num_seqs by tokens/USD: the uncertainty is
+    between layouts (how well the model transfers to them), so within one layout the integers the
+    solver chose stand, and a tie never trades a layout's best batch for a smaller one."""
+    best: dict[tuple, ScoredConfig] = {}
+
+    def order(r: ScoredConfig) -> tuple:  # an exact tie in tokens/USD (replicas without a client load
+        return (-r.output_tokens_per_usd, *tie_key(r))  # scale it alike) goes to latency, fewer GPUs
+
+    for r in distinct(results):
+        k = instance_key(r)
+        if k not in best or order(r) < order(best[k]):
+            best[k] = r
+    return list(best.values())
+
+
 def choose(feasible: Sequence[ScoredConfig]) -> tuple[ScoredConfig, Decision]:
-    """The winner among feasible results, and how it was decided."""
-    pool = distinct(feasible)
+    """The winner among feasible results, and how it was decided: the best of each instance layout,
+    then ties between layouts broken by latency, then fewer GPUs."""
+    pool = instance_bests(feasible)
     winner = _winner(pool)
     return winner, decide(winner, pool)
 

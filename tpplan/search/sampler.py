@@ -46,6 +46,7 @@ class DistinctSampler(BaseSampler):
     def __init__(self, inner: BaseSampler, space: Space, seed: int) -> None:
         self._inner, self._space = inner, space
         self.exhausted = False  # every configuration is taken: proposals pass through as repeats
+        self.in_order = False  # take free setups in order, without the inner sampler (set by study.run)
         self._rng = np.random.RandomState(seed)
         self._dists: dict[str, BaseDistribution] = {"profile": CategoricalDistribution(space.profiles)}
         self._dists.update(
@@ -78,16 +79,21 @@ class DistinctSampler(BaseSampler):
     def sample_relative(
         self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
     ) -> dict[str, Any]:
-        proposal = self._inner.sample_relative(study, trial, search_space)
-        if not self._params or "fixed_params" in trial.system_attrs:  # a re-queued trial keeps its params
+        if "fixed_params" in trial.system_attrs:  # a re-queued trial keeps its params
+            return {}
+        # When the trials cover the space, the inner sampler's model only sets the order: skip it and
+        # take the first free setup (the proposal {} below).
+        proposal = {} if self.in_order else self._inner.sample_relative(study, trial, search_space)
+        if not self._params:
             return proposal
         shunned: set[str] = set()
         for _ in range(CLAIM_ATTEMPTS):
             taken = self._taken(study, trial.number) | shunned
             chosen = self._choose(proposal, taken)
-            if chosen is None:  # every configuration is taken: let the proposal repeat one
+            if chosen is None:  # every setup is taken: the proposal repeats one (the nearest real one)
                 self.exhausted = True
-                return proposal
+                nearest = self._choose(proposal, set())
+                return nearest[0] if nearest else proposal
             params, key = chosen
             # Claim it where other workers look, then look again: of two workers that claimed the same
             # configuration, the later writer sees the earlier claim and chooses again.
@@ -112,6 +118,8 @@ class DistinctSampler(BaseSampler):
             d = self._distance(self._coord(proposal))
             d[~free] = np.inf
             choices = np.flatnonzero(d == d.min())
+        elif self.in_order:
+            choices = np.flatnonzero(free)[:1]
         else:
             choices = np.flatnonzero(free)
         row = int(self._rng.choice(choices))

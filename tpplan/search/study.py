@@ -21,14 +21,13 @@ import math
 import os
 import random
 import signal
-import socket
 import sqlite3
 import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +40,8 @@ from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from ..errors import ConfigError, TpplanError
 from ..io import make_dir
 from ..records import ScoredConfig
-from .objective import CONSTRAINTS, Evaluate, Question, better, objective_values, score
+from .batch import solve
+from .objective import CONSTRAINTS, Evaluate, Question, better, objective_values
 from .sampler import DistinctSampler
 from .space import Space
 from .stale import fail_dead_trials
@@ -160,21 +160,24 @@ def open_study(storage: RDBStorage, name: str, question: dict, pareto: bool) -> 
 
 @dataclass
 class Collected:
-    results: list[ScoredConfig]  # one per distinct configuration, from its first trial
+    results: list[ScoredConfig]  # one per distinct setup (at its best max_num_seqs), from its first trial
     trials: int  # finished trials
-    repeats: int  # trials that drew an already evaluated configuration
+    repeats: int  # trials that drew an already evaluated setup
+    probes: list[ScoredConfig] = field(default_factory=list)  # other max_num_seqs passed on the way (Pareto)
 
 
 def collect(study: optuna.Study) -> Collected:
-    """Every finished trial's configuration; repeats (and, rarely, two workers that evaluated the same
-    configuration at the same moment) count once, under the lowest trial number."""
+    """Every finished trial's setup; repeats (and, rarely, two workers that evaluated the same setup at
+    the same moment) count once, under the lowest trial number."""
     first: dict[str, ScoredConfig] = {}
+    probes: list[ScoredConfig] = []
     finished = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     for t in sorted(finished, key=lambda t: t.number):
         key, result = t.user_attrs.get("config"), t.user_attrs.get("result")
         if key and result and key not in first:
             first[key] = ScoredConfig.model_validate(result)
-    return Collected(list(first.values()), len(finished), len(finished) - len(first))
+            probes += [ScoredConfig.model_validate(p) for p in t.user_attrs.get("probes", [])]
+    return Collected(list(first.values()), len(finished), len(finished) - len(first), probes)
 
 
 def run(
@@ -191,7 +194,6 @@ def run(
     """Add trials to the study until it holds `trials` of them (shared with other workers), or a callback
     stops it. A joining worker samples with a seed of its own: the creator's seed would draw the
     creator's points."""
-    worker = f"{socket.gethostname()}:{os.getpid()}"
     violations: dict[str, list[float]] = {}  # configuration -> constraint values, for constraints_func
     evaluated: dict[str, tuple[int, ScoredConfig]] = {}  # configuration -> (trial, result) in the study
 
@@ -208,27 +210,34 @@ def run(
         return violations[key]
 
     def objective(trial: optuna.Trial) -> tuple[float, ...] | float:
-        config, outside = space.suggest(trial)
-        trial.set_user_attr("worker", worker)
-        if config is None:  # only a sampler without DistinctSampler's guard draws these
+        setup, outside = space.suggest(trial)
+        attrs: dict[str, Any] = {}  # the worker is a system attr already (stale.mark_worker)
+        if setup is None:  # only a sampler without DistinctSampler's guard draws these
             trial.set_user_attr("reasons", [outside])
             return (0.0, math.inf, math.inf) if question.pareto else 0.0
-        trial.set_user_attr("config", config.key)
-        if config.key not in evaluated and sampler.exhausted:  # another worker may have evaluated it
+        attrs["config"] = setup.key
+        if setup.key not in evaluated and sampler.exhausted:  # another worker may have evaluated it
             remember_study()
-        if config.key in evaluated:  # every configuration taken: DistinctSampler lets repeats through
-            number, scored = evaluated[config.key]
-            trial.set_user_attr("repeat_of", number)
-        else:
-            scored = score(config, evaluate(config), question, trial.number)
-            trial.set_user_attr("result", scored.model_dump(mode="json"))
-            evaluated[config.key] = (trial.number, scored)
-        violations[config.key] = [scored.violations.get(name, 0.0) for name in CONSTRAINTS]
+        if setup.key in evaluated:  # every setup taken: DistinctSampler lets repeats through
+            number, scored = evaluated[setup.key]
+            attrs["repeat_of"] = number
+        else:  # the setup at its best max_num_seqs, solved exactly (batch.py)
+            solved = solve(space, setup, evaluate, question, trial.number)
+            scored = solved.best
+            attrs["result"] = scored.model_dump(mode="json")
+            attrs["max_num_seqs_range"] = [1, solved.upper]
+            if question.pareto:  # the values passed on the way are points of the front too
+                attrs["probes"] = [p.model_dump(mode="json") for p in solved.probes if p is not scored]
+            evaluated[setup.key] = (trial.number, scored)
+        for name, value in attrs.items():
+            trial.set_user_attr(name, value)
+        violations[setup.key] = [scored.violations.get(name, 0.0) for name in CONSTRAINTS]
         values = objective_values(scored, question.pareto)
         return values if question.pareto else values[0]
 
     worker_seed = (seed + (os.getpid() if joined else 0)) % 2**32  # numpy's seed range
     sampler = _sampler(space, question.pareto, worker_seed, trials, constraints)
+    sampler.in_order = trials >= space.size  # the trials cover the space: the order does not matter
     study.sampler = sampler
     remember_study()  # a resumed study: its evaluations are not repeated
     fail_dead_trials(study, GRACE_S)  # a killed worker's RUNNING trial must not use up the budget

@@ -5,6 +5,8 @@
   on Ampere and later).
 - Weights: `quantization_config.quant_method` when present (vLLM's ModelConfig._verify_quantization
   reads this field to pick its quantization), else the activation dtype.
+- KV cache: a ModelOpt checkpoint may declare an FP8 cache (kv_cache_quant_algo), which vLLM keeps
+  under --kv-cache-dtype auto; other methods leave auto at the activation dtype.
 
 tpplan sizes weights by one byte width per parameter (ModelSpec.dtype). FP8 checkpoints map onto
 that; 4-bit and mixed schemes (awq, gptq, mxfp4, compressed-tensors, ...) pack weights with group
@@ -64,10 +66,48 @@ def hf_dtypes(raw: dict, cfg: dict, file: str, where: str, notes: list[str]) -> 
     if method in FP8_METHODS:
         notes.append(FP8_NOTE.format(method=method, act=activation))
         return {**out, "dtype": "fp8"}
+    if isinstance(method, str) and method.startswith("modelopt"):
+        return {**out, **_modelopt(quant, file, activation, notes)}
     raise ConfigError(
         f"{show_value(method)} is not a quantization tpplan can size (its weights are not one byte width "
         "per parameter, so planning them as bf16 or fp8 would be wrong)",
         file=file,
         field="quantization_config.quant_method",
-        expected=f"{' or '.join(FP8_METHODS)} (FP8 weights), or no quantization_config (weights in torch_dtype)",
+        expected=f"{' or '.join(FP8_METHODS)} or modelopt with quant_algo FP8 (FP8 weights), or no "
+        "quantization_config (weights in torch_dtype)",
     )
+
+
+def _modelopt(quant: dict, file: str, activation: str, notes: list[str]) -> dict[str, str]:
+    """A ModelOpt checkpoint (NVIDIA's): FP8 weights when quant_algo is FP8, and the KV cache it
+    declares — vLLM reads kv_cache_scheme or kv_cache_quant_algo from quantization_config or its
+    `quantization` block (vllm/utils/torch_utils.py get_kv_cache_quant_algo_string) and keeps an
+    `auto` cache in FP8 when it says FP8 (or {type: float, num_bits: 8, dynamic: false})."""
+    inner = quant.get("quantization") if isinstance(quant.get("quantization"), dict) else quant
+    algo = inner.get("quant_algo", quant.get("quant_algo"))
+    if not isinstance(algo, str) or algo.upper() != "FP8":
+        raise ConfigError(
+            f"{show_value(algo)} is not a ModelOpt quantization tpplan can size (its weights are not one "
+            "byte per parameter)",
+            file=file,
+            field="quantization_config.quant_algo",
+            expected="FP8 (NVFP4 and mixed-precision ModelOpt checkpoints are not planned)",
+        )
+    notes.append(FP8_NOTE.format(method="modelopt (quant_algo FP8)", act=activation))
+    kv = next(
+        (
+            c.get(k)
+            for k in ("kv_cache_scheme", "kv_cache_quant_algo")
+            for c in (inner, quant)
+            if c.get(k) is not None
+        ),
+        None,
+    )
+    if isinstance(kv, dict):
+        kv = "fp8" if (kv.get("type"), kv.get("num_bits"), kv.get("dynamic")) == ("float", 8, False) else None
+    if isinstance(kv, str) and kv.lower() == "fp8":
+        notes.append(
+            "the checkpoint declares an FP8 KV cache: --kv-cache-dtype auto keeps it in fp8 (as vLLM)"
+        )
+        return {"dtype": "fp8", "checkpoint_kv_dtype": "fp8"}
+    return {"dtype": "fp8"}

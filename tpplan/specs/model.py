@@ -30,13 +30,22 @@ def compute_dtype(weight_dtype: str, activation_dtype: str = "bf16") -> str:
     return activation_dtype if weight_dtype == "fp8" else weight_dtype
 
 
-def resolve_kv_dtype(kv_cache_dtype: str, weight_dtype: str, activation_dtype: str = "bf16") -> str:
+def resolve_kv_dtype(
+    kv_cache_dtype: str, weight_dtype: str, activation_dtype: str = "bf16", checkpoint_kv: str | None = None
+) -> str:
     """The KV-cache dtype a `--kv-cache-dtype` choice means. `auto` is the model's compute dtype, not
     the weights' (reference engines/README.md §4.5, "auto means the model dtype"; vLLM's
     kv_cache_dtype_str_to_dtype returns model_config.dtype for auto, and SGLang's ModelRunner sets
     kv_cache_dtype = self.dtype unless the checkpoint itself declares an FP8 KV cache), so an FP8
-    checkpoint keeps a bf16 cache unless fp8 is asked for."""
-    return compute_dtype(weight_dtype, activation_dtype) if kv_cache_dtype == "auto" else kv_cache_dtype
+    checkpoint keeps a bf16 cache unless fp8 is asked for — or unless the checkpoint declares its
+    cache (`checkpoint_kv`, ModelSpec.checkpoint_kv_dtype: a ModelOpt FP8 checkpoint's
+    kv_cache_quant_algo), which vLLM's resolve_kv_cache_dtype_string (vllm/utils/torch_utils.py)
+    takes for auto. It applies to the checkpoint's own FP8 weights only."""
+    if kv_cache_dtype != "auto":
+        return kv_cache_dtype
+    if checkpoint_kv and weight_dtype == "fp8":
+        return checkpoint_kv
+    return compute_dtype(weight_dtype, activation_dtype)
 
 
 class MoESpec(Frozen):
@@ -113,6 +122,11 @@ class ModelSpec(Frozen):
         "bf16",
         description="dtype fp8 weights compute in and an `auto` KV cache is kept in: the checkpoint's "
         "torch_dtype (vLLM --dtype auto); fp16 by default for fp16 weights. Other weights compute in their own dtype",
+    )
+    checkpoint_kv_dtype: Literal["fp8"] | None = Field(
+        None,
+        description="KV-cache dtype the checkpoint declares (ModelOpt kv_cache_quant_algo FP8): what vLLM "
+        "and SGLang keep the cache in under --kv-cache-dtype auto when serving its FP8 weights",
     )
     linear_bias: Literal["none", "qkv", "all"] | None = Field(
         None,

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from .base import Frozen
-from .model import resolve_kv_dtype
+from .model import ModelSpec, resolve_kv_dtype
 
 Tokens = Annotated[int, Field(ge=1, le=100_000_000)]
 Millis = Annotated[float, Field(gt=0, le=3_600_000)]
@@ -34,6 +34,13 @@ class Workload(Frozen):
         """The resolved KV dtype. A Workload does not know the checkpoint, so fp8 weights under auto
         get bf16; callers that know an fp16 checkpoint pass its KV dtype explicitly."""
         return resolve_kv_dtype(self.kv_cache_dtype, self.dtype)
+
+    def kv_dtype_of(self, model: ModelSpec) -> str:
+        """The KV dtype serving `model` with this workload's weights: `auto` as the engines resolve it
+        for that checkpoint (its activation dtype, or the FP8 cache it declares)."""
+        return resolve_kv_dtype(
+            self.kv_cache_dtype, self.dtype, model.activation_dtype, model.checkpoint_kv_dtype
+        )
 
     @property
     def sequence_tokens(self) -> int:

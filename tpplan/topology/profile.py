@@ -344,5 +344,5 @@ def user_price(value: float, date: str) -> Sourced:
     return Sourced(
         value=value,
         basis="given",
-        source=f"given by the user (--price-usd-per-gpu-hour {value:g}) on {date}",
+        source=f"given on the command line (--price-usd-per-gpu-hour {value:g}) on {date}",
     )
