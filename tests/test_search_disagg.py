@@ -134,3 +134,19 @@ def test_a_cpu_profile_gets_no_disaggregated_deployments():
     agg = sorted((r for r in solved_setups(prep) if r.feasible), key=search_stage.rank_key)
     assert split.join(agg[0], agg, agg, search_stage.rank_key, notes)[0] is agg[0]
     assert "GPU profiles only" in notes[0]
+
+
+def test_no_disaggregated_plans_aggregated_serving_only(capsys, tmp_path):
+    """The question test_the_plan_is_written_disaggregated_and_emits hands to disaggregation, asked
+    aggregated-only: the winner is aggregated and the notes say why none was weighed."""
+    from tpplan.cli import main
+
+    argv = ["search", "llama-3.1-70b", "--profile", "dgx-h100", "--gpus", "16", "--isl", "4096"]
+    argv += ["--osl", "256", "--slo-tpot-ms", "30", "--slo-ttft-ms", "none", "--max-model-len", "8192"]
+    argv += ["--trials", "20", "--no-disaggregated", "--json", "--out", str(tmp_path)]
+    with pytest.raises(SystemExit) as done:
+        main(argv)
+    data = __import__("json").loads(capsys.readouterr().out)
+    assert done.value.code == 0 and data["best"]["kind"] == "aggregated"
+    assert all(r["kind"] == "aggregated" for r in data["top"])
+    assert any("not asked for" in n for n in data["notes"])

@@ -32,6 +32,7 @@ def prepare(
     engine: str = "vllm",
     calibration: list[str] | None = None,
     pareto: bool = False,
+    disaggregated: bool = True,
     dtypes: list[str] | None = None,
     kv_cache_dtypes: list[str] | None = None,
     max_model_len: int | None = None,
@@ -52,6 +53,7 @@ def prepare(
             "engine": engine,
             "calibration": list(calibration or []),
             "pareto": pareto,
+            "disaggregated": disaggregated,
             "dtypes": dtypes,
             "kv_cache_dtypes": kv_cache_dtypes,
             "max_model_len": max_model_len,
@@ -89,6 +91,7 @@ def prepare(
         req.slo_tpot_ms,
         context,
         req.pareto,
+        req.disaggregated,
     )
     return search_stage.pose(
         q,
@@ -108,7 +111,8 @@ def search(
     model_ref: str, profile_refs: list[str], *, input_tokens: int, output_tokens: int, **options
 ) -> tuple[SearchResult, Plan]:
     """Run (or join, or resume) the study for this question and write the winner's plan. `options`: the
-    question's (prepare: gpus, concurrency, SLOs, engine, calibration, pareto, dtypes, max_model_len)
+    question's (prepare: gpus, concurrency, SLOs, engine, calibration, pareto, disaggregated, dtypes,
+    max_model_len)
     and the run's (search.run: trials, seed, storage, study, out, model_path, progress; hf_id and
     served_model: the repo id the plan serves and the name its clients use)."""
     run = {k: options.pop(k) for k in RUN_OPTIONS if k in options}

@@ -106,6 +106,13 @@ def _ttft_limit(text: str | None) -> float | None:
 )
 @click.option("--pareto", is_flag=True, help="NSGA-II over tokens/USD, TPOT and TTFT; show the Pareto front.")
 @click.option(
+    "--disaggregated/--no-disaggregated",
+    default=True,
+    show_default=True,
+    help="Also weigh disaggregated prefill/decode (x prefill + y decode instances, KV sent over the fabric; "
+    "vLLM and SGLang on GPU profiles); --no-disaggregated plans aggregated serving only.",
+)
+@click.option(
     "--dtype",
     "dtype_text",
     metavar="LIST",
@@ -155,6 +162,7 @@ def search(
     study_name: str | None,
     calibration: tuple[str, ...],
     pareto: bool,
+    disaggregated: bool,
     dtype_text: str | None,
     kv_text: str | None,
     max_model_len: int | None,
@@ -171,7 +179,10 @@ def search(
     that fits and meets the SLOs, and write the plan. An Optuna study (seeded TPE; NSGA-II with
     --pareto) samples setups (GPU type, TP, PP, replicas, dtypes); each trial solves its setup's best
     integer max_num_seqs, 1 to what the KV cache holds, exactly (regula falsi on the SLO; tokens/USD
-    and TPOT rise with it). When --trials covers the space every setup is evaluated.
+    and TPOT rise with it). When --trials covers the space every setup is evaluated. Disaggregated
+    prefill/decode deployments are weighed beside them (--no-disaggregated: aggregated only). TTFT is
+    limited to 2000 ms unless --slo-ttft-ms says otherwise (none lifts it); ties within the estimates'
+    uncertainty go to lower latency, then fewer GPUs.
 
     Infeasible trials stay in the study with their reasons. Several `tpplan search` processes given the
     same --storage and --study share the work. Progress goes to stderr.
@@ -182,6 +193,7 @@ def search(
       tpplan search llama-3.1-70b --profile dgx-h100 --profile dgx-a100-80g --profile hgx-b200 --gpus 32 \\
           --isl 2048 --osl 256 --concurrency 512 --slo-tpot-ms 50 --dtype bf16,fp8 --pareto
       tpplan search qwen3-32b --profile dgx-h100 --isl 1024 --osl 512 --calibration serving.csv --json
+      tpplan search llama-3.1-8b --profile dgx-h100 --isl 1024 --osl 128 --engine vllm,sglang --no-disaggregated
       tpplan search llama-3.1-70b --profile dgx-h100 --profile hgx-b200 --isl 2048 --osl 256 --tp 8 --pp 1 \\
           --price-usd-per-gpu-hour dgx-h100=2.10 --price-usd-per-gpu-hour hgx-b200=3.90
       tpplan search llama-3.1-70b --profile dgx-h100 --isl 2048 --osl 256 --storage sqlite:///shared.db --study s1 &
@@ -203,6 +215,7 @@ def search(
         "study": study_name,
         "calibration": list(calibration),
         "pareto": pareto,
+        "disaggregated": disaggregated,
         "out": out,
         "dtypes": dtype_text,  # 'bf16,fp8': the request record splits and checks the list
         "kv_cache_dtypes": kv_text,

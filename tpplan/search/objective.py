@@ -41,6 +41,7 @@ class Question:
     slo_tpot_ms: float | None
     max_model_len: int
     pareto: bool
+    disaggregated: bool = True  # also weigh disaggregated prefill/decode deployments (search/split.py)
 
     @property
     def sequence_tokens(self) -> int:

