@@ -157,6 +157,10 @@ def fit_profile(name: str, shared: Path = SHARED):
             _, profile = api.calibrate([SERVING_FIT[name]], profile)
         finally:
             os.chdir(here)
+        # The held-apart spread calibrate keeps is shipped once, for every profile, in
+        # tpplan/data/estimate_spread.yaml (scripts/derive_spread.py, the same split): not here too.
+        eff = profile.efficiency.model_copy(update={"serving_spread": ()})
+        profile = profile.model_copy(update={"efficiency": eff})
     return profile
 
 

@@ -164,7 +164,9 @@ def test_an_slo_nothing_meets_says_so_and_names_the_closest(capsys, tmp_path):
     lines = [line for line in err.strip().splitlines() if not line.startswith("search: trial")]
     assert code == 2 and len(lines) == 1
     assert (
-        "none of the 10 setups, at any max_num_seqs, meets the SLOs (TPOT <= 1 ms)" in lines[0]
+        "none of the 10 setups, at any max_num_seqs, meets the SLOs (TTFT <= 2000 ms (the default; "
+        "--slo-ttft-ms none lifts it), TPOT <= 1 ms)"
+        in lines[0]
         and "closest:" in lines[0]
     )
     assert "TPOT" in lines[0].split("closest:")[1]

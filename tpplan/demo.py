@@ -157,6 +157,8 @@ def step_search(out: Path, echo: Echo) -> None:
         f"  winner: TP={b.tp} PP={b.pp} x{b.replicas}, max_num_seqs {b.max_num_seqs}: {b.output_tokens_per_usd:,.0f} "
         f"tokens/USD, TPOT {b.tpot_ms:.1f} ms, TTFT {b.ttft_ms:,.0f} ms ({b.basis} numbers)"
     )
+    if result.decision:
+        echo(f"  {result.decision.text}")
     for n in result.neighbours:
         echo(f"    {n.lost_on}")
     echo(f"  -> {result.plan} (study {result.study} in {result.storage}; optuna-dashboard opens it)")

@@ -11,6 +11,7 @@ from ..prices import parse_prices, priced
 from ..records import Plan, SearchResult
 from ..records.requests import SearchQuestion, SearchRun, ServedAs
 from ..search import Question
+from ..search.rank import DEFAULT_SLO_TTFT_MS
 from ..specs import HardwareProfile
 from .refs import check_budget, check_context, load_model, load_profile
 
@@ -26,11 +27,12 @@ def prepare(
     output_tokens: int,
     gpus: int | None = None,
     concurrency: int | None = None,
-    slo_ttft_ms: float | None = None,
+    slo_ttft_ms: float | None = DEFAULT_SLO_TTFT_MS,
     slo_tpot_ms: float | None = None,
     engine: str = "vllm",
     calibration: list[str] | None = None,
     pareto: bool = False,
+    disaggregated: bool = True,
     dtypes: list[str] | None = None,
     kv_cache_dtypes: list[str] | None = None,
     max_model_len: int | None = None,
@@ -51,6 +53,7 @@ def prepare(
             "engine": engine,
             "calibration": list(calibration or []),
             "pareto": pareto,
+            "disaggregated": disaggregated,
             "dtypes": dtypes,
             "kv_cache_dtypes": kv_cache_dtypes,
             "max_model_len": max_model_len,
@@ -88,6 +91,7 @@ def prepare(
         req.slo_tpot_ms,
         context,
         req.pareto,
+        req.disaggregated,
     )
     return search_stage.pose(
         q,
@@ -107,7 +111,8 @@ def search(
     model_ref: str, profile_refs: list[str], *, input_tokens: int, output_tokens: int, **options
 ) -> tuple[SearchResult, Plan]:
     """Run (or join, or resume) the study for this question and write the winner's plan. `options`: the
-    question's (prepare: gpus, concurrency, SLOs, engine, calibration, pareto, dtypes, max_model_len)
+    question's (prepare: gpus, concurrency, SLOs, engine, calibration, pareto, disaggregated, dtypes,
+    max_model_len)
     and the run's (search.run: trials, seed, storage, study, out, model_path, progress; hf_id and
     served_model: the repo id the plan serves and the name its clients use)."""
     run = {k: options.pop(k) for k in RUN_OPTIONS if k in options}

@@ -244,8 +244,16 @@ def serve(
         click.echo(f"memory: {est.provenance['kv_cache_tokens']}")
         return
     rows = [
-        ("TTFT", f"{est.ttft_ms:,.1f} ms", "mean time to first token"),
-        ("TPOT", f"{est.tpot_ms:.2f} ms", "mean time per output token"),
+        (
+            "TTFT",
+            f"{est.ttft_ms:,.1f} ms",
+            f"mean time to first token; {est.ttft_ms_low:,.0f}-{est.ttft_ms_high:,.0f} ms",
+        ),
+        (
+            "TPOT",
+            f"{est.tpot_ms:.2f} ms",
+            f"mean time per output token; {est.tpot_ms_low:.2f}-{est.tpot_ms_high:.2f} ms",
+        ),
         (
             "output tokens/s",
             f"{est.output_tokens_per_s:,.0f}",
@@ -253,7 +261,11 @@ def serve(
         ),
         ("requests/s", f"{est.requests_per_s:.3f}", f"{est.requests_per_s_per_instance:.3f} per instance"),
         ("USD/hour", f"{est.usd_per_hour:.2f}", f"{est.gpus} GPUs"),
-        ("output tokens/USD", f"{est.output_tokens_per_usd:,.0f}", ""),
+        (
+            "output tokens/USD",
+            f"{est.output_tokens_per_usd:,.0f}",
+            f"{est.output_tokens_per_usd_low:,.0f}-{est.output_tokens_per_usd_high:,.0f}",
+        ),
         (
             "KV cache",
             f"{est.kv_cache_tokens:,} tokens",
@@ -267,6 +279,7 @@ def serve(
         ),
     ]
     click.echo(table(rows, ["", "value", "note"], align="lrl"))
+    click.echo(f"ranges: {est.provenance['uncertainty'].value}")
     click.echo(f"note: {est.ttft_note}")
     b = est.breakdown
     parts = [
@@ -378,6 +391,8 @@ def calibrate(
             "says nothing about accuracy; measure more points (sizes, TP degrees) for an error that does"
         )
     for f in cal.sources:
+        for sp in f.spread:  # what every estimate's interval on this profile and engine now uses
+            click.echo(f"  {sp.engine} estimates' 80% interval: {sp.describe()}")
         for s in f.skipped[:5]:
             click.echo(f"  skipped in {f.source}: {s}")
         if len(f.skipped) > 5:

@@ -16,6 +16,7 @@ FLAGS: dict[str, str] = {
     "engine": "--engine",
     "calibration": "--calibration",
     "pareto": "--pareto",
+    "disaggregated": "--disaggregated/--no-disaggregated",
     "dtypes": "--dtype",
     "dtype": "--dtype",
     "kv_cache_dtypes": "--kv-cache-dtype",

@@ -4,16 +4,43 @@ from __future__ import annotations
 
 import click
 
-from .common import (
-    KV_AUTO_HELP,
-    SEED_RANGE,
-    echo_json,
-    engine_option,
-    json_option,
-    price_option,
-    profile_option,
-    table,
-)
+from ..records.requests import comma_list
+from .common import KV_AUTO_HELP, SEED_RANGE, echo_json, json_option, price_option, profile_option, table
+
+ENGINES = ("vllm", "sglang", "megatron")
+
+
+def _choice_list(flag: str, text: str | None, allowed: tuple[str, ...]) -> list[str] | None:
+    from ..errors import ConfigError
+
+    if text is None:
+        return None
+    items = comma_list(text)
+    bad = [t for t in items if t not in allowed]
+    if bad or not items:
+        raise ConfigError(
+            f"{text!r} is not a list of {flag.lstrip('-').replace('-', ' ')}s",
+            field=flag,
+            expected=", ".join(allowed) + " separated by commas",
+        )
+    return list(dict.fromkeys(items))
+
+
+def _ttft_limit(text: str | None) -> float | None:
+    """--slo-ttft-ms: a number of ms, `none` (no limit), or absent (the search's default limit)."""
+    from ..errors import ConfigError
+    from ..search.rank import DEFAULT_SLO_TTFT_MS
+
+    if text is None:
+        return DEFAULT_SLO_TTFT_MS
+    if text.strip().lower() == "none":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise ConfigError(
+            f"{text!r} is not a number", field="--slo-ttft-ms", expected="milliseconds > 0, or none"
+        ) from None
 
 
 @click.command()
@@ -32,9 +59,22 @@ from .common import (
     help="Client requests in flight across the deployment (closed loop). "
     "Without it each replica runs full at the max_num_seqs the search picks, and replicas fill the budget.",
 )
-@click.option("--slo-ttft-ms", type=float, help="Limit on mean time to first token.")
+@click.option(
+    "--slo-ttft-ms",
+    "ttft_text",
+    metavar="MS|none",
+    help="Limit on mean time to first token [default: 2000, what AIConfigurator filters at; `none` lifts it].",
+)
 @click.option("--slo-tpot-ms", type=float, help="Limit on mean time per output token.")
-@engine_option()
+@click.option(
+    "--engine",
+    "engine_text",
+    metavar="ENGINE[,ENGINE]",
+    default="vllm",
+    show_default=True,
+    help="Engine whose rules and costs apply: vllm, sglang or megatron; several (vllm,sglang) search each "
+    "in its own study under --out/ENGINE and compare their winners.",
+)
 @click.option(
     "--trials",
     type=int,
@@ -65,6 +105,13 @@ from .common import (
     "output or a serving CSV (measured TTFT/TPOT replace estimates where they match). Repeatable.",
 )
 @click.option("--pareto", is_flag=True, help="NSGA-II over tokens/USD, TPOT and TTFT; show the Pareto front.")
+@click.option(
+    "--disaggregated/--no-disaggregated",
+    default=True,
+    show_default=True,
+    help="Also weigh disaggregated prefill/decode (x prefill + y decode instances, KV sent over the fabric; "
+    "vLLM and SGLang on GPU profiles); --no-disaggregated plans aggregated serving only.",
+)
 @click.option(
     "--dtype",
     "dtype_text",
@@ -106,15 +153,16 @@ def search(
     isl: int,
     osl: int,
     concurrency: int | None,
-    slo_ttft_ms: float | None,
+    ttft_text: str | None,
     slo_tpot_ms: float | None,
-    engine: str,
+    engine_text: str,
     trials: int | None,
     seed: int,
     storage: str | None,
     study_name: str | None,
     calibration: tuple[str, ...],
     pareto: bool,
+    disaggregated: bool,
     dtype_text: str | None,
     kv_text: str | None,
     max_model_len: int | None,
@@ -131,7 +179,10 @@ def search(
     that fits and meets the SLOs, and write the plan. An Optuna study (seeded TPE; NSGA-II with
     --pareto) samples setups (GPU type, TP, PP, replicas, dtypes); each trial solves its setup's best
     integer max_num_seqs, 1 to what the KV cache holds, exactly (regula falsi on the SLO; tokens/USD
-    and TPOT rise with it). When --trials covers the space every setup is evaluated.
+    and TPOT rise with it). When --trials covers the space every setup is evaluated. Disaggregated
+    prefill/decode deployments are weighed beside them (--no-disaggregated: aggregated only). TTFT is
+    limited to 2000 ms unless --slo-ttft-ms says otherwise (none lifts it); ties within the estimates'
+    uncertainty go to lower latency, then fewer GPUs.
 
     Infeasible trials stay in the study with their reasons. Several `tpplan search` processes given the
     same --storage and --study share the work. Progress goes to stderr.
@@ -142,6 +193,7 @@ def search(
       tpplan search llama-3.1-70b --profile dgx-h100 --profile dgx-a100-80g --profile hgx-b200 --gpus 32 \\
           --isl 2048 --osl 256 --concurrency 512 --slo-tpot-ms 50 --dtype bf16,fp8 --pareto
       tpplan search qwen3-32b --profile dgx-h100 --isl 1024 --osl 512 --calibration serving.csv --json
+      tpplan search llama-3.1-8b --profile dgx-h100 --isl 1024 --osl 128 --engine vllm,sglang --no-disaggregated
       tpplan search llama-3.1-70b --profile dgx-h100 --profile hgx-b200 --isl 2048 --osl 256 --tp 8 --pp 1 \\
           --price-usd-per-gpu-hour dgx-h100=2.10 --price-usd-per-gpu-hour hgx-b200=3.90
       tpplan search llama-3.1-70b --profile dgx-h100 --isl 2048 --osl 256 --storage sqlite:///shared.db --study s1 &
@@ -155,15 +207,15 @@ def search(
     options = {
         "gpus": gpus,
         "concurrency": concurrency,
-        "slo_ttft_ms": slo_ttft_ms,
+        "slo_ttft_ms": _ttft_limit(ttft_text),
         "slo_tpot_ms": slo_tpot_ms,
-        "engine": engine,
         "trials": trials,
         "seed": seed,
         "storage": storage,
         "study": study_name,
         "calibration": list(calibration),
         "pareto": pareto,
+        "disaggregated": disaggregated,
         "out": out,
         "dtypes": dtype_text,  # 'bf16,fp8': the request record splits and checks the list
         "kv_cache_dtypes": kv_text,
@@ -176,22 +228,73 @@ def search(
         "served_model": served_model,
         "progress": lambda line: click.echo(line, err=True),
     }
+    from ..errors import ConfigError, TpplanError
+
+    engines = _choice_list("--engine", engine_text, ENGINES) or ["vllm"]
+    runs, failed = {}, {}
     try:
-        result, plan = api.search(model, list(profile), input_tokens=isl, output_tokens=osl, **options)
+        for e in engines:  # several engines: a study and a plan each, under --out/ENGINE
+            where = {} if len(engines) == 1 else _engine_out(out, study_name, e)
+            try:
+                runs[e] = api.search(
+                    model,
+                    list(profile),
+                    input_tokens=isl,
+                    output_tokens=osl,
+                    **{**options, "engine": e, **where},
+                )
+            except TpplanError as err:  # one engine with no plan does not hide the others'
+                if len(engines) == 1 or isinstance(err, ConfigError):
+                    raise
+                failed[e] = err
+        if not runs:
+            raise next(iter(failed.values()))
     except KeyboardInterrupt:
         click.echo(
             "interrupted: finished trials are kept in the study; run the same command to continue", err=True
         )
         raise SystemExit(130) from None
+    from ..search.rank import pick
+
+    best = pick({e: r.best for e, (r, _) in runs.items()})
     if as_json:
-        data = result.model_dump(mode="json")
-        data["best"]["why"] = [n.lost_on for n in result.neighbours]  # what each neighbour lost on
-        echo_json(data)
+        datas = {e: _json(r) for e, (r, _) in runs.items()}
+        if len(engines) == 1:
+            echo_json(datas[best])
+        else:
+            echo_json(
+                {"best_engine": best, "engines": datas, "failed": {e: str(x) for e, x in failed.items()}}
+            )
         return
-    _summary(result, plan, pareto)
+    _summary(*runs[best], pareto)
+    if len(runs) > 1:
+        click.echo(
+            f"\nbest per engine (the winner above is {best}'s; each engine's plan is under its own dir):"
+        )
+        rows = [(e, *_row(r.best), r.plan) for e, (r, _) in runs.items()]
+        click.echo(table(rows, ["engine", *HEADERS, "plan"]))
+        for e, err in failed.items():
+            click.echo(f"  {e}: no plan: {err}")
+
+
+def _engine_out(out: str | None, study: str | None, engine: str) -> dict:
+    """One engine's run of a multi-engine search: its own directory (and study name, if one was given)."""
+    from pathlib import Path
+
+    base = Path(out) if out is not None else Path("runs/search")
+    run_dir = base.parent / engine / base.name if base.suffix in (".yaml", ".yml", ".json") else base / engine
+    return {"out": str(run_dir), "study": f"{study}-{engine}" if study else None}
+
+
+def _json(result) -> dict:
+    data = result.model_dump(mode="json")
+    data["best"]["why"] = [n.lost_on for n in result.neighbours]  # what each neighbour lost on
+    return data
 
 
 def _row(r) -> tuple:
+    from ..search.rank import band  # loaded by then: the search ran
+
     moe = (f" EP{r.ep}" if r.ep > 1 else "") + (f" DPA{r.dp_attention}" if r.dp_attention > 1 else "")
     return (
         r.profile,
@@ -203,6 +306,7 @@ def _row(r) -> tuple:
         r.concurrency,
         r.dtype + ("" if r.kv_cache_dtype == r.dtype else f"/{r.kv_cache_dtype}"),
         f"{r.output_tokens_per_usd:,.0f}",
+        band(r),
         f"{r.output_tokens_per_s:,.0f}",
         f"{r.ttft_ms:,.0f}",
         f"{r.tpot_ms:.1f}",
@@ -227,6 +331,7 @@ HEADERS = [
     "clients",
     "dtype",
     "tokens/USD",
+    "80% range",
     "tokens/s",
     "TTFT ms",
     "TPOT ms",
@@ -261,7 +366,14 @@ def _summary(result, plan, pareto: bool) -> None:
         f"  {b.output_tokens_per_usd:,.0f} output tokens/USD, {b.output_tokens_per_s:,.0f} tokens/s, "
         f"TTFT {b.ttft_ms:,.0f} ms, TPOT {b.tpot_ms:.1f} ms"
     )
+    click.echo(
+        f"  80% range: {b.output_tokens_per_usd_low:,.0f}-{b.output_tokens_per_usd_high:,.0f} tokens/USD, "
+        f"TTFT {b.ttft_ms_low:,.0f}-{b.ttft_ms_high:,.0f} ms, TPOT {b.tpot_ms_low:.1f}-{b.tpot_ms_high:.1f} ms "
+        f"({plan.provenance['uncertainty'].basis}: plan.yaml provenance.uncertainty)"
+    )
     click.echo(f"  numbers: {result.basis_line}")
+    if result.decision:
+        click.echo(f"  {result.decision.text}")
     click.echo(
         f"\nwhy it won (its neighbours{'' if b.disaggregated is None else ': of the best aggregated'}):"
     )
@@ -269,6 +381,9 @@ def _summary(result, plan, pareto: bool) -> None:
         click.echo(f"  {n.lost_on}")
     click.echo("\ntop 5:")
     click.echo(table([_row(r) for r in result.top], HEADERS))
+    if result.best_per_profile:
+        click.echo("\nbest per GPU type:")
+        click.echo(table([_row(r) for r in result.best_per_profile], HEADERS))
     if pareto:
         click.echo("\nPareto front (tokens/USD vs TPOT vs TTFT):")
         click.echo(table([_row(r) for r in result.pareto], HEADERS))

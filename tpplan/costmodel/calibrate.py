@@ -26,6 +26,7 @@ from ..specs import (
     AllReduceFit,
     HardwareProfile,
     ModelSpec,
+    ServingSpread,
 )
 from .collectives import curve_time_us
 from .fit import abs_error_stats
@@ -45,6 +46,7 @@ from .profile_fit import (
 )
 from .serving import EngineConfig, Load, steady_state
 from .sources import Parsed, ServingPoint, SweepPoint
+from .spread import MIN_HELD_APART, spread_of
 from .step import Instance, step_cost
 from .work import Batch
 
@@ -219,6 +221,7 @@ def calibrate_serving(
     source = (
         f"fitted by tpplan calibrate from serving points {label} ({len(cases)} points: {', '.join(engines)})"
     )
+    before = profile
     profile = fit_serving(profile, cases, source)
     params = Params(profile)
     tpot_vars, ttft_vars = serving_vars(cases, params.kernels is not None)
@@ -240,6 +243,14 @@ def calibrate_serving(
         name if engine is None else f"{engine}.{name}"
         for name, engine in [*tpot_vars, *(v for vs in ttft_vars.values() for v in vs)]
     ]
+    in_sample = None if any(e.exact for e in errors[:2]) else list(zip(preds, cases, strict=True))
+    spreads = _spreads(before, cases, in_sample, label)
+    if spreads:
+        eff = profile.efficiency
+        kept = tuple(s for s in eff.serving_spread if s.engine not in {s.engine for s in spreads})
+        profile = profile.model_copy(
+            update={"efficiency": eff.model_copy(update={"serving_spread": (*kept, *spreads)})}
+        )
     return profile, SourceFit(
         source=label,
         kind="serving",
@@ -247,7 +258,35 @@ def calibrate_serving(
         skipped=parsed.skipped,
         fitted=fitted_names,
         errors=errors,
+        spread=spreads,
     )
+
+
+def _spreads(
+    before: HardwareProfile, cases: Sequence[Case], in_sample: list | None, label: str
+) -> list[ServingSpread]:
+    """Per engine, how far measurements fall from the model: judged on every other point after a fit on
+    the rest when both halves are big enough (held apart), else on the fitted points (`in_sample`, None
+    for an exact fit, whose ~0 residuals say nothing). Too few points for an engine: none (its estimates
+    then carry the bundled fit's spread)."""
+    judged, held = in_sample, False
+    if len(cases) >= 2 * MIN_HELD_APART:
+        source = f"tpplan calibrate: fitted on alternate points of {label}, judged on the others"
+        params = Params(fit_serving(before, cases[0::2], source))
+        for c in cases[1::2]:
+            c.state = None
+        judged, held = [(c(params), c) for c in cases[1::2]], True
+    if not judged:
+        return []
+    how = "held apart: fitted on alternate points, judged on the others" if held else "on the fitted points"
+    out = []
+    for e in sorted({c.engine for _, c in judged}):
+        mine = [(p, c) for p, c in judged if c.engine == e]
+        if len(mine) >= MIN_HELD_APART:
+            tpot = [(p[0], c.measured[0]) for p, c in mine]
+            ttft = [(p[1], c.measured[1]) for p, c in mine]
+            out.append(spread_of(e, tpot, ttft, held, f"tpplan calibrate on serving points {label} ({how})"))
+    return out
 
 
 # Engines that measurements come from but tpplan does not plan for. The calibration set's TensorRT-LLM

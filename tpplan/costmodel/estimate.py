@@ -14,6 +14,8 @@ from ..specs import HardwareProfile, ModelSpec, Workload
 from .collectives import allreduce_time, alltoall_time, ring_factor
 from .params import Params, of_sourced
 from .serving import EngineConfig, Load, steady_state
+from .spread import interval, spread_for
+from .spread import provenance as spread_provenance
 from .step import CATEGORIES, Instance, StepCost
 from .work import ACTIVATION_BYTES
 
@@ -164,6 +166,9 @@ def price_deployment(
     tokens_s = rate_s * workload.output_tokens
     usd_h = layout.gpus * profile.price.usd_per_gpu_hour.value
     total_tokens_s = tokens_s * layout.replicas
+    tokens_per_usd = round(total_tokens_s * 3600 / usd_h, 1) if usd_h else 0.0
+    spread = spread_for(profile, engine.name)
+    band = interval(spread, st.ttft_ms, st.tpot_ms, workload.output_tokens, tokens_per_usd)
     return ServeEstimate(
         model=model.name,
         profile=profile.name,
@@ -182,7 +187,8 @@ def price_deployment(
         requests_per_s_per_instance=round(rate_s, 4),
         gpus=layout.gpus,
         usd_per_hour=round(usd_h, 4),
-        output_tokens_per_usd=round(total_tokens_s * 3600 / usd_h, 1) if usd_h else 0.0,
+        output_tokens_per_usd=tokens_per_usd,
+        **band.fields(),
         fits=not reasons,
         reasons=[*dep.engine_reasons, *reasons],
         engine_ok=engine_ok,
@@ -198,7 +204,10 @@ def price_deployment(
         crosses_nvlink_domain=dep.crosses_nvlink_domain,
         nodes=dep.nodes,  # type: ignore[arg-type]
         breakdown=_mean_breakdown(st.decode_step, st.mixed_step, st.prefill_step_fraction),
-        provenance=_provenance(params, engine, inst, dep, st.decode_seqs),
+        provenance={
+            **_provenance(params, engine, inst, dep, st.decode_seqs),
+            "uncertainty": spread_provenance(spread, profile.name, engine.name),
+        },
         converged=st.converged,
         ttft_note=ttft_note(params, engine.name),
     )

@@ -14,6 +14,7 @@ from ..records import Provenance, ServeEstimate
 from ..specs import HardwareProfile, ModelSpec
 from .fit_sources import calibrate
 from .sources import SERVING, read_source
+from .spread import measured_interval
 
 SOURCES = (
     "a calibrated profile YAML, a sweep run dir or results.jsonl, a bench dir or bench.jsonl, nccl-tests "
@@ -117,15 +118,17 @@ def with_measured(e: ServeEstimate, ttft_ms: float, tpot_ms: float, where: str) 
     per_instance_c = e.concurrency / e.layout.replicas
     rate_s = per_instance_c / (ttft_ms + (e.output_tokens - 1) * tpot_ms) * 1e3
     tokens_s = rate_s * e.output_tokens * e.layout.replicas
+    tokens_usd = round(tokens_s * 3600 / e.usd_per_hour, 1) if e.usd_per_hour else 0.0
     return e.model_copy(
         update={
             "ttft_ms": round(ttft_ms, 3),
             "tpot_ms": round(tpot_ms, 4),
+            **measured_interval(ttft_ms, tpot_ms, tokens_usd),
             "output_tokens_per_s": round(tokens_s, 2),
             "requests_per_s": round(rate_s * e.layout.replicas, 4),
             "output_tokens_per_s_per_instance": round(tokens_s / e.layout.replicas, 2),
             "requests_per_s_per_instance": round(rate_s, 4),
-            "output_tokens_per_usd": round(tokens_s * 3600 / e.usd_per_hour, 1) if e.usd_per_hour else 0.0,
+            "output_tokens_per_usd": tokens_usd,
             "provenance": {
                 **e.provenance,
                 "measured": Provenance(
@@ -133,6 +136,9 @@ def with_measured(e: ServeEstimate, ttft_ms: float, tpot_ms: float, where: str) 
                     "by Little's law, C / (TTFT + (O-1)·TPOT)",
                     basis="measured",
                     source=where,
+                ),
+                "uncertainty": Provenance(
+                    value="none beyond the measurement's own run-to-run noise", basis="measured", source=where
                 ),
             },
         }

@@ -18,7 +18,7 @@ from .layout import Candidate, Degree, DeploymentKind, Layout, TpFabric
 from .provenance import Provenance
 from .reason import Reason, ReasonKind
 from .report import FigureData, Report, Series, SeriesSource
-from .search import Basis, Disaggregated, Neighbour, Plan, ScoredConfig, SearchResult
+from .search import Basis, Decision, Disaggregated, Neighbour, Plan, ScoredConfig, SearchResult
 from .sweep import (
     AllReduceStats,
     Drift,
@@ -56,6 +56,7 @@ __all__ = [
     "Launch",
     "Layout",
     "Measurement",
+    "Decision",
     "Neighbour",
     "Option",
     "Plan",

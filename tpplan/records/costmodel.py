@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field, computed_field, model_validator
 
-from ..specs import HardwareProfile
+from ..specs import HardwareProfile, ServingSpread
 from ..specs.base import Frozen
 from .layout import Layout, TpFabric
 from .provenance import Provenance
@@ -113,6 +113,14 @@ class ServeEstimate(Frozen):
     gpus: int
     usd_per_hour: float
     output_tokens_per_usd: float
+    ttft_ms_low: float = Field(description="80% interval of the TTFT, low end (provenance: uncertainty)")
+    ttft_ms_high: float = Field(description="80% interval of the TTFT, high end")
+    tpot_ms_low: float = Field(description="80% interval of the TPOT, low end")
+    tpot_ms_high: float = Field(description="80% interval of the TPOT, high end")
+    output_tokens_per_usd_low: float = Field(
+        description="tokens/USD at the interval's slow end (TTFT and TPOT high), by Little's law"
+    )
+    output_tokens_per_usd_high: float = Field(description="tokens/USD at the interval's fast end")
     fits: bool = Field(
         description="memory: weights, activations and one I+O sequence fit (and the placement holds it)"
     )
@@ -151,13 +159,27 @@ class ServeEstimate(Frozen):
             data = {**data, "runnable": data["fits"]}
         if isinstance(data, dict) and "engine_reasons" in data:
             data = {k: v for k, v in data.items() if k != "engine_reasons"}
-        return data
+        return with_point_interval(data)
 
     @computed_field  # in JSON output, so scripts need not filter
     @property
     def engine_reasons(self) -> list[Reason]:
         """Why the engine refuses the layout (the reasons of kind engine)."""
         return [r for r in self.reasons if r.kind == "engine"]
+
+
+INTERVAL_OF = {
+    "ttft_ms": ("ttft_ms_low", "ttft_ms_high"),
+    "tpot_ms": ("tpot_ms_low", "tpot_ms_high"),
+    "output_tokens_per_usd": ("output_tokens_per_usd_low", "output_tokens_per_usd_high"),
+}
+
+
+def with_point_interval(data: Any) -> Any:
+    """Records written before estimates carried intervals read back with a zero-width one (the value)."""
+    if isinstance(data, dict) and "ttft_ms_low" not in data:
+        data = {**data, **{end: data[k] for k, ends in INTERVAL_OF.items() if k in data for end in ends}}
+    return data
 
 
 class ErrorStats(Frozen):
@@ -181,6 +203,10 @@ class SourceFit(Frozen):
     skipped: list[str] = Field(description="measurements not used, and why")
     fitted: list[str] = Field(description="parameters fitted from it")
     errors: list[ErrorStats] = Field(description="fit error of the calibrated model on this source")
+    spread: list[ServingSpread] = Field(
+        default_factory=list,
+        description="serving points: per engine, measured/predicted percentiles every estimate's interval uses",
+    )
 
 
 class Calibration(Frozen):

@@ -106,6 +106,9 @@ class SearchQuestion(Frozen):
     engine: Engine = Field("vllm", description="the serving engine whose rules and defaults apply")
     calibration: list[str] = Field(default_factory=list, description="[PROFILE=]FILE measurements to fit")
     pareto: bool = Field(False, description="NSGA-II over tokens/USD, TPOT and TTFT instead of TPE")
+    disaggregated: bool = Field(
+        True, description="also weigh disaggregated prefill/decode deployments (vLLM, SGLang; GPU profiles)"
+    )
     dtypes: ServeDtypes | None = Field(None, description="weight dtypes to try (default: the model's)")
     kv_cache_dtypes: KvDtypes | None = Field(None, description="KV-cache dtypes to try (default: auto)")
     max_model_len: Count | None = Field(None, description="context to reserve (default: input + output)")

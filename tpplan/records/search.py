@@ -9,6 +9,7 @@ from pydantic import Field, model_validator
 
 from ..specs import HardwareProfile, ModelSpec, Workload
 from ..specs.base import Frozen
+from .costmodel import with_point_interval
 from .layout import DeploymentKind, Layout
 from .provenance import Provenance
 from .reason import Reason
@@ -51,6 +52,12 @@ class ScoredConfig(Frozen):
     output_tokens_per_usd: float = Field(description="the objective")
     ttft_ms: float
     tpot_ms: float
+    output_tokens_per_usd_low: float = Field(description="80% interval of tokens/USD (the estimate's)")
+    output_tokens_per_usd_high: float
+    ttft_ms_low: float
+    ttft_ms_high: float
+    tpot_ms_low: float
+    tpot_ms_high: float
     feasible: bool = Field(description="fits, the engine accepts it, and it meets the SLOs")
     violations: dict[str, float] = Field(
         description="constraint values as Optuna sees them (> 0: violated, by that fraction)"
@@ -70,6 +77,11 @@ class ScoredConfig(Frozen):
     def _kind_matches(self) -> ScoredConfig:
         _same_kind(self.kind, self.disaggregated, "`disaggregated`")
         return self
+
+    @model_validator(mode="before")
+    @classmethod
+    def _interval_of_old_records(cls, data: Any) -> Any:
+        return with_point_interval(data)
 
     def label(self) -> str:
         kv = "" if self.kv_cache_dtype == self.dtype else f" (KV {self.kv_cache_dtype})"
@@ -119,12 +131,31 @@ class Plan(Frozen):
     provenance: dict[str, Provenance] = Field(
         default_factory=dict, description="each number behind the estimate: value, basis and source"
     )
-    why: list[str] = Field(default_factory=list, description="what the winner's neighbours lost on")
+    why: list[str] = Field(
+        default_factory=list,
+        description="the winner against the best other layout (within the uncertainty or not), then what "
+        "each neighbour lost on",
+    )
 
     @model_validator(mode="after")
     def _kind_matches(self) -> Plan:
         _same_kind(self.kind, self.prefill, "`prefill` (the prefill instances' layout)")
         return self
+
+
+class Decision(Frozen):
+    """How the winner compares with the best runner-up of another layout or dtype (search/rank.py)."""
+
+    runner_up: ScoredConfig | None = Field(description="None when no other layout is feasible")
+    tokens_per_usd_ratio: float | None = Field(description="the winner's tokens/USD ÷ the runner-up's")
+    within_uncertainty: bool = Field(
+        description="the lower of the two tokens/USD lies inside the higher one's interval"
+    )
+    decided_by: Literal["tokens/USD", "TTFT", "TPOT", "GPUs", "only layout"] = Field(
+        description="what put the winner first: more tokens/USD, or within the uncertainty lower TTFT, "
+        "lower TPOT or fewer GPUs"
+    )
+    text: str = Field(description="one sentence, in numbers")
 
 
 class Neighbour(Frozen):
@@ -145,6 +176,10 @@ class SearchResult(Frozen):
     top: list[ScoredConfig] = Field(description="the best feasible configurations, best first")
     pareto: list[ScoredConfig] = Field(
         description="feasible configurations no other beats on tokens/USD, TPOT and TTFT at once"
+    )
+    decision: Decision | None = Field(None, description="the winner against the best other layout")
+    best_per_profile: list[ScoredConfig] = Field(
+        default_factory=list, description="with several profiles: the winner on each GPU type, best first"
     )
     neighbours: list[Neighbour]
     trials: int = Field(description="finished trials in the study (repeats of a configuration included)")

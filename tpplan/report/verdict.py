@@ -51,7 +51,7 @@ def verdict(data: RunData) -> list[str]:
             f"distinct configurations feasible (study {st.name})."
         )
     if plan.why:
-        lines.append("Why it won, neighbour by neighbour:")
+        lines.append("Why it won (against the best other layout, then neighbour by neighbour):")
         lines += [f"  - {s}" for s in plan.why]
     return lines
 

@@ -67,6 +67,12 @@ class DisaggEvaluation:
     tpot_ms: float
     output_tokens_per_s: float
     output_tokens_per_usd: float
+    ttft_ms_low: float  # the 80% interval (costmodel/spread.py)
+    ttft_ms_high: float
+    tpot_ms_low: float
+    tpot_ms_high: float
+    output_tokens_per_usd_low: float
+    output_tokens_per_usd_high: float
     concurrency: int  # clients across the deployment
     kv_transfer_ms: float
     kv_fabric: str

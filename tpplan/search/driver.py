@@ -13,10 +13,13 @@ from .. import io
 from ..errors import TpplanError
 from ..records import Layout, Plan, ScoredConfig, SearchResult
 from ..specs import Workload
+from . import rank
 from .batch import every_integer, solve
 from .explain import neighbours
 from .objective import Question, basis_line, config_of, pareto_front
 from .problem import Prepared
+from .rank import DEFAULT_SLO_TTFT_MS, rank_key
+from .space import Space
 from .split import Split
 
 DEFAULT_OUT = Path("runs/search")
@@ -41,6 +44,8 @@ def no_winner(
     slos = [
         f"{n} <= {v:g} ms" for n, v in (("TTFT", q.slo_ttft_ms), ("TPOT", q.slo_tpot_ms)) if v is not None
     ]
+    if q.slo_ttft_ms == DEFAULT_SLO_TTFT_MS:
+        slos[0] += " (the default; --slo-ttft-ms none lifts it)"
     what = f"meets the SLOs ({', '.join(slos)})" if slos else "fits and runs"
     if every is not None and any(r.feasible for r in every):
         n = sum(r.feasible for r in every)
@@ -106,18 +111,22 @@ def run(
     if not feasible:  # solve every setup when that is quick, to say whether anything could pass
         every = solved_setups(prep) if space.size <= CONFIRM_NO_WINNER else None
         raise no_winner(collected.results, every, q=q, trials=collected.trials, study=name)
-    ranked = sorted(feasible, key=rank_key)
-    best, near = climb(prep, ranked[0], notes)
-    scored = collected.results
-    if best is not ranked[0]:  # the climbed winner goes first, and onto the Pareto front's inputs
-        ranked = [best, *(r for r in ranked if config_of(r) != config_of(best))]
-        scored = [*(r for r in scored if config_of(r) != config_of(best)), best]
+    top, near = climb(prep, min(feasible, key=rank_key), notes)
+    # the neighbours join the choice when they are configurations of the space (without a client load
+    # the replicas fill the budget: replicas-1 of the same instance is not a plan asked for)
+    near_in_space = [n.config for n in near if n.config is not None and in_space(space, n.config)]
+    scored = rank.distinct([top, *collected.results, *near_in_space])
     split = Split(prep)  # the disaggregated deployments, scored beside the study's results
-    best, ranked, scored = split.join(best, ranked, scored, rank_key, notes)
-    plan = split.plan(assemble_plan(prep, best, near, model_path, served_model_name), best)
+    _, _, scored = split.join(top, [top], scored, rank_key, notes)
+    best, decision = rank.choose([r for r in scored if r.feasible])  # ties: lower latency wins
+    if best != top and best.disaggregated is None:
+        near = neighbours(prep.space, best, prep.evaluate, q)
+    plan = assemble_plan(prep, best, near, model_path, served_model_name, decision.text)
+    plan = split.plan(plan, best)
     header = (
         f"# Written by `tpplan search` (study {name} in {url}): the configuration with the most output\n"
-        f"# tokens per USD that fits and meets the SLOs; numbers are {best.basis} (see estimate, provenance).\n"
+        f"# tokens per USD that fits and meets the SLOs (ties within the estimates' uncertainty: the lower\n"
+        f"# latency); numbers are {best.basis} (see estimate, provenance; `why` says how close it was).\n"
         f"# Launch it: tpplan emit {plan_file} --engine {q.engine}"
     )
     io.write_text(plan_file, io.to_yaml(plan, header))
@@ -125,8 +134,10 @@ def run(
         model=prep.model.name,
         engine=q.engine,
         best=best,
-        top=ranked[:5],
+        top=rank.leaders(best, scored),
         pareto=pareto_front(scored + collected.probes),
+        decision=decision,
+        best_per_profile=rank.best_per(scored, "profile"),
         neighbours=near,
         trials=collected.trials,
         evaluations=len(collected.results),
@@ -142,9 +153,15 @@ def run(
     return result, plan
 
 
-def rank_key(r: ScoredConfig) -> tuple[float, float, float]:
-    """Most tokens/USD first; on a tie, more tokens/s, then lower TPOT."""
-    return (-r.output_tokens_per_usd, -r.output_tokens_per_s, r.tpot_ms)
+def in_space(space: Space, r: ScoredConfig) -> bool:
+    """Whether a result's setup is one the space holds (a neighbour can step outside it)."""
+    arm = next((a for a in space.arms if a.profile == r.profile), None)
+    return (
+        arm is not None
+        and r.tp in arm.tps
+        and r.pp in space.pps(arm, r.tp)
+        and r.replicas in space.replicas(arm, r.tp, r.pp)
+    )
 
 
 def climb(prep: Prepared, best: ScoredConfig, notes: list[str]) -> tuple[ScoredConfig, list]:
@@ -173,6 +190,7 @@ def assemble_plan(
     near: list,
     model_path: str | None,
     served_model_name: str | None = None,
+    decision: str = "",
 ) -> Plan:
     """The winner as a Plan: its layout, limits, workload, estimate, provenance and what its neighbours lost on."""
     q = prep.question
@@ -201,5 +219,5 @@ def assemble_plan(
         ),
         estimate=best,
         provenance=prep.evaluate(winner).estimate.provenance,
-        why=[n.lost_on for n in near],
+        why=[*([decision] if decision else []), *(n.lost_on for n in near)],
     )

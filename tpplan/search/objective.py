@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..records import Candidate, Provenance, Reason, ScoredConfig, ServeEstimate
+from .rank import near_duplicates_dropped
 from .space import Config
 
 CONSTRAINTS = ("budget", "engine", "placement", "memory", "kv_cache", "slo_tpot", "slo_ttft")
@@ -40,6 +41,7 @@ class Question:
     slo_tpot_ms: float | None
     max_model_len: int
     pareto: bool
+    disaggregated: bool = True  # also weigh disaggregated prefill/decode deployments (search/split.py)
 
     @property
     def sequence_tokens(self) -> int:
@@ -132,6 +134,12 @@ def score(config: Config, ev: Evaluation, q: Question, trial: int | None = None)
         output_tokens_per_usd=float(e.output_tokens_per_usd),
         ttft_ms=float(e.ttft_ms),
         tpot_ms=float(e.tpot_ms),
+        output_tokens_per_usd_low=float(e.output_tokens_per_usd_low),
+        output_tokens_per_usd_high=float(e.output_tokens_per_usd_high),
+        ttft_ms_low=float(e.ttft_ms_low),
+        ttft_ms_high=float(e.ttft_ms_high),
+        tpot_ms_low=float(e.tpot_ms_low),
+        tpot_ms_high=float(e.tpot_ms_high),
         feasible=all(v <= 0 for v in values.values()),
         violations={k: round(float(v), 6) for k, v in values.items()},
         reasons=reasons,
@@ -163,7 +171,8 @@ def better(a: ScoredConfig, b: ScoredConfig) -> bool:
 
 
 def pareto_front(results: list[ScoredConfig]) -> list[ScoredConfig]:
-    """Feasible results that no other beats on tokens/USD, TPOT and TTFT at once; best tokens/USD first."""
+    """Feasible results that no other beats on tokens/USD, TPOT and TTFT at once, without near-duplicates
+    (search/rank.py); best tokens/USD first."""
     feasible = [r for r in results if r.feasible]
 
     def dominates(a: ScoredConfig, b: ScoredConfig) -> bool:
@@ -180,7 +189,7 @@ def pareto_front(results: list[ScoredConfig]) -> list[ScoredConfig]:
         return ge and gt
 
     front = [r for r in feasible if not any(dominates(o, r) for o in feasible)]
-    return sorted(front, key=lambda r: -r.output_tokens_per_usd)
+    return near_duplicates_dropped(front)
 
 
 def basis_line(prov: dict[str, Provenance]) -> str:
@@ -188,7 +197,11 @@ def basis_line(prov: dict[str, Provenance]) -> str:
     the plan's provenance); the per-input reading of what `basis` sums up as one word."""
     if "measured" in prov:
         return f"measured: {prov['measured'].value}"
-    rest = {k: v for k, v in prov.items() if k not in ("kv_cache_tokens", "engine_limits", "kv_transfer")}
+    rest = {
+        k: v
+        for k, v in prov.items()
+        if k not in ("kv_cache_tokens", "engine_limits", "kv_transfer", "uncertainty")
+    }
     fitted = [k for k, v in rest.items() if v.basis == "fitted"]
     assumed = [k for k, v in rest.items() if v.basis == "assumed"]
     measured = [k for k, v in rest.items() if v.basis in ("measured", "derived")]  # kernel tables

