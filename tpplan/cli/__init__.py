@@ -10,7 +10,18 @@ from .. import __version__
 from .common import TpplanGroup
 
 # Each module defines click commands and a `COMMANDS` list; order is the order in --help.
-COMMAND_MODULES = ("detect", "candidates", "sweep", "estimate", "search", "emit", "bench", "report", "demo")
+COMMAND_MODULES = (
+    "detect",
+    "candidates",
+    "sweep",
+    "estimate",
+    "calibrate",
+    "search",
+    "emit",
+    "bench",
+    "report",
+    "demo",
+)
 
 
 @click.group(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import click
 
-from ..records.requests import comma_list
 from .common import KV_AUTO_HELP, SEED_RANGE, echo_json, json_option, price_option, profile_option, table
 
 ENGINES = ("vllm", "sglang", "megatron")
@@ -15,6 +14,8 @@ def _choice_list(flag: str, text: str | None, allowed: tuple[str, ...]) -> list[
 
     if text is None:
         return None
+    from ..records.requests import comma_list  # pydantic: not at `tpplan --help` time
+
     items = comma_list(text)
     bad = [t for t in items if t not in allowed]
     if bad or not items:
