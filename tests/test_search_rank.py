@@ -100,6 +100,17 @@ def test_best_per_gpu_type():
     assert best_per([h100], "profile") == []
 
 
+def test_best_per_gpu_type_lists_the_winner_for_its_own_type_first():
+    """Ties are judged against the top of the pool they are in: within the B group alone TP2 (lower
+    TTFT, inside TP4's interval) would be chosen, but the overall winner is TP4 and stands for B."""
+    a8 = cfg(1000, 900, 30, band=0.2)
+    b4 = cfg(850, 500, 30, tp=4, profile="dgx-a100-80g", band=0.2)
+    b2 = cfg(750, 300, 30, tp=2, profile="dgx-a100-80g", band=0.2)
+    winner, _ = choose([a8, b4, b2])
+    assert winner == b4  # inside a8's interval with lower TTFT
+    assert best_per([a8, b4, b2], "profile", winner) == [b4, a8]
+
+
 def test_the_default_ttft_limit_applies_unless_lifted():
     default = prepare("llama-3.1-8b", ["dgx-h100"], input_tokens=1024, output_tokens=128, gpus=1)
     lifted = prepare(

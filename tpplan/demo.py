@@ -151,10 +151,11 @@ def step_search(out: Path, echo: Echo) -> None:
     b = result.best
     echo(
         f"  ISL {w['input_tokens']}, OSL {w['output_tokens']}, TPOT <= {w['slo_tpot_ms']:g} ms on {DEMO_GPUS} GPUs: "
-        f"{result.trials} trials, {result.feasible} of {result.evaluations} configurations feasible (space {result.space_size})"
+        f"{result.trials} trials over {result.evaluations} of {result.space_size} setups; {result.feasible} feasible "
+        "configurations of both kinds"
     )
     echo(
-        f"  winner: TP={b.tp} PP={b.pp} x{b.replicas}, max_num_seqs {b.max_num_seqs}: {b.output_tokens_per_usd:,.0f} "
+        f"  winner: {b.label()}: {b.output_tokens_per_usd:,.0f} "
         f"tokens/USD, TPOT {b.tpot_ms:.1f} ms, TTFT {b.ttft_ms:,.0f} ms ({b.basis} numbers)"
     )
     if result.decision:

@@ -375,9 +375,7 @@ def _summary(result, plan, pareto: bool) -> None:
     click.echo(f"  numbers: {result.basis_line}")
     if result.decision:
         click.echo(f"  {result.decision.text}")
-    click.echo(
-        f"\nwhy it won (its neighbours{'' if b.disaggregated is None else ': of the best aggregated'}):"
-    )
+    click.echo("\nwhy it won (its neighbours):")
     for n in result.neighbours:
         click.echo(f"  {n.lost_on}")
     click.echo("\ntop 5:")

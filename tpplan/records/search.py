@@ -187,7 +187,9 @@ class SearchResult(Frozen):
     repeats: int = Field(
         description="trials that drew an already evaluated configuration (answered from the cache)"
     )
-    feasible: int = Field(description="distinct feasible configurations found")
+    feasible: int = Field(
+        description="distinct feasible configurations found (the study's, its neighbours' and the disaggregated deployments)"
+    )
     space_size: int = Field(description="distinct setups (all but max_num_seqs) in the search space")
     study: str
     storage: str

@@ -113,7 +113,7 @@ class Group:
     decode: tuple[int, int]
     max_num_seqs: int
     budget_gpus: int
-    ys: tuple[int, ...]  # decode instance counts (ascending) at which max_num_seqs is a value of the space
+    ys: tuple[int, ...]  # decode instance counts (ascending) at which max_num_seqs is one of _seqs(space, y)
 
     def _most_y(self) -> Iterator[tuple[int, int]]:
         (ptp, ppp), (dtp, dpp) = self.prefill, self.decode
@@ -163,7 +163,7 @@ def _ys_by_seqs(space: Space, budget_gpus: int) -> dict[int, tuple[int, ...]]:
 
 def groups(space: Space, judge: Judge, sequence_tokens: int) -> Iterator[Group]:
     """Every group of disaggregated deployments whose two instance kinds run and fit on their own; the
-    decode side's max_num_seqs takes the space's values that its KV cache holds (more would be refused
+    decode side's max_num_seqs takes the DECODE_SEQS values (capped by a client share) that its KV cache holds (more would be refused
     by the kv_cache constraint anyway)."""
     for arm in space.arms:
         ys_at = _ys_by_seqs(space, arm.budget_gpus)
@@ -237,12 +237,15 @@ def evaluate_all(
     bound: Bound | None = None,
     group_bound: GroupBound | None = None,
     keep: int = KEEP,
+    aggregated_top: ScoredConfig | None = None,
 ) -> tuple[list[ScoredConfig], int]:
     """The disaggregated deployments of the space, scored, and how many were left unsolved.
 
     With the bounds (upper bounds on tokens/USD that need no solve: one for a whole group, one for a
     deployment), groups and then deployments are taken best bound first, and one whose bound is below
-    the `keep`-th best feasible result so far cannot enter the top `keep` nor win: it is counted, not
+    the `keep`-th best feasible result so far cannot enter the top `keep`, and one whose bound is also
+    below the low end of the top's 80% interval (the top of this kind so far, or `aggregated_top` when
+    that earns more) cannot tie with it either (search/rank.py), so it cannot win: it is counted, not
     solved. A Pareto search solves them all (one below on tokens/USD may be ahead on latency) when
     they are at most PARETO_SOLVE_ALL; beyond that its front holds the ones solved."""
     every = list(groups(space, judge, q.sequence_tokens))
@@ -254,9 +257,10 @@ def evaluate_all(
         return [score(c, price(c), q) for g in every for c in g.members()], 0
     best: list[float] = []  # the top `keep` feasible tokens/USD so far, a min-heap
     out, skipped = [], 0
+    top = aggregated_top  # the feasible result with the most tokens/USD so far, of either kind
 
     def beaten(b: float) -> bool:
-        return len(best) == keep and b < best[0]
+        return len(best) == keep and b < best[0] and (top is None or b < top.output_tokens_per_usd_low)
 
     # groups of one pair of layouts, by max_num_seqs; the largest one's bound bounds them all (a decode
     # instance's rate S / (O · T(S)) grows with S), so a hopeless pair is skipped without a step time
@@ -278,16 +282,21 @@ def evaluate_all(
                 s = score(c, price(c), q)
                 out.append(s)
                 if s.feasible:
+                    if top is None or s.output_tokens_per_usd > top.output_tokens_per_usd:
+                        top = s
                     heapq.heappush(best, s.output_tokens_per_usd)
                     if len(best) > keep:
                         heapq.heappop(best)
     return out, skipped
 
 
-def compare(aggregated: ScoredConfig, disaggregated: ScoredConfig | None) -> str:
-    """One line: which kind won the search and by how much, in tokens per USD."""
+def compare(aggregated: ScoredConfig | None, disaggregated: ScoredConfig | None, won: bool) -> str:
+    """One line: which kind won the search (`won`: the disaggregated one) and the two best's tokens per
+    USD (a kind can win with fewer inside the uncertainty, on latency: search/rank.py)."""
     if disaggregated is None:
         return "disaggregated prefill/decode: no deployment of it fits and meets the SLOs"
+    if aggregated is None:
+        return f"disaggregated prefill/decode wins: no aggregated configuration meets the SLOs; {disaggregated.label()}"
     ratio = disaggregated.output_tokens_per_usd / aggregated.output_tokens_per_usd
     d = disaggregated.disaggregated
     assert d is not None
@@ -297,7 +306,7 @@ def compare(aggregated: ScoredConfig, disaggregated: ScoredConfig | None) -> str
         f"{disaggregated.tpot_ms:.1f} ms, prefill busy {d.prefill_utilization:.0%}, balanced at "
         f"{d.balanced_ratio:.2f} prefill per decode instance"
     )
-    verdict = "wins" if ratio > 1 else "loses"
+    verdict = "wins" if won else "loses"
     return (
         f"disaggregated prefill/decode {verdict} ({ratio:.3f}x the best aggregated tokens/USD, "
         f"{aggregated.output_tokens_per_usd:,.0f}): {detail}"

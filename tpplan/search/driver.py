@@ -107,20 +107,29 @@ def run(
         trials = space.size
     st, joined = study_mod.open_study(study_mod.open_storage(url), name, prep.fingerprint, q.pareto)
     collected = study_mod.run(space, q, prep.evaluate, st, trials, seed, joined, progress)
-    feasible = [r for r in collected.results if r.feasible]
-    if not feasible:  # solve every setup when that is quick, to say whether anything could pass
+    top, near, scored = None, [], list(collected.results)
+    if any(r.feasible for r in scored):
+        top, near = climb(prep, min((r for r in scored if r.feasible), key=rank_key), notes)
+        # the neighbours join the choice when they are configurations of the space (without a client
+        # load the replicas fill the budget: replicas-1 of the same instance is not a plan asked for)
+        near_in_space = [n.config for n in near if n.config is not None and in_space(space, n.config)]
+        scored = rank.distinct([top, *scored, *near_in_space])
+    # the disaggregated deployments, scored beside the study's results (those that could tie with the
+    # aggregated top are solved, not bounded away)
+    split = Split(prep, aggregated_top=top)
+    kinds = [r for r in scored if r.feasible], [r for r in split.results if r.feasible]
+    if not kinds[0] and not kinds[1]:  # solve every setup when that is quick, to say whether any could pass
         every = solved_setups(prep) if space.size <= CONFIRM_NO_WINNER else None
         raise no_winner(collected.results, every, q=q, trials=collected.trials, study=name)
-    top, near = climb(prep, min(feasible, key=rank_key), notes)
-    # the neighbours join the choice when they are configurations of the space (without a client load
-    # the replicas fill the budget: replicas-1 of the same instance is not a plan asked for)
-    near_in_space = [n.config for n in near if n.config is not None and in_space(space, n.config)]
-    scored = rank.distinct([top, *collected.results, *near_in_space])
-    split = Split(prep)  # the disaggregated deployments, scored beside the study's results
-    _, _, scored = split.join(top, [top], scored, rank_key, notes)
-    best, decision = rank.choose([r for r in scored if r.feasible])  # ties: lower latency wins
-    if best != top and best.disaggregated is None:
+    scored = [*scored, *split.results]
+    best, decision = rank.choose([*kinds[0], *kinds[1]])  # ties: lower latency wins
+    agg, dis = (rank.choose(k)[0] if k else None for k in kinds)
+    notes.extend(split.summary(agg, dis, best))
+    if best.disaggregated is None and best != top:
         near = neighbours(prep.space, best, prep.evaluate, q)
+    elif best.disaggregated is not None and top is not None:  # what the best aggregated one's lost on
+        tag = f"of the best aggregated ({top.label()})"
+        near = [n.model_copy(update={"lost_on": f"{tag}: {n.lost_on}"}) for n in near]
     plan = assemble_plan(prep, best, near, model_path, served_model_name, decision.text)
     plan = split.plan(plan, best)
     header = (
@@ -137,12 +146,12 @@ def run(
         top=rank.leaders(best, scored),
         pareto=pareto_front(scored + collected.probes),
         decision=decision,
-        best_per_profile=rank.best_per(scored, "profile"),
+        best_per_profile=rank.best_per(scored, "profile", best),
         neighbours=near,
         trials=collected.trials,
         evaluations=len(collected.results),
         repeats=collected.repeats,
-        feasible=len(feasible),
+        feasible=len(kinds[0]) + len(kinds[1]),
         space_size=space.size,
         study=name,
         storage=url,
@@ -171,7 +180,7 @@ def climb(prep: Prepared, best: ScoredConfig, notes: list[str]) -> tuple[ScoredC
     for _ in range(MAX_CLIMB):
         better = [n.config for n in near if n.config is not None and n.config.feasible]
         better = [c for c in better if rank_key(c) < rank_key(best)]
-        better = [c for c in better if prep.space.arm(c.profile).allows(c.tp, c.pp)]  # --tp/--pp pins hold
+        better = [c for c in better if in_space(prep.space, c)]  # the space's degrees; --tp/--pp pins hold
         if not better:
             break
         step = min(better, key=rank_key)

@@ -161,8 +161,8 @@ def objective_values(s: ScoredConfig, pareto: bool) -> tuple[float, ...]:
 
 
 def better(a: ScoredConfig, b: ScoredConfig) -> bool:
-    """The ranking of feasible results: tokens/USD, then tokens/s (a bigger deployment of equal
-    efficiency serves more), then TPOT."""
+    """The study's running best (tokens/USD, then tokens/s: a bigger deployment of equal efficiency
+    serves more, then TPOT); the final choice weighs the intervals too (search/rank.py)."""
     return (a.output_tokens_per_usd, a.output_tokens_per_s, -a.tpot_ms) > (
         b.output_tokens_per_usd,
         b.output_tokens_per_s,

@@ -196,13 +196,18 @@ def leaders(best: ScoredConfig, results: Sequence[ScoredConfig], n: int = 5) -> 
     return [best, *rest[: n - 1]]
 
 
-def best_per(results: Sequence[ScoredConfig], field: str) -> list[ScoredConfig]:
+def best_per(
+    results: Sequence[ScoredConfig], field: str, winner: ScoredConfig | None = None
+) -> list[ScoredConfig]:
     """The winner among the feasible results of each value of `field` (profile: per GPU type), best
-    first; empty when there is only one value."""
+    first; empty when there is only one value. The overall `winner` stands for its own value and comes
+    first (a tie is judged against the top of the pool it is in, so a group's own choice can differ)."""
     groups: dict[str, list[ScoredConfig]] = {}
     for r in results:
         if r.feasible:
             groups.setdefault(getattr(r, field), []).append(r)
     if len(groups) < 2:
         return []
-    return sorted((choose(g)[0] for g in groups.values()), key=rank_key)
+    own = getattr(winner, field) if winner is not None else None
+    rest = sorted((choose(g)[0] for v, g in groups.items() if v != own), key=rank_key)
+    return [winner, *rest] if winner is not None and own in groups else rest

@@ -243,7 +243,13 @@ class Split:
         prep: Posed,
         deploy: Deploy = costmodel.deployment,
         engine_defaults: EngineDefaults = costmodel.engine_config,
+        *,
+        aggregated_top: ScoredConfig | None = None,
+        bounded: bool = True,
     ) -> None:
+        """`aggregated_top`: the aggregated side's best by tokens/USD; a deployment that could tie with
+        it within its interval is solved, not bounded away (search_disagg.evaluate_all). `bounded=False`
+        solves every deployment (the bench's ground truth)."""
         self.pricer: Pricer | None = None
         self.results: list[ScoredConfig] = []
         self.unsolved = 0  # deployments whose bound could not reach the top list
@@ -260,7 +266,13 @@ class Split:
         elif q.engine in ENGINES:
             p = self.pricer = Pricer(prep.model, prep.profiles, space, q, deploy, engine_defaults)
             self.results, self.unsolved = search_disagg.evaluate_all(
-                space, q, p.judge, p.price, p.bound, p.group_bound
+                space,
+                q,
+                p.judge,
+                p.price,
+                p.bound if bounded else None,
+                p.group_bound if bounded else None,
+                aggregated_top=aggregated_top,
             )
 
     def join(
@@ -272,18 +284,26 @@ class Split:
         notes: list[str],
     ) -> tuple[ScoredConfig, list[ScoredConfig], list[ScoredConfig]]:
         """(winner of either kind, both kinds ranked, both kinds' results); says which kind won and why."""
-        if self.pricer is None:
-            notes.append(self.why_not)
-            return best, ranked, scored
         feasible = sorted((r for r in self.results if r.feasible), key=rank_key)
-        notes.append(search_disagg.compare(best, feasible[0] if feasible else None))
-        notes.append(
-            f"{len(self.results) + self.unsolved} disaggregated deployments (x prefill + y decode instances "
-            f"within the budget): {len(self.results)} solved, {len(feasible)} of them feasible; "
-            f"{self.unsolved} not solved, their bound on tokens/USD below the top {search_disagg.KEEP}"
-        )
         both = sorted([*ranked, *feasible], key=rank_key)
+        notes.extend(self.summary(best, feasible[0] if feasible else None, both[0]))
         return both[0], both, [*scored, *self.results]
+
+    def summary(
+        self, aggregated: ScoredConfig | None, disaggregated: ScoredConfig | None, winner: ScoredConfig
+    ) -> list[str]:
+        """The notes: which kind won (the winner's kind) against the best of the other, and how many
+        deployments were solved."""
+        if self.pricer is None:
+            return [self.why_not]
+        feasible = sum(r.feasible for r in self.results)
+        return [
+            search_disagg.compare(aggregated, disaggregated, winner.kind == "disaggregated"),
+            f"{len(self.results) + self.unsolved} disaggregated deployments (x prefill + y decode instances "
+            f"within the budget): {len(self.results)} solved, {feasible} of them feasible; "
+            f"{self.unsolved} not solved, their bound on tokens/USD below the top {search_disagg.KEEP} and "
+            "below the top's 80% interval",
+        ]
 
     def plan(self, plan: Plan, best: ScoredConfig) -> Plan:
         """The aggregated plan made for `best`, turned disaggregated when `best` is."""
