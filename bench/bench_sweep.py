@@ -18,8 +18,9 @@ import time
 from pathlib import Path
 
 from tpplan import api
+from tpplan.records.requests import SweepRequest
 from tpplan.sweep import run_sweep
-from tpplan.sweep.request import Request, prepare
+from tpplan.sweep.request import prepare
 
 TPS = [1, 2, 4]
 BARE_WARMUP, BARE_ITERS = 10, 200
@@ -58,7 +59,7 @@ def bare_allreduce_us(world: int, nbytes: int) -> float:
 
 def main() -> None:
     model, profile = api.load_model("tiny"), api.load_profile("cpu-local")
-    settings, cases, skipped, _ = prepare(model, profile, Request(tp=TPS, dtypes="fp32"))
+    settings, cases, skipped, _ = prepare(model, profile, SweepRequest(tp=TPS, dtypes="fp32"))
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         found = run_sweep(settings, cases, skipped, Path(tmp), resume=False)
