@@ -139,3 +139,18 @@ def test_no_file_over_the_line_limit():
         if (n := len(p.read_text().splitlines())) > MAX_LINES
     }
     assert long == {}
+
+
+def test_commands_reach_their_stage_in_two_hops(edges):
+    """cli -> api -> stage: a CLI module imports the façade, the shared types (records, specs, errors,
+    io) and its own package, never a stage directly (a stage's name the CLI shows is re-exported by
+    its api module)."""
+    shared = {"tpplan.api", "tpplan.cli", "tpplan.records", "tpplan.specs", "tpplan.errors", "tpplan.io"}
+    shared |= {"tpplan", "tpplan.demo"}  # __version__; `tpplan demo` is the whole path, not a stage
+    direct = sorted(
+        (a, b)
+        for a, bs in edges.items()
+        for b in bs
+        if a.startswith("tpplan.cli") and ".".join(b.split(".")[:2]) not in shared
+    )
+    assert any(a.startswith("tpplan.cli") for a in edges) and direct == []

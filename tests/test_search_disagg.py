@@ -89,7 +89,9 @@ def test_the_plan_is_written_disaggregated_and_emits(tmp_path):
     assert plan.prefill == result.best.disaggregated.prefill
     assert any(n.startswith("disaggregated prefill/decode wins") for n in result.notes)
     # the neighbours are the best aggregated configuration's, and say so wherever they are shown
-    assert result.neighbours and all(n.lost_on.startswith("of the best aggregated") for n in result.neighbours)
+    assert result.neighbours and all(
+        n.lost_on.startswith("of the best aggregated") for n in result.neighbours
+    )
     assert plan.layout.tp == result.best.tp and plan.max_num_seqs == result.best.max_num_seqs
     assert plan.provenance["kv_transfer"].basis == "derived"
     assert plan.provenance["router_hop"].basis == "assumed"

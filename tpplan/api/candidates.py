@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .. import candidates as candidates_stage
 from .. import costmodel, io
+from ..candidates import why_none_valid  # noqa: F401  (the CLI reads it here)
 from ..errors import ConfigError
 from ..prices import priced
 from ..records import Candidate

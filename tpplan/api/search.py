@@ -11,7 +11,7 @@ from ..prices import parse_prices, priced
 from ..records import Plan, SearchResult
 from ..records.requests import SearchQuestion, SearchRun, ServedAs
 from ..search import Question
-from ..search.rank import DEFAULT_SLO_TTFT_MS
+from ..search.rank import DEFAULT_SLO_TTFT_MS, band, pick  # noqa: F401  (the CLI reads them here)
 from ..specs import HardwareProfile
 from .refs import check_budget, check_context, load_model, load_profile
 

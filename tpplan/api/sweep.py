@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from ..errors import ConfigError
 from ..records import Measurement
 from ..specs import ModelSpec
+from ..sweep.summary import summarize  # noqa: F401  (the CLI reads it here)
 from .refs import Ref, load_model, load_profile
 
 if TYPE_CHECKING:

@@ -168,7 +168,7 @@ def candidates(
     q = prof.price.usd_per_gpu_hour
     click.echo(f"USD/h/inst: one instance's GPUs at ${q.value:g} per GPU-hour [{q.basis}: {q.source}]")
     if not any(c.valid for c in judged):
-        from ..candidates import why_none_valid
+        from ..api.candidates import why_none_valid
 
         click.echo(why_none_valid(judged, budget))
 

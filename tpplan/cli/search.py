@@ -29,8 +29,8 @@ def _choice_list(flag: str, text: str | None, allowed: tuple[str, ...]) -> list[
 
 def _ttft_limit(text: str | None) -> float | None:
     """--slo-ttft-ms: a number of ms, `none` (no limit), or absent (the search's default limit)."""
+    from ..api.search import DEFAULT_SLO_TTFT_MS
     from ..errors import ConfigError
-    from ..search.rank import DEFAULT_SLO_TTFT_MS
 
     if text is None:
         return DEFAULT_SLO_TTFT_MS
@@ -255,7 +255,7 @@ def search(
             "interrupted: finished trials are kept in the study; run the same command to continue", err=True
         )
         raise SystemExit(130) from None
-    from ..search.rank import pick
+    from ..api.search import pick
 
     best = pick({e: r.best for e, (r, _) in runs.items()})
     if as_json:
@@ -294,7 +294,7 @@ def _json(result) -> dict:
 
 
 def _row(r) -> tuple:
-    from ..search.rank import band  # loaded by then: the search ran
+    from ..api.search import band  # loaded by then: the search ran
 
     moe = (f" EP{r.ep}" if r.ep > 1 else "") + (f" DPA{r.dp_attention}" if r.dp_attention > 1 else "")
     return (

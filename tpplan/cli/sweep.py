@@ -112,8 +112,8 @@ def sweep(
     and ends the group; run the same command with --resume to go on.
     """
     from .. import api, io
+    from ..api.sweep import summarize
     from ..records.requests import SweepRequest
-    from ..sweep.summary import summarize
 
     lists = {
         "tp": tp_text,
