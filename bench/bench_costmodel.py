@@ -95,6 +95,11 @@ def held_apart() -> None:
         queued = [(ttft, p.ttft_ms) for p, _, ttft in mine if p.ttft_ms > 3000]
         if queued:
             print(_row(f"TTFT {subset}, queued (measured > 3 s)", queued))
+        # TTFT by load: a subset's median can hide a load where the model is off (issue 14: "under load")
+        for c in sorted({p.concurrency for p, _, _ in mine}):
+            at = [(ttft, p.ttft_ms) for p, _, ttft in mine if p.concurrency == c]
+            ratio = sorted(pred / meas for pred, meas in at)[len(at) // 2]
+            print(_row(f"  TTFT at concurrency {c} (pred/meas {ratio:.2f})", at))
 
 
 def _closest(points, size_b: int, concurrency: int, tp: int):
