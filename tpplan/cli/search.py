@@ -80,7 +80,7 @@ def _ttft_limit(text: str | None) -> float | None:
     "--trials",
     type=int,
     help="Trials in the study, shared by every worker on it; a re-run continues up to this many "
-    "[default: 200 or a tenth of the space's setups, whichever is more; never more than the setups].",
+    "[default: 200 or 35% of the space's setups, whichever is more; never more than the setups].",
 )
 @click.option(
     "--seed",
