@@ -77,15 +77,15 @@ def test_expert_parallelism_moves_experts_not_bytes():
 # ---- cost ----------------------------------------------------------------------------------------
 def test_alltoall_is_priced_by_the_fabric_the_ep_group_spans():
     params = Params(H100)
-    nvlink, _ = alltoall_time(params, 64e6, 8, "nvlink")
-    network, why = alltoall_time(params, 64e6, 8, "network")
+    nvlink, _ = alltoall_time(params, 64e6, ranks=8, fabric="nvlink")
+    network, why = alltoall_time(params, 64e6, ranks=8, fabric="network")
     assert 0 < nvlink < network
     assert why.basis == "assumed"
-    assert alltoall_time(params, 64e6, 1, "nvlink")[0] == 0.0
+    assert alltoall_time(params, 64e6, ranks=1, fabric="nvlink")[0] == 0.0
 
 
 def test_ep_with_dp_attention_dispatches_and_combines_each_moe_layer():
-    shape = stage_shape(DSV3, 8, range(61), True, "bf16", ep=8, dp=8)
+    shape = stage_shape(DSV3, 8, layers=range(61), last=True, kv_dtype="bf16", ep=8, dp=8)
     work = stage_work(shape, Batch(256, 2048, 0, 0, 256))
     kinds = {(c.kind, c.ranks): c for c in work.collectives}
     assert kinds[("alltoall", 8)].count == 2 * 58  # 58 MoE layers: dispatch + combine
@@ -93,12 +93,17 @@ def test_ep_with_dp_attention_dispatches_and_combines_each_moe_layer():
     assert kinds[("allreduce", 8)].count == 3  # the dense layers gather and scatter instead
     assert work.allreduce_count == 0
     # the expert GEMMs: the same FLOPs as TP-sharded experts, on whole experts (n = 2 × 2048)
-    tp_work = stage_work(stage_shape(DSV3, 8, range(61), True, "bf16"), Batch(256, 2048, 0, 0, 256))
+    tp_work = stage_work(
+        stage_shape(DSV3, 8, layers=range(61), last=True, kv_dtype="bf16"), Batch(256, 2048, 0, 0, 256)
+    )
     ep_op = next(o for o in work.ops if o.name == "experts")
     tp_op = next(o for o in tp_work.ops if o.name == "experts")
     assert ep_op.flops == pytest.approx(tp_op.flops)
     assert ep_op.gemms[0][0] == tp_op.gemms[0][0]  # the tokens each touched expert gets
-    for op, s in ((ep_op, shape), (tp_op, stage_shape(DSV3, 8, range(61), True, "bf16"))):
+    for op, s in (
+        (ep_op, shape),
+        (tp_op, stage_shape(DSV3, 8, layers=range(61), last=True, kv_dtype="bf16")),
+    ):
         # one grouped GEMM per matrix and layer over the local experts, reading exactly their bytes
         assert sum(n * k * count for _, n, k, count in op.gemms) == pytest.approx(op.bytes / s.weight_bytes)
     assert ep_op.gemms[0][1] == 2 * 2048 * round(ep_op.bytes / 58 / shape.expert_params)  # whole experts
@@ -114,8 +119,8 @@ def test_an_ep_group_across_the_network_pays_for_it():
     batch = Batch(512, 2048, 0, 0, 512)
     params = Params(H200)
     assert (
-        stage_cost(slow, params, 0, batch).parts["allreduce"]
-        > 2 * stage_cost(fast, params, 0, batch).parts["allreduce"]
+        stage_cost(slow, params, stage=0, batch=batch).parts["allreduce"]
+        > 2 * stage_cost(fast, params, stage=0, batch=batch).parts["allreduce"]
     )
 
 

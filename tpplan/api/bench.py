@@ -77,8 +77,8 @@ def _predict(plan: Plan, engine: str, isl: int, osl: int):
             e = costmodel.price_layout(
                 plan.model,
                 plan.profile,
-                lay,
-                load,
+                layout=lay,
+                workload=load,
                 engine=engine,
                 max_num_seqs=plan.max_num_seqs,
                 max_model_len=plan.max_model_len,

@@ -235,8 +235,8 @@ def _place_plan(data) -> None:
         data.winner_estimate = costmodel.price_layout(
             plan.model,
             plan.profile,
-            lay,  # with the plan's ep / dp_attention
-            plan.workload,
+            layout=lay,  # with the plan's ep / dp_attention
+            workload=plan.workload,
             engine=plan.engine,
             max_num_seqs=plan.max_num_seqs,
             max_model_len=plan.max_model_len,

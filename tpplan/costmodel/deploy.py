@@ -44,6 +44,7 @@ def engine_config(engine: str, model: ModelSpec, profile: HardwareProfile, tp: i
 def deployment(
     model: ModelSpec,
     profile: HardwareProfile,
+    *,
     layout: Layout,
     engine: str,
     kv_dtype: str,
@@ -93,7 +94,7 @@ def allreduce_on(profile: HardwareProfile, *, nbytes: int, ranks: int) -> AllRed
         raise LayoutError(
             f"--ranks {ranks} on {profile.name}: {where.problem}; valid: {_valid_ranks(profile, ranks)}"
         )
-    return estimate_allreduce(profile, nbytes, ranks, where.tp_fabric)
+    return estimate_allreduce(profile, nbytes, ranks=ranks, fabric=where.tp_fabric)
 
 
 def _whole_nodes(profile: HardwareProfile, ranks: int) -> int:
@@ -135,9 +136,9 @@ def check_dtype(profile: HardwareProfile, dtype: str) -> None:
 def price_layout(
     model: ModelSpec,
     profile: HardwareProfile,
+    *,
     layout: Layout,
     workload: Workload,
-    *,
     engine: str = "vllm",
     max_num_seqs: int | None = None,
     budget_gpus: int | None = None,
@@ -155,16 +156,16 @@ def price_layout(
     dep = deployment(
         served,
         profile,
-        layout,
-        engine,
-        workload.kv_dtype_of(model),
-        max_model_len or workload.sequence_tokens,
-        budget_gpus,
-        candidate,
+        layout=layout,
+        engine=engine,
+        kv_dtype=workload.kv_dtype_of(model),
+        seq_tokens=max_model_len or workload.sequence_tokens,
+        budget_gpus=budget_gpus,
+        candidate=candidate,
     )
     cfg = engine_config(engine, served, profile, layout.tp, layout.pp)
     if max_num_seqs is not None:
         cfg = dataclasses.replace(
             cfg, max_num_seqs=max_num_seqs, source=f"{cfg.source}; max_num_seqs as planned"
         )
-    return price_deployment(model, profile, layout, workload, cfg, dep)
+    return price_deployment(model, profile, layout=layout, workload=workload, engine=cfg, dep=dep)

@@ -69,8 +69,8 @@ def evaluator(
         est = costmodel.price_layout(
             model,
             profile,
-            layout,
-            workload,
+            layout=layout,
+            workload=workload,
             engine=q.engine,
             max_num_seqs=c.max_num_seqs,
             budget_gpus=budget,
@@ -89,7 +89,9 @@ def evaluator(
                 (c.profile, q.engine, c.dtype, c.tp, c.pp, q.input_tokens, q.output_tokens, int(per_replica))
             )
         if hit:
-            return Evaluation(verdict, costmodel.with_measured(est, *hit), hit[2])
+            return Evaluation(
+                verdict, costmodel.with_measured(est, ttft_ms=hit[0], tpot_ms=hit[1], where=hit[2]), hit[2]
+            )
         return Evaluation(verdict, est)
 
     # The neighbours, the climb and the plan ask again for configurations the study evaluated.

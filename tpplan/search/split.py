@@ -77,16 +77,23 @@ class Pricer:
         dep = self.deploy(
             served,
             p,
-            layout,
-            q.engine,
-            kv,
-            q.max_model_len,
-            self.budgets[profile],
-            self.judge(profile, tp, pp, dtype, kv),
+            layout=layout,
+            engine=q.engine,
+            kv_dtype=kv,
+            seq_tokens=q.max_model_len,
+            budget_gpus=self.budgets[profile],
+            candidate=self.judge(profile, tp, pp, dtype, kv),
         )
         engine = self.engine_defaults(q.engine, served, p, tp, pp)
         steps = pd.role_steps(
-            served, tp, dep, engine.name, kv, self.params[profile], q.input_tokens, q.output_tokens
+            served,
+            tp,
+            dep=dep,
+            engine=engine.name,
+            kv_dtype=kv,
+            params=self.params[profile],
+            isl=q.input_tokens,
+            osl=q.output_tokens,
         )
         return engine, steps
 
@@ -100,7 +107,7 @@ class Pricer:
         top = max(g for inst in [*pre, *dec] for g in inst)
         if problem is None and top >= self.budgets[c.profile]:
             problem = f"{c.prefill.count} prefill and {c.decode.count} decode instances need GPUs up to #{top}; the budget is {self.budgets[c.profile]}"
-        links = [pd.kv_fabric(p, a, b) for a in pre for b in dec]
+        links = [pd.kv_fabric(p, a, b=b) for a in pre for b in dec]
         if problem is None and None in links:
             problem = f"{p.name} knows no fabric between nodes to send the KV cache over"
         return [f or "network" for f in links], problem
@@ -113,7 +120,15 @@ class Pricer:
         _, dec = self.side(c.profile, c.decode.tp, c.decode.pp, c.dtype, c.kv_cache_dtype)
         held = self.judge(c.profile, c.decode.tp, c.decode.pp, c.dtype, c.kv_cache_dtype).kv_cache_tokens
         slots = max(1, min(c.max_num_seqs, held // q.sequence_tokens))
-        rate = pd.rate_bound(pre, pre_engine, c.prefill.count, dec, slots, c.decode.count, q.output_tokens)
+        rate = pd.rate_bound(
+            pre,
+            pre_engine,
+            x=c.prefill.count,
+            decode=dec,
+            slots=slots,
+            y=c.decode.count,
+            output_tokens=q.output_tokens,
+        )
         usd_h = c.gpus * self.profiles[c.profile].price.usd_per_gpu_hour.value
         return rate * 1e3 * q.output_tokens * 3600 / usd_h if usd_h else 0.0
 
@@ -127,8 +142,12 @@ class Pricer:
         _, dec = self.side(g.profile, dtp, dpp, g.dtype, g.kv_cache_dtype)
         held = self.judge(g.profile, dtp, dpp, g.dtype, g.kv_cache_dtype).kv_cache_tokens // q.sequence_tokens
         slots = max(1, min(g.max_num_seqs, held))
-        a = pd.rate_bound(pre, pre_engine, 1, dec, 10**9, 10**9, q.output_tokens)  # the prefill side alone
-        b = pd.rate_bound(pre, pre_engine, 10**9, dec, slots, 1, q.output_tokens)  # the decode side alone
+        a = pd.rate_bound(
+            pre, pre_engine, x=1, decode=dec, slots=10**9, y=10**9, output_tokens=q.output_tokens
+        )  # the prefill side alone
+        b = pd.rate_bound(
+            pre, pre_engine, x=10**9, decode=dec, slots=slots, y=1, output_tokens=q.output_tokens
+        )  # the decode side alone
         gp, gd = ptp * ppp, dtp * dpp
         rate = a * b / (b * gp + a * gd)  # per GPU
         if q.concurrency:
@@ -143,14 +162,28 @@ class Pricer:
         _, dec = self.side(c.profile, c.decode.tp, c.decode.pp, c.dtype, c.kv_cache_dtype)
         decode_cand = self.judge(c.profile, c.decode.tp, c.decode.pp, c.dtype, c.kv_cache_dtype)
         links, problem = self.placement(c)
-        kv_ms = pd.kv_transfer_ms(params, pre.inst, c.prefill.world, dec.inst, q.input_tokens, links)
+        kv_ms = pd.kv_transfer_ms(
+            params,
+            pre.inst,
+            prefill_world=c.prefill.world,
+            decode=dec.inst,
+            input_tokens=q.input_tokens,
+            fabrics=links,
+        )
         held = decode_cand.kv_cache_tokens // q.sequence_tokens
         sides = pd.Sides(
             pre, pre_engine, c.prefill.count, dec, max(1, min(c.max_num_seqs, held)), c.decode.count
         )
         clients = q.concurrency or c.decode.count * c.max_num_seqs
         pair = (c.profile, c.prefill.tp, c.prefill.pp, c.decode.tp, c.decode.pp, c.dtype, c.kv_cache_dtype)
-        st = pd.steady_state(sides, params, clients, q.output_tokens, kv_ms, self.last.get(pair))
+        st = pd.steady_state(
+            sides,
+            params,
+            clients=clients,
+            output_tokens=q.output_tokens,
+            kv_ms=kv_ms,
+            start=self.last.get(pair),
+        )
         self.last[pair] = st.tpot_ms
         tokens_s = st.requests_per_ms * 1e3 * q.output_tokens
         usd_h = c.gpus * self.profiles[c.profile].price.usd_per_gpu_hour.value
@@ -165,10 +198,10 @@ class Pricer:
         # disaggregated measurements, which the calibration set has none of
         band = interval(
             spread_for(self.profiles[c.profile], q.engine),
-            st.ttft_ms,
-            st.tpot_ms,
-            q.output_tokens,
-            tokens_usd,
+            ttft_ms=st.ttft_ms,
+            tpot_ms=st.tpot_ms,
+            output_tokens=q.output_tokens,
+            tokens_per_usd=tokens_usd,
         )
         return search_disagg.DisaggEvaluation(
             prefill=self.judge(c.profile, c.prefill.tp, c.prefill.pp, c.dtype, c.kv_cache_dtype),
