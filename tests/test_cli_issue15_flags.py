@@ -199,5 +199,5 @@ def test_the_climb_to_a_better_neighbour_stays_within_the_pins():
     # At --tp 8 the best is TP8 x2; its TP/2 neighbour (TP4 x4) earns more, and the unpinned climb takes it
     pinned = prepare("llama-3.1-70b", ["dgx-h100"], **Q, tp="8")
     best = min((r for r in solved_setups(pinned) if r.feasible), key=rank_key)
-    assert climb(prepare("llama-3.1-70b", ["dgx-h100"], **Q), best, [])[0].tp == 4
-    assert climb(pinned, best, [])[0].tp == 8
+    assert climb(prepare("llama-3.1-70b", ["dgx-h100"], **Q), best, notes=[])[0].tp == 4
+    assert climb(pinned, best, notes=[])[0].tp == 8

@@ -107,9 +107,11 @@ def test_judge_auto_kv_matches_an_explicit_bf16_cache():
 
 
 def test_search_auto_pairs_fp8_weights_with_the_activation_cache():
-    assert dtype_pairs(["fp8"], ["auto"], True, "vllm") == (("fp8", "bf16"),)
-    assert dtype_pairs(["fp8"], ["auto"], True, "vllm", "fp16") == (("fp8", "fp16"),)
-    assert dtype_pairs(["fp8", "bf16"], ["auto", "fp8"], True, "vllm") == (
+    assert dtype_pairs(["fp8"], ["auto"], supports_fp8=True, engine="vllm") == (("fp8", "bf16"),)
+    assert dtype_pairs(["fp8"], ["auto"], supports_fp8=True, engine="vllm", activation_dtype="fp16") == (
+        ("fp8", "fp16"),
+    )
+    assert dtype_pairs(["fp8", "bf16"], ["auto", "fp8"], supports_fp8=True, engine="vllm") == (
         ("fp8", "bf16"),
         ("fp8", "fp8"),
         ("bf16", "bf16"),
@@ -152,7 +154,14 @@ def test_modelopt_fp8_checkpoint_with_fp8_kv_keeps_an_fp8_cache_under_auto(tmp_p
     auto = judge(m, profile, Layout(tp=1), "vllm", 1)
     bf16 = judge(m, profile, Layout(tp=1), "vllm", 1, kv_dtype="bf16")
     assert auto.kv_cache_tokens >= 2 * bf16.kv_cache_tokens - 1
-    assert dtype_pairs(["fp8"], ["auto"], True, "vllm", "bf16", m.checkpoint_kv_dtype) == (("fp8", "fp8"),)
+    assert dtype_pairs(
+        ["fp8"],
+        ["auto"],
+        supports_fp8=True,
+        engine="vllm",
+        activation_dtype="bf16",
+        checkpoint_kv=m.checkpoint_kv_dtype,
+    ) == (("fp8", "fp8"),)
 
 
 def test_modelopt_without_a_kv_scheme_keeps_the_activation_cache(tmp_path):

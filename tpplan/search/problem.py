@@ -30,6 +30,7 @@ EVALUATIONS_KEPT = 4096  # recent evaluations kept for asking again (a few kB ea
 def evaluator(
     model: ModelSpec,
     profiles: dict[str, HardwareProfile],
+    *,
     budgets: dict[str, int],
     q: Question,
     measured: costmodel.Measured,
@@ -121,11 +122,16 @@ def build_space(
         accepted = tuple(engines.accepted_tp(engine, model, budget))  # type: ignore[arg-type]
         possible_tp |= set(accepted)
         tps = pins.keep(accepted, tp_pins)
-        pps = pins.keep(tuple(sorted(pins.depths(model.num_layers, budget, tps))), pp_pins)
-        possible_pp |= pins.depths(model.num_layers, budget, tps)
+        pps = pins.keep(tuple(sorted(pins.depths(model.num_layers, budget, tps=tps))), pp_pins)
+        possible_pp |= pins.depths(model.num_layers, budget, tps=tps)
         tps = tuple(t for t in tps if any(t * d <= budget for d in pps))  # a TP no pinned depth fits
         pairs = dtype_pairs(
-            dtypes, kv_dtypes, p.gpu.supports_fp8, engine, model.activation_dtype, model.checkpoint_kv_dtype
+            dtypes,
+            kv_dtypes,
+            supports_fp8=p.gpu.supports_fp8,
+            engine=engine,
+            activation_dtype=model.activation_dtype,
+            checkpoint_kv=model.checkpoint_kv_dtype,
         )
         if not tps:
             notes.append(f"{name}: {engine} accepts no TP degree up to {budget} for {model.name}")
@@ -135,9 +141,12 @@ def build_space(
             modes = tuple(moe_rules.modes(engine, model, t) for t in tps)
             arms.append(Arm(name, budget, tps, min(model.num_layers, budget), pairs, modes, *pinned))
     where = f"for {model.name} with {engine} on {', '.join(profiles)} ({'/'.join(map(str, budgets.values()))} GPUs)"
-    pins.check(tp_pins, possible_tp, "tp", where)
+    pins.check(tp_pins, possible_tp, field="tp", why=where)
     pins.check(
-        pp_pins, possible_pp, "pp", where + (f" at TP {','.join(map(str, tp_pins))}" if tp_pins else "")
+        pp_pins,
+        possible_pp,
+        field="pp",
+        why=where + (f" at TP {','.join(map(str, tp_pins))}" if tp_pins else ""),
     )
     if not arms:
         raise ConfigError(
@@ -225,7 +234,7 @@ def pose(
         profiles,
         q,
         space,
-        evaluator(model, profiles, budgets, q, measured),
+        evaluator(model, profiles, budgets=budgets, q=q, measured=measured),
         found,
         notes + space_notes,
     )

@@ -301,10 +301,10 @@ class Split:
             self.results, self.unsolved = search_disagg.evaluate_all(
                 space,
                 q,
-                p.judge,
-                p.price,
-                p.bound if bounded else None,
-                p.group_bound if bounded else None,
+                judge=p.judge,
+                price=p.price,
+                bound=p.bound if bounded else None,
+                group_bound=p.group_bound if bounded else None,
                 aggregated_top=aggregated_top,
             )
 
@@ -312,6 +312,7 @@ class Split:
         self,
         best: ScoredConfig,
         ranked: list[ScoredConfig],
+        *,
         scored: list[ScoredConfig],
         rank_key: RankKey,
         notes: list[str],
@@ -319,11 +320,11 @@ class Split:
         """(winner of either kind, both kinds ranked, both kinds' results); says which kind won and why."""
         feasible = sorted((r for r in self.results if r.feasible), key=rank_key)
         both = sorted([*ranked, *feasible], key=rank_key)
-        notes.extend(self.summary(best, feasible[0] if feasible else None, both[0]))
+        notes.extend(self.summary(best, feasible[0] if feasible else None, winner=both[0]))
         return both[0], both, [*scored, *self.results]
 
     def summary(
-        self, aggregated: ScoredConfig | None, disaggregated: ScoredConfig | None, winner: ScoredConfig
+        self, aggregated: ScoredConfig | None, disaggregated: ScoredConfig | None, *, winner: ScoredConfig
     ) -> list[str]:
         """The notes: which kind won (the winner's kind) against the best of the other, and how many
         deployments were solved."""
@@ -331,7 +332,7 @@ class Split:
             return [self.why_not]
         feasible = sum(r.feasible for r in self.results)
         return [
-            search_disagg.compare(aggregated, disaggregated, winner.kind == "disaggregated"),
+            search_disagg.compare(aggregated, disaggregated, won=winner.kind == "disaggregated"),
             f"{len(self.results) + self.unsolved} disaggregated deployments (x prefill + y decode instances "
             f"within the budget): {len(self.results)} solved, {feasible} of them feasible; "
             f"{self.unsolved} not solved, their bound on tokens/USD below the top {search_disagg.KEEP} and "
