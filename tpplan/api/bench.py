@@ -145,7 +145,9 @@ def bench(
     for lay in chosen:
         p = req.port if req.port is not None else enginebench.free_port()
         try:
-            launch = emit_stage.emit(plan.model_copy(update={"layout": lay}), engine, "instances", p)  # type: ignore[arg-type]
+            launch = emit_stage.emit(
+                plan.model_copy(update={"layout": lay}), engine, replica_mode="instances", base_port=p
+            )  # type: ignore[arg-type]
         except LayoutError as e:
             notes.append(f"skipped {lay.label()}: {e}")
             continue

@@ -225,7 +225,7 @@ def _place_plan(data) -> None:
     """The plan's TP groups on its profile's GPUs, and the cost model's step of its layout."""
     plan = data.plan
     lay = plan.layout
-    where = candidates_stage.place(plan.profile, lay, lay.gpus)
+    where = candidates_stage.place(plan.profile, lay, budget_gpus=lay.gpus)
     data.winner_groups = [  # per instance, the GPUs of each TP group, as the engines place them
         [list(inst[j * lay.tp : (j + 1) * lay.tp]) for j in range(lay.pp)] for inst in where.rank_gpus
     ]

@@ -75,7 +75,7 @@ def calibrate(
 def _tp_fabric(profile: HardwareProfile, tp: int, label: str) -> str:
     """The link a TP group of `tp` ranks placed from GPU 0 uses (several nodes when it must)."""
     layout = io.validate(Layout, {"tp": tp}, label, prefix="tp as ")
-    return candidates_stage.place(profile, layout, max(tp, profile.total_gpus)).tp_fabric
+    return candidates_stage.place(profile, layout, budget_gpus=max(tp, profile.total_gpus)).tp_fabric
 
 
 def _sweep_model(src, sweep_model: Ref | None, label: str) -> ModelSpec:

@@ -58,12 +58,12 @@ def evaluator(
                 candidates_stage.judge(
                     served,
                     profile,
-                    layout,
-                    memory_engine,
-                    budget,
-                    q.max_model_len,
-                    workload.kv_dtype,
-                    tp_limit,
+                    layout=layout,
+                    engine=memory_engine,
+                    budget_gpus=budget,
+                    max_model_len=q.max_model_len,
+                    kv_dtype=workload.kv_dtype,
+                    tp_limit=tp_limit,
                 ),
             )
         layout, verdict = verdicts[c.setup.key]
@@ -119,7 +119,7 @@ def build_space(
     pinned = (tuple(pp_pins or ()), tuple(tp_pins or ()))
     for name, p in profiles.items():
         budget = budgets[name]
-        accepted = tuple(engines.accepted_tp(engine, model, budget))  # type: ignore[arg-type]
+        accepted = tuple(engines.accepted_tp(engine, model, limit=budget))  # type: ignore[arg-type]
         possible_tp |= set(accepted)
         tps = pins.keep(accepted, tp_pins)
         pps = pins.keep(tuple(sorted(pins.depths(model.num_layers, budget, tps=tps))), pp_pins)
@@ -138,7 +138,7 @@ def build_space(
         elif not pairs:
             notes.append(f"{name}: {p.gpu.name} runs none of the dtypes asked for ({', '.join(dtypes)})")
         else:
-            modes = tuple(moe_rules.modes(engine, model, t) for t in tps)
+            modes = tuple(moe_rules.modes(engine, model, tp=t) for t in tps)
             arms.append(Arm(name, budget, tps, min(model.num_layers, budget), pairs, modes, *pinned))
     where = f"for {model.name} with {engine} on {', '.join(profiles)} ({'/'.join(map(str, budgets.values()))} GPUs)"
     pins.check(tp_pins, possible_tp, field="tp", why=where)

@@ -62,12 +62,12 @@ class Pricer:
         return candidates_stage.judge(
             served,
             p,
-            Layout(tp=tp, pp=pp),
-            self.q.engine,
-            budget,
-            self.q.max_model_len,
-            kv,  # type: ignore[arg-type]
-            max(budget, p.total_gpus),
+            layout=Layout(tp=tp, pp=pp),
+            engine=self.q.engine,
+            budget_gpus=budget,
+            max_model_len=self.q.max_model_len,
+            kv_dtype=kv,  # type: ignore[arg-type]
+            tp_limit=max(budget, p.total_gpus),
         )
 
     def _side(self, profile: str, tp: int, pp: int, dtype: str, kv: str):

@@ -123,7 +123,7 @@ def plan_cases(
     for tp in tps:
         for pp in pps:
             for r in replicas:
-                accepted = [e for e in engines.ENGINES if engines.check(e, model, tp, pp).ok]
+                accepted = [e for e in engines.ENGINES if engines.check(e, model, tp=tp, pp=pp).ok]
                 forms: list[tuple[HeadsMode, list[str]]]
                 forms = [("even", accepted)] if h % tp == 0 else [(f, []) for f in heads or []]
                 for dtype in dtypes:
