@@ -102,7 +102,7 @@ def role_steps(
     return StepTimes(inst, params, isl, osl)
 
 
-def kv_fabric(profile: HardwareProfile, a: list[int], *, b: list[int]) -> str | None:
+def kv_fabric(profile: HardwareProfile, *, a: list[int], b: list[int]) -> str | None:
     """The link between two instances (global GPU indices): nvlink inside one NVLink domain, pcie inside
     one node without NVLink, else the network (None when the profile knows no inter-node fabric)."""
     both = [*a, *b]

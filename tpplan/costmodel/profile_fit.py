@@ -20,7 +20,7 @@ from ..specs import (
     HardwareProfile,
     Sourced,
 )
-from .collectives import allreduce_us, ring_factor
+from .collectives import allreduce_us, curve_time_us, ring_factor
 from .fit import fit_log, log_error
 from .params import Params
 
@@ -57,7 +57,7 @@ def fit_curve(
     f = ring_factor(ranks)
     sizes = {s for s, _ in points}
     if len(sizes) == 1 and prior is not None:
-        scale = median(t / curve_us(prior, s) for s, t in points)
+        scale = median(t / curve_time_us(prior, s) for s, t in points)
         return AllReduceCurve(
             ranks=ranks,
             alpha_us=_round(prior.alpha_us * scale),
@@ -108,17 +108,6 @@ def fit_curve(
         shape=_round(shape),
         points=len(points),
         median_error_pct=_round(median(errs), 3) if len(sizes) > len(x0) else None,
-    )
-
-
-def curve_us(curve: AllReduceCurve, nbytes: float) -> float:
-    return allreduce_us(
-        curve.alpha_us,
-        curve.peak_busbw_gbps,
-        half_bytes=curve.half_bytes,
-        shape=curve.shape,
-        ranks=curve.ranks,
-        nbytes=nbytes,
     )
 
 

@@ -85,15 +85,9 @@ class Pricer:
             candidate=self.judge(profile, tp, pp, dtype, kv),
         )
         engine = self.engine_defaults(q.engine, served, p, tp, pp)
+        isl, osl, params = q.input_tokens, q.output_tokens, self.params[profile]
         steps = pd.role_steps(
-            served,
-            tp,
-            dep=dep,
-            engine=engine.name,
-            kv_dtype=kv,
-            params=self.params[profile],
-            isl=q.input_tokens,
-            osl=q.output_tokens,
+            served, tp, dep=dep, engine=engine.name, kv_dtype=kv, params=params, isl=isl, osl=osl
         )
         return engine, steps
 
@@ -107,7 +101,7 @@ class Pricer:
         top = max(g for inst in [*pre, *dec] for g in inst)
         if problem is None and top >= self.budgets[c.profile]:
             problem = f"{c.prefill.count} prefill and {c.decode.count} decode instances need GPUs up to #{top}; the budget is {self.budgets[c.profile]}"
-        links = [pd.kv_fabric(p, a, b=b) for a in pre for b in dec]
+        links = [pd.kv_fabric(p, a=a, b=b) for a in pre for b in dec]
         if problem is None and None in links:
             problem = f"{p.name} knows no fabric between nodes to send the KV cache over"
         return [f or "network" for f in links], problem
