@@ -132,7 +132,7 @@ def bench(
     path = model_path or plan.model_path
     if not path:
         raise ConfigError("the plan has no model_path", field="model_path", expected="the model dir to serve")
-    env = enginebench.probe.probe(engine, engine_python, path)
+    env = enginebench.probe.probe(engine, engine_python, model_path=path)
     env = dataclasses.replace(env, served_model_name=plan.served_model_name)
     plan = plan.model_copy(update={"model_path": path})
     chosen, notes = layouts(plan, req.top, len(os.sched_getaffinity(0)) if env.device == "cpu" else None)
@@ -172,7 +172,13 @@ def bench(
     )
     try:
         written = enginebench.run_bench(
-            points, env, settings, file, common, _predict(plan, engine, isl, osl), progress
+            points,
+            env,
+            settings=settings,
+            out=file,
+            common=common,
+            predict=_predict(plan, engine, isl, osl),
+            progress=progress,
         )
     finally:
         file.close()

@@ -48,7 +48,7 @@ def report(
         raise ConfigError(
             "is a file", file=str(target), field="out", expected="a directory for the report", request=True
         )
-    return report_stage.write_report(data, target, tuple(req.formats), req.csv, echo)
+    return report_stage.write_report(data, target, formats=tuple(req.formats), csv=req.csv, echo=echo)
 
 
 def _find(run_dir: Path, *names: str) -> Path | None:
@@ -128,7 +128,7 @@ def _records(path: Path, cls) -> list:
         raise ConfigError(f"is not JSON ({e})", file=str(path)) from None
     if not isinstance(items, list):
         raise ConfigError("is not a JSON list", file=str(path), expected=f"a list of {cls.__name__} records")
-    return [io.validate(cls, item, f"{path}[{i}]") for i, item in enumerate(items)]
+    return [io.validate(cls, item, file=f"{path}[{i}]") for i, item in enumerate(items)]
 
 
 def _allreduce_model(data, sweep_profile: str | None) -> None:

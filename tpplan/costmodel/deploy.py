@@ -102,7 +102,7 @@ def deployment(
 
 def allreduce_on(profile: HardwareProfile, *, nbytes: int, ranks: int) -> AllReduceEstimate:
     """One all-reduce over `ranks` GPUs of the profile, placed from GPU 0 (more than a node: several nodes)."""
-    layout = io.validate(Layout, {"tp": ranks}, "command line", prefix="--ranks as ")
+    layout = io.validate(Layout, {"tp": ranks}, file="command line", prefix="--ranks as ")
     where = candidates_stage.place(profile, layout, budget_gpus=_whole_nodes(profile, ranks))
     if where.problem:
         raise LayoutError(

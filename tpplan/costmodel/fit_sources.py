@@ -74,7 +74,7 @@ def calibrate(
 
 def _tp_fabric(profile: HardwareProfile, tp: int, label: str) -> str:
     """The link a TP group of `tp` ranks placed from GPU 0 uses (several nodes when it must)."""
-    layout = io.validate(Layout, {"tp": tp}, label, prefix="tp as ")
+    layout = io.validate(Layout, {"tp": tp}, file=label, prefix="tp as ")
     return candidates_stage.place(profile, layout, budget_gpus=max(tp, profile.total_gpus)).tp_fabric
 
 
@@ -84,7 +84,7 @@ def _sweep_model(src, sweep_model: Ref | None, label: str) -> ModelSpec:
     named = {p.model for p in src.points if isinstance(p.model, str)}
     specs = [p.model for p in src.points if isinstance(p.model, dict)]
     if specs:
-        return io.validate(ModelSpec, specs[0], label, prefix="model.")
+        return io.validate(ModelSpec, specs[0], file=label, prefix="model.")
     if len(named) == 1:
         found = _bundled_model_named(named.pop())
         if found:
@@ -117,7 +117,7 @@ def _serving_cases(profile: HardwareProfile, src, models: dict[str, str], label:
                 models.get(p.model) or p.spec_path or _bundled_model_for(p.model, label)
             )
         model = specs[p.model].model_copy(update={"dtype": p.dtype})
-        layout = io.validate(Layout, {"tp": p.tp, "pp": p.pp}, label, prefix=f"line {p.line}: ")
+        layout = io.validate(Layout, {"tp": p.tp, "pp": p.pp}, file=label, prefix=f"line {p.line}: ")
         key = (p.model, p.tp, p.pp, p.engine, p.dtype)
         if key not in deps:
             deps[key] = deployment(
