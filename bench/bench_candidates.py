@@ -16,6 +16,6 @@ def main() -> None:
     for m in models:
         for p in profiles:
             for engine in ("vllm", "megatron", "sglang"):
-                n += len(candidates(m, p, engine, budget_gpus=min(p.total_gpus, 16)))
+                n += len(candidates(m, p, engine=engine, budget_gpus=min(p.total_gpus, 16)))
     dt = time.perf_counter() - t0
     print(f"{n} layouts judged in {dt * 1e3:.0f} ms ({dt / n * 1e6:.0f} us per layout)")

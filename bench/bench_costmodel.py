@@ -153,7 +153,7 @@ def collective_accuracy() -> None:
         nccl[8] = nccl[8] + fd.published_points(REFERENCE.parent, published)
         for impl, groups in (("backend", nccl), ("custom", custom)):
             pairs = [
-                (curve_time_us(params.allreduce_curve("nvlink", impl, n)[0], s), t)
+                (curve_time_us(params.allreduce_curve("nvlink", impl, ranks=n)[0], s), t)
                 for n, pts in groups.items()
                 for s, t in pts
             ]
@@ -217,7 +217,10 @@ def cpu_sweep() -> None:
         for path, what in ((tp4, "TP=4, 128 tokens"), (t256, "TP=1,2, 256 tokens")):
             points = costmodel.read_source(path, representative_only=False).points
             pairs = [
-                (costmodel.sweep_case(p, model, "pcie" if p.tp > 1 else "none")(params)[0], p.step_ms)
+                (
+                    costmodel.sweep_case(p, model, tp_fabric="pcie" if p.tp > 1 else "none")(params)[0],
+                    p.step_ms,
+                )
                 for p in points
             ]
             print(_row(f"step time, {what} (held out)", pairs))

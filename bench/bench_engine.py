@@ -32,7 +32,9 @@ def _errors(points: list[BenchRecord], model, profile) -> tuple[float, float]:
     for r in points:
         load = Workload(input_tokens=r.isl, output_tokens=r.osl, concurrency=r.concurrency, dtype=r.dtype)
         lay = Layout(tp=r.tp, pp=r.pp)
-        e = costmodel.price_layout(model, profile, lay, load, engine=r.engine, max_num_seqs=r.max_num_seqs)
+        e = costmodel.price_layout(
+            model, profile, layout=lay, workload=load, engine=r.engine, max_num_seqs=r.max_num_seqs
+        )
         ttft.append(abs(e.ttft_ms / r.measured.ttft_ms_mean - 1) * 100)
         tpot.append(abs(e.tpot_ms / r.measured.tpot_ms_mean - 1) * 100)
     return median(ttft), median(tpot)

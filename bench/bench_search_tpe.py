@@ -42,7 +42,9 @@ def trials_to_optimum(
 ) -> int | None:
     """Trials of one seeded search until it first evaluates an optimal configuration (None: not within cap)."""
     storage = study_mod.open_storage(f"sqlite:///{db}")
-    study, joined = study_mod.open_study(storage, f"bench-seed{seed}", prep.fingerprint, False)
+    study, joined = study_mod.open_study(
+        storage, f"bench-seed{seed}", question=prep.fingerprint, pareto=False
+    )
     found: list[int] = []
 
     def stop_when_found(study, trial) -> None:
@@ -51,7 +53,14 @@ def trials_to_optimum(
             study.stop()
 
     study_mod.run(
-        prep.space, prep.question, prep.evaluate, study, cap, seed, joined, callbacks=[stop_when_found]
+        prep.space,
+        prep.question,
+        evaluate=prep.evaluate,
+        study=study,
+        trials=cap,
+        seed=seed,
+        joined=joined,
+        callbacks=[stop_when_found],
     )
     return found[0] if found else None
 

@@ -59,10 +59,10 @@ def bare_allreduce_us(world: int, nbytes: int) -> float:
 
 def main() -> None:
     model, profile = api.load_model("tiny"), api.load_profile("cpu-local")
-    settings, cases, skipped, _ = prepare(model, profile, SweepRequest(tp=TPS, dtypes="fp32"))
+    settings, cases, skipped, _ = prepare(model, profile, r=SweepRequest(tp=TPS, dtypes="fp32"))
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        found = run_sweep(settings, cases, skipped, Path(tmp), resume=False)
+        found = run_sweep(settings, cases, skipped=skipped, out_dir=Path(tmp), resume=False)
         wall = time.perf_counter() - t0
     timed_s = sum(m.step_ms.p50 * m.step_ms.n for m in found if m.step_ms) / 1e3
     bad = [m for m in found if m.status != "ok"]

@@ -42,9 +42,11 @@ def multinode_errors(
         p = params.get(key) or params.setdefault(key, Params(_profile(r["profile"], sharp, profiles)))
         ranks, nbytes = int(r["nodes"]) * int(r["gpus_per_node"]), float(r["bytes"])
         if r["algorithm"] == "auto":
-            t = allreduce_time(p, nbytes, ranks, "network").latency_us
+            t = allreduce_time(p, nbytes, ranks=ranks, fabric="network").latency_us
         else:  # the source forced NCCL_ALGO: NCCL still picks the protocol
-            t = min(c.time_us for c in network_choices(p, nbytes, ranks) if c.algorithm == r["algorithm"])
+            t = min(
+                c.time_us for c in network_choices(p, nbytes, ranks=ranks) if c.algorithm == r["algorithm"]
+            )
         out[r["table"]].append(t / float(r["time_us"]) - 1)
     return dict(out)
 
@@ -67,7 +69,7 @@ def singlenode_errors(split: str | None = None) -> dict[str, list[float]]:
         if split and r["split"] != split:
             continue
         p = params.setdefault(r["profile"], Params(io.load_profile(r["profile"])))
-        found = p.allreduce_curve(r["fabric"], r["implementation"], int(r["ranks"]))
+        found = p.allreduce_curve(r["fabric"], r["implementation"], ranks=int(r["ranks"]))
         assert found is not None
         out[r["table"]].append(curve_time_us(found[0], float(r["bytes"])) / float(r["time_us"]) - 1)
     return dict(out)

@@ -46,7 +46,7 @@ def derive() -> list[dict]:
         s = spread_of(
             engine,
             [(tpot, p.tpot_ms) for p, tpot, _ in mine],
-            [(ttft, p.ttft_ms) for p, _, ttft in mine],
+            ttft_pairs=[(ttft, p.ttft_ms) for p, _, ttft in mine],
             held_apart=True,
             source=SOURCE,
             basis="assumed",  # an assumption wherever it is applied: no fit of that profile judged it

@@ -47,7 +47,9 @@ def fit_all(single_groups: Callable[[str, str], tuple[dict, str]]) -> None:
             groups, tables = single_groups(name, impl)
             if groups:  # custom: vLLM's own kernel, CUDA graphs (used inside an NVLink domain only)
                 fits.append(
-                    costmodel.fit_allreduce(groups, fabric, impl, f"fitted to {TABLES} ({tables}, half)")
+                    costmodel.fit_allreduce(
+                        groups, fabric, implementation=impl, source=f"fitted to {TABLES} ({tables}, half)"
+                    )
                 )
         _write_efficiency(name, Efficiency(allreduce=tuple(fits)))
     for spec, basis in ((PUBLISHED, "published"), (ASSUMED, "assumed")):
@@ -60,8 +62,8 @@ def fit_all(single_groups: Callable[[str, str], tuple[dict, str]]) -> None:
 
 def _spec_fit(name: str, fabric: str, ranks: tuple[int, ...], basis: str) -> AllReduceFit:
     profile = io.load_profile(name)
-    curves = tuple(prior_curve(profile, fabric, n)[0] for n in ranks)
-    why = prior_curve(profile, fabric, ranks[0])[1].removeprefix("prior: ")
+    curves = tuple(prior_curve(profile, fabric, ranks=n)[0] for n in ranks)
+    why = prior_curve(profile, fabric, ranks=ranks[0])[1].removeprefix("prior: ")
     if basis == "published":
         source = f"published spec: {why}; no nccl-tests table for this GPU"
     else:

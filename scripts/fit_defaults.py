@@ -143,10 +143,12 @@ def fit_profile(name: str, shared: Path = SHARED):
     nccl[8] = nccl[8] + extra
     nccl_src += f" + {len(extra)} single-node 8-GPU rows of reference/published_results.csv"
     eff = costmodel.with_allreduce(
-        None, costmodel.fit_allreduce(nccl, "nvlink", "backend", "fitted to " + nccl_src)
+        None,
+        costmodel.fit_allreduce(nccl, "nvlink", implementation="backend", source="fitted to " + nccl_src),
     )
     eff = costmodel.with_allreduce(
-        eff, costmodel.fit_allreduce(custom, "nvlink", "custom", "fitted to " + custom_src)
+        eff,
+        costmodel.fit_allreduce(custom, "nvlink", implementation="custom", source="fitted to " + custom_src),
     )
     profile = profile.model_copy(update={"efficiency": eff})
     if name in SERVING_FIT:

@@ -175,11 +175,28 @@ def test_emit_refuses_a_bad_name(capsys, tmp_path: Path, flag, value):
 
 def test_the_bench_client_sends_the_served_name():
     argv = client.command(
-        "vllm", Path("/venv/bin"), 8000, "/models/l70b", 128, 16, 4, 8, Path("r.json"), "llama-70b"
+        "vllm",
+        Path("/venv/bin"),
+        port=8000,
+        model_path="/models/l70b",
+        isl=128,
+        osl=16,
+        concurrency=4,
+        num_prompts=8,
+        result=Path("r.json"),
+        served_model_name="llama-70b",
     )
     assert argv[argv.index("--served-model-name") + 1] == "llama-70b"
     assert "--served-model-name" not in client.command(
-        "vllm", Path("/venv/bin"), 8000, "/models/l70b", 128, 16, 4, 8, Path("r.json")
+        "vllm",
+        Path("/venv/bin"),
+        port=8000,
+        model_path="/models/l70b",
+        isl=128,
+        osl=16,
+        concurrency=4,
+        num_prompts=8,
+        result=Path("r.json"),
     )
 
 
@@ -199,5 +216,5 @@ def test_the_climb_to_a_better_neighbour_stays_within_the_pins():
     # At --tp 8 the best is TP8 x2; its TP/2 neighbour (TP4 x4) earns more, and the unpinned climb takes it
     pinned = prepare("llama-3.1-70b", ["dgx-h100"], **Q, tp="8")
     best = min((r for r in solved_setups(pinned) if r.feasible), key=rank_key)
-    assert climb(prepare("llama-3.1-70b", ["dgx-h100"], **Q), best, [])[0].tp == 4
-    assert climb(pinned, best, [])[0].tp == 8
+    assert climb(prepare("llama-3.1-70b", ["dgx-h100"], **Q), best, notes=[])[0].tp == 4
+    assert climb(pinned, best, notes=[])[0].tp == 8

@@ -92,7 +92,9 @@ def _m(mode: str, heads: list[int], cpu: list[float], step: float, per_core: flo
         "hidden_max_abs": 2e-6,
         "allclose": True,
     }
-    return measurement(s, case, samples, drift, per_core, 1, [])
+    return measurement(
+        s, case, samples=samples, drift=drift, ranks_per_core=per_core, microbatches=1, notes=[]
+    )
 
 
 def test_summary_shows_busy_time_by_head_count_and_the_padding_cost():

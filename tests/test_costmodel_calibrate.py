@@ -52,7 +52,7 @@ def test_sweep_calibration_recovers_achieved_flops_and_gloo_collectives(tmp_path
     params = Params(profile)
     achieved = params.gemm_fraction.value * profile.gpu.bf16_dense_tflops.value * 1e12
     assert achieved == pytest.approx(18e9, rel=0.05)  # the fixture's bf16 FLOP/s per rank
-    two = params.allreduce_curve("pcie", "backend", 2)[0]
+    two = params.allreduce_curve("pcie", "backend", ranks=2)[0]
     assert two.alpha_us == pytest.approx(95, rel=0.15)
     assert curve_time_us(two, 128 * 512 * 2) == pytest.approx(95 + 131072 / 1.6e3, rel=0.05)
     step = next(e for e in cal.sources[0].errors if e.metric == "step")
@@ -140,7 +140,7 @@ def test_one_message_size_scales_the_prior_curve_and_keeps_its_shape():
     from tpplan.specs import AllReduceCurve
 
     prior = AllReduceCurve(ranks=2, alpha_us=20.0, peak_busbw_gbps=2.0, half_bytes=4e4, shape=0.5)
-    curve = fit_curve([(65536, 300.0)], 2, prior)
+    curve = fit_curve([(65536, 300.0)], 2, prior=prior)
     assert (curve.half_bytes, curve.shape) == (prior.half_bytes, prior.shape)
     assert curve_time_us(curve, 65536) == pytest.approx(300.0, rel=1e-3)
     assert curve.median_error_pct is None and "time scale only" in describe_fit(curve)

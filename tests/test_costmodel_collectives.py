@@ -60,18 +60,18 @@ def test_crossing_nodes_costs_more_than_staying_in_the_nvlink_domain():
 def test_a_profile_without_efficiency_uses_labelled_priors():
     """Every bundled profile now carries its curves; the priors remain for a profile without any."""
     profile = io.load_profile("hgx-h200").model_copy(update={"efficiency": None})
-    t = allreduce_time(Params(profile), SEED_BYTES, 8, "nvlink")
+    t = allreduce_time(Params(profile), SEED_BYTES, ranks=8, fabric="nvlink")
     assert "prior" in str(t.provenance["allreduce"])
-    curve, _ = prior_curve(profile, "nvlink", 8)
+    curve, _ = prior_curve(profile, "nvlink", ranks=8)
     assert curve.peak_busbw_gbps > 450  # NVLS raises busbw above the 450 GB/s link for > 4 GPUs
 
 
 def test_engine_kernels_win_for_small_messages_only_where_fitted():
     params = Params(io.load_profile("dgx-h100"))
-    nccl = allreduce_time(params, 256 * 1024, 8, "nvlink")
-    engine = allreduce_time(params, 256 * 1024, 8, "nvlink", engine_kernels=True)
+    nccl = allreduce_time(params, 256 * 1024, ranks=8, fabric="nvlink")
+    engine = allreduce_time(params, 256 * 1024, ranks=8, fabric="nvlink", engine_kernels=True)
     assert engine.implementation == "custom" and engine.latency_us < 0.7 * nccl.latency_us
-    pcie = allreduce_time(params, 256 * 1024, 8, "pcie", engine_kernels=True)
+    pcie = allreduce_time(params, 256 * 1024, ranks=8, fabric="pcie", engine_kernels=True)
     assert pcie.implementation == "backend"
 
 

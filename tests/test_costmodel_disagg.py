@@ -99,8 +99,8 @@ def test_decode_steps_carry_no_prompts(pricer):
     agg = costmodel.price_layout(
         pricer.model,
         pricer.profiles["dgx-h100"],
-        Layout(tp=4),
-        Workload(input_tokens=ISL, output_tokens=OSL, concurrency=128),
+        layout=Layout(tp=4),
+        workload=Workload(input_tokens=ISL, output_tokens=OSL, concurrency=128),
         engine="vllm",
         max_num_seqs=128,
         budget_gpus=16,
@@ -113,13 +113,19 @@ def test_kv_transfer_is_faster_over_nvlink_than_the_network(pricer):
     params = Params(pricer.profiles["dgx-h100"])
     _, pre = pricer.side("dgx-h100", 4, 1, "bf16", "bf16")
     _, dec = pricer.side("dgx-h100", 4, 1, "bf16", "bf16")
-    nvlink = pd.kv_transfer_ms(params, pre.inst, 4, dec.inst, ISL, ["nvlink"])
-    network = pd.kv_transfer_ms(params, pre.inst, 4, dec.inst, ISL, ["network"])
+    nvlink = pd.kv_transfer_ms(
+        params, pre.inst, prefill_world=4, decode=dec.inst, input_tokens=ISL, fabrics=["nvlink"]
+    )
+    network = pd.kv_transfer_ms(
+        params, pre.inst, prefill_world=4, decode=dec.inst, input_tokens=ISL, fabrics=["network"]
+    )
     # 2048 tokens x 80 layers x 8 KV heads x 128 x 2 (K, V) x 2 bytes = 671 MB, a quarter per GPU link
     per_link_gb = 2048 * 80 * 8 * 128 * 2 * 2 / 4 / 1e9
     assert network == pytest.approx(per_link_gb / (50 * 0.92) * 1e3, rel=0.02)  # NDR 50 GB/s per GPU x 0.92
     assert nvlink == pytest.approx(per_link_gb / (450 * 0.78) * 1e3, rel=0.05)  # NVLink4 450 GB/s x 0.78
-    mixed = pd.kv_transfer_ms(params, pre.inst, 4, dec.inst, ISL, ["nvlink", "network"])
+    mixed = pd.kv_transfer_ms(
+        params, pre.inst, prefill_world=4, decode=dec.inst, input_tokens=ISL, fabrics=["nvlink", "network"]
+    )
     assert mixed == pytest.approx((nvlink + network) / 2)
 
 

@@ -20,7 +20,7 @@ def h100():
 
 
 def _tflops(k, m, n=4096, kk=4096, dtype="bf16"):
-    return 2 * m * n * kk / (k.gemm_ms(m, n, kk, dtype) * 1e9)
+    return 2 * m * n * kk / (k.gemm_ms(m, n, k=kk, dtype=dtype) * 1e9)
 
 
 def test_every_table_names_its_source_and_stays_small():
@@ -54,7 +54,7 @@ def test_a_small_gemm_runs_far_below_a_large_one(h100):
 def test_achieved_flops_grow_with_tokens_and_time_never_shrinks(h100):
     ms = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048]
     rates = [_tflops(h100, m, 8192, 8192) for m in ms]
-    times = [h100.gemm_ms(m, 8192, 8192, "bf16") for m in ms]
+    times = [h100.gemm_ms(m, 8192, k=8192, dtype="bf16") for m in ms]
     # rising until the GEMM is compute-bound (m ~ 512 on H100), then a plateau within measurement noise
     assert rates[:10] == sorted(rates[:10])
     assert min(rates[9:]) > 0.85 * max(rates)
@@ -64,7 +64,7 @@ def test_achieved_flops_grow_with_tokens_and_time_never_shrinks(h100):
 def test_decode_attention_bandwidth_grows_with_batch_and_context_up_to_the_rated_peak(h100):
     def gbps(b, ctx, kv=8):
         nbytes = b * ctx * kv * 128 * 2 * 2
-        return nbytes / (h100.decode_attention_ms(nbytes, b, ctx, kv, "bf16") * 1e6)
+        return nbytes / (h100.decode_attention_ms(nbytes, b, context=ctx, kv_heads=kv, kv="bf16") * 1e6)
 
     assert gbps(1, 256) < 0.1 * 3350  # launch-bound
     assert gbps(1, 256) < gbps(64, 256) < gbps(64, 2048) <= 3350
@@ -73,7 +73,7 @@ def test_decode_attention_bandwidth_grows_with_batch_and_context_up_to_the_rated
 def test_prefill_attention_is_slow_for_short_prompts(h100):
     def tflops(length, heads=32):
         flops = 2 * heads * 128 * length**2
-        return flops / (h100.prefill_attention_ms(flops, heads, length) * 1e9)
+        return flops / (h100.prefill_attention_ms(flops, heads, length=length) * 1e9)
 
     assert tflops(128) < 0.1 * tflops(8192)
     assert tflops(8192) < 989
@@ -81,9 +81,9 @@ def test_prefill_attention_is_slow_for_short_prompts(h100):
 
 def test_interpolation_is_exact_on_the_grid_and_between_its_neighbours_off_it():
     axes, values = [[1, 4, 16]], [1.0, 2.0, 8.0]
-    assert interpolate(axes, values, (4,)) == pytest.approx(2.0)
-    assert interpolate(axes, values, (2,)) == pytest.approx(2**0.5)  # log-log midpoint
-    assert interpolate(axes, values, (100,)) == pytest.approx(8.0)  # held at the edge
+    assert interpolate(axes, values, point=(4,)) == pytest.approx(2.0)
+    assert interpolate(axes, values, point=(2,)) == pytest.approx(2**0.5)  # log-log midpoint
+    assert interpolate(axes, values, point=(100,)) == pytest.approx(8.0)  # held at the edge
 
 
 def test_profiles_label_measured_and_scaled_tables():
@@ -93,8 +93,8 @@ def test_profiles_label_measured_and_scaled_tables():
     assert a10g.basis == "derived" and "scaled from the l40s table" in a10g.source
     l40s = kernel_tables(io.load_profile("l40s-8x-pcie"))
     # the A10G is rated at 0.69x the L40S's bandwidth: a weight-bound GEMM takes 1/0.69x as long
-    assert a10g.gemm_ms(1, 8192, 8192, "bf16") == pytest.approx(
-        l40s.gemm_ms(1, 8192, 8192, "bf16") * 864 / 600
+    assert a10g.gemm_ms(1, 8192, k=8192, dtype="bf16") == pytest.approx(
+        l40s.gemm_ms(1, 8192, k=8192, dtype="bf16") * 864 / 600
     )
     assert kernel_tables(io.load_profile("cpu-local")) is None
 
@@ -109,7 +109,7 @@ def test_the_estimate_says_where_kernel_times_came_from():
 )
 def test_gemm_shapes_add_up_to_the_parameters_they_stand_for(name, tp):
     model = io.load_model(name)
-    s = stage_shape(model, tp, range(model.num_layers), True, "bf16")
+    s = stage_shape(model, tp, layers=range(model.num_layers), last=True, kv_dtype="bf16")
     if s.dense_layers:
         assert sum(n * k for n, k in s.dense_gemms) == pytest.approx(s.dense_params, rel=0.01)
     if s.moe_layers:

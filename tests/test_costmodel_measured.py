@@ -41,7 +41,7 @@ def test_measured_serving_points_stand_in_for_the_estimates_at_their_configurati
         row = (
             measured.get((c.tp, c.max_num_seqs)) if c.pp == 1 else None
         )  # without --concurrency: C = seqs/replica
-        s = score(c, ev, prep.question)
+        s = score(c, ev, q=prep.question)
         if row is None:
             assert s.basis == "fitted" and ev.measured is None
             continue
@@ -85,7 +85,7 @@ def test_a_sweep_run_dir_is_fitted_into_its_profile(tmp_path, repo):
     ev = prep.evaluate(c)
     assert (
         "sweep" in str(ev.estimate.provenance["gemm_fraction"])
-        and score(c, ev, prep.question).basis == "fitted"
+        and score(c, ev, q=prep.question).basis == "fitted"
     )
 
 

@@ -30,17 +30,17 @@ def test_nvls_tree_where_nvswitch_reduces_and_never_without_it():
     assert _algorithm("dgx-h100", 1 * GiB, 16) == "nvls_tree/Simple"
     assert _algorithm("hgx-b200", 8 * GiB, 16) == "nvls_tree/Simple"
     params = Params(io.load_profile("dgx-a100-80g"))  # NVLink3 has no in-switch reduction
-    assert all(c.algorithm != "nvls_tree" for c in network_choices(params, 1 * GiB, 16))
+    assert all(c.algorithm != "nvls_tree" for c in network_choices(params, 1 * GiB, ranks=16))
 
 
 def test_collnet_only_where_the_switches_reduce():
     profile = io.load_profile("hgx-b200")
-    assert all(c.algorithm != "collnet" for c in network_choices(Params(profile), GiB, 64))
+    assert all(c.algorithm != "collnet" for c in network_choices(Params(profile), GiB, ranks=64))
     assert profile.inter_node is not None
     sharp = network_params(profile).model_copy(update={"in_network_reduction": True})
     fabric = profile.inter_node.model_copy(update={"allreduce": sharp})
     with_sharp = Params(profile.model_copy(update={"inter_node": fabric}))
-    assert allreduce_time(with_sharp, 8 * GiB, 64, "network").algorithm == "collnet/Simple"
+    assert allreduce_time(with_sharp, 8 * GiB, ranks=64, fabric="network").algorithm == "collnet/Simple"
 
 
 @pytest.mark.parametrize(

@@ -28,7 +28,9 @@ def test_ratio_quantiles_are_measured_over_predicted():
 
 
 def test_interval_scales_ttft_tpot_and_tokens_per_usd_by_littles_law():
-    s = spread_of("vllm", [(1, 0.9), (1, 1.2)] * 5, [(1, 0.5), (1, 2.0)] * 5, True, "test")
+    s = spread_of(
+        "vllm", [(1, 0.9), (1, 1.2)] * 5, ttft_pairs=[(1, 0.5), (1, 2.0)] * 5, held_apart=True, source="test"
+    )
     band = interval(s, ttft_ms=400.0, tpot_ms=20.0, output_tokens=101, tokens_per_usd=1000.0)
     assert band.ttft_ms_low == pytest.approx(400 * s.ttft_ratio_p10)
     assert band.tpot_ms_high == pytest.approx(20 * s.tpot_ratio_p90)
@@ -59,11 +61,17 @@ def test_an_estimate_on_bundled_parameters_says_its_interval_is_assumed():
 
 
 def test_a_calibrated_spread_replaces_the_bundled_one():
-    s = spread_of("vllm", [(1, 0.5), (1, 1.5)] * 5, [(1, 0.2), (1, 3.0)] * 5, True, "my points")
+    s = spread_of(
+        "vllm",
+        [(1, 0.5), (1, 1.5)] * 5,
+        ttft_pairs=[(1, 0.2), (1, 3.0)] * 5,
+        held_apart=True,
+        source="my points",
+    )
     base = io.load_profile("dgx-h100")
     mine = base.model_copy(update={"efficiency": base.efficiency.model_copy(update={"serving_spread": (s,)})})
-    wide = price_layout(io.load_model("llama-3.1-70b"), mine, Layout(tp=8), WORKLOAD)
-    plain = price_layout(io.load_model("llama-3.1-70b"), base, Layout(tp=8), WORKLOAD)
+    wide = price_layout(io.load_model("llama-3.1-70b"), mine, layout=Layout(tp=8), workload=WORKLOAD)
+    plain = price_layout(io.load_model("llama-3.1-70b"), base, layout=Layout(tp=8), workload=WORKLOAD)
     assert wide.tpot_ms == plain.tpot_ms  # the point estimate does not move, its interval does
     assert wide.tpot_ms_high == pytest.approx(wide.tpot_ms * s.tpot_ratio_p90, rel=1e-3)
     assert (
@@ -89,7 +97,7 @@ def test_calibrating_on_serving_points_keeps_a_held_apart_spread(tmp_path, refer
     assert s.engine == "vllm" and s.held_apart and s.points == 15 and s.basis == "fitted"
     assert profile.efficiency.spread("vllm") == s
     assert io.load_profile(tmp_path / "cal.yaml").efficiency.spread("vllm") == s  # written with the profile
-    est = price_layout(io.load_model("qwen3-32b"), profile, Layout(tp=4), WORKLOAD)
+    est = price_layout(io.load_model("qwen3-32b"), profile, layout=Layout(tp=4), workload=WORKLOAD)
     assert est.provenance["uncertainty"].basis == "fitted"
 
 

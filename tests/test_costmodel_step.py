@@ -26,7 +26,7 @@ def h100():
 
 def test_small_batch_decode_is_bound_by_weight_reads_allreduce_and_overhead(h100):
     model = io.load_model("llama-3.1-70b")
-    cost = step_cost(_inst(model), h100, decode(8))
+    cost = step_cost(_inst(model), h100, batch=decode(8))
     assert cost.parts["compute"] == 0
     # the H100 kernel tables stream a TP8 shard's GEMMs at 8 tokens at ~75-80% of rated bandwidth
     w_ms = memory.weight_bytes_per_stage(model, 8, [80])[0] / 3350e6
@@ -38,14 +38,16 @@ def test_small_batch_decode_is_bound_by_weight_reads_allreduce_and_overhead(h100
 
 def test_prefill_chunks_are_compute_bound(h100):
     model = io.load_model("llama-3.1-70b")
-    cost = step_cost(_inst(model), h100, Batch(0, 0, 8192, 4096, 1))
+    cost = step_cost(_inst(model), h100, batch=Batch(0, 0, 8192, 4096, 1))
     assert cost.parts["compute"] > 5 * cost.parts["weight_reads"]
 
 
 def test_fp8_weights_cut_the_weight_reads_but_not_by_half(h100):
     model = io.load_model("llama-3.1-70b")
-    bf16 = step_cost(_inst(model), h100, decode(4)).parts["weight_reads"]
-    fp8 = step_cost(_inst(model.model_copy(update={"dtype": "fp8"})), h100, decode(4)).parts["weight_reads"]
+    bf16 = step_cost(_inst(model), h100, batch=decode(4)).parts["weight_reads"]
+    fp8 = step_cost(_inst(model.model_copy(update={"dtype": "fp8"})), h100, batch=decode(4)).parts[
+        "weight_reads"
+    ]
     # half the bytes, but vLLM's fp8 GEMMs at 4 tokens reach less of the bandwidth than bf16 ones
     # (H100 kernel table: ~1.2-2.6 TB/s against 2.2-2.7)
     assert 0.5 * bf16 < fp8 < 0.8 * bf16
@@ -53,7 +55,7 @@ def test_fp8_weights_cut_the_weight_reads_but_not_by_half(h100):
 
 def test_moe_reads_the_experts_its_tokens_touch_and_computes_only_the_active_ones():
     model = io.load_model("mixtral-8x7b")
-    shape = stage_shape(model, 4, range(model.num_layers), True, "bf16")
+    shape = stage_shape(model, 4, layers=range(model.num_layers), last=True, kv_dtype="bf16")
     one = stage_work(shape, decode(1))
     many = stage_work(shape, decode(256))
     experts = {w.name: w for w in one.ops}["experts"]
@@ -66,17 +68,22 @@ def test_moe_reads_the_experts_its_tokens_touch_and_computes_only_the_active_one
 
 def test_mla_keeps_one_latent_per_token_on_every_rank():
     model = io.load_model("deepseek-v3")
-    kv = [stage_shape(model, tp, range(3), True, "bf16").kv_bytes_per_token for tp in (1, 8, 16)]
+    kv = [
+        stage_shape(model, tp, layers=range(3), last=True, kv_dtype="bf16").kv_bytes_per_token
+        for tp in (1, 8, 16)
+    ]
     assert kv == [576 * 2] * 3  # kv_lora_rank 512 + rope 64, bf16, per layer
     gqa = io.load_model("llama-3.1-70b")
-    kv_gqa = [stage_shape(gqa, tp, range(3), True, "bf16").kv_bytes_per_token for tp in (1, 8)]
+    kv_gqa = [
+        stage_shape(gqa, tp, layers=range(3), last=True, kv_dtype="bf16").kv_bytes_per_token for tp in (1, 8)
+    ]
     assert kv_gqa[0] == 8 * kv_gqa[1]
 
 
 def test_pipeline_round_adds_p2p_and_every_stage_reads_its_weights_per_micro_batch(h100):
     model = io.load_model("llama-3.1-70b")
-    flat = step_cost(_inst(model, tp=8), h100, decode(64))
-    piped = step_cost(_inst(model, tp=4, pp=2), h100, decode(64))
+    flat = step_cost(_inst(model, tp=8), h100, batch=decode(64))
+    piped = step_cost(_inst(model, tp=4, pp=2), h100, batch=decode(64))
     assert piped.parts["p2p"] > 0
     assert piped.time_ms == pytest.approx(sum(piped.parts.values()))
     # each GPU holds 1/8 of the weights either way, but with PP=2 every round runs two micro-batches,

@@ -29,7 +29,7 @@ NASTY = [
 @pytest.mark.parametrize("gpus_per_node", [4, 8])
 def test_instances_get_disjoint_gpus_on_each_node(tp, pp, replicas, gpus_per_node):
     try:
-        placed = place_instances(gpus_per_node, tp, pp, replicas)
+        placed = place_instances(gpus_per_node, tp, pp=pp, replicas=replicas)
     except LayoutError as e:
         assert "do not split evenly" in str(e)
         return
@@ -46,8 +46,8 @@ def test_instances_get_disjoint_gpus_on_each_node(tp, pp, replicas, gpus_per_nod
 
 def test_uneven_split_over_nodes_is_refused():
     with pytest.raises(LayoutError, match="9 ranks do not split evenly over 2 nodes"):
-        place_instances(8, 3, 3, 1)
-    assert [len(s.gpus) for s in place_instances(8, 4, 3, 1)[0]] == [6, 6]
+        place_instances(8, 3, pp=3, replicas=1)
+    assert [len(s.gpus) for s in place_instances(8, 4, pp=3, replicas=1)[0]] == [6, 6]
 
 
 @pytest.mark.parametrize("engine", ["vllm", "sglang", "megatron"])
@@ -99,8 +99,8 @@ def test_site_values_are_environment_references_until_given():
 def test_config_file_plus_command_lines_equal_the_cli(engine, tp, pp, replicas, mode):
     """Expanding the YAML as the engine does (key → --key, true → switch; CLI flags after it) and
     appending each process's command-line flags gives exactly that process's CLI options."""
-    launch = emit(make_plan(tp=tp, pp=pp, replicas=replicas, model_path="org/m"), engine, mode)
-    text = render(launch, "yaml", "cfg.yaml")
+    launch = emit(make_plan(tp=tp, pp=pp, replicas=replicas, model_path="org/m"), engine, replica_mode=mode)
+    text = render(launch, "yaml", config_path="cfg.yaml")
     config = yaml.safe_load(text)
     lead = [] if engine == "sglang" else [("model", "org/m")]
     assert list(config.items())[: len(lead)] == lead
@@ -182,7 +182,9 @@ def test_env_refs_render_as_required_expansions():
 def test_config_file_stays_yaml_with_hostile_values(engine):
     path = NASTY[4] + NASTY[5]  # line breaks for bash and for YAML
     launch = emit(make_plan(tp=8, pp=2, model_path=path), engine, node_addrs=(path, "b"))
-    text = render(launch, "yaml", "c\rx: 1\ny: 2.yaml")  # the file name is in the commented commands
+    text = render(
+        launch, "yaml", config_path="c\rx: 1\ny: 2.yaml"
+    )  # the file name is in the commented commands
     config = yaml.safe_load(text)
     assert config.get("model", config.get("model-path")) == path and not {"x", "y"} & config.keys()
     body = [line for line in text.splitlines() if not line.startswith("#")]

@@ -37,7 +37,7 @@ def all_launches(engine: str):
                     plan = make_plan(model, profile, tp, pp, r, kv_cache_dtype=kv)
                     for mode in ("instances", "dp"):
                         try:
-                            launches.append((plan, emit(plan, engine, mode)))
+                            launches.append((plan, emit(plan, engine, replica_mode=mode)))
                         except TpplanError:
                             refused += 1
     return launches, refused

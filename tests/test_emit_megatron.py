@@ -129,16 +129,18 @@ def test_megatron_refusals():
     o = opts(emit(make_plan(dtype="fp8", kv_cache_dtype="bf16"), "megatron").processes[0])
     assert o["--fp8-format"] == "e4m3" and "--bf16" in o
     with pytest.raises(LayoutError, match="one model copy per torchrun job"):
-        emit(make_plan(tp=4, replicas=2), "megatron", "dp")
+        emit(make_plan(tp=4, replicas=2), "megatron", replica_mode="dp")
 
 
 def test_verify_catches_what_megatron_would_reject():
     t = Target(make_plan(tp=8), "megatron")
     good = [Option(flag="--sequence-parallel"), Option(flag="--tp-comm-overlap")]
-    megatron.verify(t, good, {"CUDA_DEVICE_MAX_CONNECTIONS": "1"}, 8)
+    megatron.verify(t, good, env={"CUDA_DEVICE_MAX_CONNECTIONS": "1"}, ranks=8)
     with pytest.raises(LayoutError, match="requires --sequence-parallel"):
-        megatron.verify(t, [Option(flag="--tp-comm-overlap")], {"CUDA_DEVICE_MAX_CONNECTIONS": "1"}, 8)
+        megatron.verify(
+            t, [Option(flag="--tp-comm-overlap")], env={"CUDA_DEVICE_MAX_CONNECTIONS": "1"}, ranks=8
+        )
     with pytest.raises(LayoutError, match="CUDA_DEVICE_MAX_CONNECTIONS=1"):
-        megatron.verify(t, good, {}, 8)
+        megatron.verify(t, good, env={}, ranks=8)
     with pytest.raises(LayoutError, match="starts 4 ranks"):
-        megatron.verify(t, good, {"CUDA_DEVICE_MAX_CONNECTIONS": "1"}, 4)
+        megatron.verify(t, good, env={"CUDA_DEVICE_MAX_CONNECTIONS": "1"}, ranks=4)

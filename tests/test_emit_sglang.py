@@ -33,10 +33,10 @@ def test_single_instance():
 
 
 def test_dp_writes_the_total_running_requests_on_one_node():
-    (p,) = emit(make_plan(tp=2, replicas=4, max_num_seqs=32), "sglang", "dp").processes
+    (p,) = emit(make_plan(tp=2, replicas=4, max_num_seqs=32), "sglang", replica_mode="dp").processes
     assert opts(p)["--dp-size"] == 4 and opts(p)["--max-running-requests"] == 128
     with pytest.raises(LayoutError, match="do not share one node"):
-        emit(make_plan(tp=4, replicas=4), "sglang", "dp")
+        emit(make_plan(tp=4, replicas=4), "sglang", replica_mode="dp")
 
 
 def test_multi_node_instance():

@@ -56,11 +56,11 @@ def test_replicas_as_instances_use_disjoint_gpus_and_ports():
 
 
 def test_replicas_as_data_parallelism_on_one_and_two_nodes():
-    (one,) = emit(make_plan(tp=2, replicas=4), "vllm", "dp").processes
+    (one,) = emit(make_plan(tp=2, replicas=4), "vllm", replica_mode="dp").processes
     assert opts(one)["--data-parallel-size"] == 4 and one.env["CUDA_VISIBLE_DEVICES"] == "0,1,2,3,4,5,6,7"
     assert "--data-parallel-address" not in opts(one)
     head, worker = emit(
-        make_plan(tp=4, replicas=4), "vllm", "dp", node_addrs=("10.0.0.1", "10.0.0.2")
+        make_plan(tp=4, replicas=4), "vllm", replica_mode="dp", node_addrs=("10.0.0.1", "10.0.0.2")
     ).processes
     assert opts(head)["--data-parallel-size-local"] == 2 and "--headless" not in opts(head)
     assert opts(worker)["--data-parallel-start-rank"] == 2 and "--headless" in opts(worker)
@@ -70,9 +70,9 @@ def test_replicas_as_data_parallelism_on_one_and_two_nodes():
 
 def test_data_parallelism_is_refused_where_vllm_would_couple_or_span():
     with pytest.raises(LayoutError, match="mixture of experts"):
-        emit(make_plan("mixtral-8x7b", tp=2, replicas=2), "vllm", "dp")
+        emit(make_plan("mixtral-8x7b", tp=2, replicas=2), "vllm", replica_mode="dp")
     with pytest.raises(LayoutError, match="spans nodes"):
-        emit(make_plan(tp=8, pp=2, replicas=2), "vllm", "dp")
+        emit(make_plan(tp=8, pp=2, replicas=2), "vllm", replica_mode="dp")
 
 
 def test_instance_across_nodes_uses_the_multiprocessing_backend():

@@ -76,8 +76,8 @@ def _log_errors(records, profile) -> dict[str, float]:
         e = costmodel.price_layout(
             plan.model,
             profile,
-            Layout(tp=r.tp, pp=r.pp),
-            load,
+            layout=Layout(tp=r.tp, pp=r.pp),
+            workload=load,
             engine="vllm",
             max_num_seqs=plan.max_num_seqs,
             max_model_len=plan.max_model_len,

@@ -66,7 +66,15 @@ def _run(tmp_path, bin_dir, monkeypatch, mode="ok", conc=(1, 2), tps=(1,), port=
     out = AppendFile(tmp_path / "out" / "bench.jsonl", BenchRecord, "tpplan bench", resume)
     msgs: list[str] = []
     try:
-        written = enginebench.run_bench(points, _env(bin_dir), settings, out, COMMON, _predict, msgs.append)
+        written = enginebench.run_bench(
+            points,
+            _env(bin_dir),
+            settings=settings,
+            out=out,
+            common=COMMON,
+            predict=_predict,
+            progress=msgs.append,
+        )
     finally:
         out.close()
     return written, msgs

@@ -44,7 +44,7 @@ def test_vllm_verdicts_match_reference_rules(reference_models):
     for m in reference_models:
         for tp in TPS:
             for pp in PPS:
-                v = engines.check("vllm", m, tp, pp)
+                v = engines.check("vllm", m, tp=tp, pp=pp)
                 assert v.ok == vllm_expected(m, tp), (m.name, tp, pp, v.reasons)
                 assert v.layers_per_stage == pp_split(m.num_layers, pp)
                 if v.ok:
@@ -56,7 +56,7 @@ def test_megatron_verdicts_match_reference_rules(reference_models):
     for m in reference_models:
         for tp in TPS:
             for pp in PPS:
-                v = engines.check("megatron", m, tp, pp)
+                v = engines.check("megatron", m, tp=tp, pp=pp)
                 assert v.ok == megatron_expected(m, tp, pp), (m.name, tp, pp, v.reasons)
 
 
@@ -65,9 +65,9 @@ def test_candidates_command_agrees_on_every_reference_config(reference):
     prof = io.load_profile("dgx-h100")
     for path in sorted((reference / "models" / "hf_configs").glob("*.json")):
         m = io.load_model(path)
-        for c in candidates(m, prof, "vllm", budget_gpus=16, max_model_len=4096):
+        for c in candidates(m, prof, engine="vllm", budget_gpus=16, max_model_len=4096):
             assert c.engine_ok == vllm_expected(m, c.tp), (path.name, c.tp, c.pp)
-        for c in candidates(m, prof, "megatron", budget_gpus=16, max_model_len=4096):
+        for c in candidates(m, prof, engine="megatron", budget_gpus=16, max_model_len=4096):
             assert c.engine_ok == megatron_expected(m, c.tp, c.pp), (path.name, c.tp, c.pp)
 
 
@@ -82,7 +82,7 @@ def test_vllm_pp_partition_examples():
 def test_megatron_405b_pp():
     """§4.6: Llama-3.1-405B (126 layers) passes only PP 1, 2 and 3 of {1,2,3,4,8} in Megatron."""
     m = io.load_model("llama-3.1-70b").model_copy(update={"num_layers": 126})
-    assert [pp for pp in PPS if engines.check("megatron", m, 8, pp).ok] == [1, 2, 3]
+    assert [pp for pp in PPS if engines.check("megatron", m, tp=8, pp=pp).ok] == [1, 2, 3]
 
 
 def test_phi3_medium_passes_config_but_fails_load():
@@ -91,7 +91,7 @@ def test_phi3_medium_passes_config_but_fails_load():
         update={"num_kv_heads": 10, "architecture": "Phi3ForCausalLM"}
     )
     for tp in (4, 8):
-        v = engines.check("vllm", m, tp, 1)
+        v = engines.check("vllm", m, tp=tp, pp=1)
         assert not v.ok and any(
             "num_kv_heads (10)" in r or "num_kv_heads (10)" in r for r in map(str, v.reasons)
         )
@@ -100,7 +100,7 @@ def test_phi3_medium_passes_config_but_fails_load():
 
 def test_36_heads_at_tp8_is_refused_with_the_valid_tps():
     m = io.load_model("minicpm-2b")
-    v = engines.check("vllm", m, 8, 1, tp_limit=16)
+    v = engines.check("vllm", m, tp=8, pp=1, tp_limit=16)
     assert not v.ok
     assert v.heads_per_rank == [5, 5, 5, 5, 4, 4, 4, 4]
     assert any("num_attention_heads (36) is not divisible by tp (8)" in r for r in map(str, v.reasons))
@@ -115,20 +115,20 @@ def test_kv_bytes_per_token_example():
 
 def test_sglang_refuses_pp_for_models_without_pp_support():
     m = io.load_model("minicpm-2b")  # SGLang's MiniCPM has no pp_proxy_tensors
-    assert not engines.check("sglang", m, 4, 2).ok
-    assert engines.check("sglang", m, 4, 1).ok
-    assert engines.check("vllm", m, 4, 2).ok
+    assert not engines.check("sglang", m, tp=4, pp=2).ok
+    assert engines.check("sglang", m, tp=4, pp=1).ok
+    assert engines.check("vllm", m, tp=4, pp=2).ok
 
 
 def test_sglang_memory_fraction_matches_worked_example():
     """H100 with 81,559 MiB: TP=1 → 0.83, TP=8 → 0.812 (SGLang 0.5.23 memory_hook.py)."""
     gib = 81559 / 1024
-    assert engines.sglang_defaults(gib, 1, 1, False).memory_fraction == pytest.approx(0.83, abs=0.001)
-    assert engines.sglang_defaults(gib, 8, 1, False).memory_fraction == pytest.approx(0.812, abs=0.001)
+    assert engines.sglang_defaults(gib, 1, pp=1, mla=False).memory_fraction == pytest.approx(0.83, abs=0.001)
+    assert engines.sglang_defaults(gib, 8, pp=1, mla=False).memory_fraction == pytest.approx(0.812, abs=0.001)
 
 
 def test_unknown_architecture_is_unsupported_by_vllm_only():
     m = io.load_model("tiny").model_copy(update={"architecture": "FooForCausalLM"})
-    assert not engines.check("vllm", m, 2, 1).ok
-    assert engines.check("megatron", m, 2, 1).ok
-    assert not engines.check("vllm", m.model_copy(update={"architecture": "RWForCausalLM"}), 1, 1).ok
+    assert not engines.check("vllm", m, tp=2, pp=1).ok
+    assert engines.check("megatron", m, tp=2, pp=1).ok
+    assert not engines.check("vllm", m.model_copy(update={"architecture": "RWForCausalLM"}), tp=1, pp=1).ok

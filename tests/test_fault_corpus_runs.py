@@ -282,7 +282,7 @@ def test_default_cpu_tp_degrees_follow_the_cores(monkeypatch, cores, tps):
     from tpplan.sweep.request import prepare
 
     monkeypatch.setattr("tpplan.sweep.request.cpu_cores", lambda: cores)
-    _, cases, _, _ = prepare(io.load_model("tiny"), io.load_profile("cpu-local"), SweepRequest(layers=1))
+    _, cases, _, _ = prepare(io.load_model("tiny"), io.load_profile("cpu-local"), r=SweepRequest(layers=1))
     assert sorted({c.tp for c in cases}) == tps
 
 

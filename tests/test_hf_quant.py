@@ -99,17 +99,19 @@ def test_judge_auto_kv_matches_an_explicit_bf16_cache():
     m = io.load_model("llama-3.1-70b").model_copy(update={"dtype": "fp8"})
     profile = io.load_profile("dgx-h100")
     lay = Layout(tp=8, pp=1, replicas=1)
-    auto = judge(m, profile, lay, "vllm", 8)
-    bf16 = judge(m, profile, lay, "vllm", 8, kv_dtype="bf16")
-    fp8 = judge(m, profile, lay, "vllm", 8, kv_dtype="fp8")
+    auto = judge(m, profile, layout=lay, engine="vllm", budget_gpus=8)
+    bf16 = judge(m, profile, layout=lay, engine="vllm", budget_gpus=8, kv_dtype="bf16")
+    fp8 = judge(m, profile, layout=lay, engine="vllm", budget_gpus=8, kv_dtype="fp8")
     assert auto.kv_cache_tokens == bf16.kv_cache_tokens
     assert fp8.kv_cache_tokens in (2 * auto.kv_cache_tokens, 2 * auto.kv_cache_tokens + 1)
 
 
 def test_search_auto_pairs_fp8_weights_with_the_activation_cache():
-    assert dtype_pairs(["fp8"], ["auto"], True, "vllm") == (("fp8", "bf16"),)
-    assert dtype_pairs(["fp8"], ["auto"], True, "vllm", "fp16") == (("fp8", "fp16"),)
-    assert dtype_pairs(["fp8", "bf16"], ["auto", "fp8"], True, "vllm") == (
+    assert dtype_pairs(["fp8"], ["auto"], supports_fp8=True, engine="vllm") == (("fp8", "bf16"),)
+    assert dtype_pairs(["fp8"], ["auto"], supports_fp8=True, engine="vllm", activation_dtype="fp16") == (
+        ("fp8", "fp16"),
+    )
+    assert dtype_pairs(["fp8", "bf16"], ["auto", "fp8"], supports_fp8=True, engine="vllm") == (
         ("fp8", "bf16"),
         ("fp8", "fp8"),
         ("bf16", "bf16"),
@@ -149,10 +151,17 @@ def test_modelopt_fp8_checkpoint_with_fp8_kv_keeps_an_fp8_cache_under_auto(tmp_p
     w = Workload(input_tokens=1, output_tokens=1, dtype="fp8")
     assert w.kv_dtype_of(m) == "fp8" and w.kv_dtype == "bf16"
     profile = io.load_profile("dgx-h100")
-    auto = judge(m, profile, Layout(tp=1), "vllm", 1)
-    bf16 = judge(m, profile, Layout(tp=1), "vllm", 1, kv_dtype="bf16")
+    auto = judge(m, profile, layout=Layout(tp=1), engine="vllm", budget_gpus=1)
+    bf16 = judge(m, profile, layout=Layout(tp=1), engine="vllm", budget_gpus=1, kv_dtype="bf16")
     assert auto.kv_cache_tokens >= 2 * bf16.kv_cache_tokens - 1
-    assert dtype_pairs(["fp8"], ["auto"], True, "vllm", "bf16", m.checkpoint_kv_dtype) == (("fp8", "fp8"),)
+    assert dtype_pairs(
+        ["fp8"],
+        ["auto"],
+        supports_fp8=True,
+        engine="vllm",
+        activation_dtype="bf16",
+        checkpoint_kv=m.checkpoint_kv_dtype,
+    ) == (("fp8", "fp8"),)
 
 
 def test_modelopt_without_a_kv_scheme_keeps_the_activation_cache(tmp_path):

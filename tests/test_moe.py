@@ -32,20 +32,20 @@ def texts(reasons) -> str:
 
 # ---- rules ---------------------------------------------------------------------------------------
 def test_each_engine_accepts_only_its_own_expert_layouts():
-    assert moe_rules.modes("vllm", MIXTRAL, 8) == ((1, 1), (8, 1), (8, 8), (1, 8))
-    assert moe_rules.modes("sglang", DSV3, 8) == ((1, 1), (8, 1), (8, 8), (1, 8))
-    assert moe_rules.modes("megatron", MIXTRAL, 8) == ((1, 1), (8, 1))  # one model copy: no DP attention
-    assert moe_rules.modes("vllm", LLAMA, 8) == ((1, 1),)  # dense: no such dimension
-    assert moe_rules.modes("vllm", MIXTRAL, 1) == ((1, 1),)
+    assert moe_rules.modes("vllm", MIXTRAL, tp=8) == ((1, 1), (8, 1), (8, 8), (1, 8))
+    assert moe_rules.modes("sglang", DSV3, tp=8) == ((1, 1), (8, 1), (8, 8), (1, 8))
+    assert moe_rules.modes("megatron", MIXTRAL, tp=8) == ((1, 1), (8, 1))  # one model copy: no DP attention
+    assert moe_rules.modes("vllm", LLAMA, tp=8) == ((1, 1),)  # dense: no such dimension
+    assert moe_rules.modes("vllm", MIXTRAL, tp=1) == ((1, 1),)
     # vLLM's EP group is all of TP × DP: EP over half the GPUs cannot be asked for
-    assert "must be 1 or tp" in texts(engines.check("vllm", MIXTRAL, 8, 1, ep=4).reasons)
-    assert engines.check("sglang", MIXTRAL, 8, 1, ep=4).ok
+    assert "must be 1 or tp" in texts(engines.check("vllm", MIXTRAL, tp=8, pp=1, ep=4).reasons)
+    assert engines.check("sglang", MIXTRAL, tp=8, pp=1, ep=4).ok
     # Megatron: num_experts % EP (arguments.py:1656-1658); 8 experts over 16 ranks
-    v = engines.check("megatron", MIXTRAL, 16, 1, ep=16)
+    v = engines.check("megatron", MIXTRAL, tp=16, pp=1, ep=16)
     assert "num_experts (8) is not divisible by ep (16)" in texts(v.reasons)
     assert v.reasons[-1].source == "Megatron-LM: arguments.py:1656-1658"
-    assert "data-parallel attention" in texts(engines.check("megatron", DSV3, 8, 1, dp=8).reasons)
-    assert "dense" in texts(engines.check("vllm", LLAMA, 8, 1, ep=8).reasons)
+    assert "data-parallel attention" in texts(engines.check("megatron", DSV3, tp=8, pp=1, dp=8).reasons)
+    assert "dense" in texts(engines.check("vllm", LLAMA, tp=8, pp=1, ep=8).reasons)
 
 
 def test_layout_degrees_must_divide_tp_and_default_to_plain_tp():
@@ -58,8 +58,17 @@ def test_layout_degrees_must_divide_tp_and_default_to_plain_tp():
 
 # ---- memory --------------------------------------------------------------------------------------
 def test_dp_attention_replicates_attention_and_splits_the_mla_cache():
-    plain = candidates.judge(DSV3, H200, Layout(tp=8), "sglang", 8, 8192)
-    dpa = candidates.judge(DSV3, H200, Layout(tp=8, ep=8, dp_attention=8), "sglang", 8, 8192)
+    plain = candidates.judge(
+        DSV3, H200, layout=Layout(tp=8), engine="sglang", budget_gpus=8, max_model_len=8192
+    )
+    dpa = candidates.judge(
+        DSV3,
+        H200,
+        layout=Layout(tp=8, ep=8, dp_attention=8),
+        engine="sglang",
+        budget_gpus=8,
+        max_model_len=8192,
+    )
     # each rank holds the whole attention (TP 1) instead of an eighth of it: exactly that many more bytes
     extra = (memory.attention_params_per_rank(DSV3, 1) - memory.attention_params_per_rank(DSV3, 8)) * 61
     assert dpa.weights_gib_per_gpu - plain.weights_gib_per_gpu == pytest.approx(extra / memory.GIB, abs=2e-3)
@@ -70,22 +79,24 @@ def test_dp_attention_replicates_attention_and_splits_the_mla_cache():
 
 def test_expert_parallelism_moves_experts_not_bytes():
     tp = memory.weight_bytes_per_stage(MIXTRAL, 8, [32])
-    ep = candidates.judge(MIXTRAL, H100, Layout(tp=8, ep=8), "vllm", 8, 8192)
+    ep = candidates.judge(
+        MIXTRAL, H100, layout=Layout(tp=8, ep=8), engine="vllm", budget_gpus=8, max_model_len=8192
+    )
     assert ep.weights_gib_per_gpu == pytest.approx(tp[0] / memory.GIB, abs=1e-3)
 
 
 # ---- cost ----------------------------------------------------------------------------------------
 def test_alltoall_is_priced_by_the_fabric_the_ep_group_spans():
     params = Params(H100)
-    nvlink, _ = alltoall_time(params, 64e6, 8, "nvlink")
-    network, why = alltoall_time(params, 64e6, 8, "network")
+    nvlink, _ = alltoall_time(params, 64e6, ranks=8, fabric="nvlink")
+    network, why = alltoall_time(params, 64e6, ranks=8, fabric="network")
     assert 0 < nvlink < network
     assert why.basis == "assumed"
-    assert alltoall_time(params, 64e6, 1, "nvlink")[0] == 0.0
+    assert alltoall_time(params, 64e6, ranks=1, fabric="nvlink")[0] == 0.0
 
 
 def test_ep_with_dp_attention_dispatches_and_combines_each_moe_layer():
-    shape = stage_shape(DSV3, 8, range(61), True, "bf16", ep=8, dp=8)
+    shape = stage_shape(DSV3, 8, layers=range(61), last=True, kv_dtype="bf16", ep=8, dp=8)
     work = stage_work(shape, Batch(256, 2048, 0, 0, 256))
     kinds = {(c.kind, c.ranks): c for c in work.collectives}
     assert kinds[("alltoall", 8)].count == 2 * 58  # 58 MoE layers: dispatch + combine
@@ -93,12 +104,17 @@ def test_ep_with_dp_attention_dispatches_and_combines_each_moe_layer():
     assert kinds[("allreduce", 8)].count == 3  # the dense layers gather and scatter instead
     assert work.allreduce_count == 0
     # the expert GEMMs: the same FLOPs as TP-sharded experts, on whole experts (n = 2 × 2048)
-    tp_work = stage_work(stage_shape(DSV3, 8, range(61), True, "bf16"), Batch(256, 2048, 0, 0, 256))
+    tp_work = stage_work(
+        stage_shape(DSV3, 8, layers=range(61), last=True, kv_dtype="bf16"), Batch(256, 2048, 0, 0, 256)
+    )
     ep_op = next(o for o in work.ops if o.name == "experts")
     tp_op = next(o for o in tp_work.ops if o.name == "experts")
     assert ep_op.flops == pytest.approx(tp_op.flops)
     assert ep_op.gemms[0][0] == tp_op.gemms[0][0]  # the tokens each touched expert gets
-    for op, s in ((ep_op, shape), (tp_op, stage_shape(DSV3, 8, range(61), True, "bf16"))):
+    for op, s in (
+        (ep_op, shape),
+        (tp_op, stage_shape(DSV3, 8, layers=range(61), last=True, kv_dtype="bf16")),
+    ):
         # one grouped GEMM per matrix and layer over the local experts, reading exactly their bytes
         assert sum(n * k * count for _, n, k, count in op.gemms) == pytest.approx(op.bytes / s.weight_bytes)
     assert ep_op.gemms[0][1] == 2 * 2048 * round(ep_op.bytes / 58 / shape.expert_params)  # whole experts
@@ -114,8 +130,8 @@ def test_an_ep_group_across_the_network_pays_for_it():
     batch = Batch(512, 2048, 0, 0, 512)
     params = Params(H200)
     assert (
-        stage_cost(slow, params, 0, batch).parts["allreduce"]
-        > 2 * stage_cost(fast, params, 0, batch).parts["allreduce"]
+        stage_cost(slow, params, stage=0, batch=batch).parts["allreduce"]
+        > 2 * stage_cost(fast, params, stage=0, batch=batch).parts["allreduce"]
     )
 
 
@@ -123,7 +139,7 @@ def test_an_ep_group_across_the_network_pays_for_it():
 def test_only_moe_models_get_the_expert_dimension():
     def space(model, engine):
         tps = (1, 2, 4, 8)
-        modes = tuple(moe_rules.modes(engine, model, t) for t in tps)
+        modes = tuple(moe_rules.modes(engine, model, tp=t) for t in tps)
         return Space((Arm("dgx-h100", 8, tps, 8, (("bf16", "bf16"),), modes),), None)
 
     dense, moe, meg = space(LLAMA, "vllm"), space(MIXTRAL, "vllm"), space(MIXTRAL, "megatron")
@@ -232,9 +248,11 @@ def megatron_torchrun(engine: str) -> frozenset[str]:
 
 
 def test_candidates_list_the_expert_layouts_of_moe_models_only():
-    meg = candidates.candidates(MIXTRAL, H100, "megatron", 8)
+    meg = candidates.candidates(MIXTRAL, H100, engine="megatron", budget_gpus=8)
     assert {(c.tp, c.ep, c.dp_attention) for c in meg if c.tp == 8} == {(8, 1, 1), (8, 8, 1)}
-    assert all(c.ep == c.dp_attention == 1 for c in candidates.candidates(LLAMA, H100, "vllm", 8))
+    assert all(
+        c.ep == c.dp_attention == 1 for c in candidates.candidates(LLAMA, H100, engine="vllm", budget_gpus=8)
+    )
 
 
 def test_the_search_rates_expert_parallel_dp_attention_best_for_deepseek_on_h200():

@@ -27,11 +27,11 @@ def test_layout_derived_fields_must_agree():
     data = yaml.safe_load(io.to_yaml(make_plan(tp=8)))
     data["layout"]["world_size"] = 4
     with pytest.raises(ConfigError, match=r"layout: world_size \(4\) disagrees with tp × pp \(8\)"):
-        io.validate(Plan, data, "plan.yaml")
+        io.validate(Plan, data, file="plan.yaml")
     data = json.loads(make_plan(tp=8).model_dump_json())
     data["layout"]["tp"] = "8"
     with pytest.raises(ConfigError, match="layout.tp"):
-        io.validate(Plan, data, "plan.json")
+        io.validate(Plan, data, file="plan.json")
 
 
 def test_detection_fallback_line_names_gpus_nvml_could_not_read():

@@ -23,8 +23,8 @@ def test_the_best_integer_is_found_where_a_power_of_two_is_not():
     the KV cache allows, scored one by one."""
     prep = prepare(*DEMO_REFS, input_tokens=2048, output_tokens=256, gpus=16, slo_tpot_ms=50.0)
     setup = Setup("dgx-h100", 4, 1, 4, "bf16", "bf16")
-    solved = solve(prep.space, setup, prep.evaluate, prep.question)
-    every = every_integer(prep.space, setup, prep.evaluate, prep.question)
+    solved = solve(prep.space, setup, evaluate=prep.evaluate, q=prep.question)
+    every = every_integer(prep.space, setup, evaluate=prep.evaluate, q=prep.question)
     assert len(every) == solved.upper and [s.max_num_seqs for s in every] == list(range(1, solved.upper + 1))
     n = solved.best.max_num_seqs
     assert n == best_of(every).max_num_seqs and 32 < n < 64
@@ -37,24 +37,26 @@ def test_one_a10g_runs_what_its_kv_cache_holds():
     gave 8 at most); without an SLO the most that fit earn the most."""
     prep = prepare("llama-3.1-8b", ["a10g-4x-pcie"], input_tokens=2048, output_tokens=256, gpus=1)
     (setup,) = prep.space.setups()
-    solved = solve(prep.space, setup, prep.evaluate, prep.question)
+    solved = solve(prep.space, setup, evaluate=prep.evaluate, q=prep.question)
     assert solved.upper == 14 and solved.best.max_num_seqs == 14 and solved.best.feasible
     over = setup.at(15)
-    assert not search_stage.score(over, prep.evaluate(over), prep.question).feasible
+    assert not search_stage.score(over, prep.evaluate(over), q=prep.question).feasible
 
 
 def test_under_a_client_load_the_range_stops_at_a_replicas_share():
     prep = prepare(*DEMO_REFS, input_tokens=2048, output_tokens=256, gpus=8, concurrency=96, slo_tpot_ms=50.0)
     setup = Setup("dgx-h100", 4, 1, 2, "bf16", "bf16")
-    solved = solve(prep.space, setup, prep.evaluate, prep.question)
+    solved = solve(prep.space, setup, evaluate=prep.evaluate, q=prep.question)
     assert solved.upper == 48  # 96 clients on 2 replicas
-    every = every_integer(prep.space, setup, prep.evaluate, prep.question)
+    every = every_integer(prep.space, setup, evaluate=prep.evaluate, q=prep.question)
     assert config_of(solved.best) == config_of(best_of(every))
 
 
 def test_a_layout_that_does_not_fit_is_one_infeasible_configuration():
     prep = prepare(*DEMO_REFS, input_tokens=2048, output_tokens=256, gpus=16, slo_tpot_ms=50.0)
-    solved = solve(prep.space, Setup("dgx-h100", 1, 1, 16, "bf16", "bf16"), prep.evaluate, prep.question)
+    solved = solve(
+        prep.space, Setup("dgx-h100", 1, 1, 16, "bf16", "bf16"), evaluate=prep.evaluate, q=prep.question
+    )
     assert solved.upper == 1 and len(solved.probes) == 1 and not solved.best.feasible
     assert solved.best.violations["memory"] > 0
 

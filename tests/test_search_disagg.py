@@ -27,7 +27,7 @@ def both_best(model, gpus, isl, osl, **question):
     split = split_of(prep)
     agg = sorted((r for r in solved_setups(prep) if r.feasible), key=search_stage.rank_key)
     notes: list[str] = []
-    best, ranked, scored = split.join(agg[0], agg, agg, search_stage.rank_key, notes)
+    best, ranked, scored = split.join(agg[0], agg, scored=agg, rank_key=search_stage.rank_key, notes=notes)
     return split, agg, best, ranked, scored, notes
 
 
@@ -68,7 +68,7 @@ def test_megatron_gets_no_disaggregated_deployments():
     assert split.results == [] and split.pricer is None
     notes: list[str] = []
     agg = solved_setups(prep)[:3]
-    assert split.join(agg[0], agg, agg, search_stage.rank_key, notes)[0] is agg[0]
+    assert split.join(agg[0], agg, scored=agg, rank_key=search_stage.rank_key, notes=notes)[0] is agg[0]
     assert "Megatron-LM is a training framework" in notes[0]
 
 
@@ -111,9 +111,9 @@ def test_the_bound_skips_only_deployments_that_cannot_reach_the_top():
         "llama-3.1-70b", ["dgx-h100"], input_tokens=2048, output_tokens=256, gpus=16, slo_tpot_ms=50.0
     )
     p = split_of(prep).pricer
-    every, none_skipped = search_disagg.evaluate_all(prep.space, prep.question, p.judge, p.price)
+    every, none_skipped = search_disagg.evaluate_all(prep.space, prep.question, judge=p.judge, price=p.price)
     some, skipped = search_disagg.evaluate_all(
-        prep.space, prep.question, p.judge, p.price, p.bound, p.group_bound
+        prep.space, prep.question, judge=p.judge, price=p.price, bound=p.bound, group_bound=p.group_bound
     )
     assert none_skipped == 0 and skipped > len(every) // 2 and len(some) + skipped == len(every)
     top = [r for r in sorted(every, key=search_stage.rank_key) if r.feasible][:5]
@@ -122,10 +122,10 @@ def test_the_bound_skips_only_deployments_that_cannot_reach_the_top():
     assert [r.output_tokens_per_usd for r in kept] == pytest.approx(
         [r.output_tokens_per_usd for r in top], rel=1e-3
     )
-    for c in search_disagg.configs(prep.space, p.judge, prep.question.sequence_tokens):
+    for c in search_disagg.configs(prep.space, p.judge, sequence_tokens=prep.question.sequence_tokens):
         if c.decode.count == 1 and c.max_num_seqs in (16, 128):  # the bounds are bounds
             assert p.bound(c) >= p.price(c).output_tokens_per_usd
-    for g in search_disagg.groups(prep.space, p.judge, prep.question.sequence_tokens):
+    for g in search_disagg.groups(prep.space, p.judge, sequence_tokens=prep.question.sequence_tokens):
         if g.max_num_seqs in (16, 128):
             assert p.group_bound(g) >= max(p.bound(c) for c in g.members()) * (1 - 1e-9)
 
@@ -137,7 +137,7 @@ def test_a_cpu_profile_gets_no_disaggregated_deployments():
     assert split.results == [] and split.pricer is None
     notes: list[str] = []
     agg = sorted((r for r in solved_setups(prep) if r.feasible), key=search_stage.rank_key)
-    assert split.join(agg[0], agg, agg, search_stage.rank_key, notes)[0] is agg[0]
+    assert split.join(agg[0], agg, scored=agg, rank_key=search_stage.rank_key, notes=notes)[0] is agg[0]
     assert "GPU profiles only" in notes[0]
 
 

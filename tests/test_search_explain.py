@@ -16,10 +16,12 @@ def explained():
     prep = prepare(
         "llama-3.1-70b", ["dgx-h100"], input_tokens=2048, output_tokens=256, gpus=16, slo_tpot_ms=50.0
     )
-    tp8 = solve(prep.space, Setup("dgx-h100", 8, 1, 2, "bf16", "bf16"), prep.evaluate, prep.question).best
+    tp8 = solve(
+        prep.space, Setup("dgx-h100", 8, 1, 2, "bf16", "bf16"), evaluate=prep.evaluate, q=prep.question
+    ).best
     tp4 = Setup("dgx-h100", 4, 1, 4, "bf16", "bf16")
-    every_tp4 = every_integer(prep.space, tp4, prep.evaluate, prep.question)
-    near = {n.change: n for n in neighbours(prep.space, tp8, prep.evaluate, prep.question)}
+    every_tp4 = every_integer(prep.space, tp4, evaluate=prep.evaluate, q=prep.question)
+    near = {n.change: n for n in neighbours(prep.space, tp8, evaluate=prep.evaluate, q=prep.question)}
     return tp8, near, [s for s in every_tp4 if s.feasible]
 
 

@@ -18,7 +18,7 @@ def h100():
 
 def scored(prep, tp, pp, replicas, seqs, dtype="bf16", profile="dgx-h100"):
     c = Config(profile, tp, pp, replicas, seqs, dtype, dtype)
-    return score(c, prep.evaluate(c), prep.question)
+    return score(c, prep.evaluate(c), q=prep.question)
 
 
 def test_a_feasible_configuration_has_its_slo_margin_and_no_reasons(h100):

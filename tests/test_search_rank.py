@@ -108,7 +108,7 @@ def test_best_per_gpu_type_lists_the_winner_for_its_own_type_first():
     b2 = cfg(750, 300, 30, tp=2, profile="dgx-a100-80g", band=0.2)
     winner, _ = choose([a8, b4, b2])
     assert winner == b4  # inside a8's interval with lower TTFT
-    assert best_per([a8, b4, b2], "profile", winner) == [b4, a8]
+    assert best_per([a8, b4, b2], "profile", winner=winner) == [b4, a8]
 
 
 def test_the_default_ttft_limit_applies_unless_lifted():

@@ -15,7 +15,7 @@ def arm(profile: str = "dgx-h100", budget: int = 16, model: str = "llama-3.1-70b
     return Arm(
         profile,
         budget,
-        tuple(engines.accepted_tp("vllm", m, budget)),
+        tuple(engines.accepted_tp("vllm", m, limit=budget)),
         min(m.num_layers, budget),
         (("bf16", "bf16"),),
     )

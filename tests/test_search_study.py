@@ -32,9 +32,11 @@ def test_every_trial_draws_a_configuration_not_yet_taken_until_none_is_left(tmp_
     prep = prepare("llama-3.1-8b", ["dgx-h100"], input_tokens=1024, output_tokens=128, **SMALL)
     n = prep.space.size
     study, joined = study_mod.open_study(
-        study_mod.open_storage(sqlite(tmp_path)), "s", prep.fingerprint, False
+        study_mod.open_storage(sqlite(tmp_path)), "s", question=prep.fingerprint, pareto=False
     )
-    collected = study_mod.run(prep.space, prep.question, prep.evaluate, study, n + 3, seed=1, joined=joined)
+    collected = study_mod.run(
+        prep.space, prep.question, evaluate=prep.evaluate, study=study, trials=n + 3, seed=1, joined=joined
+    )
     assert collected.trials == n + 3 and collected.repeats == 3 and len(collected.results) == n
     assert {r.trial for r in collected.results} == set(range(n))  # the first n trials: all distinct
     assert {config_of(r).setup.key for r in collected.results} == {s.key for s in prep.space.setups()}
@@ -50,8 +52,12 @@ def test_infeasible_trials_are_kept_with_their_constraints_and_reasons(tmp_path)
     prep = prepare(
         "llama-3.1-70b", ["dgx-h100"], input_tokens=2048, output_tokens=256, gpus=8, slo_tpot_ms=50.0
     )
-    study, _ = study_mod.open_study(study_mod.open_storage(sqlite(tmp_path)), "s", prep.fingerprint, False)
-    study_mod.run(prep.space, prep.question, prep.evaluate, study, prep.space.size, seed=0)
+    study, _ = study_mod.open_study(
+        study_mod.open_storage(sqlite(tmp_path)), "s", question=prep.fingerprint, pareto=False
+    )
+    study_mod.run(
+        prep.space, prep.question, evaluate=prep.evaluate, study=study, trials=prep.space.size, seed=0
+    )
     trials = study.trials
     assert len(trials) == prep.space.size == 10 and all(
         t.state == optuna.trial.TrialState.COMPLETE for t in trials
@@ -87,8 +93,16 @@ def test_the_search_finds_the_exhaustive_optimum_within_a_quarter_of_the_space(t
                 hit.append(trial.number + 1)
                 study.stop()
 
-        study, _ = study_mod.open_study(storage, f"seed{seed}", prep.fingerprint, False)
-        study_mod.run(prep.space, prep.question, prep.evaluate, study, cap, seed, callbacks=[stop])
+        study, _ = study_mod.open_study(storage, f"seed{seed}", question=prep.fingerprint, pareto=False)
+        study_mod.run(
+            prep.space,
+            prep.question,
+            evaluate=prep.evaluate,
+            study=study,
+            trials=cap,
+            seed=seed,
+            callbacks=[stop],
+        )
         found.append(hit[0] if hit else math.inf)
         if sum(f <= cap for f in found) >= 3 or sum(f > cap for f in found) >= 3:
             break  # the median of five is decided
@@ -101,9 +115,9 @@ def test_a_study_refuses_another_question(tmp_path):
     url = sqlite(tmp_path)
     a = prepare("llama-3.1-8b", ["dgx-h100"], input_tokens=1024, output_tokens=128, **SMALL)
     b = prepare("llama-3.1-8b", ["dgx-h100"], input_tokens=2048, output_tokens=128, **SMALL)
-    study_mod.open_study(study_mod.open_storage(url), "shared", a.fingerprint, False)
+    study_mod.open_study(study_mod.open_storage(url), "shared", question=a.fingerprint, pareto=False)
     with pytest.raises(ConfigError, match="another question.*isl"):
-        study_mod.open_study(study_mod.open_storage(url), "shared", b.fingerprint, False)
+        study_mod.open_study(study_mod.open_storage(url), "shared", question=b.fingerprint, pareto=False)
 
 
 def test_a_rerun_continues_the_study_and_keeps_its_trials(tmp_path):
@@ -209,10 +223,10 @@ def test_a_better_feasible_neighbour_of_the_studys_best_becomes_the_winner():
     every = search_stage.solved_setups(prep)
     optimum = min((r for r in every if r.feasible), key=search_stage.rank_key)  # TP=4 x4 at 55
     start = Config("dgx-h100", 8, 1, 2, 103, "bf16", "bf16")  # TP=8 x2 at its best: 0.92x the optimum
-    first = score(start, prep.evaluate(start), prep.question)
+    first = score(start, prep.evaluate(start), q=prep.question)
     assert first.feasible and search_stage.rank_key(first) > search_stage.rank_key(optimum)
     notes: list[str] = []
-    best, near = search_stage.climb(prep, first, notes)
+    best, near = search_stage.climb(prep, first, notes=notes)
     assert config_of(best) == config_of(optimum)
     assert len(notes) == 1 and "a neighbour of the study's best, TP=8 PP=1 x2" in notes[0]
     assert all(n.tokens_per_usd_ratio is None or n.tokens_per_usd_ratio <= 1 for n in near)

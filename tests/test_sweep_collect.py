@@ -60,7 +60,9 @@ def test_allreduce_latency_is_the_fastest_rank_per_call():
     # rank 0 waits 3 ms in its first call for rank 1, which arrives late and spends 1 ms
     s0 = sample(0, [10.0, 10.0], [[3.0, 1.0], [1.0, 1.0]], [5.0, 5.0])
     s1 = sample(1, [11.0, 10.0], [[1.0, 1.0], [1.0, 2.0]], [7.0, 7.0])
-    m = measurement(settings(), case(), [s1, s0], DRIFT, ranks_per_core=1.0, microbatches=1, notes=[])
+    m = measurement(
+        settings(), case(), samples=[s1, s0], drift=DRIFT, ranks_per_core=1.0, microbatches=1, notes=[]
+    )
     ar = m.allreduce
     assert ar.latency_us.p50 == pytest.approx(1000.0)
     assert ar.count_per_step == 2 and ar.group_size == 2 and ar.bytes == 64 * 2 * 512 * 4
@@ -76,12 +78,24 @@ def test_imbalance_uses_cpu_time_when_ranks_oversubscribe_cores():
     s0 = sample(0, [10.0], [[1.0]], [5.0], heads=5)
     s1 = sample(1, [10.0], [[1.0]], [4.0], heads=4)
     m = measurement(
-        settings(), case(mode="uneven"), [s0, s1], DRIFT, ranks_per_core=2.0, microbatches=1, notes=[]
+        settings(),
+        case(mode="uneven"),
+        samples=[s0, s1],
+        drift=DRIFT,
+        ranks_per_core=2.0,
+        microbatches=1,
+        notes=[],
     )
     assert not m.representative and any("not representative" in n for n in m.notes)
     assert m.imbalance_pct == pytest.approx(20.0) and m.busy_spread_ms == pytest.approx(1.0)
     fair = measurement(
-        settings(), case(mode="uneven"), [s0, s1], DRIFT, ranks_per_core=1.0, microbatches=1, notes=[]
+        settings(),
+        case(mode="uneven"),
+        samples=[s0, s1],
+        drift=DRIFT,
+        ranks_per_core=1.0,
+        microbatches=1,
+        notes=[],
     )
     assert fair.representative and fair.imbalance_pct == pytest.approx(0.0)  # equal wall compute
 
@@ -90,7 +104,9 @@ def test_replicas_report_aggregate_beside_r_times_one_alone():
     s = settings(layers=1)  # tiny has 4 layers: figures scale by depth x4
     a = sample(0, [10.0, 10.0], [[], []], [1.0, 1.0], replica=0, tp_rank=0, alone=[8.0, 8.0])
     b = sample(1, [10.0, 10.0], [[], []], [1.0, 1.0], replica=1, tp_rank=0)
-    m = measurement(s, case(tp=1, replicas=2), [a, b], DRIFT, ranks_per_core=1.0, microbatches=1, notes=[])
+    m = measurement(
+        s, case(tp=1, replicas=2), samples=[a, b], drift=DRIFT, ranks_per_core=1.0, microbatches=1, notes=[]
+    )
     one = 64 * 2 / (10.0 * 4 / 1e3)
     assert m.tokens_per_s == pytest.approx(2 * one)
     assert m.tokens_per_s_alone == pytest.approx(64 * 2 / (8.0 * 4 / 1e3))
@@ -103,8 +119,8 @@ def test_failing_drift_gets_the_seeds_remedies():
     m = measurement(
         settings(),
         case(dtype="fp16"),
-        [sample(0, [1.0], [[0.1]], [1.0]), sample(1, [1.0], [[0.1]], [1.0])],
-        bad,
+        samples=[sample(0, [1.0], [[0.1]], [1.0]), sample(1, [1.0], [[0.1]], [1.0])],
+        drift=bad,
         ranks_per_core=1.0,
         microbatches=1,
         notes=[],
@@ -117,9 +133,9 @@ def test_failing_drift_gets_the_seeds_remedies():
 def test_drift_keeps_its_tolerance_ratio_and_an_older_line_without_one_still_reads():
     two = [sample(0, [1.0], [[0.1]], [1.0]), sample(1, [1.0], [[0.1]], [1.0])]
     kw = dict(ranks_per_core=1.0, microbatches=1, notes=[])
-    m = measurement(settings(), case(), two, DRIFT | {"tolerance_ratio": 0.25}, **kw)
+    m = measurement(settings(), case(), samples=two, drift=DRIFT | {"tolerance_ratio": 0.25}, **kw)
     assert m.drift.tolerance_ratio == 0.25
-    line = measurement(settings(), case(), two, DRIFT, **kw).model_dump(mode="json")
+    line = measurement(settings(), case(), samples=two, drift=DRIFT, **kw).model_dump(mode="json")
     del line["drift"]["tolerance_ratio"]  # as results.jsonl lines were written before the field
     assert Measurement.model_validate(line).drift.tolerance_ratio is None
 
@@ -128,8 +144,8 @@ def test_a_results_line_reads_back_as_the_same_record():
     m = measurement(
         settings(),
         case(),
-        [sample(0, [1.0], [[0.1]], [1.0]), sample(1, [1.0], [[0.1]], [1.0])],
-        DRIFT,
+        samples=[sample(0, [1.0], [[0.1]], [1.0]), sample(1, [1.0], [[0.1]], [1.0])],
+        drift=DRIFT,
         ranks_per_core=1.0,
         microbatches=1,
         notes=["n"],

@@ -27,7 +27,7 @@ def test_terminal_gets_a_bar_with_eta():
     assert "ETA ?" in out.getvalue()  # nothing done yet: no estimate
     for i in range(1, 5):
         p.tick({"phase": "timed" if i > 1 else "built", "done": i, "of": 4})
-    p.case_done(failure(S, CASES[0], "oom", "rank 1: out of memory", 1.0))
+    p.case_done(failure(S, CASES[0], status="oom", reason="rank 1: out of memory", ranks_per_core=1.0))
     last = out.getvalue().split("\r")[-1]
     assert "50%" in last and "case 2/2" in last and "ETA 0:0" in last and "█" in last
 
@@ -35,7 +35,7 @@ def test_terminal_gets_a_bar_with_eta():
 def test_a_log_gets_one_line_per_case():
     out = io.StringIO()
     p = Progress(CASES, S, stream=out)
-    p.case_done(failure(S, CASES[0], "timeout", "rank 1 never answered", 1.0))
+    p.case_done(failure(S, CASES[0], status="timeout", reason="rank 1 never answered", ranks_per_core=1.0))
     assert out.getvalue().startswith(
         "[1/2] TP2×PP1×R1 fp32 even: timeout: rank 1 never answered (elapsed 0:00, ETA"
     )

@@ -16,7 +16,7 @@ CPU = load_profile("cpu-local")
 
 def plan(model="tiny", **kw):
     request = io.validate_request(SweepRequest, kw)  # the flags' values, as the CLI passes them
-    return prepare(load_model(model), CPU, request, rank_limit=(8, "test limit"))
+    return prepare(load_model(model), CPU, r=request, rank_limit=(8, "test limit"))
 
 
 def test_default_is_the_models_dtype_and_even_heads():
@@ -70,14 +70,14 @@ def test_bad_flags_are_one_line_errors(kw, error, text):
 
 def test_nccl_profile_without_gpus_says_what_to_use():
     with pytest.raises(LayoutError, match="--profile cpu-local"):
-        prepare(load_model("tiny"), load_profile("dgx-h100"), SweepRequest(tp=[1]))
+        prepare(load_model("tiny"), load_profile("dgx-h100"), r=SweepRequest(tp=[1]))
 
 
 def test_local_limit_is_four_cpu_ranks_per_core(monkeypatch):
     monkeypatch.setattr("tpplan.sweep.request.cpu_cores", lambda: 2)
     with pytest.raises(LayoutError, match=r"allows 8 \(4 CPU ranks per core on 2 core\(s\)\)"):
-        prepare(load_model("tiny"), CPU, SweepRequest(tp=[8], replicas=[2]))
-    _, cases, _, _ = prepare(load_model("tiny"), CPU, SweepRequest(replicas=[2]))
+        prepare(load_model("tiny"), CPU, r=SweepRequest(tp=[8], replicas=[2]))
+    _, cases, _, _ = prepare(load_model("tiny"), CPU, r=SweepRequest(replicas=[2]))
     # default TP degrees: one rank per core, TP=2 always (a drift check), room for the 2 replicas
     assert sorted({c.tp for c in cases}) == [1, 2]
 
@@ -85,17 +85,92 @@ def test_local_limit_is_four_cpu_ranks_per_core(monkeypatch):
 def test_auto_layers_sample_a_model_too_large_and_say_so():
     big = load_model("llama-3.1-70b")
     # one 80 GiB GPU at TP=1 holds ~50 bf16 layers of 0.86 G parameters; at TP=8 all 80
-    k, why = auto_layers(big, "nccl", 1, 1, ["bf16"], 128, 2, memory_gib=80, ranks=1, replicas=1, tflops=989)
+    k, why = auto_layers(
+        big,
+        "nccl",
+        min_tp=1,
+        max_pp=1,
+        dtypes=["bf16"],
+        tokens=128,
+        batch=2,
+        memory_gib=80,
+        ranks=1,
+        replicas=1,
+        tflops=989,
+    )
     assert 45 <= k <= 50 and why == f"{k} of 80 layers (limited by memory; set --layers to change)"
-    assert auto_layers(big, "nccl", 8, 1, ["bf16"], 128, 2, 80, 1, 1, 989)[0] == 80
+    assert (
+        auto_layers(
+            big,
+            "nccl",
+            min_tp=8,
+            max_pp=1,
+            dtypes=["bf16"],
+            tokens=128,
+            batch=2,
+            memory_gib=80,
+            ranks=1,
+            replicas=1,
+            tflops=989,
+        )[0]
+        == 80
+    )
     # 8 CPU ranks: one ~2 s step, and ~30 s to draw 8 ranks' weights, are the limits
-    k, why = auto_layers(big, "gloo", 8, 1, ["bf16"], 128, 2, memory_gib=16, ranks=8, replicas=1, tflops=0.1)
+    k, why = auto_layers(
+        big,
+        "gloo",
+        min_tp=8,
+        max_pp=1,
+        dtypes=["bf16"],
+        tokens=128,
+        batch=2,
+        memory_gib=16,
+        ranks=8,
+        replicas=1,
+        tflops=0.1,
+    )
     assert k == 1 and "TFLOP/s" in why
-    k, why = auto_layers(big, "gloo", 8, 1, ["bf16"], 8, 1, memory_gib=16, ranks=8, replicas=1, tflops=100)
+    k, why = auto_layers(
+        big,
+        "gloo",
+        min_tp=8,
+        max_pp=1,
+        dtypes=["bf16"],
+        tokens=8,
+        batch=1,
+        memory_gib=16,
+        ranks=8,
+        replicas=1,
+        tflops=100,
+    )
     assert k == 1 and "to draw the weights of 8 rank(s)" in why
     tiny = load_model("tiny")
-    assert auto_layers(tiny, "gloo", 1, 1, ["fp32"], 128, 2, 3.0, 4, 1, 0.1) == (4, "all layers")
+    assert auto_layers(
+        tiny,
+        "gloo",
+        min_tp=1,
+        max_pp=1,
+        dtypes=["fp32"],
+        tokens=128,
+        batch=2,
+        memory_gib=3.0,
+        ranks=4,
+        replicas=1,
+        tflops=0.1,
+    ) == (4, "all layers")
     with pytest.raises(
         LayoutError, match="one layer of Llama-3.1-70B at tp 1 does not fit: 2.0 GiB available"
     ):
-        auto_layers(big, "gloo", 1, 1, ["fp32"], 128, 2, memory_gib=2, ranks=1, replicas=1, tflops=0.1)
+        auto_layers(
+            big,
+            "gloo",
+            min_tp=1,
+            max_pp=1,
+            dtypes=["fp32"],
+            tokens=128,
+            batch=2,
+            memory_gib=2,
+            ranks=1,
+            replicas=1,
+            tflops=0.1,
+        )

@@ -15,7 +15,7 @@ SETTINGS = small_settings(warmup=0, iters=1)
 
 def result(key: str):
     c = Case(key=key, tp=2, pp=1, replicas=1, dtype="fp32", heads_mode="even", engines_accepting=[])
-    return failure(SETTINGS, c, "timeout", "rank 1 never answered", 1.0)
+    return failure(SETTINGS, c, status="timeout", reason="rank 1 never answered", ranks_per_core=1.0)
 
 
 def test_lines_are_on_disk_as_soon_as_appended(tmp_path):

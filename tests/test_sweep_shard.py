@@ -38,12 +38,12 @@ GQA = spec(num_attention_heads=8, num_kv_heads=4)  # tiny's shape, smaller width
 def _parts(block: M.Block, tp: int, mode: str):
     """Each rank's attention and MLP outputs (partial sums) and its heads."""
     x = torch.randn(2, T, block.attention.wo.out_features, generator=torch.Generator().manual_seed(1))
-    rope = M.rope_table(T, block.attention.head_dim, x.device, x.dtype)
+    rope = M.rope_table(T, block.attention.head_dim, device=x.device, dtype=x.dtype)
     outs = []
     with torch.no_grad():
         for r in range(tp):
             b = copy.deepcopy(block)
-            heads = S.apply_tp([b], tp, r, mode, None)
+            heads = S.apply_tp([b], tp, tp_rank=r, heads_mode=mode, all_reduce=None)
             outs.append((b.attention(x, rope), b.mlp(x), heads))
         full = (block.attention(x, rope), block.mlp(x))
     return outs, full
@@ -71,7 +71,7 @@ def test_partial_sums_equal_the_unsharded_layer(s, tp, mode, heads, kv):
 
 def test_kv_heads_are_replicated_like_vllm_when_fewer_than_tp():
     kv_of_head = [i // 2 for i in range(8)]  # 8 query heads in 4 GQA groups
-    heads = [S.assign_heads(kv_of_head, 8, r) for r in range(8)]
+    heads = [S.assign_heads(kv_of_head, 8, tp_rank=r) for r in range(8)]
     assert [h.kv for h in heads] == [
         [0],
         [0],
@@ -85,7 +85,7 @@ def test_kv_heads_are_replicated_like_vllm_when_fewer_than_tp():
 
 
 def test_36_heads_at_tp8_split_5_and_4():
-    counts = [len(S.assign_heads(list(range(36)), 8, r).q) for r in range(8)]
+    counts = [len(S.assign_heads(list(range(36)), 8, tp_rank=r).q) for r in range(8)]
     assert counts == [5, 5, 5, 5, 4, 4, 4, 4] == split(36, 8)
     assert S.padded_heads(36, 8) == 40
 
@@ -97,7 +97,7 @@ def test_padded_model_equals_unpadded():
     S.pad_heads(padded.attention, 8)
     assert padded.attention.n_head == 8 and padded.attention.wo.in_features == 8 * s.head_dim
     x = torch.randn(3, T, s.hidden_size)
-    rope = M.rope_table(T, s.head_dim, x.device, x.dtype)
+    rope = M.rope_table(T, s.head_dim, device=x.device, dtype=x.dtype)
     with torch.no_grad():
         torch.testing.assert_close(padded(x, rope), block(x, rope), atol=1e-6, rtol=1e-6)
 
@@ -110,8 +110,8 @@ def test_one_allreduce_per_row_parallel_block_and_one_for_parallel_blocks():
             calls.append(t.shape)
             return t
 
-        blocks = [M.build_block(s, i, 0) for i in range(2)]
-        S.apply_tp(blocks, 2, 0, "even", count)
+        blocks = [M.build_block(s, i, seed=0) for i in range(2)]
+        S.apply_tp(blocks, 2, tp_rank=0, heads_mode="even", all_reduce=count)
         with torch.no_grad():
             M.Stack(blocks, None, s.head_dim)(torch.randn(1, T, s.hidden_size))
         assert len(calls) == 2 * per_layer
@@ -120,16 +120,16 @@ def test_one_allreduce_per_row_parallel_block_and_one_for_parallel_blocks():
 
 def test_weights_are_a_function_of_seed_and_layer():
     s = spec()
-    a, b, c = M.build_block(s, 1, 7), M.build_block(s, 1, 7), M.build_block(s, 2, 7)
+    a, b, c = M.build_block(s, 1, seed=7), M.build_block(s, 1, seed=7), M.build_block(s, 2, seed=7)
     assert torch.equal(a.attention.wqkv.weight, b.attention.wqkv.weight)
     assert not torch.equal(a.attention.wqkv.weight, c.attention.wqkv.weight)
 
 
 def test_reference_forward_is_the_stack_built_from_the_same_seed():
     s = GQA
-    x = M.sample_input(s, 2, T, seed=0)
-    stack = M.Stack([M.build_block(s, i, 0) for i in range(2)], M.build_norm(s, 0), s.head_dim)
+    x = M.sample_input(s, 2, tokens=T, seed=0)
+    stack = M.Stack([M.build_block(s, i, seed=0) for i in range(2)], M.build_norm(s, 0), s.head_dim)
     with torch.no_grad():
-        torch.testing.assert_close(M.reference_forward(s, 2, x, 0), stack(x), atol=0, rtol=0)
-    logits = M.last_token_logits(s, stack(x).detach(), 0)
+        torch.testing.assert_close(M.reference_forward(s, 2, x=x, seed=0), stack(x), atol=0, rtol=0)
+    logits = M.last_token_logits(s, stack(x).detach(), seed=0)
     assert logits.shape == (2, s.vocab_size) and torch.isfinite(logits).all()

@@ -95,7 +95,14 @@ def test_written_profile_loads_back_unchanged(name, compact, tmp_path, bundled):
 def test_candidates_flag_tp_crossing_the_detected_domain(name, nodes, tp, crosses, fabric, tmp_path, bundled):
     found, _, _ = detect(name, tmp_path, bundled, nodes=nodes)
     model = io.load_model("llama-3.1-70b")
-    c = candidates.judge(model, found.profile, Layout(tp=tp), "vllm", found.profile.total_gpus, 8192)
+    c = candidates.judge(
+        model,
+        found.profile,
+        layout=Layout(tp=tp),
+        engine="vllm",
+        budget_gpus=found.profile.total_gpus,
+        max_model_len=8192,
+    )
     assert (c.crosses_nvlink_domain, c.tp_fabric) == (crosses, fabric)
     assert any("crosses the NVLink domain" in n for n in c.notes) == crosses
 

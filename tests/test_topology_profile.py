@@ -64,7 +64,7 @@ def test_bad_launcher_env_is_one_clear_error(env, message):
 )
 def test_domain_size_never_overstates(domains, unknown, size):
     n = sum(len(d) for d in domains)
-    assert domain_size(n, domains, frozenset(unknown)) == size
+    assert domain_size(n, domains, unknown=frozenset(unknown)) == size
 
 
 def test_bundled_profiles_are_found_by_nvml_name(bundled):
@@ -86,7 +86,14 @@ def test_user_price_is_checked(value):
 def test_user_price_overrides_the_bundled_one(tmp_path, bundled):
     fake, root, _ = machine("dgx-h100", tmp_path)
     found = topology.detect(
-        bundled, None, 2.5, nvml_module=fake, sysfs_root=root, env={}, host="h", date="2026-05-01"
+        bundled,
+        None,
+        price_usd_per_gpu_hour=2.5,
+        nvml_module=fake,
+        sysfs_root=root,
+        env={},
+        host="h",
+        date="2026-05-01",
     )
     price = found.profile.price
     assert price.usd_per_gpu_hour.value == 2.5 and price.date == "2026-05-01"

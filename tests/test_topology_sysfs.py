@@ -38,15 +38,15 @@ HB, RP = "pci0000:00", "0000:00:01.1"
     ],
 )
 def test_pcie_level_under_one_host_bridge(a, b, level):
-    assert pcie_level(path(a), 0, path(b), 0) == level
-    assert pcie_level(path(b), 0, path(a), 0) == level
+    assert pcie_level(path(a), 0, b=path(b), numa_b=0) == level
+    assert pcie_level(path(b), 0, b=path(a), numa_b=0) == level
 
 
 def test_pcie_level_across_host_bridges_follows_numa():
     a, b = path("pci0000:00/0000:00:01.1/0000:02:00.0"), path("pci0000:40/0000:40:01.1/0000:41:00.0")
-    assert pcie_level(a, 0, b, 0) == "NODE"
-    assert pcie_level(a, 0, b, 1) == "SYS"
-    assert pcie_level(None, 0, b, 0) == "NODE" and pcie_level(None, None, b, 0) == "?"
+    assert pcie_level(a, 0, b=b, numa_b=0) == "NODE"
+    assert pcie_level(a, 0, b=b, numa_b=1) == "SYS"
+    assert pcie_level(None, 0, b=b, numa_b=0) == "NODE" and pcie_level(None, None, b=b, numa_b=0) == "?"
 
 
 def test_ports_read_as_the_kernel_writes_them(tmp_path):
@@ -112,7 +112,10 @@ def test_sysfs_levels_of_gpu_pairs_agree_with_nvml(name, tmp_path):
     paths = [pci_path(root, b) for b in bdfs]
     numa = [numa_node(root, b) for b in bdfs]
     derived = [
-        [pcie_level(paths[i], numa[i], paths[j], numa[j]) if i != j else "X" for j in range(len(bdfs))]
+        [
+            pcie_level(paths[i], numa[i], b=paths[j], numa_b=numa[j]) if i != j else "X"
+            for j in range(len(bdfs))
+        ]
         for i in range(len(bdfs))
     ]
     assert derived == [row.split() for row in fixture["nvml"]["pcie"]]

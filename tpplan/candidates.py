@@ -36,16 +36,17 @@ class Placement:
     @property
     def rank_gpus(self) -> tuple[tuple[int, ...], ...]:
         """Global GPU index of every rank of every instance (placement.instance_gpus: the engines' rule)."""
-        return tuple(map(tuple, placement.instance_gpus(*self.shape)[0]))
+        gpn, tp, pp, replicas = self.shape
+        return tuple(map(tuple, placement.instance_gpus(gpn, tp, pp=pp, replicas=replicas)[0]))
 
 
-def place(profile: HardwareProfile, layout: Layout, budget_gpus: int) -> Placement:
+def place(profile: HardwareProfile, layout: Layout, *, budget_gpus: int) -> Placement:
     """Place the instances as the engines start them (placement.py); say which links their TP/PP
     groups use and whether the budget holds them."""
     gpn, world = profile.gpus_per_node, layout.world_size
     budget_nodes = math.ceil(budget_gpus / gpn)
-    first, problem = placement.instance_gpus(gpn, layout.tp, layout.pp, 1)
-    nodes, last_gpu = placement.extent(gpn, layout.tp, layout.pp, layout.replicas)
+    first, problem = placement.instance_gpus(gpn, layout.tp, pp=layout.pp, replicas=1)
+    nodes, last_gpu = placement.extent(gpn, layout.tp, pp=layout.pp, replicas=layout.replicas)
     if problem is None and (nodes > budget_nodes or last_gpu >= budget_gpus):
         problem = (
             f"needs {nodes} node(s) of {gpn} GPUs to place {layout.replicas} instance(s) of {world} GPUs "
@@ -84,6 +85,7 @@ class MemoryFit:
 def memory_fit(
     model: ModelSpec,
     profile: HardwareProfile,
+    *,
     tp: int,
     layers_per_stage: list[int],
     engine: engines.Engine,
@@ -94,7 +96,9 @@ def memory_fit(
     An instance holds as many tokens as its tightest stage can (vLLM takes the min over workers);
     with `dp` attention groups each caches its own requests at attention TP tp/dp, so they add up."""
     gpu = profile.gpu
-    eng = engines.defaults(engine, gpu.name, gpu.memory_gib.value, tp, len(layers_per_stage), model)
+    eng = engines.defaults(
+        engine, gpu.name, memory_gib=gpu.memory_gib.value, tp=tp, pp=len(layers_per_stage), model=model
+    )
     fraction = eng.memory_fraction
     budget = gpu.memory_gib.value * memory.GIB * fraction
     weights = memory.weight_bytes_per_stage(model, tp, layers_per_stage, dp=dp)
@@ -112,7 +116,7 @@ def memory_fit(
     return MemoryFit(fraction, budget, max(weights), reserve, min(free), kv_tokens)
 
 
-def enumerate_layouts(budget_gpus: int, num_layers: int, full_budget: bool = False) -> list[Layout]:
+def enumerate_layouts(budget_gpus: int, num_layers: int, *, full_budget: bool = False) -> list[Layout]:
     """All tp × pp × replicas using at most (or, with full_budget, exactly) the budget."""
     out = []
     for tp in range(1, budget_gpus + 1):
@@ -126,6 +130,7 @@ def enumerate_layouts(budget_gpus: int, num_layers: int, full_budget: bool = Fal
 def judge(
     model: ModelSpec,
     profile: HardwareProfile,
+    *,
     layout: Layout,
     engine: engines.Engine,
     budget_gpus: int,
@@ -139,14 +144,28 @@ def judge(
     if layout.gpus > budget_gpus:
         raise LayoutError(f"{layout.label()} needs {layout.gpus} GPUs; the budget is {budget_gpus}")
     verdict = engines.check(
-        engine, model, layout.tp, layout.pp, tp_limit or budget_gpus, layout.ep, layout.dp_attention
+        engine,
+        model,
+        tp=layout.tp,
+        pp=layout.pp,
+        tp_limit=tp_limit or budget_gpus,
+        ep=layout.ep,
+        dp=layout.dp_attention,
     )
     reasons = list(verdict.reasons)
     notes: list[str] = list(model.notes)
     max_len = max_model_len or model.max_position_embeddings
 
     kv = resolve_kv_dtype(kv_dtype or "auto", model.dtype, model.activation_dtype, model.checkpoint_kv_dtype)
-    mem = memory_fit(model, profile, layout.tp, verdict.layers_per_stage, engine, kv, layout.dp_attention)
+    mem = memory_fit(
+        model,
+        profile,
+        tp=layout.tp,
+        layers_per_stage=verdict.layers_per_stage,
+        engine=engine,
+        kv_dtype=kv,
+        dp=layout.dp_attention,
+    )
     gib = memory.GIB
     fits = mem.kv_free_min > 0 and mem.kv_tokens >= max_len
     if mem.kv_free_min <= 0:
@@ -165,7 +184,7 @@ def judge(
             )
         )
 
-    where = place(profile, layout, budget_gpus)
+    where = place(profile, layout, budget_gpus=budget_gpus)
     if layout.dp_attention > 1 and where.crosses_node and where.problem is None:
         # vLLM and SGLang need per-node data-parallel ranks and addresses then; tpplan does not emit them
         where = dataclasses.replace(
@@ -224,6 +243,7 @@ def why_none_valid(found: list[Candidate], budget_gpus: int) -> str:
 def candidates(
     model: ModelSpec,
     profile: HardwareProfile,
+    *,
     engine: engines.Engine = "vllm",
     budget_gpus: int | None = None,
     max_model_len: int | None = None,
@@ -234,7 +254,10 @@ def candidates(
     budget = budget_gpus or profile.total_gpus
     layouts = [
         lay.model_copy(update={"ep": ep, "dp_attention": dp})
-        for lay in enumerate_layouts(budget, model.num_layers, full_budget)
-        for ep, dp in moe_rules.modes(engine, model, lay.tp, lay.pp)
+        for lay in enumerate_layouts(budget, model.num_layers, full_budget=full_budget)
+        for ep, dp in moe_rules.modes(engine, model, tp=lay.tp, pp=lay.pp)
     ]
-    return [judge(model, profile, lay, engine, budget, max_model_len) for lay in layouts]
+    return [
+        judge(model, profile, layout=lay, engine=engine, budget_gpus=budget, max_model_len=max_model_len)
+        for lay in layouts
+    ]

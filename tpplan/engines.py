@@ -49,7 +49,7 @@ def vllm_defaults(gpu_name: str, memory_gib: float) -> EngineDefaults:
     )
 
 
-def sglang_defaults(memory_gib: float, tp: int, pp: int, mla: bool) -> EngineDefaults:
+def sglang_defaults(memory_gib: float, tp: int, *, pp: int, mla: bool) -> EngineDefaults:
     """SGLang 0.5.23's automatic mem_fraction_static (sglang/srt/arg_groups/memory_hook.py:47-330):
     reserved MiB = 512 + 1.5·max(chunk, 2048) + tp·pp/8·1024 + CUDA-graph reserve, at least 10 GiB
     above 60 GiB; fraction = (mem − reserved) / mem. Chunk and decode-graph batch grow with memory."""
@@ -87,12 +87,12 @@ def megatron_defaults() -> EngineDefaults:
 
 
 def defaults(
-    engine: Engine, gpu_name: str, memory_gib: float, tp: int, pp: int, model: ModelSpec
+    engine: Engine, gpu_name: str, *, memory_gib: float, tp: int, pp: int, model: ModelSpec
 ) -> EngineDefaults:
     if engine == "vllm":
         return vllm_defaults(gpu_name, memory_gib)
     if engine == "sglang":
-        return sglang_defaults(memory_gib, tp, pp, model.mla is not None)
+        return sglang_defaults(memory_gib, tp, pp=pp, mla=model.mla is not None)
     return megatron_defaults()
 
 
@@ -234,7 +234,7 @@ def _architecture_reasons(engine: Engine, arch: str, pp: int) -> list[Reason]:
     return []
 
 
-def accepted_tp(engine: Engine, model: ModelSpec, limit: int) -> list[int]:
+def accepted_tp(engine: Engine, model: ModelSpec, *, limit: int) -> list[int]:
     """Every tp up to `limit` that passes the engine's TP shape rules (only divisors of the head
     count can: every engine requires heads % tp == 0, so the others are not checked one by one)."""
     h = model.num_attention_heads
@@ -242,15 +242,15 @@ def accepted_tp(engine: Engine, model: ModelSpec, limit: int) -> list[int]:
 
 
 def check(
-    engine: Engine, model: ModelSpec, tp: int, pp: int, tp_limit: int = 64, ep: int = 1, dp: int = 1
+    engine: Engine, model: ModelSpec, *, tp: int, pp: int, tp_limit: int = 64, ep: int = 1, dp: int = 1
 ) -> Verdict:
     """The engine's verdict on running `model` at tp × pp, with expert parallelism over `ep` of the tp
     GPUs and `dp` data-parallel attention groups (moe_rules.py)."""
     reasons = _tp_shape_reasons(engine, model, tp)
     if reasons:
-        ok_tp = ", ".join(map(str, accepted_tp(engine, model, max(tp_limit, tp)))) or "none"
+        ok_tp = ", ".join(map(str, accepted_tp(engine, model, limit=max(tp_limit, tp)))) or "none"
         reasons.append(_rule(f"{engine} accepts tp in {ok_tp}"))
-    reasons += moe_rules.reasons(engine, model, tp, pp, ep, dp)
+    reasons += moe_rules.reasons(engine, model, tp=tp, pp=pp, ep=ep, dp=dp)
     L = model.num_layers
     if engine == "megatron":
         layers = split(L, pp)

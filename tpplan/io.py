@@ -81,16 +81,16 @@ def load_mapping(path: Path) -> dict[str, Any]:
     return parse_mapping(read_text(path, MAX_MAPPING_BYTES), str(path))
 
 
-def validate(cls: type[R], data: Any, file: str, prefix: str = "") -> R:
+def validate(cls: type[R], data: Any, *, file: str, prefix: str = "") -> R:
     """`cls.model_validate(data)` with pydantic's errors turned into one ConfigError line."""
     try:
         return cls.model_validate(data)
     except ValidationError as e:
-        raise validation_error(e, file, prefix, cls) from None
+        raise validation_error(e, file, prefix=prefix, cls=cls) from None
 
 
 def validation_error(
-    e: ValidationError, file: str, prefix: str = "", cls: type[BaseModel] | None = None
+    e: ValidationError, file: str, *, prefix: str = "", cls: type[BaseModel] | None = None
 ) -> ConfigError:
     errors = e.errors(include_url=False)
     first = errors[0]
@@ -230,14 +230,14 @@ def _repo_id(ref: str | os.PathLike) -> str | None:
     return text
 
 
-def model_from_mapping(data: dict[str, Any], file: str, default_name: str) -> ModelSpec:
+def model_from_mapping(data: dict[str, Any], file: str, *, default_name: str) -> ModelSpec:
     # GPT-Neo's HF config names its depth num_layers, as tpplan's own model.yaml does
     hf_only = any(k in data for k in ("architectures", "model_type", "text_config"))
     if hf_only or (any(k in data for k in HF_MARKERS) and "num_layers" not in data):
         fields = spec_fields_from_hf(data, file, default_name)
         fields.setdefault("source", f"Hugging Face config {Path(file).name}")
-        return validate(ModelSpec, fields, file)
-    return validate(ModelSpec, data, file)
+        return validate(ModelSpec, fields, file=file)
+    return validate(ModelSpec, data, file=file)
 
 
 def _model_name(data: dict[str, Any], path: Path) -> str:
@@ -250,7 +250,7 @@ def _model_name(data: dict[str, Any], path: Path) -> str:
 # ---- hardware profiles ----------------------------------------------------------------
 def load_profile(ref: str | os.PathLike) -> HardwareProfile:
     path = resolve(ref, bundled.PROFILES)
-    return validate(HardwareProfile, load_mapping(path), str(path))
+    return validate(HardwareProfile, load_mapping(path), file=str(path))
 
 
 def bundled_profiles() -> list[tuple[Path, HardwareProfile]]:
@@ -259,7 +259,7 @@ def bundled_profiles() -> list[tuple[Path, HardwareProfile]]:
 
 
 # ---- writing ----------------------------------------------------------------------------
-def to_yaml(record: BaseModel, header: str = "", compact: bool = False) -> str:
+def to_yaml(record: BaseModel, header: str = "", *, compact: bool = False) -> str:
     """Block-style YAML; `compact` puts each short collection of plain values on one line
     (`[X, NV12, PXB]`, `{gpu: 0, link: 3, active: true}`), for records with long tables."""
     data = record.model_dump(mode="json", exclude_defaults=False)
@@ -308,12 +308,12 @@ _CompactDumper.add_representer(
 )
 
 
-def write_text(path: Path, text: str, field: str = "out") -> None:
+def write_text(path: Path, text: str, *, field: str = "out") -> None:
     """Write through a temporary file and rename, so a reader never sees half a file."""
-    write_bytes(path, text.encode("utf-8"), field)
+    write_bytes(path, text.encode("utf-8"), field=field)
 
 
-def write_bytes(path: Path, data: bytes, field: str = "out") -> None:
+def write_bytes(path: Path, data: bytes, *, field: str = "out") -> None:
     path = Path(path)
     make_dir(path.parent, field)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
@@ -325,7 +325,7 @@ def write_bytes(path: Path, data: bytes, field: str = "out") -> None:
     except OSError as e:
         if tmp.is_file():  # a full disk leaves the partial temporary file behind
             tmp.unlink()
-        raise output_error(e, path, field) from None
+        raise output_error(e, path, field=field) from None
 
 
 def make_dir(path: Path, field: str = "out") -> Path:
@@ -333,11 +333,11 @@ def make_dir(path: Path, field: str = "out") -> Path:
     try:
         Path(path).mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise output_error(e, Path(path), field) from None
+        raise output_error(e, Path(path), field=field) from None
     return Path(path)
 
 
-def output_error(e: OSError, path: Path, field: str) -> ConfigError:
+def output_error(e: OSError, path: Path, *, field: str) -> ConfigError:
     """An OSError met writing `path` (given by the request field `field`) as one line saying what to change."""
     why = {
         errno.EACCES: "permission denied",
@@ -359,4 +359,4 @@ def output_error(e: OSError, path: Path, field: str) -> ConfigError:
 def load_plan(ref: str | os.PathLike) -> Plan:
     """A Plan from the YAML or JSON file `tpplan search` writes."""
     path = Path(ref)
-    return validate(Plan, load_mapping(path), str(path))
+    return validate(Plan, load_mapping(path), file=str(path))

@@ -105,14 +105,14 @@ class AppendFile(Generic[R]):
         try:
             self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         except OSError as e:
-            raise output_error(e, path, "out") from None
+            raise output_error(e, path, field="out") from None
 
     def append(self, r: R) -> None:
         try:
             os.write(self._fd, (r.model_dump_json() + "\n").encode())
             os.fsync(self._fd)
         except OSError as e:  # a full disk: the line may be cut, which --resume trims
-            raise output_error(e, self.path, "out") from None
+            raise output_error(e, self.path, field="out") from None
         self.records.append(r)
         self.keys.add(r.key)  # type: ignore[attr-defined]
 

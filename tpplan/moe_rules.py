@@ -29,7 +29,7 @@ def _rule(text: str, source: str | None = None) -> Reason:
     return Reason(kind="engine", text=text, source=source)
 
 
-def reasons(engine: str, model: ModelSpec, tp: int, pp: int, ep: int, dp: int) -> list[Reason]:
+def reasons(engine: str, model: ModelSpec, *, tp: int, pp: int, ep: int, dp: int) -> list[Reason]:
     """Why `engine` refuses experts over `ep` ranks and `dp` attention groups at tp × pp (empty: it
     accepts them). ep = dp = 1 is plain TP and always passes here."""
     if ep == 1 and dp == 1:
@@ -67,10 +67,10 @@ def reasons(engine: str, model: ModelSpec, tp: int, pp: int, ep: int, dp: int) -
     return out
 
 
-def modes(engine: str, model: ModelSpec, tp: int, pp: int = 1) -> tuple[tuple[int, int], ...]:
+def modes(engine: str, model: ModelSpec, *, tp: int, pp: int = 1) -> tuple[tuple[int, int], ...]:
     """(ep, dp) pairs the search tries at tp: plain TP first, then EP over the tp GPUs, DP attention
     over all of them with and without EP. Only for MoE models at tp > 1; only what the engine accepts."""
     if model.moe is None or tp == 1:
         return ((1, 1),)
     wanted = ((1, 1), (tp, 1), (tp, tp), (1, tp))
-    return tuple(m for m in wanted if not reasons(engine, model, tp, pp, *m))
+    return tuple(m for m in wanted if not reasons(engine, model, tp=tp, pp=pp, ep=m[0], dp=m[1]))

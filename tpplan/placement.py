@@ -18,7 +18,9 @@ from __future__ import annotations
 import math
 
 
-def instance_gpus(gpus_per_node: int, tp: int, pp: int, replicas: int) -> tuple[list[list[int]], str | None]:
+def instance_gpus(
+    gpus_per_node: int, tp: int, *, pp: int, replicas: int
+) -> tuple[list[list[int]], str | None]:
     """Global GPU index (node * gpus_per_node + local GPU) of every rank of every instance, and why
     the engines cannot start the layout this way (None when they can). When world_size does not split
     evenly over the nodes it needs, the ranks are packed contiguously so callers can still describe it."""
@@ -47,7 +49,7 @@ def instance_gpus(gpus_per_node: int, tp: int, pp: int, replicas: int) -> tuple[
     ], None
 
 
-def extent(gpus_per_node: int, tp: int, pp: int, replicas: int) -> tuple[int, int]:
+def extent(gpus_per_node: int, tp: int, *, pp: int, replicas: int) -> tuple[int, int]:
     """(nodes used, highest global GPU index) of instance_gpus' placement, without listing every rank
     (candidates judges thousands of layouts of a large budget)."""
     world, last = tp * pp, replicas - 1
@@ -87,7 +89,7 @@ def role_gpus(
                 cursor += world
                 continue
             first = -(-cursor // gpus_per_node)  # a fresh node
-            ranks, problem_here = instance_gpus(gpus_per_node, tp, pp, 1)
+            ranks, problem_here = instance_gpus(gpus_per_node, tp, pp=pp, replicas=1)
             placed.append([g + first * gpus_per_node for g in ranks[0]])
             problem = problem or problem_here
             cursor = (first + math.ceil(world / gpus_per_node)) * gpus_per_node

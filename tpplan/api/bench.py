@@ -77,8 +77,8 @@ def _predict(plan: Plan, engine: str, isl: int, osl: int):
             e = costmodel.price_layout(
                 plan.model,
                 plan.profile,
-                lay,
-                load,
+                layout=lay,
+                workload=load,
                 engine=engine,
                 max_num_seqs=plan.max_num_seqs,
                 max_model_len=plan.max_model_len,
@@ -132,7 +132,7 @@ def bench(
     path = model_path or plan.model_path
     if not path:
         raise ConfigError("the plan has no model_path", field="model_path", expected="the model dir to serve")
-    env = enginebench.probe.probe(engine, engine_python, path)
+    env = enginebench.probe.probe(engine, engine_python, model_path=path)
     env = dataclasses.replace(env, served_model_name=plan.served_model_name)
     plan = plan.model_copy(update={"model_path": path})
     chosen, notes = layouts(plan, req.top, len(os.sched_getaffinity(0)) if env.device == "cpu" else None)
@@ -145,7 +145,9 @@ def bench(
     for lay in chosen:
         p = req.port if req.port is not None else enginebench.free_port()
         try:
-            launch = emit_stage.emit(plan.model_copy(update={"layout": lay}), engine, "instances", p)  # type: ignore[arg-type]
+            launch = emit_stage.emit(
+                plan.model_copy(update={"layout": lay}), engine, replica_mode="instances", base_port=p
+            )  # type: ignore[arg-type]
         except LayoutError as e:
             notes.append(f"skipped {lay.label()}: {e}")
             continue
@@ -170,7 +172,13 @@ def bench(
     )
     try:
         written = enginebench.run_bench(
-            points, env, settings, file, common, _predict(plan, engine, isl, osl), progress
+            points,
+            env,
+            settings=settings,
+            out=file,
+            common=common,
+            predict=_predict(plan, engine, isl, osl),
+            progress=progress,
         )
     finally:
         file.close()

@@ -25,4 +25,4 @@ def evaluate_serving(
     profile_ref: Ref | HardwareProfile, source_ref: Ref, *, models: dict[str, str] | None = None
 ) -> list[tuple]:
     """Each measured serving point of a CSV with the profile's predicted (TPOT, TTFT)."""
-    return costmodel.evaluate_serving(_profile(profile_ref), source_ref, models)
+    return costmodel.evaluate_serving(_profile(profile_ref), source_ref, models=models)

@@ -51,7 +51,12 @@ def list_candidates(
                 expected=f"at most {budget}, or a larger GPU budget",
             )
     found = candidates_stage.candidates(
-        model, profile, req.engine, budget, req.max_model_len, req.full_budget
+        model,
+        profile,
+        engine=req.engine,
+        budget_gpus=budget,
+        max_model_len=req.max_model_len,
+        full_budget=req.full_budget,
     )
     found = [c for c in found if (not req.tp or c.tp in req.tp) and (not req.pp or c.pp in req.pp)]
     return model, profile, budget, found

@@ -25,7 +25,9 @@ def detect(
             expected="a file path such as profile.yaml",
             request=True,
         )
-    found = topology.detect([p for _, p in io.bundled_profiles()], req.nodes, req.price_usd_per_gpu_hour)
+    found = topology.detect(
+        [p for _, p in io.bundled_profiles()], req.nodes, price_usd_per_gpu_hour=req.price_usd_per_gpu_hour
+    )
     if out is not None:
         header = (
             f"# Written by `tpplan detect` on {found.profile.topology.host}. Every number says where it came\n"

@@ -62,13 +62,26 @@ def emit_plan(
             field="out",
             request=True,
         )
-    launch = emit_stage.emit(plan, eng, req.replica_mode, req.port, req.node_addrs, checkpoint)  # type: ignore[arg-type]
+    launch = emit_stage.emit(
+        plan,
+        eng,
+        replica_mode=req.replica_mode,
+        base_port=req.port,
+        node_addrs=req.node_addrs,
+        checkpoint=checkpoint,
+    )  # type: ignore[arg-type]
     served = plan.model.model_copy(update={"dtype": plan.dtype})  # fp8 weights weigh half the spec's bf16
     kv = resolve_kv_dtype(
         plan.kv_cache_dtype, served.dtype, served.activation_dtype, served.checkpoint_kv_dtype
     )
     fit = candidates_stage.judge(
-        served, plan.profile, plan.layout, eng, plan.layout.gpus, plan.max_model_len, kv
+        served,
+        plan.profile,
+        layout=plan.layout,
+        engine=eng,
+        budget_gpus=plan.layout.gpus,
+        max_model_len=plan.max_model_len,
+        kv_dtype=kv,
     )
     if not fit.fits:
         why = "; ".join(str(r) for r in fit.reasons if r.kind in ("memory", "context"))
@@ -77,7 +90,7 @@ def emit_plan(
                 "notes": [*launch.notes, f"warning: may not fit under {eng}'s default memory fraction: {why}"]
             }
         )
-    text = emit_stage.render(launch, fmt, str(out) if out is not None else "")
+    text = emit_stage.render(launch, fmt, config_path=str(out) if out is not None else "")
     if out is not None:
         io.write_text(Path(out), text)
         if fmt == "cli":

@@ -42,4 +42,6 @@ def estimate_serve(
     context = req.max_model_len or workload.sequence_tokens
     check_context(model, context, "max_model_len" if req.max_model_len else "input_tokens + output_tokens")
     profile = priced(load_profile(profile_ref), req.price_usd_per_gpu_hour)
-    return costmodel.price_layout(model, profile, layout, workload, engine=engine, max_model_len=context)
+    return costmodel.price_layout(
+        model, profile, layout=layout, workload=workload, engine=engine, max_model_len=context
+    )

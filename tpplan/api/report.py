@@ -48,7 +48,7 @@ def report(
         raise ConfigError(
             "is a file", file=str(target), field="out", expected="a directory for the report", request=True
         )
-    return report_stage.write_report(data, target, tuple(req.formats), req.csv, echo)
+    return report_stage.write_report(data, target, formats=tuple(req.formats), csv=req.csv, echo=echo)
 
 
 def _find(run_dir: Path, *names: str) -> Path | None:
@@ -128,7 +128,7 @@ def _records(path: Path, cls) -> list:
         raise ConfigError(f"is not JSON ({e})", file=str(path)) from None
     if not isinstance(items, list):
         raise ConfigError("is not a JSON list", file=str(path), expected=f"a list of {cls.__name__} records")
-    return [io.validate(cls, item, f"{path}[{i}]") for i, item in enumerate(items)]
+    return [io.validate(cls, item, file=f"{path}[{i}]") for i, item in enumerate(items)]
 
 
 def _allreduce_model(data, sweep_profile: str | None) -> None:
@@ -225,7 +225,7 @@ def _place_plan(data) -> None:
     """The plan's TP groups on its profile's GPUs, and the cost model's step of its layout."""
     plan = data.plan
     lay = plan.layout
-    where = candidates_stage.place(plan.profile, lay, lay.gpus)
+    where = candidates_stage.place(plan.profile, lay, budget_gpus=lay.gpus)
     data.winner_groups = [  # per instance, the GPUs of each TP group, as the engines place them
         [list(inst[j * lay.tp : (j + 1) * lay.tp]) for j in range(lay.pp)] for inst in where.rank_gpus
     ]
@@ -235,8 +235,8 @@ def _place_plan(data) -> None:
         data.winner_estimate = costmodel.price_layout(
             plan.model,
             plan.profile,
-            lay,  # with the plan's ep / dp_attention
-            plan.workload,
+            layout=lay,  # with the plan's ep / dp_attention
+            workload=plan.workload,
             engine=plan.engine,
             max_num_seqs=plan.max_num_seqs,
             max_model_len=plan.max_model_len,

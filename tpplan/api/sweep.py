@@ -52,14 +52,16 @@ def sweep(
     check_host(host)
     world = runner.torchrun_world()
     limit = (world, f"the torchrun world of {world} ranks") if world else None
-    settings, cases, skipped, layers_why = sweep_request.prepare(model, profile, request, limit)
+    settings, cases, skipped, layers_why = sweep_request.prepare(model, profile, r=request, rank_limit=limit)
     keys = {c.key for c in cases} | {m.key for m in skipped}
     if world:
         found = runner.run_under_torchrun(
-            settings, [c for c in cases if c.ranks == world], skipped, out, resume
+            settings, [c for c in cases if c.ranks == world], skipped=skipped, out_dir=out, resume=resume
         )
     else:
-        found = runner.run_sweep(settings, cases, skipped, out, resume, host, show_progress=progress)
+        found = runner.run_sweep(
+            settings, cases, skipped=skipped, out_dir=out, resume=resume, host=host, show_progress=progress
+        )
     return model, [m for m in found if m.key in keys], layers_why
 
 

@@ -197,7 +197,7 @@ def serve(
         ("--concurrency", concurrency),
     ):
         positive_int(name, v)
-    layout = io.validate(Layout, {"tp": tp, "pp": pp, "replicas": replicas}, "command line")
+    layout = io.validate(Layout, {"tp": tp, "pp": pp, "replicas": replicas}, file="command line")
     spec = api.load_model(model)
     # The model's own dtype, as `tpplan sweep` does: DeepSeek-V3 ships fp8 and does not fit in bf16.
     dtype = dtype or (spec.dtype if spec.dtype != "fp32" else "bf16")
@@ -210,7 +210,7 @@ def serve(
             "dtype": dtype,
             "kv_cache_dtype": kv_cache_dtype,
         },
-        "command line",
+        file="command line",
     )
     est = api.estimate_serve(
         spec,

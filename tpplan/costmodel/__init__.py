@@ -3,7 +3,7 @@
 estimate_allreduce(profile, bytes, ranks, fabric)          -> AllReduceEstimate
 price_deployment(model, profile, layout, workload, engine, deployment) -> ServeEstimate
 read_source(path) + calibrate_nccl / calibrate_sweep / calibrate_serving -> calibrated profile, SourceFit
-deploy.price_layout(model, profile, layout, workload, engine=...) -> ServeEstimate of a layout as the
+deploy.price_layout(model, profile, layout=..., workload=..., engine=...) -> ServeEstimate of a layout as the
     engine deploys it (placement and memory judged once by the candidates stage)
 fit_sources.calibrate / evaluate_serving    measurement files -> calibrated profile / predictions
 measured.apply_calibration                  `search --calibration` entries -> profiles, measured points

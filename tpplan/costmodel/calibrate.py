@@ -54,6 +54,7 @@ from .work import Batch
 def serving_case(
     point: ServingPoint,
     model: ModelSpec,
+    *,
     engine: EngineConfig,
     kv_tokens: int,
     layers_per_stage: Sequence[int],
@@ -65,7 +66,7 @@ def serving_case(
     inst = Instance(model, point.tp, tuple(layers_per_stage), engine.name, point.dtype, tp_fabric, pp_fabric)
 
     def predict(params: Params, case: Case) -> tuple[float, float]:
-        st = steady_state(inst, params, engine, load, kv_tokens, start=case.state)
+        st = steady_state(inst, params, engine=engine, load=load, kv_tokens=kv_tokens, start=case.state)
         case.state = (st.tpot_ms, st.prefill_ms)
         return st.tpot_ms, st.ttft_ms
 
@@ -94,7 +95,7 @@ def _curve_free(curve: AllReduceCurve) -> int:
 
 
 def calibrate_nccl(
-    profile: HardwareProfile, parsed: Parsed, fabric: str, label: str
+    profile: HardwareProfile, parsed: Parsed, *, fabric: str, label: str
 ) -> tuple[HardwareProfile, SourceFit]:
     """nccl-tests all_reduce_perf output: the backend curve of `fabric` at the file's rank count."""
     points = [(p.bytes, p.latency_us) for p in parsed.points]
@@ -106,7 +107,7 @@ def calibrate_nccl(
         c.ranks: c for c in (old.curves if old and old.basis == "fitted" else ()) if c.ranks != parsed.ranks
     }
     new_curve = fit_curve(
-        points, parsed.ranks, Params(profile).allreduce_curve(fabric, "backend", parsed.ranks)[0]
+        points, parsed.ranks, prior=Params(profile).allreduce_curve(fabric, "backend", ranks=parsed.ranks)[0]
     )
     if kept and old:  # the other rank counts keep their own provenance
         others = ", ".join(map(str, sorted(kept)))
@@ -133,7 +134,7 @@ def calibrate_nccl(
     )
 
 
-def sweep_case(point: SweepPoint, model: ModelSpec, tp_fabric: str) -> Case:
+def sweep_case(point: SweepPoint, model: ModelSpec, *, tp_fabric: str) -> Case:
     """A sweep measurement as a Case predicting its step time: `layers_measured` blocks over
     tokens × batch prompt tokens (causal attention), no LM head, the backend's all-reduce."""
     dtype = point.dtype if point.dtype in DTYPE_BYTES else "bf16"
@@ -152,7 +153,7 @@ def sweep_case(point: SweepPoint, model: ModelSpec, tp_fabric: str) -> Case:
     batch = Batch(0.0, 0.0, float(tokens), point.tokens / 2, 0.0)
 
     def predict(params: Params, case: Case) -> tuple[float]:
-        return (step_cost(inst, params, batch).time_ms,)
+        return (step_cost(inst, params, batch=batch).time_ms,)
 
     return Case(predict, (point.step_ms,), SWEEP_ENGINE)
 
@@ -160,6 +161,7 @@ def sweep_case(point: SweepPoint, model: ModelSpec, tp_fabric: str) -> Case:
 def calibrate_sweep(
     profile: HardwareProfile,
     parsed: Parsed,
+    *,
     model: ModelSpec,
     fabric_of: dict[int, str],
     label: str,
@@ -193,19 +195,21 @@ def calibrate_sweep(
     eff = profile.efficiency
     before = Params(profile)
     for fabric, groups in sorted(by_fabric.items()):
-        prior = lambda n, f=fabric: before.allreduce_curve(f, "backend", n)[0]  # noqa: E731
-        eff = with_allreduce(eff, fit_allreduce(groups, fabric, "backend", source, prior))
+        prior = lambda n, f=fabric: before.allreduce_curve(f, "backend", ranks=n)[0]  # noqa: E731
+        eff = with_allreduce(
+            eff, fit_allreduce(groups, fabric, implementation="backend", source=source, prior=prior)
+        )
         fitted_names.append(f"allreduce {fabric}/backend at {', '.join(map(str, sorted(groups)))} ranks")
     profile = profile.model_copy(update={"efficiency": eff})
-    cases = [sweep_case(p, model, fabric_of.get(p.tp, "none")) for p in points]
+    cases = [sweep_case(p, model, tp_fabric=fabric_of.get(p.tp, "none")) for p in points]
     # One line determines one parameter: the achieved FLOP/s; the harness's step cost keeps its prior.
     step_vars = affordable([("gemm_fraction", None), ("step_ms", SWEEP_ENGINE)], len(cases))
-    profile = fit_vars(profile, cases, step_vars, source, target=0)
+    profile = fit_vars(profile, cases, variables=step_vars, source=source, target=0)
     fitted_names += [name if engine is None else f"{engine}.{name}" for name, engine in step_vars]
     params = Params(profile)
     errors = [_stats("step", [(c(params)[0], c.measured[0]) for c in cases], len(step_vars))]
     ar_points = [p for p in points if p.tp > 1 and p.allreduce_us > 0]
-    curves = {p.tp: params.allreduce_curve(fabric_of[p.tp], "backend", p.tp)[0] for p in ar_points}
+    curves = {p.tp: params.allreduce_curve(fabric_of[p.tp], "backend", ranks=p.tp)[0] for p in ar_points}
     ar_pairs = [(curve_time_us(curves[p.tp], p.allreduce_bytes), p.allreduce_us) for p in ar_points]
     if ar_pairs:
         errors.append(_stats("allreduce", ar_pairs, sum(_curve_free(c) for c in curves.values())))
@@ -215,14 +219,14 @@ def calibrate_sweep(
 
 
 def calibrate_serving(
-    profile: HardwareProfile, parsed: Parsed, cases: Sequence[Case], label: str
+    profile: HardwareProfile, parsed: Parsed, *, cases: Sequence[Case], label: str
 ) -> tuple[HardwareProfile, SourceFit]:
     engines = sorted({c.engine for c in cases})
     source = (
         f"fitted by tpplan calibrate from serving points {label} ({len(cases)} points: {', '.join(engines)})"
     )
     before = profile
-    profile = fit_serving(profile, cases, source)
+    profile = fit_serving(profile, cases, source=source)
     params = Params(profile)
     tpot_vars, ttft_vars = serving_vars(cases, params.kernels is not None)
     for c in cases:
@@ -272,7 +276,7 @@ def _spreads(
     judged, held = in_sample, False
     if len(cases) >= 2 * MIN_HELD_APART:
         source = f"tpplan calibrate: fitted on alternate points of {label}, judged on the others"
-        params = Params(fit_serving(before, cases[0::2], source))
+        params = Params(fit_serving(before, cases[0::2], source=source))
         for c in cases[1::2]:
             c.state = None
         judged, held = [(c(params), c) for c in cases[1::2]], True
@@ -285,7 +289,15 @@ def _spreads(
         if len(mine) >= MIN_HELD_APART:
             tpot = [(p[0], c.measured[0]) for p, c in mine]
             ttft = [(p[1], c.measured[1]) for p, c in mine]
-            out.append(spread_of(e, tpot, ttft, held, f"tpplan calibrate on serving points {label} ({how})"))
+            out.append(
+                spread_of(
+                    e,
+                    tpot,
+                    ttft_pairs=ttft,
+                    held_apart=held,
+                    source=f"tpplan calibrate on serving points {label} ({how})",
+                )
+            )
     return out
 
 

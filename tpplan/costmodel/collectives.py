@@ -28,20 +28,25 @@ def ring_factor(ranks: int) -> float:
     return 2 * (ranks - 1) / ranks
 
 
-def saturating_busbw(peak_gbps: float, half_bytes: float, shape: float, nbytes: float) -> float:
+def saturating_busbw(peak_gbps: float, half_bytes: float, *, shape: float, nbytes: float) -> float:
     return peak_gbps / (1 + (half_bytes / max(nbytes, 1.0)) ** shape)
 
 
 def allreduce_us(
-    alpha_us: float, peak_gbps: float, half_bytes: float, shape: float, ranks: int, nbytes: float
+    alpha_us: float, peak_gbps: float, *, half_bytes: float, shape: float, ranks: int, nbytes: float
 ) -> float:
-    busbw = saturating_busbw(peak_gbps, half_bytes, shape, nbytes)
+    busbw = saturating_busbw(peak_gbps, half_bytes, shape=shape, nbytes=nbytes)
     return alpha_us + nbytes * ring_factor(ranks) / (busbw * BYTES_PER_US_PER_GBPS)
 
 
 def curve_time_us(curve: AllReduceCurve, nbytes: float) -> float:
     return allreduce_us(
-        curve.alpha_us, curve.peak_busbw_gbps, curve.half_bytes, curve.shape, curve.ranks, nbytes
+        curve.alpha_us,
+        curve.peak_busbw_gbps,
+        half_bytes=curve.half_bytes,
+        shape=curve.shape,
+        ranks=curve.ranks,
+        nbytes=nbytes,
     )
 
 
@@ -55,7 +60,7 @@ class AllReduceTime:
 
 
 def allreduce_time(
-    params: Params, nbytes: float, ranks: int, fabric: str, engine_kernels: bool = False
+    params: Params, nbytes: float, *, ranks: int, fabric: str, engine_kernels: bool = False
 ) -> AllReduceTime:
     """One all-reduce of `nbytes` over `ranks` ranks whose slowest link is `fabric`.
 
@@ -66,13 +71,13 @@ def allreduce_time(
         return AllReduceTime(0.0, "none", "none", {}, "none")
     if fabric == "network":
         return _hierarchical(params, nbytes, ranks, engine_kernels)
-    found = params.allreduce_curve(fabric, "backend", ranks)
+    found = params.allreduce_curve(fabric, "backend", ranks=ranks)
     assert found is not None  # the backend always has a prior
     curve, source, basis = found
     why = Provenance(value=f"{fabric} backend all-reduce", basis=basis, source=source)
     best = AllReduceTime(curve_time_us(curve, nbytes), fabric, "backend", {"allreduce": why})
     if engine_kernels and fabric == "nvlink":
-        custom = params.allreduce_curve(fabric, "custom", ranks)
+        custom = params.allreduce_curve(fabric, "custom", ranks=ranks)
         if custom:
             t = curve_time_us(custom[0], nbytes)
             if t < best.latency_us:
@@ -85,7 +90,7 @@ def _hierarchical(params: Params, nbytes: float, ranks: int, engine_kernels: boo
     profile = params.profile
     fitted = params.eff.allreduce_fit("network", "backend") if params.eff else None
     if fitted:  # the user measured this fabric (nccl-tests across nodes): trust it over the composition
-        found = params.allreduce_curve("network", "backend", ranks)
+        found = params.allreduce_curve("network", "backend", ranks=ranks)
         assert found is not None
         return AllReduceTime(
             curve_time_us(found[0], nbytes),
@@ -97,7 +102,7 @@ def _hierarchical(params: Params, nbytes: float, ranks: int, engine_kernels: boo
         raise ValueError(f"profile {profile.name} has no inter-node fabric")
     net = network_params(profile)
     shape = network_shape(params, ranks)
-    choice = nccl_allreduce(net, shape, nbytes)
+    choice = nccl_allreduce(net, shape, nbytes=nbytes)
     why = Provenance(
         value=f"NCCL {choice.algorithm}/{choice.protocol} over {shape.nodes} nodes x {shape.per_node} GPUs "
         f"(NCCL tuning.cc model; latency {choice.latency_us:.1f} us): {profile.inter_node.kind} "
@@ -116,15 +121,15 @@ def network_shape(params: Params, ranks: int) -> NodeShape:
     per_node = ranks // math.ceil(ranks / profile.gpus_per_node)
     nvls = None
     if per_node > 1 and profile.nvlink and profile.nvlink.in_switch_reduction:
-        found = params.allreduce_curve("nvlink", "backend", per_node)
+        found = params.allreduce_curve("nvlink", "backend", ranks=per_node)
         nvls = found[0].peak_busbw_gbps if found else None
-    return node_shape(profile, ranks, nvls)
+    return node_shape(profile, ranks, nvls_busbw_gbps=nvls)
 
 
-def network_choices(params: Params, nbytes: float, ranks: int) -> list[NcclChoice]:
+def network_choices(params: Params, nbytes: float, *, ranks: int) -> list[NcclChoice]:
     """Every (algorithm, protocol) NCCL weighs for this all-reduce across nodes, with its time."""
     assert params.profile.inter_node is not None
-    return algorithm_times(network_params(params.profile), network_shape(params, ranks), nbytes)
+    return algorithm_times(network_params(params.profile), network_shape(params, ranks), nbytes=nbytes)
 
 
 def network_params(profile: HardwareProfile) -> NetworkAllReduce:
@@ -141,7 +146,7 @@ def network_params(profile: HardwareProfile) -> NetworkAllReduce:
     )
 
 
-def p2p_time_us(params: Params, nbytes: float, fabric: str) -> float:
+def p2p_time_us(params: Params, nbytes: float, *, fabric: str) -> float:
     """One pipeline-stage send/recv of `nbytes` over `fabric` (nvlink | pcie | network)."""
     profile = params.profile
     alpha = params.p2p_alpha_us.value
@@ -155,7 +160,7 @@ def p2p_time_us(params: Params, nbytes: float, fabric: str) -> float:
     return alpha + nbytes / (bw * BYTES_PER_US_PER_GBPS)
 
 
-def alltoall_time(params: Params, nbytes: float, ranks: int, fabric: str) -> tuple[float, Provenance]:
+def alltoall_time(params: Params, nbytes: float, *, ranks: int, fabric: str) -> tuple[float, Provenance]:
     """One all-to-all in which each of `ranks` ranks holds `nbytes` for the group (MoE dispatch or
     combine), in nccl-tests' convention: t = alpha + S·(n−1)/n ÷ busbw. Inside an NVLink domain or
     over PCIe it takes the alpha and busbw(S) of the fabric's all-reduce curve for that rank count —
@@ -165,13 +170,13 @@ def alltoall_time(params: Params, nbytes: float, ranks: int, fabric: str) -> tup
         return 0.0, Provenance(value="no all-to-all", basis="derived", source="one rank")
     share = nbytes * (ranks - 1) / ranks
     if fabric == "network":
-        t = p2p_time_us(params, share, "network")
+        t = p2p_time_us(params, share, fabric="network")
         why = "the NIC rate per GPU (as a pipeline send), over the all-to-all's (n−1)/n share"
         return t, Provenance(value=why, basis="assumed", source="costmodel/collectives.py alltoall_time")
-    found = params.allreduce_curve(fabric, "backend", ranks)
+    found = params.allreduce_curve(fabric, "backend", ranks=ranks)
     assert found is not None  # the backend always has a prior
     curve, source, basis = found
-    busbw = saturating_busbw(curve.peak_busbw_gbps, curve.half_bytes, curve.shape, nbytes)
+    busbw = saturating_busbw(curve.peak_busbw_gbps, curve.half_bytes, shape=curve.shape, nbytes=nbytes)
     t = curve.alpha_us + share / (busbw * BYTES_PER_US_PER_GBPS)
     why = f"{fabric} all-reduce curve's alpha and busbw at {ranks} ranks, used for the all-to-all (assumed)"
     return t, Provenance(value=why, basis="assumed", source=f"{source} ({basis} for the all-reduce)")

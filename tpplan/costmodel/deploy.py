@@ -31,7 +31,14 @@ def engine_config(engine: str, model: ModelSpec, profile: HardwareProfile, tp: i
     """The engine's batch limits for this layout (its published defaults; Megatron's are assumed)."""
     if engine in CALIBRATION_ENGINES:
         return CALIBRATION_ENGINES[engine]
-    d = engines.defaults(known_engine(engine), profile.gpu.name, profile.gpu.memory_gib.value, tp, pp, model)
+    d = engines.defaults(
+        known_engine(engine),
+        profile.gpu.name,
+        memory_gib=profile.gpu.memory_gib.value,
+        tp=tp,
+        pp=pp,
+        model=model,
+    )
     source = {
         "vllm": "vLLM 0.33.0 get_batch_defaults (vllm/engine/arg_utils.py)",
         "sglang": "SGLang 0.5.23 automatic chunked_prefill_size / cuda_graph_max_bs (memory_hook.py)",
@@ -44,6 +51,7 @@ def engine_config(engine: str, model: ModelSpec, profile: HardwareProfile, tp: i
 def deployment(
     model: ModelSpec,
     profile: HardwareProfile,
+    *,
     layout: Layout,
     engine: str,
     kv_dtype: str,
@@ -60,7 +68,14 @@ def deployment(
     # layout's own GPU count (TP=3 is refused; 4 and 8 are the alternatives on an 8-GPU node).
     tp_limit = max(budget, profile.total_gpus)
     c = candidate or candidates_stage.judge(
-        model, profile, layout, memory_engine, budget, seq_tokens, kv_dtype, tp_limit
+        model,
+        profile,
+        layout=layout,
+        engine=memory_engine,
+        budget_gpus=budget,
+        max_model_len=seq_tokens,
+        kv_dtype=kv_dtype,
+        tp_limit=tp_limit,
     )
     stage_link = (
         "network"
@@ -87,13 +102,13 @@ def deployment(
 
 def allreduce_on(profile: HardwareProfile, *, nbytes: int, ranks: int) -> AllReduceEstimate:
     """One all-reduce over `ranks` GPUs of the profile, placed from GPU 0 (more than a node: several nodes)."""
-    layout = io.validate(Layout, {"tp": ranks}, "command line", prefix="--ranks as ")
-    where = candidates_stage.place(profile, layout, _whole_nodes(profile, ranks))
+    layout = io.validate(Layout, {"tp": ranks}, file="command line", prefix="--ranks as ")
+    where = candidates_stage.place(profile, layout, budget_gpus=_whole_nodes(profile, ranks))
     if where.problem:
         raise LayoutError(
             f"--ranks {ranks} on {profile.name}: {where.problem}; valid: {_valid_ranks(profile, ranks)}"
         )
-    return estimate_allreduce(profile, nbytes, ranks, where.tp_fabric)
+    return estimate_allreduce(profile, nbytes, ranks=ranks, fabric=where.tp_fabric)
 
 
 def _whole_nodes(profile: HardwareProfile, ranks: int) -> int:
@@ -135,9 +150,9 @@ def check_dtype(profile: HardwareProfile, dtype: str) -> None:
 def price_layout(
     model: ModelSpec,
     profile: HardwareProfile,
+    *,
     layout: Layout,
     workload: Workload,
-    *,
     engine: str = "vllm",
     max_num_seqs: int | None = None,
     budget_gpus: int | None = None,
@@ -155,16 +170,16 @@ def price_layout(
     dep = deployment(
         served,
         profile,
-        layout,
-        engine,
-        workload.kv_dtype_of(model),
-        max_model_len or workload.sequence_tokens,
-        budget_gpus,
-        candidate,
+        layout=layout,
+        engine=engine,
+        kv_dtype=workload.kv_dtype_of(model),
+        seq_tokens=max_model_len or workload.sequence_tokens,
+        budget_gpus=budget_gpus,
+        candidate=candidate,
     )
     cfg = engine_config(engine, served, profile, layout.tp, layout.pp)
     if max_num_seqs is not None:
         cfg = dataclasses.replace(
             cfg, max_num_seqs=max_num_seqs, source=f"{cfg.source}; max_num_seqs as planned"
         )
-    return price_deployment(model, profile, layout, workload, cfg, dep)
+    return price_deployment(model, profile, layout=layout, workload=workload, engine=cfg, dep=dep)

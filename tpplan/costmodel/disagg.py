@@ -59,12 +59,14 @@ class StepTimes:
         self.prefill_at = lru_cache(maxsize=None)(self._prefill_at)
 
     def _decode_at(self, d: int) -> float:
-        return step_cost(self.inst, self.params, Batch(d, self.ctx_decode, 0.0, self.ctx_prefill, d)).time_ms
+        return step_cost(
+            self.inst, self.params, batch=Batch(d, self.ctx_decode, 0.0, self.ctx_prefill, d)
+        ).time_ms
 
     def _prefill_at(self, tokens: int) -> float:
         rows = max(1.0, tokens / self.input_tokens)  # prompts that finish in the step
         batch = Batch(0.0, self.ctx_decode, float(tokens), self.ctx_prefill, rows)
-        return step_cost(self.inst, self.params, batch).time_ms
+        return step_cost(self.inst, self.params, batch=batch).time_ms
 
     @staticmethod
     def _between(at, v: float, grid: int, floor: int) -> float:
@@ -84,7 +86,15 @@ class StepTimes:
 
 
 def role_steps(
-    model: ModelSpec, tp: int, dep: Deployment, engine: str, kv_dtype: str, params: Params, isl: int, osl: int
+    model: ModelSpec,
+    tp: int,
+    *,
+    dep: Deployment,
+    engine: str,
+    kv_dtype: str,
+    params: Params,
+    isl: int,
+    osl: int,
 ) -> StepTimes:
     """The step times of one instance of a role at its placement (as estimate_serve builds its Instance);
     `model` carries the served dtype."""
@@ -92,7 +102,7 @@ def role_steps(
     return StepTimes(inst, params, isl, osl)
 
 
-def kv_fabric(profile: HardwareProfile, a: list[int], b: list[int]) -> str | None:
+def kv_fabric(profile: HardwareProfile, *, a: list[int], b: list[int]) -> str | None:
     """The link between two instances (global GPU indices): nvlink inside one NVLink domain, pcie inside
     one node without NVLink, else the network (None when the profile knows no inter-node fabric)."""
     both = [*a, *b]
@@ -147,6 +157,7 @@ def kv_link_bandwidth(params: Params, fabric: str) -> tuple[float, Provenance]:
 def kv_transfer_ms(
     params: Params,
     prefill: Instance,
+    *,
     prefill_world: int,
     decode: Instance,
     input_tokens: int,
@@ -160,12 +171,13 @@ def kv_transfer_ms(
     per_rank = kv_bytes_per_token(model, decode.tp, max(decode.layers_per_stage), kv) * input_tokens
     received = kv_bytes_per_token(model, decode.tp, model.num_layers, kv) * input_tokens * decode.tp
     per_link = max(per_rank, received / prefill_world)
-    return sum(p2p_time_us(params, per_link, f) for f in fabrics) / len(fabrics) / 1e3
+    return sum(p2p_time_us(params, per_link, fabric=f) for f in fabrics) / len(fabrics) / 1e3
 
 
 def rate_bound(
     prefill: StepTimes,
     engine: EngineConfig,
+    *,
     x: int,
     decode: StepTimes,
     slots: int,
@@ -193,6 +205,7 @@ class _At:
 def steady_state(
     sides: Sides,
     params: Params,
+    *,
     clients: float,
     output_tokens: int,
     kv_ms: float,

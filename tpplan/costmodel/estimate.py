@@ -35,9 +35,11 @@ class Deployment:
     memory_note: str  # how kv_tokens was derived (candidates.memory_fit), for provenance
 
 
-def estimate_allreduce(profile: HardwareProfile, nbytes: int, ranks: int, fabric: str) -> AllReduceEstimate:
+def estimate_allreduce(
+    profile: HardwareProfile, nbytes: int, *, ranks: int, fabric: str
+) -> AllReduceEstimate:
     """One all-reduce of `nbytes` over `ranks` ranks of `profile` whose slowest link is `fabric`."""
-    t = allreduce_time(Params(profile), nbytes, ranks, fabric)
+    t = allreduce_time(Params(profile), nbytes, ranks=ranks, fabric=fabric)
     algbw = nbytes / (t.latency_us * 1e3) if t.latency_us else 0.0
     return AllReduceEstimate(
         bytes=nbytes,
@@ -102,11 +104,13 @@ def _provenance(
         out["fp8_dense_tflops"] = of_sourced(gpu.fp8_dense_tflops)
     if inst.tp > 1:
         nbytes = max(decode_seqs, 1.0) * inst.model.hidden_size * ACTIVATION_BYTES
-        out |= allreduce_time(params, nbytes, inst.tp, inst.tp_fabric, inst.engine_kernels).provenance
+        out |= allreduce_time(
+            params, nbytes, ranks=inst.tp, fabric=inst.tp_fabric, engine_kernels=inst.engine_kernels
+        ).provenance
     if inst.pp > 1:
         out["p2p_alpha_us"] = params.p2p_alpha_us.provenance()
     if inst.ep > 1 and inst.dp > 1:
-        out["alltoall"] = alltoall_time(params, 1.0, inst.ep, inst.tp_fabric)[1]
+        out["alltoall"] = alltoall_time(params, 1.0, ranks=inst.ep, fabric=inst.tp_fabric)[1]
     return out
 
 
@@ -130,6 +134,7 @@ def ttft_note(params: Params, engine: str) -> str:
 def price_deployment(
     model: ModelSpec,
     profile: HardwareProfile,
+    *,
     layout: Layout,
     workload: Workload,
     engine: EngineConfig,
@@ -151,7 +156,7 @@ def price_deployment(
     )
     per_instance = workload.concurrency / layout.replicas
     load = Load(workload.input_tokens, workload.output_tokens, per_instance)
-    st = steady_state(inst, params, engine, load, dep.kv_tokens)
+    st = steady_state(inst, params, engine=engine, load=load, kv_tokens=dep.kv_tokens)
     seq_tokens = workload.input_tokens + workload.output_tokens
     reasons = list(dep.reasons)
     if dep.kv_tokens < seq_tokens and not any(r.kind in ("memory", "context") for r in reasons):
@@ -168,7 +173,13 @@ def price_deployment(
     total_tokens_s = tokens_s * layout.replicas
     tokens_per_usd = round(total_tokens_s * 3600 / usd_h, 1) if usd_h else 0.0
     spread = spread_for(profile, engine.name)
-    band = interval(spread, st.ttft_ms, st.tpot_ms, workload.output_tokens, tokens_per_usd)
+    band = interval(
+        spread,
+        ttft_ms=st.ttft_ms,
+        tpot_ms=st.tpot_ms,
+        output_tokens=workload.output_tokens,
+        tokens_per_usd=tokens_per_usd,
+    )
     return ServeEstimate(
         model=model.name,
         profile=profile.name,
@@ -206,7 +217,7 @@ def price_deployment(
         breakdown=_mean_breakdown(st.decode_step, st.mixed_step, st.prefill_step_fraction),
         provenance={
             **_provenance(params, engine, inst, dep, st.decode_seqs),
-            "uncertainty": spread_provenance(spread, profile.name, engine.name),
+            "uncertainty": spread_provenance(spread, profile.name, engine=engine.name),
         },
         converged=st.converged,
         ttft_note=ttft_note(params, engine.name),

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 def nelder_mead(
     f: Callable[[list[float]], float],
     x0: Sequence[float],
+    *,
     step: float = 0.3,
     iterations: int = 600,
     tolerance: float = 1e-9,
@@ -66,6 +67,7 @@ def _toward(centroid: Sequence[float], worst: Sequence[float], t: float) -> list
 def fit_log(
     residuals: Callable[[list[float]], Sequence[float]],
     x0: Sequence[float],
+    *,
     robust: bool = False,
     restarts: int = 2,
 ) -> list[float]:

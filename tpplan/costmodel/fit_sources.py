@@ -37,21 +37,23 @@ def calibrate(
     measured on another device kind (a CPU bench, a GPU profile) is refused unless allowed."""
     parsed = [(str(ref), read_source(Path(ref))) for ref in source_refs]
     for _, src in parsed:
-        check_device(src, profile.name, profile.backend, allow_other_device)
+        check_device(src, profile.name, backend=profile.backend, allow_other=allow_other_device)
     rank = {NCCL_TESTS: 0, SWEEP: 1, SERVING: 2}
     fits = []
     for label, src in sorted(parsed, key=lambda p: rank[p[1].kind]):
         if src.kind == NCCL_TESTS:
             fabric = _tp_fabric(profile, src.ranks, label)
-            profile, fit = calibrate_nccl(profile, src, fabric, label)
+            profile, fit = calibrate_nccl(profile, src, fabric=fabric, label=label)
         elif src.kind == SWEEP:
             model = _sweep_model(src, sweep_model, label)
             tps = {p.tp for p in src.points}
             fabric_of = {t: _tp_fabric(profile, t, label) for t in tps}
-            profile, fit = calibrate_sweep(profile, src, model, fabric_of, label, dtype)
+            profile, fit = calibrate_sweep(
+                profile, src, model=model, fabric_of=fabric_of, label=label, dtype=dtype
+            )
         else:
             profile, fit = calibrate_serving(
-                profile, src, _serving_cases(profile, src, models or {}, label), label
+                profile, src, cases=_serving_cases(profile, src, models or {}, label), label=label
             )
         fits.append(fit)
     cal = Calibration(
@@ -72,8 +74,8 @@ def calibrate(
 
 def _tp_fabric(profile: HardwareProfile, tp: int, label: str) -> str:
     """The link a TP group of `tp` ranks placed from GPU 0 uses (several nodes when it must)."""
-    layout = io.validate(Layout, {"tp": tp}, label, prefix="tp as ")
-    return candidates_stage.place(profile, layout, max(tp, profile.total_gpus)).tp_fabric
+    layout = io.validate(Layout, {"tp": tp}, file=label, prefix="tp as ")
+    return candidates_stage.place(profile, layout, budget_gpus=max(tp, profile.total_gpus)).tp_fabric
 
 
 def _sweep_model(src, sweep_model: Ref | None, label: str) -> ModelSpec:
@@ -82,7 +84,7 @@ def _sweep_model(src, sweep_model: Ref | None, label: str) -> ModelSpec:
     named = {p.model for p in src.points if isinstance(p.model, str)}
     specs = [p.model for p in src.points if isinstance(p.model, dict)]
     if specs:
-        return io.validate(ModelSpec, specs[0], label, prefix="model.")
+        return io.validate(ModelSpec, specs[0], file=label, prefix="model.")
     if len(named) == 1:
         found = _bundled_model_named(named.pop())
         if found:
@@ -115,15 +117,27 @@ def _serving_cases(profile: HardwareProfile, src, models: dict[str, str], label:
                 models.get(p.model) or p.spec_path or _bundled_model_for(p.model, label)
             )
         model = specs[p.model].model_copy(update={"dtype": p.dtype})
-        layout = io.validate(Layout, {"tp": p.tp, "pp": p.pp}, label, prefix=f"line {p.line}: ")
+        layout = io.validate(Layout, {"tp": p.tp, "pp": p.pp}, file=label, prefix=f"line {p.line}: ")
         key = (p.model, p.tp, p.pp, p.engine, p.dtype)
         if key not in deps:
-            deps[key] = deployment(model, profile, layout, p.engine, p.dtype, p.isl + p.osl)
+            deps[key] = deployment(
+                model, profile, layout=layout, engine=p.engine, kv_dtype=p.dtype, seq_tokens=p.isl + p.osl
+            )
         d = deps[key]
         cfg = engine_config(p.engine, model, profile, p.tp, p.pp)
         if p.max_num_seqs:  # the server ran with this cap (a bench records it): queueing above it
             cfg = dataclasses.replace(cfg, max_num_seqs=p.max_num_seqs, source=f"{cfg.source}; as benched")
-        cases.append(serving_case(p, model, cfg, d.kv_tokens, d.layers_per_stage, d.tp_fabric, d.pp_fabric))
+        cases.append(
+            serving_case(
+                p,
+                model,
+                engine=cfg,
+                kv_tokens=d.kv_tokens,
+                layers_per_stage=d.layers_per_stage,
+                tp_fabric=d.tp_fabric,
+                pp_fabric=d.pp_fabric,
+            )
+        )
     return cases
 
 
@@ -143,7 +157,7 @@ def _bundled_model_for(model_path: str, label: str) -> str:
 
 
 def evaluate_serving(
-    profile: HardwareProfile, source_ref: Ref, models: dict[str, str] | None = None
+    profile: HardwareProfile, source_ref: Ref, *, models: dict[str, str] | None = None
 ) -> list[tuple[ServingPoint, float, float]]:
     """Each measured serving point of a CSV with the profile's predicted (TPOT, TTFT)."""
     src = read_source(Path(source_ref))

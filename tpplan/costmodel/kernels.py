@@ -76,7 +76,7 @@ def _log_interpolate(axes: list[list[float]], values: list, point: tuple[float, 
     return total
 
 
-def interpolate(axes: list[list[float]], values: list, point: tuple[float, ...]) -> float:
+def interpolate(axes: list[list[float]], values: list, *, point: tuple[float, ...]) -> float:
     """Multilinear interpolation of log(value) over log(axes): a grid of positive rates."""
     return math.exp(_log_interpolate(axes, values, point))
 
@@ -84,7 +84,7 @@ def interpolate(axes: list[list[float]], values: list, point: tuple[float, ...])
 _CURVES: dict[tuple, list[float]] = {}
 
 
-def interpolate_along(axes: list[list[float]], values: list, point: tuple[float, ...], dim: int) -> float:
+def interpolate_along(axes: list[list[float]], values: list, *, point: tuple[float, ...], dim: int) -> float:
     """`interpolate`, for a point whose other coordinates repeat while the one on axis `dim` varies
     (a GEMM's m, a decode batch): multilinear interpolation is a tensor product, so the rest is done
     once per fixed part (log values at each grid point of `dim`, cached) and each call is 1-D."""
@@ -128,19 +128,19 @@ class KernelTables:
             return "fp8"
         return "bf16" if weight_dtype in ("bf16", "fp16", "fp8") else None
 
-    def gemm_ms(self, m: float, n: int, k: int, dtype: str) -> float:
+    def gemm_ms(self, m: float, n: int, *, k: int, dtype: str) -> float:
         """One (m x k) @ (k x n) product: m tokens, n output features, k input features."""
         if m <= 0:
             return 0.0
         g = self.table["gemm"][dtype]
         m_eff = max(m, 1.0)  # a fraction of a token (a mean batch) costs what one does
-        tflops = interpolate_along([g["m"], g["n"], g["k"]], g["tflops"], (m_eff, n, k), 0)
+        tflops = interpolate_along([g["m"], g["n"], g["k"]], g["tflops"], point=(m_eff, n, k), dim=0)
         flops = 2 * m_eff * n * k
         nbytes = n * k * DTYPE_BYTES[dtype] + 2 * m_eff * (n + k)
         return self._scaled(flops / (tflops * 1e9), flops, nbytes, dtype) * m / m_eff
 
     def decode_attention_ms(
-        self, nbytes: float, batch: float, context: float, kv_heads: int, kv: str
+        self, nbytes: float, batch: float, *, context: float, kv_heads: int, kv: str
     ) -> float:
         """Reading `nbytes` of KV cache for `batch` sequences of `context` tokens (one layer)."""
         if nbytes <= 0 or batch <= 0:
@@ -148,15 +148,17 @@ class KernelTables:
         tables = self.table["decode_attention"]
         d = tables.get(kv) or tables["bf16"]
         point = (float(kv_heads), max(batch, 1.0), max(context, 2.0))
-        gbps = interpolate_along([d["kv_heads"], d["batch"], d["context"]], d["gbps"], point, 1)
+        gbps = interpolate_along([d["kv_heads"], d["batch"], d["context"]], d["gbps"], point=point, dim=1)
         return self._scaled(nbytes / (gbps * 1e6), 0.0, nbytes, "bf16")
 
-    def prefill_attention_ms(self, flops: float, heads: int, length: float) -> float:
+    def prefill_attention_ms(self, flops: float, heads: int, *, length: float) -> float:
         """Causal attention of `flops` over prompts of `length` tokens with `heads` query heads (one layer)."""
         if flops <= 0:
             return 0.0
         p = self.table["prefill_attention"]
-        tflops = interpolate_along([p["heads"], p["isl"]], p["tflops"], (float(heads), max(length, 1.0)), 1)
+        tflops = interpolate_along(
+            [p["heads"], p["isl"]], p["tflops"], point=(float(heads), max(length, 1.0)), dim=1
+        )
         return self._scaled(flops / (tflops * 1e9), flops, 0.0, "bf16")
 
 

@@ -112,7 +112,7 @@ def apply_calibration(
     return profiles, measured, notes
 
 
-def with_measured(e: ServeEstimate, ttft_ms: float, tpot_ms: float, where: str) -> ServeEstimate:
+def with_measured(e: ServeEstimate, *, ttft_ms: float, tpot_ms: float, where: str) -> ServeEstimate:
     """The estimate with measured TTFT/TPOT; throughput from them by Little's law: each replica's
     C clients complete C / (TTFT + (O−1)·TPOT) requests per unit time."""
     per_instance_c = e.concurrency / e.layout.replicas
@@ -123,7 +123,7 @@ def with_measured(e: ServeEstimate, ttft_ms: float, tpot_ms: float, where: str) 
         update={
             "ttft_ms": round(ttft_ms, 3),
             "tpot_ms": round(tpot_ms, 4),
-            **measured_interval(ttft_ms, tpot_ms, tokens_usd),
+            **measured_interval(ttft_ms, tpot_ms, tokens_per_usd=tokens_usd),
             "output_tokens_per_s": round(tokens_s, 2),
             "requests_per_s": round(rate_s * e.layout.replicas, 4),
             "output_tokens_per_s_per_instance": round(tokens_s / e.layout.replicas, 2),

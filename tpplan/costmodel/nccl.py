@@ -116,7 +116,7 @@ class NodeShape:
     nvlink: bool
 
 
-def node_shape(profile: HardwareProfile, ranks: int, nvls_busbw_gbps: float | None) -> NodeShape:
+def node_shape(profile: HardwareProfile, ranks: int, *, nvls_busbw_gbps: float | None) -> NodeShape:
     """The group of `ranks` laid over whole nodes, as placement does (an even split)."""
     nodes = math.ceil(ranks / profile.gpus_per_node)
     per_node = ranks // nodes
@@ -171,7 +171,7 @@ def _tree_factor(protocol: str, nbytes: float) -> float:
     return TREE_CORRECTION[protocol][idx] if idx < len(TREE_CORRECTION[protocol]) else 1.0
 
 
-def algorithm_times(net: NetworkAllReduce, shape: NodeShape, nbytes: float) -> list[NcclChoice]:
+def algorithm_times(net: NetworkAllReduce, shape: NodeShape, *, nbytes: float) -> list[NcclChoice]:
     """Every (algorithm, protocol) NCCL considers for one all-reduce of `nbytes`, with its time."""
     out = []
     for algo, proto, lat, algbw in _candidates(net, shape):
@@ -183,6 +183,6 @@ def algorithm_times(net: NetworkAllReduce, shape: NodeShape, nbytes: float) -> l
     return out
 
 
-def nccl_allreduce(net: NetworkAllReduce, shape: NodeShape, nbytes: float) -> NcclChoice:
+def nccl_allreduce(net: NetworkAllReduce, shape: NodeShape, *, nbytes: float) -> NcclChoice:
     """The pair NCCL runs: the smallest predicted time."""
-    return min(algorithm_times(net, shape, nbytes), key=lambda c: c.time_us)
+    return min(algorithm_times(net, shape, nbytes=nbytes), key=lambda c: c.time_us)

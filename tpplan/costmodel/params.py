@@ -32,7 +32,7 @@ class Param:
         return Provenance(value=value.rstrip(), basis=self.basis, source=self.source)
 
 
-def from_sourced(name: str, unit: str, q: Sourced) -> Param:
+def from_sourced(name: str, unit: str, *, q: Sourced) -> Param:
     return Param(name, q.value, unit, q.source, q.basis)
 
 
@@ -144,7 +144,7 @@ ALPHA_2_US, ALPHA_PER_RANK_US = 10.0, 25.0 / 6
 PRIOR_RAMP_US, PRIOR_SHAPE = 20.0, 0.5
 
 
-def prior_curve(profile: HardwareProfile, fabric: str, ranks: int) -> tuple[AllReduceCurve, str]:
+def prior_curve(profile: HardwareProfile, fabric: str, *, ranks: int) -> tuple[AllReduceCurve, str]:
     """An all-reduce curve from the profile's link numbers and the published ratios above."""
     if fabric == "nvlink" and profile.nvlink:
         nv = profile.nvlink
@@ -219,16 +219,18 @@ class Params:
         e = self.eff
         gemm_prior, hbm_prior = fraction_priors(profile)
         self.gemm_fraction = (
-            from_sourced("gemm_fraction", "of peak", e.gemm_fraction) if e and e.gemm_fraction else gemm_prior
+            from_sourced("gemm_fraction", "of peak", q=e.gemm_fraction)
+            if e and e.gemm_fraction
+            else gemm_prior
         )
         self.hbm_fraction = (
-            from_sourced("hbm_fraction", "of peak", e.hbm_fraction) if e and e.hbm_fraction else hbm_prior
+            from_sourced("hbm_fraction", "of peak", q=e.hbm_fraction) if e and e.hbm_fraction else hbm_prior
         )
         # kernel time by shape where the GPU has tables; the fractions above then only serve ops no
         # table covers (fp32 GEMMs) and CPU ranks
         self.kernels = kernel_tables(profile)
         self.p2p_alpha_us = (
-            from_sourced("p2p_alpha_us", "us", e.p2p_alpha_us) if e and e.p2p_alpha_us else P2P_ALPHA_US
+            from_sourced("p2p_alpha_us", "us", q=e.p2p_alpha_us) if e and e.p2p_alpha_us else P2P_ALPHA_US
         )
         self._overheads: dict[str, Overhead] = {}
         self._curves: dict[tuple[str, str, int], tuple[AllReduceCurve, str, str] | None] = {}
@@ -242,11 +244,11 @@ class Params:
         fitted = self.eff.overhead(engine) if self.eff else None
         if fitted:
             return Overhead(
-                from_sourced(f"{engine}.step_ms", "ms", fitted.step_ms),
-                from_sourced(f"{engine}.per_layer_us", "us", fitted.per_layer_us),
-                from_sourced(f"{engine}.per_seq_us", "us", fitted.per_seq_us),
-                from_sourced(f"{engine}.request_ms", "ms", fitted.request_ms),
-                from_sourced(f"{engine}.cohort_fraction", "", fitted.cohort_fraction),
+                from_sourced(f"{engine}.step_ms", "ms", q=fitted.step_ms),
+                from_sourced(f"{engine}.per_layer_us", "us", q=fitted.per_layer_us),
+                from_sourced(f"{engine}.per_seq_us", "us", q=fitted.per_seq_us),
+                from_sourced(f"{engine}.request_ms", "ms", q=fitted.request_ms),
+                from_sourced(f"{engine}.cohort_fraction", "", q=fitted.cohort_fraction),
             )
         entry, why = engine_prior(engine)
         version = (
@@ -262,7 +264,7 @@ class Params:
         return Overhead(*(param(name, unit) for name, unit in OVERHEAD_FIELDS.items()))
 
     def allreduce_curve(
-        self, fabric: str, implementation: str, ranks: int
+        self, fabric: str, implementation: str, *, ranks: int
     ) -> tuple[AllReduceCurve, str, Basis] | None:
         """(curve, source, basis) for this fabric and implementation; None when a custom kernel has no fit."""
         key = (fabric, implementation, ranks)
@@ -278,5 +280,5 @@ class Params:
             return curve_for(fit, ranks), fit.source, fit.basis
         if implementation == "custom":
             return None
-        curve, why = prior_curve(self.profile, fabric, ranks)
+        curve, why = prior_curve(self.profile, fabric, ranks=ranks)
         return curve, why, "assumed"

@@ -20,7 +20,7 @@ from ..specs import (
     HardwareProfile,
     Sourced,
 )
-from .collectives import allreduce_us, ring_factor
+from .collectives import allreduce_us, curve_time_us, ring_factor
 from .fit import fit_log, log_error
 from .params import Params
 
@@ -39,13 +39,13 @@ def _round(x: float, digits: int = 4) -> float:
     return float(f"{x:.{digits}g}")
 
 
-def fitted(value: float, source: str, exact: bool = False) -> Sourced:
+def fitted(value: float, source: str, *, exact: bool = False) -> Sourced:
     return Sourced(value=value if exact else _round(value), source=source, basis="fitted")
 
 
 # ---- all-reduce curves ------------------------------------------------------------------------
 def fit_curve(
-    points: Sequence[tuple[float, float]], ranks: int, prior: AllReduceCurve | None = None
+    points: Sequence[tuple[float, float]], ranks: int, *, prior: AllReduceCurve | None = None
 ) -> AllReduceCurve:
     """An AllReduceCurve through (bytes, latency_us) points of one rank count.
 
@@ -57,7 +57,7 @@ def fit_curve(
     f = ring_factor(ranks)
     sizes = {s for s, _ in points}
     if len(sizes) == 1 and prior is not None:
-        scale = median(t / curve_us(prior, s) for s, t in points)
+        scale = median(t / curve_time_us(prior, s) for s, t in points)
         return AllReduceCurve(
             ranks=ranks,
             alpha_us=_round(prior.alpha_us * scale),
@@ -89,11 +89,17 @@ def fit_curve(
 
     def residuals(x: Sequence[float]) -> list[float]:
         a, peak, half, shape = unpack(x)
-        return [log_error(allreduce_us(a, peak, half, shape, ranks, s), t) for s, t in points]
+        return [
+            log_error(allreduce_us(a, peak, half_bytes=half, shape=shape, ranks=ranks, nbytes=s), t)
+            for s, t in points
+        ]
 
     x0 = [0.8 * t_min, 0.05, 4 * 2**20, 0.7] if len(sizes) >= FULL_CURVE_MIN_SIZES else [0.8 * t_min, 1.0]
     a, peak, half, shape = unpack(fit_log(residuals, x0))
-    errs = [abs(allreduce_us(a, peak, half, shape, ranks, s) / t - 1) * 100 for s, t in points]
+    errs = [
+        abs(allreduce_us(a, peak, half_bytes=half, shape=shape, ranks=ranks, nbytes=s) / t - 1) * 100
+        for s, t in points
+    ]
     return AllReduceCurve(
         ranks=ranks,
         alpha_us=_round(a),
@@ -102,12 +108,6 @@ def fit_curve(
         shape=_round(shape),
         points=len(points),
         median_error_pct=_round(median(errs), 3) if len(sizes) > len(x0) else None,
-    )
-
-
-def curve_us(curve: AllReduceCurve, nbytes: float) -> float:
-    return allreduce_us(
-        curve.alpha_us, curve.peak_busbw_gbps, curve.half_bytes, curve.shape, curve.ranks, nbytes
     )
 
 
@@ -124,13 +124,16 @@ def describe_fit(curve: AllReduceCurve) -> str:
 def fit_allreduce(
     groups: dict[int, Sequence[tuple[float, float]]],
     fabric: str,
+    *,
     implementation: str,
     source: str,
     prior: Callable[[int], AllReduceCurve] | None = None,
 ) -> AllReduceFit:
     """One curve per rank count; `prior(n)`: the curve a single message size scales (see fit_curve)."""
     curves = tuple(
-        fit_curve(pts, n, prior(n) if prior else None) for n, pts in sorted(groups.items()) if n >= 2 and pts
+        fit_curve(pts, n, prior=prior(n) if prior else None)
+        for n, pts in sorted(groups.items())
+        if n >= 2 and pts
     )
     return AllReduceFit(
         fabric=fabric, implementation=implementation, curves=curves, source=source, basis="fitted"
@@ -165,7 +168,7 @@ FIELD_BOUNDS: dict[str, tuple[float, float]] = {"request_ms": (0.5, 10.0), "coho
 ENGINE_FIELD_BOUNDS: dict[tuple[str, str], tuple[float, float]] = {("trtllm", "request_ms"): (0.5, 150.0)}
 
 
-def bounded(name: str, engine: str, value: float) -> float:
+def bounded(name: str, engine: str, *, value: float) -> float:
     """`value` held to the physical range of `engine`'s field `name`."""
     lo, hi = ENGINE_FIELD_BOUNDS.get((engine, name)) or FIELD_BOUNDS.get(name, (0.0, float("inf")))
     return min(max(value, lo), hi)
@@ -189,7 +192,7 @@ class Case:
 
 
 def apply(
-    profile: HardwareProfile, values: dict[Var, float], source: str, exact: bool = True
+    profile: HardwareProfile, values: dict[Var, float], *, source: str, exact: bool = True
 ) -> HardwareProfile:
     """The profile with these parameters set as fitted (exact while searching; rounded when written).
     A fraction above 1 means the profile's peak is too low (a guessed CPU peak, say): the peak is
@@ -205,9 +208,9 @@ def apply(
         if v > 1.0:
             peak = getattr(profile.gpu, peak_field)
             why = f"raised to the throughput achieved ({v:.3g}x the profile's {peak.value:g}); {source}"
-            gpu_update[peak_field] = fitted(peak.value * v, why, exact)
+            gpu_update[peak_field] = fitted(peak.value * v, why, exact=exact)
             v = 1.0
-        update[name] = fitted(v, source, exact)
+        update[name] = fitted(v, source, exact=exact)
     if gpu_update:
         profile = profile.model_copy(update={"gpu": profile.gpu.model_copy(update=gpu_update)})
     overheads = []
@@ -217,7 +220,7 @@ def apply(
         for name in ENGINE_FIELDS:
             if (name, engine) in values:
                 v = values[(name, engine)]
-                fields[name] = fitted(bounded(name, engine, v), source, exact)
+                fields[name] = fitted(bounded(name, engine, value=v), source, exact=exact)
             else:
                 q = getattr(prior, name)
                 fields[name] = Sourced(value=q.value, source=q.source, basis=q.basis)  # type: ignore[arg-type]
@@ -245,27 +248,29 @@ def affordable(variables: Sequence[Var], points: int) -> list[Var]:
 
 
 def fit_vars(
-    profile: HardwareProfile, cases: Sequence[Case], variables: Sequence[Var], source: str, target: int
+    profile: HardwareProfile, cases: Sequence[Case], *, variables: Sequence[Var], source: str, target: int
 ) -> HardwareProfile:
     """Fit `variables` (starting from the profile's current values) to measured value `target` of each
     case, minimising Σ |log(predicted / measured)|. Callers pass `affordable(variables, len(cases))`."""
     x0 = [max(current(profile, v), 1e-3) for v in variables]
 
     def residuals(x: Sequence[float]) -> list[float]:
-        params = Params(apply(profile, dict(zip(variables, x, strict=True)), source))
+        params = Params(apply(profile, dict(zip(variables, x, strict=True)), source=source))
         return [log_error(c(params)[target], c.measured[target]) for c in cases]
 
     x = fit_log(residuals, x0, robust=True, restarts=1)
-    return apply(profile, dict(zip(variables, x, strict=True)), source, exact=False)
+    return apply(profile, dict(zip(variables, x, strict=True)), source=source, exact=False)
 
 
-def fit_serving(profile: HardwareProfile, cases: Sequence[Case], source: str) -> HardwareProfile:
+def fit_serving(profile: HardwareProfile, cases: Sequence[Case], *, source: str) -> HardwareProfile:
     """Hardware fractions and per-engine step costs against TPOT; then per engine the request latency
     and arrival cohorts against TTFT (they barely move TPOT). No more parameters than points."""
     tpot_vars, ttft_vars = serving_vars(cases, Params(profile).kernels is not None)
-    profile = fit_vars(profile, cases, tpot_vars, source, target=0)
+    profile = fit_vars(profile, cases, variables=tpot_vars, source=source, target=0)
     for e, variables in ttft_vars.items():
-        profile = fit_vars(profile, [c for c in cases if c.engine == e], variables, source, target=1)
+        profile = fit_vars(
+            profile, [c for c in cases if c.engine == e], variables=variables, source=source, target=1
+        )
     return profile
 
 

@@ -86,20 +86,20 @@ class SteadyState:
     converged: bool
 
 
-def slots(kv_tokens: int, load: Load, engine: EngineConfig) -> int:
+def slots(kv_tokens: int, load: Load, *, engine: EngineConfig) -> int:
     """Requests the engine runs at once: its sequence cap, and what the KV cache holds with every
     resident sequence at full length I + O (see the module docstring: cohorts grow together)."""
     per_seq = load.input_tokens + load.output_tokens
     return max(0, min(engine.max_num_seqs, math.floor(kv_tokens / per_seq)))
 
 
-def recomputes_per_request(kv_tokens: int, load: Load, engine: EngineConfig) -> float:
+def recomputes_per_request(kv_tokens: int, load: Load, *, engine: EngineConfig) -> float:
     """Preemptions (each a recompute of the sequence so far) per completed request, for an engine
     that allocates KV on demand: it admits A = ⌊KV / I⌋ prompts (at most its sequence cap and the
     clients), of which only S = slots(...) can finish together; the other A − S are evicted."""
     if engine.reserves_full_sequence:
         return 0.0
-    full = slots(kv_tokens, load, engine)
+    full = slots(kv_tokens, load, engine=engine)
     admitted = min(engine.max_num_seqs, load.concurrency, math.floor(kv_tokens / max(1, load.input_tokens)))
     return max(0.0, admitted - full) / full if full else 0.0
 
@@ -107,6 +107,7 @@ def recomputes_per_request(kv_tokens: int, load: Load, engine: EngineConfig) -> 
 def steady_state(
     inst: Instance,
     params: Params,
+    *,
     engine: EngineConfig,
     load: Load,
     kv_tokens: int,
@@ -116,19 +117,21 @@ def steady_state(
     over = params.overhead(inst.engine)
     request_ms, cohort_fraction = over.request_ms.value, over.cohort_fraction.value
     i_tok, o_tok, clients = load.input_tokens, load.output_tokens, load.concurrency
-    cap = slots(kv_tokens, load, engine) or engine.max_num_seqs  # no room at all: price it as if there were
+    cap = (
+        slots(kv_tokens, load, engine=engine) or engine.max_num_seqs
+    )  # no room at all: price it as if there were
     if engine.held_slots and clients > engine.held_slots:
         cap = min(cap, math.ceil(clients) - engine.held_slots)
     budget = engine.max_num_batched_tokens
     # prompt tokens prefilled per completed request: its own, plus what preemptions recompute
-    i_load = i_tok + recomputes_per_request(kv_tokens, load, engine) * (i_tok + o_tok / 2)
+    i_load = i_tok + recomputes_per_request(kv_tokens, load, engine=engine) * (i_tok + o_tok / 2)
     ctx_decode, ctx_prefill = i_tok + o_tok / 2, i_tok / 2
 
     def decode_only(d: float) -> StepCost:
-        return step_cost(inst, params, Batch(d, ctx_decode, 0.0, ctx_prefill, d))
+        return step_cost(inst, params, batch=Batch(d, ctx_decode, 0.0, ctx_prefill, d))
 
     def with_prefill(d: float, tokens: float) -> StepCost:
-        return step_cost(inst, params, Batch(d, ctx_decode, tokens, ctx_prefill, d + 1))
+        return step_cost(inst, params, batch=Batch(d, ctx_decode, tokens, ctx_prefill, d + 1))
 
     if start:
         tpot, prefill = start

@@ -135,7 +135,7 @@ def read_source(path: Path, representative_only: bool = True) -> Parsed:
     text = read_text(path)
     kind = sniff(path, text)
     if kind == SWEEP:
-        return parse_sweep(text, str(path), representative_only)
+        return parse_sweep(text, str(path), representative_only=representative_only)
     if kind == BENCH:
         return parse_bench(text, path)
     return {NCCL_TESTS: parse_nccl_tests, SERVING: parse_serving}[kind](text, str(path))
@@ -150,7 +150,7 @@ def _get(d: Any, *keys: str) -> Any:
     return d
 
 
-def parse_sweep(text: str, path: str, representative_only: bool = True) -> Parsed:
+def parse_sweep(text: str, path: str, *, representative_only: bool = True) -> Parsed:
     out = Parsed(SWEEP, path)
     for n, raw in enumerate(text.splitlines(), 1):
         if not raw.strip():
@@ -372,7 +372,7 @@ def device_kind(backend: str) -> str:
     return "cpu" if backend == "gloo" else "gpu"
 
 
-def check_device(parsed: Parsed, profile_name: str, backend: str, allow_other: bool) -> None:
+def check_device(parsed: Parsed, profile_name: str, *, backend: str, allow_other: bool) -> None:
     """A measurement on one device kind never silently recalibrates a profile of another."""
     kind = device_kind(backend)
     if parsed.device and parsed.device != kind and not allow_other:

@@ -43,6 +43,7 @@ def ratio_quantiles(pairs: Sequence[tuple[float, float]]) -> tuple[float, float]
 def spread_of(
     engine: str,
     tpot_pairs: Sequence[tuple[float, float]],
+    *,
     ttft_pairs: Sequence[tuple[float, float]],
     held_apart: bool,
     source: str,
@@ -80,7 +81,7 @@ def spread_for(profile: HardwareProfile, engine: str) -> ServingSpread:
     return bundled.get(engine) or bundled[POOLED]
 
 
-def provenance(spread: ServingSpread, profile: str, engine: str) -> Provenance:
+def provenance(spread: ServingSpread, profile: str, *, engine: str) -> Provenance:
     """The interval's provenance: the ratios, over what, and whether this profile's own."""
     value = "80% interval: " + spread.describe()
     if spread.basis == "fitted":
@@ -108,7 +109,7 @@ class Interval:
 
 
 def interval(
-    spread: ServingSpread, ttft_ms: float, tpot_ms: float, output_tokens: int, tokens_per_usd: float
+    spread: ServingSpread, *, ttft_ms: float, tpot_ms: float, output_tokens: int, tokens_per_usd: float
 ) -> Interval:
     """The estimate's interval; tokens/USD scales as 1 / (TTFT + (O−1)·TPOT) (Little's law)."""
     decode = max(output_tokens - 1, 0)
@@ -125,7 +126,7 @@ def interval(
     )
 
 
-def measured_interval(ttft_ms: float, tpot_ms: float, tokens_per_usd: float) -> dict[str, float]:
+def measured_interval(ttft_ms: float, tpot_ms: float, *, tokens_per_usd: float) -> dict[str, float]:
     """A measured point's interval: the measurement itself (its run-to-run noise is not known here)."""
     return Interval(
         round(ttft_ms, 3),

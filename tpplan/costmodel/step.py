@@ -57,7 +57,14 @@ class Instance:
         ranges = stage_layer_ranges(list(self.layers_per_stage))
         return tuple(
             stage_shape(
-                self.model, self.tp, r, i == len(ranges) - 1, self.kv_dtype, self.lm_head, self.ep, self.dp
+                self.model,
+                self.tp,
+                layers=r,
+                last=i == len(ranges) - 1,
+                kv_dtype=self.kv_dtype,
+                lm_head=self.lm_head,
+                ep=self.ep,
+                dp=self.dp,
             )
             for i, r in enumerate(ranges)
         )
@@ -105,17 +112,21 @@ def _table_ms(op: Op, params: Params, inst: Instance, layers: int) -> float | No
     if op.name == "attention":
         seqs, ctx, _, kv_heads = op.shape
         per_layer = op.bytes / layers if layers else 0.0
-        return layers * k.decode_attention_ms(per_layer, seqs, ctx, int(kv_heads), inst.kv_dtype)
+        return layers * k.decode_attention_ms(
+            per_layer, seqs, context=ctx, kv_heads=int(kv_heads), kv=inst.kv_dtype
+        )
     if op.name == "prefill_attention":
         length, heads = op.shape
-        return layers * k.prefill_attention_ms(op.flops / layers, int(heads), length) if layers else 0.0
+        return (
+            layers * k.prefill_attention_ms(op.flops / layers, int(heads), length=length) if layers else 0.0
+        )
     dtype = k.gemm_dtype(inst.model.dtype)
     if dtype is None or not op.gemms:
         return None
-    return sum(count * k.gemm_ms(m, n, kk, dtype) for m, n, kk, count in op.gemms)
+    return sum(count * k.gemm_ms(m, n, k=kk, dtype=dtype) for m, n, kk, count in op.gemms)
 
 
-def stage_cost(inst: Instance, params: Params, stage: int, batch: Batch) -> StepCost:
+def stage_cost(inst: Instance, params: Params, *, stage: int, batch: Batch) -> StepCost:
     w = stage_work(inst.shapes[stage], batch)
     bf16, low, bw = _peaks_per_ms(params)
     rated = _peaks_per_ms(params, fraction=False)
@@ -131,15 +142,23 @@ def stage_cost(inst: Instance, params: Params, stage: int, batch: Batch) -> Step
             "compute" if bound_by_compute else "weight_reads" if op.reads == "weights" else "kv_reads"
         ] += t
     if w.allreduce_count:
-        ar = allreduce_time(params, w.allreduce_bytes, inst.tp, inst.tp_fabric, inst.engine_kernels)
+        ar = allreduce_time(
+            params,
+            w.allreduce_bytes,
+            ranks=inst.tp,
+            fabric=inst.tp_fabric,
+            engine_kernels=inst.engine_kernels,
+        )
         cost.parts["allreduce"] = w.allreduce_count * ar.latency_us / 1e3
         cost.allreduce_count, cost.allreduce_bytes = w.allreduce_count, w.allreduce_bytes
         cost.allreduce_us_each, cost.allreduce_implementation = ar.latency_us, ar.implementation
     for c in w.collectives:  # DP attention / EP (work.py), booked with the TP all-reduces
         if c.kind == "alltoall":
-            each_us = alltoall_time(params, c.bytes, c.ranks, inst.tp_fabric)[0]
+            each_us = alltoall_time(params, c.bytes, ranks=c.ranks, fabric=inst.tp_fabric)[0]
         else:
-            each_us = allreduce_time(params, c.bytes, c.ranks, inst.tp_fabric, inst.engine_kernels).latency_us
+            each_us = allreduce_time(
+                params, c.bytes, ranks=c.ranks, fabric=inst.tp_fabric, engine_kernels=inst.engine_kernels
+            ).latency_us
         cost.parts["allreduce"] += c.count * each_us / 1e3
     cost.parts["overhead"] = w.layers * params.overhead(inst.engine).per_layer_us.value / 1e3
     return cost
@@ -149,11 +168,11 @@ def _each_stage(inst: Instance, params: Params, batch: Batch) -> list[StepCost]:
     """stage_cost of every stage, computed once per distinct stage shape (the list shares them)."""
     costs: dict[int, StepCost] = {}
     for s in sorted(set(inst.same_as)):
-        costs[s] = stage_cost(inst, params, s, batch)
+        costs[s] = stage_cost(inst, params, stage=s, batch=batch)
     return [costs[s] for s in inst.same_as]
 
 
-def step_cost(inst: Instance, params: Params, batch: Batch) -> StepCost:
+def step_cost(inst: Instance, params: Params, *, batch: Batch) -> StepCost:
     """One round: every decoding sequence advances one token.
 
     With PP the decodes are split into pp micro-batches; a prompt chunk rides whole in one of them
@@ -166,7 +185,7 @@ def step_cost(inst: Instance, params: Params, batch: Batch) -> StepCost:
     step_ms = over.step_ms.value + batch.logits_rows * over.per_seq_us.value / 1e3
     pp = inst.pp
     if pp == 1:
-        cost = stage_cost(inst, params, 0, batch)
+        cost = stage_cost(inst, params, stage=0, batch=batch)
         cost.parts["overhead"] += step_ms
         return cost
     finishing = batch.logits_rows - batch.decode_seqs  # prompts that complete in this round
@@ -183,7 +202,7 @@ def step_cost(inst: Instance, params: Params, batch: Batch) -> StepCost:
     carrying, others = _each_stage(inst, params, carrier), _each_stage(inst, params, plain)
     busy = [c.time_ms + (pp - 1) * o.time_ms for c, o in zip(carrying, others, strict=True)]
     act = inst.shapes[0].activation_dtype_bytes * inst.model.hidden_size
-    p2p_ms = (pp - 1) * p2p_time_us(params, carrier.tokens * act, inst.pp_fabric) / 1e3
+    p2p_ms = (pp - 1) * p2p_time_us(params, carrier.tokens * act, fabric=inst.pp_fabric) / 1e3
     round_ms = max(max(busy), sum(c.time_ms for c in carrying) + p2p_ms)
     total = StepCost()
     for c, o in zip(carrying, others, strict=True):

@@ -167,6 +167,7 @@ def _mlp_gemms(h: int, inter: int, gated: bool, tp: int) -> tuple[Gemm, ...]:
 def stage_shape(
     model: ModelSpec,
     tp: int,
+    *,
     layers: range,
     last: bool,
     kv_dtype: str,
@@ -295,11 +296,17 @@ def stage_work(s: StageShape, batch: Batch) -> StageWork:
     token_bytes = s.hidden * s.activation_dtype_bytes
     if s.dp == 1:
         return StageWork(tuple(ops), s.layers, s.layers * s.allreduces_per_layer, m_tokens * token_bytes)
-    return StageWork(tuple(ops), s.layers, 0, 0.0, dp_attention_collectives(s, m_attn, m_tokens, token_bytes))
+    return StageWork(
+        tuple(ops),
+        s.layers,
+        0,
+        0.0,
+        dp_attention_collectives(s, m_attn, m_tokens=m_tokens, token_bytes=token_bytes),
+    )
 
 
 def dp_attention_collectives(
-    s: StageShape, m_attn: float, m_tokens: float, token_bytes: int
+    s: StageShape, m_attn: float, *, m_tokens: float, token_bytes: int
 ) -> tuple[Collective, ...]:
     """A DP-attention stage's collectives per step (module docstring): per layer the attention
     all-reduce over tp/dp ranks; per dense layer (and TP-sharded MoE layer) a gather + scatter over

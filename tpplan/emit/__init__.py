@@ -22,6 +22,7 @@ FORMATS = ("cli", "yaml")
 def emit(
     plan: Plan,
     engine: str,
+    *,
     replica_mode: ReplicaMode = "instances",
     base_port: int | None = None,
     node_addrs: tuple[str, ...] = (),
@@ -45,8 +46,10 @@ def emit(
     return launch
 
 
-def render(launch: Launch, fmt: str = "cli", config_path: str = "") -> str:
+def render(launch: Launch, fmt: str = "cli", *, config_path: str = "") -> str:
     """Shell text (`cli`) or a `--config` YAML file (`yaml`; vLLM and SGLang)."""
     if fmt not in FORMATS:
         raise ConfigError(f"{fmt!r} is not a format", field="--format", expected=" or ".join(FORMATS))
-    return EMITTERS[launch.engine].render(launch, fmt, config_path or f"tpplan-{launch.engine}.yaml")
+    return EMITTERS[launch.engine].render(
+        launch, fmt, config_path=config_path or f"tpplan-{launch.engine}.yaml"
+    )

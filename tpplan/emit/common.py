@@ -81,7 +81,12 @@ class Target:
         if plan.memory_fraction is not None and plan.engine == self.engine:
             return plan.memory_fraction, "as planned"
         d = engines.defaults(
-            self.engine, gpu.name, gpu.memory_gib.value, plan.layout.tp, plan.layout.pp, plan.model
+            self.engine,
+            gpu.name,
+            memory_gib=gpu.memory_gib.value,
+            tp=plan.layout.tp,
+            pp=plan.layout.pp,
+            model=plan.model,
         )
         why = d.memory_fraction_source
         if plan.memory_fraction is not None:
@@ -97,9 +102,9 @@ class Slice:
     gpus: tuple[int, ...]
 
 
-def place_instances(gpus_per_node: int, tp: int, pp: int, replicas: int) -> list[list[Slice]]:
+def place_instances(gpus_per_node: int, tp: int, *, pp: int, replicas: int) -> list[list[Slice]]:
     """Each instance's slices, by the rule the candidates stage priced (placement.instance_gpus)."""
-    ranks, problem = placement.instance_gpus(gpus_per_node, tp, pp, replicas)
+    ranks, problem = placement.instance_gpus(gpus_per_node, tp, pp=pp, replicas=replicas)
     if problem:
         raise LayoutError(problem)
     out = []
@@ -120,7 +125,9 @@ def check_plan(t: Target) -> None:
             "so emit a plan made for a GPU profile"
         )
     lay = plan.layout
-    verdict = engines.check(t.engine, plan.model, lay.tp, lay.pp, max(64, lay.tp), lay.ep, lay.dp_attention)
+    verdict = engines.check(
+        t.engine, plan.model, tp=lay.tp, pp=lay.pp, tp_limit=max(64, lay.tp), ep=lay.ep, dp=lay.dp_attention
+    )
     if not verdict.ok:
         raise LayoutError(
             f"{name} refuses {plan.layout.label()} of {plan.model.name}: "
@@ -155,7 +162,7 @@ def check_plan(t: Target) -> None:
 
 def deployment_nodes(t: Target) -> int:
     lay = t.plan.layout
-    slices = place_instances(t.plan.profile.gpus_per_node, lay.tp, lay.pp, lay.replicas)
+    slices = place_instances(t.plan.profile.gpus_per_node, lay.tp, pp=lay.pp, replicas=lay.replicas)
     return 1 + max(s.node for inst in slices for s in inst)
 
 
@@ -193,7 +200,9 @@ def option_words(opts: list[Option]) -> list[list[Word]]:
     return [[o.flag] if o.value is None else [o.flag, value_text(o.value)] for o in opts]
 
 
-def command_text(p: Process, command: list[Word] | None = None, options: list[Option] | None = None) -> str:
+def command_text(
+    p: Process, command: list[Word] | None = None, *, options: list[Option] | None = None
+) -> str:
     """One process as shell text: env assignments, the command, one option per continued line."""
     env = [f"{k}={shell_word(v)}" for k, v in p.env.items()]
     head = " ".join(env + [shell_word(w) for w in (command if command is not None else p.command)])
@@ -249,7 +258,7 @@ def render_shell(launch: Launch) -> str:
     return "\n".join(out) + "\n"
 
 
-def render_config(launch: Launch, config_path: str, base: list[str], lead: dict[str, str]) -> str:
+def render_config(launch: Launch, config_path: str, *, base: list[str], lead: dict[str, str]) -> str:
     """A `--config` YAML file (keys are long flag names without `--`; `true` is a switch), holding
     every option all processes share; the commands in its header add what differs per process.
     `lead` keys come first (vLLM's `model`, which its CLI takes as a positional)."""
@@ -265,7 +274,7 @@ def render_config(launch: Launch, config_path: str, base: list[str], lead: dict[
     for node, node_procs in _by_node(procs).items():
         for p in node_procs:
             rest = [o for o in p.options if o not in shared]
-            line = command_text(p, [*base, "--config", config_path], rest).replace(" \\\n    ", " ")
+            line = command_text(p, [*base, "--config", config_path], options=rest).replace(" \\\n    ", " ")
             line += " &" if len(node_procs) > 1 else ""
             # a quoted value may hold a newline: every physical line stays a YAML comment
             out.append(f"#   node {node}: " + "\n#   ".join(line.splitlines()))

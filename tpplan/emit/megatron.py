@@ -197,7 +197,7 @@ def build(t: Target) -> Launch:
             "--replicas dp: Megatron-LM's text-generation server serves one model copy per torchrun "
             "job; use --replicas instances"
         )
-    placed = place_instances(t.plan.profile.gpus_per_node, lay.tp, lay.pp, lay.replicas)
+    placed = place_instances(t.plan.profile.gpus_per_node, lay.tp, pp=lay.pp, replicas=lay.replicas)
     port = t.base_port or DEFAULT_PORT
     env_extra: dict[str, Word] = {}
     notes = [f"run from a Megatron-LM checkout (flags of Megatron-LM @d98e8a6); entry point {ENTRY_POINT}"]
@@ -232,7 +232,7 @@ def build(t: Target) -> Launch:
                     str(MASTER_PORT),
                 ]
             opts = [*parallel, *shape, *serving, opt("--port", port + k)]
-            verify(t, opts, env_extra, len(s.gpus) * len(slices))
+            verify(t, opts, env=env_extra, ranks=len(s.gpus) * len(slices))
             role = "server" if len(slices) == 1 else ("head" if i == 0 else "worker")
             procs.append(
                 Process(
@@ -250,7 +250,7 @@ def build(t: Target) -> Launch:
     return Launch(engine="megatron", title=title(t, nodes), nodes=nodes, processes=procs, notes=notes)
 
 
-def verify(t: Target, opts: list[Option], env: dict[str, Word], ranks: int) -> None:
+def verify(t: Target, opts: list[Option], *, env: dict[str, Word], ranks: int) -> None:
     """Megatron's own argument rules, applied to what is about to be written (README §2)."""
     flags = {o.flag: o.value for o in opts}
     m, lay = t.plan.model, t.plan.layout
@@ -301,7 +301,7 @@ def _moe_problems(t: Target, flags: dict, ranks: int) -> list[str]:
     return problems
 
 
-def render(launch: Launch, fmt: str, config_path: str) -> str:
+def render(launch: Launch, fmt: str, *, config_path: str) -> str:
     if fmt != "cli":
         raise ConfigError(
             "Megatron-LM has no flag-per-key config file (its --yaml-cfg is a different schema)",

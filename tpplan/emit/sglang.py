@@ -74,7 +74,7 @@ def build(t: Target) -> Launch:
     check_plan(t)
     lay = t.plan.layout
     port = t.base_port or DEFAULT_PORT
-    placed = place_instances(t.plan.profile.gpus_per_node, lay.tp, lay.pp, lay.replicas)
+    placed = place_instances(t.plan.profile.gpus_per_node, lay.tp, pp=lay.pp, replicas=lay.replicas)
     procs: list[Process] = []
     if t.replica_mode == "dp" and lay.replicas > 1:
         if len({s.node for slices in placed for s in slices}) > 1:
@@ -130,7 +130,7 @@ def build(t: Target) -> Launch:
     return Launch(engine="sglang", title=title(t, nodes), nodes=nodes, processes=procs, notes=notes)
 
 
-def render(launch: Launch, fmt: str, config_path: str) -> str:
+def render(launch: Launch, fmt: str, *, config_path: str) -> str:
     if fmt == "cli":
         return render_shell(launch)
-    return render_config(launch, config_path, COMMAND, {})
+    return render_config(launch, config_path, base=COMMAND, lead={})

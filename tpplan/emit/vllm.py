@@ -84,7 +84,7 @@ def build(t: Target) -> Launch:
     check_plan(t)
     lay = t.plan.layout
     port = t.base_port or DEFAULT_PORT
-    placed = place_instances(t.plan.profile.gpus_per_node, lay.tp, lay.pp, lay.replicas)
+    placed = place_instances(t.plan.profile.gpus_per_node, lay.tp, pp=lay.pp, replicas=lay.replicas)
     opts, notes = shared_options(t)
     command = [*COMMAND, t.model_path]
     procs: list[Process] = []
@@ -183,10 +183,10 @@ def _data_parallel(t: Target, placed, command, opts: list[Option], port: int) ->
     return procs
 
 
-def render(launch: Launch, fmt: str, config_path: str) -> str:
+def render(launch: Launch, fmt: str, *, config_path: str) -> str:
     if fmt == "cli":
         return render_shell(launch)
     model = str(launch.processes[0].command[len(COMMAND)])
     # vLLM takes the model as a positional on the CLI and as `model:` in a config file
     # (vllm/utils/argparse_utils.py _pull_args_from_config: CLI > config file > defaults).
-    return render_config(launch, config_path, COMMAND, {"model": model})
+    return render_config(launch, config_path, base=COMMAND, lead={"model": model})

@@ -20,6 +20,7 @@ PERCENTILES = "50,99"
 def command(
     engine: str,
     bin_dir: Path,
+    *,
     port: int,
     model_path: str,
     isl: int,

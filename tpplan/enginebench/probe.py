@@ -31,7 +31,7 @@ def built_engine() -> dict[str, str]:
     return {k.strip(): v.strip() for k, v in pairs}
 
 
-def probe(engine: str, python: str | None, model_path: str) -> EngineEnv:
+def probe(engine: str, python: str | None, *, model_path: str) -> EngineEnv:
     """The engine behind `python` (default: the one `make engine` built), asked of it directly."""
     python = python or built_engine().get("ENGINE_PYTHON")
     if not python:

@@ -87,6 +87,7 @@ def exact_command(extra: dict[str, str], text: str) -> str:
 def run_bench(
     points: list[BenchPoint],
     env: EngineEnv,
+    *,
     settings: Settings,
     out: AppendFile[BenchRecord],
     common: dict,
@@ -163,8 +164,9 @@ def _measure(
     result.parent.mkdir(parents=True, exist_ok=True)
     result.unlink(missing_ok=True)
     argv = client.command(
-        env.engine, env.bin_dir, point.port, env.model_path, settings.isl, settings.osl, c,
-        settings.num_prompts(c), result, env.served_model_name,
+        env.engine, env.bin_dir, port=point.port, model_path=env.model_path,
+        isl=settings.isl, osl=settings.osl, concurrency=c, num_prompts=settings.num_prompts(c),
+        result=result, served_model_name=env.served_model_name,
     )  # fmt: skip
     client_log = out_dir / "logs" / f"{name}-c{c}.client.log"
     kw = {"client_command": shlex.join(argv), "startup_s": server.startup_s}

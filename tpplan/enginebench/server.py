@@ -57,7 +57,7 @@ def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-def classify(log: str, default_status: str, default_reason: str) -> tuple[str, str]:
+def classify(log: str, default_status: str, *, default_reason: str) -> tuple[str, str]:
     """The status and reason a dead server's log points to (the last matching line names it)."""
     for status, pattern, reason in _FAULTS:
         hits = [ln for ln in log.splitlines() if re.search(pattern, ln)]
@@ -110,7 +110,9 @@ class Server:
             if not self.alive():
                 code = self.proc.returncode if self.proc else None
                 return classify(
-                    log_tail(self.log_path, 200), "failed_to_start", f"exited with code {code} before /health"
+                    log_tail(self.log_path, 200),
+                    "failed_to_start",
+                    default_reason=f"exited with code {code} before /health",
                 )
             if self.healthy():
                 self.startup_s = round(time.monotonic() - self.started_at, 2)

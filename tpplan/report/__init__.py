@@ -40,6 +40,7 @@ FIGURES = (
 def write_report(
     data: RunData,
     out: Path,
+    *,
     formats: tuple[str, ...] = ("md",),
     csv: bool = False,
     echo: Callable[[str], None] = print,

@@ -32,7 +32,7 @@ def predicted_vs_measured(data: RunData) -> Drawn | str:
         lo, hi = min(xs + ys) / 1.5, max(xs + ys) * 1.5
         line = [lo, hi]
         ax.plot(line, line, color="black", linewidth=1, label="y = x (exact)")
-        drawn.append(series(f"{unit} y = x", "tolerance", line, line))
+        drawn.append(series(f"{unit} y = x", "tolerance", x=line, y=line))
         for band, alpha in zip(BANDS, (0.18, 0.08), strict=True):
             ax.fill_between(
                 line,
@@ -53,7 +53,7 @@ def predicted_vs_measured(data: RunData) -> Drawn | str:
                 edgecolor="black",
                 zorder=3,
             )
-            drawn.append(series(f"{unit} TP={r.tp} PP={r.pp} C={r.concurrency}", "measured", [x], [y]))
+            drawn.append(series(f"{unit} TP={r.tp} PP={r.pp} C={r.concurrency}", "measured", x=[x], y=[y]))
         for tp in sorted({r.tp for r in pts}):
             ax.scatter([], [], color=tp_colour(tp), marker="s", label=f"TP={tp}")
         for c in concs:
@@ -86,10 +86,10 @@ def predicted_vs_measured(data: RunData) -> Drawn | str:
         figure_data(
             "predicted_vs_measured",
             "Predicted against measured (tpplan bench)",
-            caption,
-            "measured (ms)",
-            "predicted (ms)",
-            drawn,
+            caption=caption,
+            x_label="measured (ms)",
+            y_label="predicted (ms)",
+            drawn=drawn,
         ),
     )
 

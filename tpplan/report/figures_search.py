@@ -43,7 +43,9 @@ def pareto(data: RunData) -> Drawn | str:
             label=f"infeasible ({len(bad)})",
         )
         drawn.append(
-            series("infeasible", "searched", [r.tpot_ms for r in bad], [r.output_tokens_per_usd for r in bad])
+            series(
+                "infeasible", "searched", x=[r.tpot_ms for r in bad], y=[r.output_tokens_per_usd for r in bad]
+            )
         )
     good = [r for r in pts if r.feasible]
     for tp in sorted({r.tp for r in good}):
@@ -60,8 +62,8 @@ def pareto(data: RunData) -> Drawn | str:
             series(
                 f"feasible TP={tp}",
                 "searched",
-                [r.tpot_ms for r in rs],
-                [r.output_tokens_per_usd for r in rs],
+                x=[r.tpot_ms for r in rs],
+                y=[r.output_tokens_per_usd for r in rs],
             )
         )
     winner = data.plan.estimate if data.plan is not None and data.plan.estimate is not None else None
@@ -71,10 +73,10 @@ def pareto(data: RunData) -> Drawn | str:
     if front:
         fx, fy = [r.tpot_ms for r in front], [r.output_tokens_per_usd for r in front]
         ax.step(fx, fy, where="post", color="black", linewidth=1.2, label="Pareto front (tokens/USD vs TPOT)")
-        drawn.append(series("Pareto front", "searched", fx, fy))
+        drawn.append(series("Pareto front", "searched", x=fx, y=fy))
     if st.slo_tpot_ms is not None:
         ax.axvline(st.slo_tpot_ms, color="#d62728", linestyle="--", label=f"TPOT SLO {st.slo_tpot_ms:g} ms")
-        drawn.append(series("TPOT SLO", "tolerance", [st.slo_tpot_ms], [0.0]))
+        drawn.append(series("TPOT SLO", "tolerance", x=[st.slo_tpot_ms], y=[0.0]))
     slo_note = (
         f"; TTFT SLO {st.slo_ttft_ms:g} ms (not on these axes: its misses are among the infeasible)"
         if st.slo_ttft_ms is not None
@@ -99,7 +101,7 @@ def pareto(data: RunData) -> Drawn | str:
             fontsize=8,
             fontweight="bold",
         )
-        drawn.append(series("winner", "searched", [winner.tpot_ms], [winner.output_tokens_per_usd]))
+        drawn.append(series("winner", "searched", x=[winner.tpot_ms], y=[winner.output_tokens_per_usd]))
     xs = [r.tpot_ms for r in pts]
     if max(xs) / min(xs) > 20:
         ax.set_xscale("log")
@@ -121,9 +123,9 @@ def pareto(data: RunData) -> Drawn | str:
         figure_data(
             "pareto",
             "Tokens per USD against TPOT",
-            caption,
-            "TPOT (ms)",
-            "output tokens per USD (tokens/$)",
-            drawn,
+            caption=caption,
+            x_label="TPOT (ms)",
+            y_label="output tokens per USD (tokens/$)",
+            drawn=drawn,
         ),
     )

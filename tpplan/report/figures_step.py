@@ -64,7 +64,7 @@ def _stack(
 def _drawn(source: str, parts: list[dict[str, float]], xs: list[float], group: str = "") -> list:
     """A series per part of `parts` (bars at xs), labelled with the group the bars belong to."""
     names = [n for n in PART_COLOURS if any(p.get(n, 0.0) > 0 for p in parts)]
-    return [series(f"{source} {n}{group}", source, xs, [p.get(n, 0.0) for p in parts]) for n in names]
+    return [series(f"{source} {n}{group}", source, x=xs, y=[p.get(n, 0.0) for p in parts]) for n in names]
 
 
 def workload(e: ServeEstimate, seqs: bool = False) -> str:
@@ -171,9 +171,9 @@ def breakdown(data: RunData) -> Drawn | str:
         figure_data(
             "breakdown",
             "Step-time breakdown per layout",
-            caption,
-            "layout (TP×PP×replicas, dtype)",
-            "time per step (ms)",
-            drawn,
+            caption=caption,
+            x_label="layout (TP×PP×replicas, dtype)",
+            y_label="time per step (ms)",
+            drawn=drawn,
         ),
     )

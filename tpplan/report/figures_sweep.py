@@ -39,8 +39,8 @@ def allreduce(data: RunData) -> Drawn | str:
         ax_lat.scatter(x, lat, color=colour, zorder=3, label=f"TP={tp} measured ({len(ms)})")
         ax_bw.scatter(x, bw, color=colour, zorder=3, label=f"TP={tp} measured")
         drawn += [
-            series(f"TP={tp} measured latency p50", "measured", x, lat),
-            series(f"TP={tp} measured busbw", "measured", x, bw),
+            series(f"TP={tp} measured latency p50", "measured", x=x, y=lat),
+            series(f"TP={tp} measured busbw", "measured", x=x, y=bw),
         ]
         curve = sorted(model.get(tp, []), key=lambda e: e.bytes)
         if curve:
@@ -48,8 +48,8 @@ def allreduce(data: RunData) -> Drawn | str:
             ax_lat.plot(cx, [e.latency_us for e in curve], "--", color=colour, label=f"TP={tp} cost model")
             ax_bw.plot(cx, [e.busbw_gbps for e in curve], "--", color=colour, label=f"TP={tp} cost model")
             drawn += [
-                series(f"TP={tp} cost model latency", "modelled", cx, [e.latency_us for e in curve]),
-                series(f"TP={tp} cost model busbw", "modelled", cx, [e.busbw_gbps for e in curve]),
+                series(f"TP={tp} cost model latency", "modelled", x=cx, y=[e.latency_us for e in curve]),
+                series(f"TP={tp} cost model busbw", "modelled", x=cx, y=[e.busbw_gbps for e in curve]),
             ]
             at = {e.bytes: e.latency_us for e in curve}
             ratios += [p / at[b] for b, p in zip(x, lat, strict=True) if at.get(b)]
@@ -85,10 +85,10 @@ def allreduce(data: RunData) -> Drawn | str:
         figure_data(
             "allreduce",
             "All-reduce latency and bus bandwidth",
-            caption,
-            "message size (bytes)",
-            "latency p50 (µs) | busbw (GB/s)",
-            drawn,
+            caption=caption,
+            x_label="message size (bytes)",
+            y_label="latency p50 (µs) | busbw (GB/s)",
+            drawn=drawn,
         ),
     )
 
@@ -151,7 +151,7 @@ def busy(data: RunData) -> Drawn | str:
         top = max(top, max(fracs))
         ticks.append(sum(xs) / len(xs))
         labels.append(label)
-        drawn.append(series(f"{label} busy fraction by rank", "measured", [r.rank for r in ranks], fracs))
+        drawn.append(series(f"{label} busy fraction by rank", "measured", x=[r.rank for r in ranks], y=fracs))
         if imb is not None and (worst is None or imb > worst[0]):
             worst = (imb, label)
         x0 += len(ranks) + 1
@@ -183,10 +183,10 @@ def busy(data: RunData) -> Drawn | str:
         figure_data(
             "busy",
             "Per-rank busy fraction",
-            caption,
-            "layout and rank (TP, dtype)",
-            "busy fraction (busy ms / step p50 ms)",
-            drawn,
+            caption=caption,
+            x_label="layout and rank (TP, dtype)",
+            y_label="busy fraction (busy ms / step p50 ms)",
+            drawn=drawn,
         ),
     )
 
@@ -265,18 +265,25 @@ def drift(data: RunData) -> Drawn | str:
     )
     name = "tolerance ratio by case" if ratio else "max_rel by case"
     drawn = (
-        [series(name, "measured", xs, values)]
+        [series(name, "measured", x=xs, y=values)]
         + [  # one rtol per dtype since tolerances follow it
             series(
                 "allclose bound" if ratio else "rtol" if len(lines) == 1 else f"rtol {v:g}",
                 "tolerance",
-                [xs[0], xs[-1]],
-                [v, v],
+                x=[xs[0], xs[-1]],
+                y=[v, v],
             )
             for v in (lines[:1] if ratio else lines)
         ]
     )
     return Drawn(
         fig,
-        figure_data("drift", "Numerical drift per dtype and TP", caption, "case (TP, dtype)", y_label, drawn),
+        figure_data(
+            "drift",
+            "Numerical drift per dtype and TP",
+            caption=caption,
+            x_label="case (TP, dtype)",
+            y_label=y_label,
+            drawn=drawn,
+        ),
     )

@@ -150,7 +150,7 @@ def topology(data: RunData) -> Drawn | str:
             fontsize=7,
             color="#4c72b0",
         )
-        drawn.append(series(f"domain {i}", m.source, d, [y] * len(d)))
+        drawn.append(series(f"domain {i}", m.source, x=d, y=[y] * len(d)))
     groups = data.winner_groups
     plan = data.plan
     crossing = []
@@ -180,7 +180,7 @@ def topology(data: RunData) -> Drawn | str:
                     ax.text(x, y - 0.18, f"R{k} S{s}", ha="center", fontsize=6.5)
             if len({domain_of.get(g, -1) for g in grp}) > 1:
                 crossing.append(f"instance {k} stage {s}")
-            drawn.append(series(f"instance {k} stage {s} TP group", "profile", grp, [k] * len(grp)))
+            drawn.append(series(f"instance {k} stage {s} TP group", "profile", x=grp, y=[k] * len(grp)))
     for k in range(m.nodes):
         y = -row * k
         ax.text(
@@ -211,8 +211,8 @@ def topology(data: RunData) -> Drawn | str:
                 series(
                     f"node {k} HCAs near GPUs",
                     m.source,
-                    [g for _, gs in m.ports for g in gs],
-                    [y] * sum(len(gs) for _, gs in m.ports),
+                    x=[g for _, gs in m.ports for g in gs],
+                    y=[y] * sum(len(gs) for _, gs in m.ports),
                 )
             )
     ax.set_xlim(-2.2, width)
@@ -243,9 +243,9 @@ def topology(data: RunData) -> Drawn | str:
         figure_data(
             "topology",
             "Topology and the plan's placement",
-            caption,
-            "GPU (index, grouped by NVLink domain)",
-            "node (row)",
-            drawn,
+            caption=caption,
+            x_label="GPU (index, grouped by NVLink domain)",
+            y_label="node (row)",
+            drawn=drawn,
         ),
     )

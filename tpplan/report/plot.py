@@ -54,7 +54,7 @@ class Drawn:
     data: FigureData
 
 
-def new_figure(width_in: float, height_in: float, ncols: int = 1):
+def new_figure(width_in: float, height_in: float, *, ncols: int = 1):
     """A Figure on the Agg canvas (no pyplot state) and its axes (a list when ncols > 1)."""
     fig = Figure(figsize=(width_in, height_in), layout="constrained")
     axes = fig.subplots(1, ncols)
@@ -67,12 +67,12 @@ def png_bytes(fig: Figure) -> bytes:
     return buf.getvalue()
 
 
-def series(label: str, source: str, x, y) -> Series:
+def series(label: str, source: str, *, x, y) -> Series:
     return Series(label=label, source=source, x=[float(v) for v in x], y=[float(v) for v in y])  # type: ignore[arg-type]
 
 
 def figure_data(
-    name: str, title: str, caption: str, x_label: str, y_label: str, drawn: list[Series]
+    name: str, title: str, *, caption: str, x_label: str, y_label: str, drawn: list[Series]
 ) -> FigureData:
     return FigureData(
         name=name,

@@ -55,14 +55,14 @@ def held(ev: Evaluation, q: Question) -> int:
     return ev.candidate.kv_cache_tokens // q.sequence_tokens
 
 
-def solve(space: Space, setup: Setup, evaluate: Evaluate, q: Question, trial: int | None = None) -> Solved:
+def solve(space: Space, setup: Setup, *, evaluate: Evaluate, q: Question, trial: int | None = None) -> Solved:
     """The setup at its best max_num_seqs, by bisection over 1..upper (see the module's docstring)."""
     probes: dict[int, tuple[ScoredConfig, Evaluation]] = {}
 
     def probe(n: int) -> tuple[ScoredConfig, Evaluation]:
         if n not in probes:
             ev = evaluate(setup.at(n))
-            probes[n] = (score(setup.at(n), ev, q, trial), ev)
+            probes[n] = (score(setup.at(n), ev, q=q, trial=trial), ev)
         return probes[n]
 
     first, ev = probe(1)
@@ -92,11 +92,11 @@ def solve(space: Space, setup: Setup, evaluate: Evaluate, q: Question, trial: in
     return Solved(best, ev, upper, [s for s, _ in probes.values()])
 
 
-def every_integer(space: Space, setup: Setup, evaluate: Evaluate, q: Question) -> list[ScoredConfig]:
+def every_integer(space: Space, setup: Setup, *, evaluate: Evaluate, q: Question) -> list[ScoredConfig]:
     """The setup at every max_num_seqs of its range, one evaluation each: the ground truth `solve` is
     held to (the bench and the tests)."""
     ev = evaluate(setup.at(1))
-    out = [score(setup.at(1), ev, q)]
+    out = [score(setup.at(1), ev, q=q)]
     for n in range(2, space.seqs_upper(setup.replicas, held(ev, q)) + 1):
-        out.append(score(setup.at(n), evaluate(setup.at(n)), q))
+        out.append(score(setup.at(n), evaluate(setup.at(n)), q=q))
     return out

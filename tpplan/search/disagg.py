@@ -161,7 +161,7 @@ def _ys_by_seqs(space: Space, budget_gpus: int) -> dict[int, tuple[int, ...]]:
     return {v: tuple(sorted(ys)) for v, ys in sorted(at.items())}
 
 
-def groups(space: Space, judge: Judge, sequence_tokens: int) -> Iterator[Group]:
+def groups(space: Space, judge: Judge, *, sequence_tokens: int) -> Iterator[Group]:
     """Every group of disaggregated deployments whose two instance kinds run and fit on their own; the
     decode side's max_num_seqs takes the DECODE_SEQS values (capped by a client share) that its KV cache holds (more would be refused
     by the kv_cache constraint anyway)."""
@@ -181,18 +181,18 @@ def groups(space: Space, judge: Judge, sequence_tokens: int) -> Iterator[Group]:
                             yield Group(arm.profile, dtype, kv, pre, dec, seqs, arm.budget_gpus, ys)
 
 
-def configs(space: Space, judge: Judge, sequence_tokens: int) -> Iterator[DisaggConfig]:
+def configs(space: Space, judge: Judge, *, sequence_tokens: int) -> Iterator[DisaggConfig]:
     """Every disaggregated deployment of the space (every member of every group)."""
-    for g in groups(space, judge, sequence_tokens):
+    for g in groups(space, judge, sequence_tokens=sequence_tokens):
         yield from g.members()
 
 
-def score(c: DisaggConfig, ev: DisaggEvaluation, q: Question) -> ScoredConfig:
+def score(c: DisaggConfig, ev: DisaggEvaluation, *, q: Question) -> ScoredConfig:
     """objective.score on the decode side (its engine rules, memory, KV cache, and the deployment's
     SLOs), then the prefill side's engine rules and memory and the placement of both."""
     d = c.decode
     decode_side = Config(c.profile, d.tp, d.pp, d.count, c.max_num_seqs, c.dtype, c.kv_cache_dtype)
-    s = objective_score(decode_side, Evaluation(ev.decode, ev), q)  # type: ignore[arg-type]
+    s = objective_score(decode_side, Evaluation(ev.decode, ev), q=q)  # type: ignore[arg-type]
     values, reasons = dict(s.violations), list(s.reasons)
     if not ev.prefill.engine_ok:
         values["engine"] = 1.0
@@ -232,6 +232,7 @@ def config_of(s: ScoredConfig) -> DisaggConfig:
 def evaluate_all(
     space: Space,
     q: Question,
+    *,
     judge: Judge,
     price: Price,
     bound: Bound | None = None,
@@ -248,13 +249,13 @@ def evaluate_all(
     that earns more) cannot tie with it either (search/rank.py), so it cannot win: it is counted, not
     solved. A Pareto search solves them all (one below on tokens/USD may be ahead on latency) when
     they are at most PARETO_SOLVE_ALL; beyond that its front holds the ones solved."""
-    every = list(groups(space, judge, q.sequence_tokens))
+    every = list(groups(space, judge, sequence_tokens=q.sequence_tokens))
     if (
         bound is None
         or group_bound is None
         or (q.pareto and sum(g.size() for g in every) <= PARETO_SOLVE_ALL)
     ):
-        return [score(c, price(c), q) for g in every for c in g.members()], 0
+        return [score(c, price(c), q=q) for g in every for c in g.members()], 0
     best: list[float] = []  # the top `keep` feasible tokens/USD so far, a min-heap
     out, skipped = [], 0
     top = aggregated_top  # the feasible result with the most tokens/USD so far, of either kind
@@ -279,7 +280,7 @@ def evaluate_all(
                 if beaten(b):
                     skipped += 1
                     continue
-                s = score(c, price(c), q)
+                s = score(c, price(c), q=q)
                 out.append(s)
                 if s.feasible:
                     if top is None or s.output_tokens_per_usd > top.output_tokens_per_usd:
@@ -290,7 +291,7 @@ def evaluate_all(
     return out, skipped
 
 
-def compare(aggregated: ScoredConfig | None, disaggregated: ScoredConfig | None, won: bool) -> str:
+def compare(aggregated: ScoredConfig | None, disaggregated: ScoredConfig | None, *, won: bool) -> str:
     """One line: which kind won the search (`won`: the disaggregated one) and the two best's tokens per
     USD (a kind can win with fewer inside the uncertainty, on latency: search/rank.py)."""
     if disaggregated is None:

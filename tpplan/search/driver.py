@@ -75,12 +75,12 @@ def exhaustive(prep: Prepared) -> list[ScoredConfig]:
     """Every configuration of the space (each setup at every max_num_seqs of its range), scored one by
     one: the ground truth the bench and tests hold the search to."""
     q, space = prep.question, prep.space
-    return [r for s in space.setups() for r in every_integer(space, s, prep.evaluate, q)]
+    return [r for s in space.setups() for r in every_integer(space, s, evaluate=prep.evaluate, q=q)]
 
 
 def solved_setups(prep: Prepared) -> list[ScoredConfig]:
     """Every setup of the space at its solved max_num_seqs (no study): whether anything is feasible."""
-    return [solve(prep.space, s, prep.evaluate, prep.question).best for s in prep.space.setups()]
+    return [solve(prep.space, s, evaluate=prep.evaluate, q=prep.question).best for s in prep.space.setups()]
 
 
 def run(
@@ -108,11 +108,15 @@ def run(
     if trials > space.size:
         notes.append(f"the space has {space.size} setups: {space.size} trials evaluate them all")
         trials = space.size
-    st, joined = study_mod.open_study(study_mod.open_storage(url), name, prep.fingerprint, q.pareto)
-    collected = study_mod.run(space, q, prep.evaluate, st, trials, seed, joined, progress)
+    st, joined = study_mod.open_study(
+        study_mod.open_storage(url), name, question=prep.fingerprint, pareto=q.pareto
+    )
+    collected = study_mod.run(
+        space, q, evaluate=prep.evaluate, study=st, trials=trials, seed=seed, joined=joined, progress=progress
+    )
     top, near, scored = None, [], list(collected.results)
     if any(r.feasible for r in scored):
-        top, near = climb(prep, min((r for r in scored if r.feasible), key=rank_key), notes)
+        top, near = climb(prep, min((r for r in scored if r.feasible), key=rank_key), notes=notes)
         # the neighbours join the choice when they are configurations of the space (without a client
         # load the replicas fill the budget: replicas-1 of the same instance is not a plan asked for)
         near_in_space = [n.config for n in near if n.config is not None and in_space(space, n.config)]
@@ -127,13 +131,20 @@ def run(
     scored = [*scored, *split.results]
     best, decision = rank.choose([*kinds[0], *kinds[1]])  # ties: lower latency wins
     agg, dis = (rank.choose(k)[0] if k else None for k in kinds)
-    notes.extend(split.summary(agg, dis, best))
+    notes.extend(split.summary(agg, dis, winner=best))
     if best.disaggregated is None and best != top:
-        near = neighbours(prep.space, best, prep.evaluate, q)
+        near = neighbours(prep.space, best, evaluate=prep.evaluate, q=q)
     elif best.disaggregated is not None and top is not None:  # what the best aggregated one's lost on
         tag = f"of the best aggregated ({top.label()})"
         near = [n.model_copy(update={"lost_on": f"{tag}: {n.lost_on}"}) for n in near]
-    plan = assemble_plan(prep, best, near, model_path, served_model_name, decision.text)
+    plan = assemble_plan(
+        prep,
+        best,
+        near=near,
+        model_path=model_path,
+        served_model_name=served_model_name,
+        decision=decision.text,
+    )
     plan = split.plan(plan, best)
     header = (
         f"# Written by `tpplan search` (study {name} in {url}): the configuration with the most output\n"
@@ -149,7 +160,7 @@ def run(
         top=rank.leaders(best, scored),
         pareto=pareto_front(scored + collected.probes),
         decision=decision,
-        best_per_profile=rank.best_per(scored, "profile", best),
+        best_per_profile=rank.best_per(scored, "profile", winner=best),
         neighbours=near,
         trials=collected.trials,
         evaluations=len(collected.results),
@@ -172,14 +183,14 @@ def in_space(space: Space, r: ScoredConfig) -> bool:
         arm is not None
         and r.tp in arm.tps
         and r.pp in space.pps(arm, r.tp)
-        and r.replicas in space.replicas(arm, r.tp, r.pp)
+        and r.replicas in space.replicas(arm, r.tp, pp=r.pp)
     )
 
 
-def climb(prep: Prepared, best: ScoredConfig, notes: list[str]) -> tuple[ScoredConfig, list]:
+def climb(prep: Prepared, best: ScoredConfig, *, notes: list[str]) -> tuple[ScoredConfig, list]:
     """The study's best and its neighbours; a feasible neighbour that earns more takes its place (a
     budget-limited or NSGA-II study can stop next to a better configuration it never drew)."""
-    near = neighbours(prep.space, best, prep.evaluate, prep.question)
+    near = neighbours(prep.space, best, evaluate=prep.evaluate, q=prep.question)
     for _ in range(MAX_CLIMB):
         better = [n.config for n in near if n.config is not None and n.config.feasible]
         better = [c for c in better if rank_key(c) < rank_key(best)]
@@ -192,13 +203,14 @@ def climb(prep: Prepared, best: ScoredConfig, notes: list[str]) -> tuple[ScoredC
             f"{step.output_tokens_per_usd / best.output_tokens_per_usd:.3f}x its tokens/USD: it is the winner"
         )
         best = step
-        near = neighbours(prep.space, best, prep.evaluate, prep.question)
+        near = neighbours(prep.space, best, evaluate=prep.evaluate, q=prep.question)
     return best, near
 
 
 def assemble_plan(
     prep: Prepared,
     best: ScoredConfig,
+    *,
     near: list,
     model_path: str | None,
     served_model_name: str | None = None,

@@ -41,7 +41,7 @@ def _steps(w: Config) -> list[tuple[str, int, int, int | None]]:
     return out
 
 
-def neighbours(space: Space, winner: ScoredConfig, evaluate: Evaluate, q: Question) -> list[Neighbour]:
+def neighbours(space: Space, winner: ScoredConfig, *, evaluate: Evaluate, q: Question) -> list[Neighbour]:
     w = config_of(winner)
     budget = space.arm(w.profile).budget_gpus
     w_ev = evaluate(w)
@@ -86,7 +86,7 @@ def _judged(
     q: Question,
 ) -> Neighbour:
     """The neighbour at its best max_num_seqs (the winner's when that is feasible and as good)."""
-    at_winner = score(c, evaluate(c), q)
+    at_winner = score(c, evaluate(c), q=q)
     best = _best_seqs(space, c, evaluate, q)
     if best is None:
         return Neighbour(
@@ -137,5 +137,5 @@ def _best_seqs(
     space: Space, c: Config, evaluate: Evaluate, q: Question
 ) -> tuple[ScoredConfig, Evaluation] | None:
     """The neighbour's setup at its best max_num_seqs (solved as the study solves it), if feasible."""
-    solved = solve(space, c.setup, evaluate, q)
+    solved = solve(space, c.setup, evaluate=evaluate, q=q)
     return (solved.best, solved.evaluation) if solved.best.feasible else None

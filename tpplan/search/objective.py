@@ -69,7 +69,7 @@ def _memory(c: Candidate) -> float:
     return 0.0
 
 
-def constraints(config: Config, ev: Evaluation, q: Question) -> tuple[dict[str, float], list[Reason]]:
+def constraints(config: Config, ev: Evaluation, *, q: Question) -> tuple[dict[str, float], list[Reason]]:
     """Each constraint's value and, for those violated, the reason in numbers."""
     c, e = ev.candidate, ev.estimate
     values = dict.fromkeys(CONSTRAINTS, 0.0)
@@ -115,8 +115,8 @@ def basis(ev: Evaluation) -> str:
     return "fitted" if fitted else "profile"
 
 
-def score(config: Config, ev: Evaluation, q: Question, trial: int | None = None) -> ScoredConfig:
-    values, reasons = constraints(config, ev, q)
+def score(config: Config, ev: Evaluation, *, q: Question, trial: int | None = None) -> ScoredConfig:
+    values, reasons = constraints(config, ev, q=q)
     e = ev.estimate
     return ScoredConfig(
         profile=config.profile,

@@ -8,7 +8,7 @@ import math
 from ..errors import ConfigError
 
 
-def depths(num_layers: int, budget_gpus: int, tps: tuple[int, ...]) -> set[int]:
+def depths(num_layers: int, budget_gpus: int, *, tps: tuple[int, ...]) -> set[int]:
     """The PP depths the space holds for these TP degrees (space.Space.pps: doublings up to the
     layers and what the budget leaves after TP)."""
     out: set[int] = set()
@@ -22,7 +22,7 @@ def keep(values: tuple[int, ...], pins: list[int] | None) -> tuple[int, ...]:
     return tuple(v for v in values if not pins or v in pins)
 
 
-def check(pins: list[int] | None, possible: set[int], field: str, why: str) -> None:
+def check(pins: list[int] | None, possible: set[int], *, field: str, why: str) -> None:
     """Refuse a pinned degree outside `possible` (the union over the profiles searched)."""
     bad = [v for v in pins or [] if v not in possible]
     if bad:

@@ -30,6 +30,7 @@ EVALUATIONS_KEPT = 4096  # recent evaluations kept for asking again (a few kB ea
 def evaluator(
     model: ModelSpec,
     profiles: dict[str, HardwareProfile],
+    *,
     budgets: dict[str, int],
     q: Question,
     measured: costmodel.Measured,
@@ -57,20 +58,20 @@ def evaluator(
                 candidates_stage.judge(
                     served,
                     profile,
-                    layout,
-                    memory_engine,
-                    budget,
-                    q.max_model_len,
-                    workload.kv_dtype,
-                    tp_limit,
+                    layout=layout,
+                    engine=memory_engine,
+                    budget_gpus=budget,
+                    max_model_len=q.max_model_len,
+                    kv_dtype=workload.kv_dtype,
+                    tp_limit=tp_limit,
                 ),
             )
         layout, verdict = verdicts[c.setup.key]
         est = costmodel.price_layout(
             model,
             profile,
-            layout,
-            workload,
+            layout=layout,
+            workload=workload,
             engine=q.engine,
             max_num_seqs=c.max_num_seqs,
             budget_gpus=budget,
@@ -89,7 +90,9 @@ def evaluator(
                 (c.profile, q.engine, c.dtype, c.tp, c.pp, q.input_tokens, q.output_tokens, int(per_replica))
             )
         if hit:
-            return Evaluation(verdict, costmodel.with_measured(est, *hit), hit[2])
+            return Evaluation(
+                verdict, costmodel.with_measured(est, ttft_ms=hit[0], tpot_ms=hit[1], where=hit[2]), hit[2]
+            )
         return Evaluation(verdict, est)
 
     # The neighbours, the climb and the plan ask again for configurations the study evaluated.
@@ -116,26 +119,34 @@ def build_space(
     pinned = (tuple(pp_pins or ()), tuple(tp_pins or ()))
     for name, p in profiles.items():
         budget = budgets[name]
-        accepted = tuple(engines.accepted_tp(engine, model, budget))  # type: ignore[arg-type]
+        accepted = tuple(engines.accepted_tp(engine, model, limit=budget))  # type: ignore[arg-type]
         possible_tp |= set(accepted)
         tps = pins.keep(accepted, tp_pins)
-        pps = pins.keep(tuple(sorted(pins.depths(model.num_layers, budget, tps))), pp_pins)
-        possible_pp |= pins.depths(model.num_layers, budget, tps)
+        pps = pins.keep(tuple(sorted(pins.depths(model.num_layers, budget, tps=tps))), pp_pins)
+        possible_pp |= pins.depths(model.num_layers, budget, tps=tps)
         tps = tuple(t for t in tps if any(t * d <= budget for d in pps))  # a TP no pinned depth fits
         pairs = dtype_pairs(
-            dtypes, kv_dtypes, p.gpu.supports_fp8, engine, model.activation_dtype, model.checkpoint_kv_dtype
+            dtypes,
+            kv_dtypes,
+            supports_fp8=p.gpu.supports_fp8,
+            engine=engine,
+            activation_dtype=model.activation_dtype,
+            checkpoint_kv=model.checkpoint_kv_dtype,
         )
         if not tps:
             notes.append(f"{name}: {engine} accepts no TP degree up to {budget} for {model.name}")
         elif not pairs:
             notes.append(f"{name}: {p.gpu.name} runs none of the dtypes asked for ({', '.join(dtypes)})")
         else:
-            modes = tuple(moe_rules.modes(engine, model, t) for t in tps)
+            modes = tuple(moe_rules.modes(engine, model, tp=t) for t in tps)
             arms.append(Arm(name, budget, tps, min(model.num_layers, budget), pairs, modes, *pinned))
     where = f"for {model.name} with {engine} on {', '.join(profiles)} ({'/'.join(map(str, budgets.values()))} GPUs)"
-    pins.check(tp_pins, possible_tp, "tp", where)
+    pins.check(tp_pins, possible_tp, field="tp", why=where)
     pins.check(
-        pp_pins, possible_pp, "pp", where + (f" at TP {','.join(map(str, tp_pins))}" if tp_pins else "")
+        pp_pins,
+        possible_pp,
+        field="pp",
+        why=where + (f" at TP {','.join(map(str, tp_pins))}" if tp_pins else ""),
     )
     if not arms:
         raise ConfigError(
@@ -223,7 +234,7 @@ def pose(
         profiles,
         q,
         space,
-        evaluator(model, profiles, budgets, q, measured),
+        evaluator(model, profiles, budgets=budgets, q=q, measured=measured),
         found,
         notes + space_notes,
     )

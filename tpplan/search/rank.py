@@ -190,14 +190,14 @@ def _covers(k: ScoredConfig, p: ScoredConfig) -> bool:
     )
 
 
-def leaders(best: ScoredConfig, results: Sequence[ScoredConfig], n: int = 5) -> list[ScoredConfig]:
+def leaders(best: ScoredConfig, results: Sequence[ScoredConfig], *, n: int = 5) -> list[ScoredConfig]:
     """The winner, then the other feasible configurations by tokens/USD: the top-n table."""
     rest = sorted((r for r in distinct(results) if r.feasible and _key(r) != _key(best)), key=rank_key)
     return [best, *rest[: n - 1]]
 
 
 def best_per(
-    results: Sequence[ScoredConfig], field: str, winner: ScoredConfig | None = None
+    results: Sequence[ScoredConfig], field: str, *, winner: ScoredConfig | None = None
 ) -> list[ScoredConfig]:
     """The winner among the feasible results of each value of `field` (profile: per GPU type), best
     first; empty when there is only one value. The overall `winner` stands for its own value and comes

@@ -181,7 +181,7 @@ class Space:
         found = [2**k for k in range(int(math.log2(limit)) + 1)] if limit >= 1 else []
         return [p for p in found if not arm.pp_pins or p in arm.pp_pins]
 
-    def replicas(self, arm: Arm, tp: int, pp: int) -> list[int]:
+    def replicas(self, arm: Arm, tp: int, *, pp: int) -> list[int]:
         most = arm.budget_gpus // (tp * pp)
         return list(range(1, most + 1)) if self.concurrency else [most]
 
@@ -243,7 +243,7 @@ class Space:
         for arm in self.arms:
             for ti, tp in enumerate(arm.tps):
                 for pp in self.pps(arm, tp):
-                    for r in self.replicas(arm, tp, pp):
+                    for r in self.replicas(arm, tp, pp=pp):
                         for di, (dtype, kv) in enumerate(arm.dtypes):
                             for mi, mode in enumerate(arm.modes_at(ti)):
                                 params = {
@@ -279,6 +279,7 @@ class Space:
 def dtype_pairs(
     dtypes: list[str],
     kv_dtypes: list[str],
+    *,
     supports_fp8: bool,
     engine: str,
     activation_dtype: str = "bf16",

@@ -62,12 +62,12 @@ class Pricer:
         return candidates_stage.judge(
             served,
             p,
-            Layout(tp=tp, pp=pp),
-            self.q.engine,
-            budget,
-            self.q.max_model_len,
-            kv,  # type: ignore[arg-type]
-            max(budget, p.total_gpus),
+            layout=Layout(tp=tp, pp=pp),
+            engine=self.q.engine,
+            budget_gpus=budget,
+            max_model_len=self.q.max_model_len,
+            kv_dtype=kv,  # type: ignore[arg-type]
+            tp_limit=max(budget, p.total_gpus),
         )
 
     def _side(self, profile: str, tp: int, pp: int, dtype: str, kv: str):
@@ -77,16 +77,17 @@ class Pricer:
         dep = self.deploy(
             served,
             p,
-            layout,
-            q.engine,
-            kv,
-            q.max_model_len,
-            self.budgets[profile],
-            self.judge(profile, tp, pp, dtype, kv),
+            layout=layout,
+            engine=q.engine,
+            kv_dtype=kv,
+            seq_tokens=q.max_model_len,
+            budget_gpus=self.budgets[profile],
+            candidate=self.judge(profile, tp, pp, dtype, kv),
         )
         engine = self.engine_defaults(q.engine, served, p, tp, pp)
+        isl, osl, params = q.input_tokens, q.output_tokens, self.params[profile]
         steps = pd.role_steps(
-            served, tp, dep, engine.name, kv, self.params[profile], q.input_tokens, q.output_tokens
+            served, tp, dep=dep, engine=engine.name, kv_dtype=kv, params=params, isl=isl, osl=osl
         )
         return engine, steps
 
@@ -100,7 +101,7 @@ class Pricer:
         top = max(g for inst in [*pre, *dec] for g in inst)
         if problem is None and top >= self.budgets[c.profile]:
             problem = f"{c.prefill.count} prefill and {c.decode.count} decode instances need GPUs up to #{top}; the budget is {self.budgets[c.profile]}"
-        links = [pd.kv_fabric(p, a, b) for a in pre for b in dec]
+        links = [pd.kv_fabric(p, a=a, b=b) for a in pre for b in dec]
         if problem is None and None in links:
             problem = f"{p.name} knows no fabric between nodes to send the KV cache over"
         return [f or "network" for f in links], problem
@@ -113,7 +114,15 @@ class Pricer:
         _, dec = self.side(c.profile, c.decode.tp, c.decode.pp, c.dtype, c.kv_cache_dtype)
         held = self.judge(c.profile, c.decode.tp, c.decode.pp, c.dtype, c.kv_cache_dtype).kv_cache_tokens
         slots = max(1, min(c.max_num_seqs, held // q.sequence_tokens))
-        rate = pd.rate_bound(pre, pre_engine, c.prefill.count, dec, slots, c.decode.count, q.output_tokens)
+        rate = pd.rate_bound(
+            pre,
+            pre_engine,
+            x=c.prefill.count,
+            decode=dec,
+            slots=slots,
+            y=c.decode.count,
+            output_tokens=q.output_tokens,
+        )
         usd_h = c.gpus * self.profiles[c.profile].price.usd_per_gpu_hour.value
         return rate * 1e3 * q.output_tokens * 3600 / usd_h if usd_h else 0.0
 
@@ -127,8 +136,12 @@ class Pricer:
         _, dec = self.side(g.profile, dtp, dpp, g.dtype, g.kv_cache_dtype)
         held = self.judge(g.profile, dtp, dpp, g.dtype, g.kv_cache_dtype).kv_cache_tokens // q.sequence_tokens
         slots = max(1, min(g.max_num_seqs, held))
-        a = pd.rate_bound(pre, pre_engine, 1, dec, 10**9, 10**9, q.output_tokens)  # the prefill side alone
-        b = pd.rate_bound(pre, pre_engine, 10**9, dec, slots, 1, q.output_tokens)  # the decode side alone
+        a = pd.rate_bound(
+            pre, pre_engine, x=1, decode=dec, slots=10**9, y=10**9, output_tokens=q.output_tokens
+        )  # the prefill side alone
+        b = pd.rate_bound(
+            pre, pre_engine, x=10**9, decode=dec, slots=slots, y=1, output_tokens=q.output_tokens
+        )  # the decode side alone
         gp, gd = ptp * ppp, dtp * dpp
         rate = a * b / (b * gp + a * gd)  # per GPU
         if q.concurrency:
@@ -143,14 +156,28 @@ class Pricer:
         _, dec = self.side(c.profile, c.decode.tp, c.decode.pp, c.dtype, c.kv_cache_dtype)
         decode_cand = self.judge(c.profile, c.decode.tp, c.decode.pp, c.dtype, c.kv_cache_dtype)
         links, problem = self.placement(c)
-        kv_ms = pd.kv_transfer_ms(params, pre.inst, c.prefill.world, dec.inst, q.input_tokens, links)
+        kv_ms = pd.kv_transfer_ms(
+            params,
+            pre.inst,
+            prefill_world=c.prefill.world,
+            decode=dec.inst,
+            input_tokens=q.input_tokens,
+            fabrics=links,
+        )
         held = decode_cand.kv_cache_tokens // q.sequence_tokens
         sides = pd.Sides(
             pre, pre_engine, c.prefill.count, dec, max(1, min(c.max_num_seqs, held)), c.decode.count
         )
         clients = q.concurrency or c.decode.count * c.max_num_seqs
         pair = (c.profile, c.prefill.tp, c.prefill.pp, c.decode.tp, c.decode.pp, c.dtype, c.kv_cache_dtype)
-        st = pd.steady_state(sides, params, clients, q.output_tokens, kv_ms, self.last.get(pair))
+        st = pd.steady_state(
+            sides,
+            params,
+            clients=clients,
+            output_tokens=q.output_tokens,
+            kv_ms=kv_ms,
+            start=self.last.get(pair),
+        )
         self.last[pair] = st.tpot_ms
         tokens_s = st.requests_per_ms * 1e3 * q.output_tokens
         usd_h = c.gpus * self.profiles[c.profile].price.usd_per_gpu_hour.value
@@ -165,10 +192,10 @@ class Pricer:
         # disaggregated measurements, which the calibration set has none of
         band = interval(
             spread_for(self.profiles[c.profile], q.engine),
-            st.ttft_ms,
-            st.tpot_ms,
-            q.output_tokens,
-            tokens_usd,
+            ttft_ms=st.ttft_ms,
+            tpot_ms=st.tpot_ms,
+            output_tokens=q.output_tokens,
+            tokens_per_usd=tokens_usd,
         )
         return search_disagg.DisaggEvaluation(
             prefill=self.judge(c.profile, c.prefill.tp, c.prefill.pp, c.dtype, c.kv_cache_dtype),
@@ -268,10 +295,10 @@ class Split:
             self.results, self.unsolved = search_disagg.evaluate_all(
                 space,
                 q,
-                p.judge,
-                p.price,
-                p.bound if bounded else None,
-                p.group_bound if bounded else None,
+                judge=p.judge,
+                price=p.price,
+                bound=p.bound if bounded else None,
+                group_bound=p.group_bound if bounded else None,
                 aggregated_top=aggregated_top,
             )
 
@@ -279,6 +306,7 @@ class Split:
         self,
         best: ScoredConfig,
         ranked: list[ScoredConfig],
+        *,
         scored: list[ScoredConfig],
         rank_key: RankKey,
         notes: list[str],
@@ -286,11 +314,11 @@ class Split:
         """(winner of either kind, both kinds ranked, both kinds' results); says which kind won and why."""
         feasible = sorted((r for r in self.results if r.feasible), key=rank_key)
         both = sorted([*ranked, *feasible], key=rank_key)
-        notes.extend(self.summary(best, feasible[0] if feasible else None, both[0]))
+        notes.extend(self.summary(best, feasible[0] if feasible else None, winner=both[0]))
         return both[0], both, [*scored, *self.results]
 
     def summary(
-        self, aggregated: ScoredConfig | None, disaggregated: ScoredConfig | None, winner: ScoredConfig
+        self, aggregated: ScoredConfig | None, disaggregated: ScoredConfig | None, *, winner: ScoredConfig
     ) -> list[str]:
         """The notes: which kind won (the winner's kind) against the best of the other, and how many
         deployments were solved."""
@@ -298,7 +326,7 @@ class Split:
             return [self.why_not]
         feasible = sum(r.feasible for r in self.results)
         return [
-            search_disagg.compare(aggregated, disaggregated, winner.kind == "disaggregated"),
+            search_disagg.compare(aggregated, disaggregated, won=winner.kind == "disaggregated"),
             f"{len(self.results) + self.unsolved} disaggregated deployments (x prefill + y decode instances "
             f"within the budget): {len(self.results)} solved, {feasible} of them feasible; "
             f"{self.unsolved} not solved, their bound on tokens/USD below the top {search_disagg.KEEP} and "

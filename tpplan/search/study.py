@@ -136,7 +136,7 @@ def _sampler(space: Space, pareto: bool, seed: int, trials: int, constraints: Co
     return DistinctSampler(inner, space, seed)
 
 
-def open_study(storage: RDBStorage, name: str, question: dict, pareto: bool) -> tuple[optuna.Study, bool]:
+def open_study(storage: RDBStorage, name: str, *, question: dict, pareto: bool) -> tuple[optuna.Study, bool]:
     """Create the study, or join it when it exists and asks the same question; (study, joined)."""
     directions = ["maximize", "minimize", "minimize"] if pareto else ["maximize"]
     try:
@@ -183,6 +183,7 @@ def collect(study: optuna.Study) -> Collected:
 def run(
     space: Space,
     question: Question,
+    *,
     evaluate: Evaluate,
     study: optuna.Study,
     trials: int,
@@ -222,7 +223,7 @@ def run(
             number, scored = evaluated[setup.key]
             attrs["repeat_of"] = number
         else:  # the setup at its best max_num_seqs, solved exactly (batch.py)
-            solved = solve(space, setup, evaluate, question, trial.number)
+            solved = solve(space, setup, evaluate=evaluate, q=question, trial=trial.number)
             scored = solved.best
             attrs["result"] = scored.model_dump(mode="json")
             attrs["max_num_seqs_range"] = [1, solved.upper]

@@ -91,7 +91,7 @@ def cpu_cores() -> int:
 
 
 def case_key(
-    model: ModelSpec, s: SweepSettings, tp: int, pp: int, replicas: int, dtype: str, heads: str
+    model: ModelSpec, s: SweepSettings, *, tp: int, pp: int, replicas: int, dtype: str, heads: str
 ) -> str:
     """Identity of a measurement: what `--resume` matches (changing --tokens/--batch/--layers measures anew)."""
     return f"{model.name}/tp{tp}-pp{pp}-r{replicas}/{dtype}/{heads}/t{s.tokens}x{s.batch}/L{s.layers}"
@@ -110,6 +110,7 @@ def ffn_width(model: ModelSpec) -> int:
 def plan_cases(
     model: ModelSpec,
     settings: SweepSettings,
+    *,
     tps: list[int],
     pps: list[int],
     replicas: list[int],
@@ -123,12 +124,12 @@ def plan_cases(
     for tp in tps:
         for pp in pps:
             for r in replicas:
-                accepted = [e for e in engines.ENGINES if engines.check(e, model, tp, pp).ok]
+                accepted = [e for e in engines.ENGINES if engines.check(e, model, tp=tp, pp=pp).ok]
                 forms: list[tuple[HeadsMode, list[str]]]
                 forms = [("even", accepted)] if h % tp == 0 else [(f, []) for f in heads or []]
                 for dtype in dtypes:
                     for form, ok in forms or [("uneven", [])]:
-                        key = case_key(model, settings, tp, pp, r, dtype, form)
+                        key = case_key(model, settings, tp=tp, pp=pp, replicas=r, dtype=dtype, heads=form)
                         case = Case(
                             key=key,
                             tp=tp,

@@ -119,6 +119,7 @@ def _imbalance(ranks: list[RankTiming], representative: bool) -> tuple[float | N
 def measurement(
     settings: SweepSettings,
     case: Case,
+    *,
     samples: list[Sample],
     drift: dict | None,
     ranks_per_core: float,
@@ -184,7 +185,7 @@ def with_padding_cost(padded: Measurement, uneven: Measurement) -> Measurement:
 
 
 def failure(
-    settings: SweepSettings, case: Case, status: str, reason: str, ranks_per_core: float
+    settings: SweepSettings, case: Case, *, status: str, reason: str, ranks_per_core: float
 ) -> Measurement:
     """A case that ended in a fault (or was skipped): what it was and why, nothing measured."""
     h, tp = settings.model.num_attention_heads, case.tp

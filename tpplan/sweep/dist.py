@@ -83,7 +83,7 @@ class World:
         self.store.wait([key], _seconds(wait_s))
         return self.store.get(key).decode()
 
-    def store_barrier(self, key: str, ranks: int, wait_s: float) -> None:
+    def store_barrier(self, key: str, ranks: int, *, wait_s: float) -> None:
         """A barrier through the store, for phases longer than a collective's timeout (building, idling)."""
         if self.store.add(key, 1) == ranks:
             self.store.set(f"{key}/open", "1")

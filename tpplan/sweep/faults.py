@@ -31,7 +31,7 @@ def classify(e: BaseException) -> tuple[str, str]:
     return "failed", f"{type(e).__name__}: {text}"
 
 
-def inject(rank: int, key: str, device: Any, timeout_s: float) -> None:
+def inject(rank: int, key: str, *, device: Any, timeout_s: float) -> None:
     """Fail here if TPPLAN_TEST_FAULTS asks this rank to, in this case (tests only)."""
     for spec in filter(None, os.environ.get("TPPLAN_TEST_FAULTS", "").split(";")):
         kind, fault_rank, part = spec.split(":", 2)

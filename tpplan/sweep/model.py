@@ -107,14 +107,14 @@ class Stack(nn.Module):
         self.head_dim = head_dim
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        rope = rope_table(x.shape[1], self.head_dim, x.device, x.dtype)
+        rope = rope_table(x.shape[1], self.head_dim, device=x.device, dtype=x.dtype)
         for block in self.layers:
             x = block(x, rope)
         return self.norm(x) if self.norm is not None else x
 
 
 def rope_table(
-    T: int, head_dim: int, device: torch.device, dtype: torch.dtype
+    T: int, head_dim: int, *, device: torch.device, dtype: torch.dtype
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """cos, sin of shape (T, d/2): position t rotates pair i by t / base^(2i/d) (RoFormer)."""
     half = head_dim // 2
@@ -136,7 +136,7 @@ def _generator(seed: int, tag: str) -> torch.Generator:
     return torch.Generator().manual_seed(zlib.crc32(f"{seed}/{tag}".encode()))
 
 
-def init_weights(module: nn.Module, seed: int, tag: str) -> nn.Module:
+def init_weights(module: nn.Module, seed: int, *, tag: str) -> nn.Module:
     """Linear weights ~ N(0, 1/fan_in) (activations stay O(1) through depth); norm weights ~ 1 + N(0, 0.1²)."""
     with torch.no_grad():
         for name, p in module.named_parameters():
@@ -148,33 +148,33 @@ def init_weights(module: nn.Module, seed: int, tag: str) -> nn.Module:
     return module
 
 
-def build_block(spec: ModelSpec, layer: int, seed: int) -> Block:
+def build_block(spec: ModelSpec, layer: int, *, seed: int) -> Block:
     """Layer `layer` of the model in fp32 on the CPU, identical on every rank that builds it."""
-    return init_weights(Block(spec), seed, f"layer{layer}")
+    return init_weights(Block(spec), seed, tag=f"layer{layer}")
 
 
 def build_norm(spec: ModelSpec, seed: int) -> RMSNorm:
-    return init_weights(RMSNorm(spec.hidden_size), seed, "final_norm")
+    return init_weights(RMSNorm(spec.hidden_size), seed, tag="final_norm")
 
 
-def sample_input(spec: ModelSpec, batch: int, tokens: int, seed: int) -> torch.Tensor:
+def sample_input(spec: ModelSpec, batch: int, *, tokens: int, seed: int) -> torch.Tensor:
     """Hidden states entering layer 0, (B, T, D) ~ N(0, 1): the embedding lookup is not measured."""
     return torch.randn(batch, tokens, spec.hidden_size, generator=_generator(seed, "input"))
 
 
 @torch.no_grad()
-def reference_forward(spec: ModelSpec, layers: int, x: torch.Tensor, seed: int) -> torch.Tensor:
+def reference_forward(spec: ModelSpec, layers: int, *, x: torch.Tensor, seed: int) -> torch.Tensor:
     """The same layers at TP=1, built and run one at a time (memory: one full layer)."""
-    rope = rope_table(x.shape[1], spec.head_dim, x.device, x.dtype)
+    rope = rope_table(x.shape[1], spec.head_dim, device=x.device, dtype=x.dtype)
     for i in range(layers):
-        block = build_block(spec, i, seed).to(device=x.device, dtype=x.dtype)
+        block = build_block(spec, i, seed=seed).to(device=x.device, dtype=x.dtype)
         x = block(x, rope)
         del block
     return build_norm(spec, seed).to(device=x.device, dtype=x.dtype)(x)
 
 
 @torch.no_grad()
-def last_token_logits(spec: ModelSpec, hidden: torch.Tensor, seed: int) -> torch.Tensor:
+def last_token_logits(spec: ModelSpec, hidden: torch.Tensor, *, seed: int) -> torch.Tensor:
     """Logits of the last token, (B, D) @ (V, D)ᵀ -> (B, V) in fp32, the LM head generated in row chunks.
 
     A vocab-parallel LM head computes each logit whole on one rank, so this equals the engines'
@@ -190,7 +190,7 @@ def last_token_logits(spec: ModelSpec, hidden: torch.Tensor, seed: int) -> torch
     return torch.cat(out, dim=-1)
 
 
-def tolerance_ratio(actual: torch.Tensor, reference: torch.Tensor, atol: float, rtol: float) -> float:
+def tolerance_ratio(actual: torch.Tensor, reference: torch.Tensor, *, atol: float, rtol: float) -> float:
     """max |actual − reference| / (atol + rtol·|reference|): ≤ 1 exactly when
     torch.allclose(actual, reference, rtol=rtol, atol=atol) holds (finite values).
 

@@ -73,7 +73,7 @@ def local_rank_limit(backend: str, gpus_found: int) -> tuple[int, str]:
 
 
 def check_layouts(
-    model: ModelSpec, tps: list[int], pps: list[int], replicas: list[int], limit: int, why: str
+    model: ModelSpec, tps: list[int], *, pps: list[int], replicas: list[int], limit: int, why: str
 ) -> None:
     for tp in tps:
         if tp > model.num_attention_heads:
@@ -108,6 +108,7 @@ def layer_params(model: ModelSpec) -> float:
 def auto_layers(
     model: ModelSpec,
     backend: str,
+    *,
     min_tp: int,
     max_pp: int,
     dtypes: list[str],
@@ -169,7 +170,7 @@ def has_nvidia_gpu() -> bool:
 
 
 def prepare(
-    model: ModelSpec, profile: HardwareProfile, r: SweepRequest, rank_limit: tuple[int, str] | None = None
+    model: ModelSpec, profile: HardwareProfile, *, r: SweepRequest, rank_limit: tuple[int, str] | None = None
 ) -> tuple[SweepSettings, list[Case], list[Measurement], str]:
     """Check the flags against the model and this machine; the settings, cases, skipped layouts and
     a sentence on how many layers run. `rank_limit` overrides the local limit (torchrun's world)."""
@@ -197,7 +198,7 @@ def prepare(
         or [t for t in (1, 2, 4, 8) if t <= model.num_attention_heads and t * others <= auto_limit]
         or [1]
     )
-    check_layouts(model, tps, r.pp, r.replicas, limit, why)
+    check_layouts(model, tps, pps=r.pp, replicas=r.replicas, limit=limit, why=why)
     if r.layers is not None:
         if r.layers < max(r.pp):
             raise ConfigError(
@@ -219,15 +220,15 @@ def prepare(
         layers, why_layers = auto_layers(
             model,
             backend,
-            min(tps),
-            max(r.pp),
-            dtypes,
-            r.tokens,
-            r.batch,
-            memory,
-            ranks,
-            max(r.replicas),
-            profile.gpu.bf16_dense_tflops.value,
+            min_tp=min(tps),
+            max_pp=max(r.pp),
+            dtypes=dtypes,
+            tokens=r.tokens,
+            batch=r.batch,
+            memory_gib=memory,
+            ranks=ranks,
+            replicas=max(r.replicas),
+            tflops=profile.gpu.bf16_dense_tflops.value,
         )
     settings = SweepSettings(
         model=model,
@@ -242,9 +243,18 @@ def prepare(
         rtol=r.rtol,
         seed=r.seed,
     )
-    cases, refused = plan_cases(model, settings, tps, r.pp, r.replicas, dtypes, heads)
+    cases, refused = plan_cases(
+        model, settings, tps=tps, pps=r.pp, replicas=r.replicas, dtypes=dtypes, heads=heads
+    )
     skipped = [
-        failure(settings, c, "skipped", heads_refused(model, c.tp), cores_ratio(c.ranks)) for c in refused
+        failure(
+            settings,
+            c,
+            status="skipped",
+            reason=heads_refused(model, c.tp),
+            ranks_per_core=cores_ratio(c.ranks),
+        )
+        for c in refused
     ]
     return settings, cases, skipped, why_layers
 

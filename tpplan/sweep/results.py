@@ -12,7 +12,7 @@ RESULTS = "results.jsonl"
 WRITER = "tpplan sweep"
 
 
-def read_results(path: Path, repair: bool = False, skipped: list[str] | None = None) -> list[Measurement]:
+def read_results(path: Path, repair: bool = False, *, skipped: list[str] | None = None) -> list[Measurement]:
     """Every measurement in `path` (see jsonl.read_jsonl)."""
     return read_jsonl(path, Measurement, WRITER, repair, skipped)
 

@@ -189,6 +189,7 @@ def idle_limit_s(s: SweepSettings) -> float:
 def run_sweep(
     settings: SweepSettings,
     cases: list[Case],
+    *,
     skipped: list[Measurement],
     out_dir: Path,
     resume: bool,
@@ -240,7 +241,11 @@ def _launch(
             launch.stop()
     if fault is not None:
         victim = next(c for c in cases if c.key not in recorded)
-        record(collect.failure(settings, victim, fault.status, fault.reason, cores_ratio(ranks)))
+        record(
+            collect.failure(
+                settings, victim, status=fault.status, reason=fault.reason, ranks_per_core=cores_ratio(ranks)
+            )
+        )
 
 
 # ---- across nodes: every rank is a `tpplan sweep` process started by torchrun ---------------------
@@ -250,7 +255,7 @@ def torchrun_world() -> int | None:
 
 
 def run_under_torchrun(
-    settings: SweepSettings, cases: list[Case], skipped: list[Measurement], out_dir: Path, resume: bool
+    settings: SweepSettings, cases: list[Case], *, skipped: list[Measurement], out_dir: Path, resume: bool
 ) -> list[Measurement]:
     """Run `cases` (those of the torchrun world's size) as this rank; rank 0 writes results.jsonl.
 

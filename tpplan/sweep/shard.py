@@ -44,7 +44,7 @@ class Heads:
     kv: list[int]
 
 
-def assign_heads(kv_of_head: list[int], tp: int, tp_rank: int) -> Heads:
+def assign_heads(kv_of_head: list[int], tp: int, *, tp_rank: int) -> Heads:
     """Contiguous query heads (⌈h/tp⌉ on the first h mod tp ranks) and the KV heads they read."""
     counts = split(len(kv_of_head), tp)
     start = sum(counts[:tp_rank])
@@ -81,7 +81,7 @@ def pad_heads(attn: Attention, n_head: int) -> None:
 
 
 def apply_tp(
-    blocks: list[Block], tp: int, tp_rank: int, heads_mode: str, all_reduce: AllReduce | None
+    blocks: list[Block], tp: int, *, tp_rank: int, heads_mode: str, all_reduce: AllReduce | None
 ) -> Heads:
     """Shard each block for rank `tp_rank` of `tp` per PLAN, in place; returns this rank's heads.
 
@@ -91,7 +91,7 @@ def apply_tp(
         attn = block.attention
         if heads_mode == "padded":
             pad_heads(attn, padded_heads(attn.n_head, tp))
-        heads = assign_heads(attn.kv_of_head.tolist(), tp, tp_rank)
+        heads = assign_heads(attn.kv_of_head.tolist(), tp, tp_rank=tp_rank)
         ffn = block.mlp.down.in_features
         sizes = split(ffn, tp)
         ffn_cols = range(sum(sizes[:tp_rank]), sum(sizes[: tp_rank + 1]))

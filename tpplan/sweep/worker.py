@@ -120,15 +120,17 @@ class CaseRun:
             world.get(f"c{idx}/build/{world.rank}", IDLE_WAIT_FACTOR * s.timeout_s + 60)
         blocks = []
         for i in layers:
-            block = build_block(s.model, i, s.seed)
-            self.heads = apply_tp([block], case.tp, p.tp_rank, case.heads_mode, self._all_reduce)
+            block = build_block(s.model, i, seed=s.seed)
+            self.heads = apply_tp(
+                [block], case.tp, tp_rank=p.tp_rank, heads_mode=case.heads_mode, all_reduce=self._all_reduce
+            )
             blocks.append(block.to(device=world.device, dtype=self.dtype))
         if serial:
             world.put(f"c{idx}/build/{world.rank + 1}", "go")
         norm = build_norm(s.model, s.seed) if self.last_stage else None
         self.stack = Stack(blocks, norm, s.model.head_dim).to(device=world.device, dtype=self.dtype)
         self.microbatches = s.batch if case.pp > 1 else 1
-        x = sample_input(s.model, s.batch, s.tokens, s.seed).to(device=world.device, dtype=self.dtype)
+        x = sample_input(s.model, s.batch, tokens=s.tokens, seed=s.seed).to(world.device, self.dtype)
         self.x = x
         self.inputs = list(x.chunk(self.microbatches)) if p.stage == 0 else []
         self.output: torch.Tensor | None = None
@@ -166,7 +168,7 @@ class CaseRun:
             self.output = torch.cat(outs)
 
     def timed(
-        self, tick: Callable[[str, int, int], None], phase: str, inject: bool = False
+        self, tick: Callable[[str, int, int], None], phase: str, *, inject: bool = False
     ) -> dict[str, list]:
         """Warm-up then timed steps, each started by a barrier of this instance's ranks (nccl-tests style)."""
         out: dict[str, list] = {"step_ms": [], "ar_ms": [], "p2p_ms": [], "cpu_ms": []}
@@ -178,7 +180,9 @@ class CaseRun:
             self.clock.sync()
             cpu0, t0 = time.thread_time(), self.clock.mark()
             if inject and i == self.s.warmup:
-                faults.inject(self.world.rank, self.case.key, self.world.device, self.s.timeout_s)
+                faults.inject(
+                    self.world.rank, self.case.key, device=self.world.device, timeout_s=self.s.timeout_s
+                )
             self.step()
             t1 = self.clock.mark()
             self.clock.sync()
@@ -196,10 +200,10 @@ class CaseRun:
     def drift(self) -> dict:
         """This TP=N output against the TP=1 model on the same seed, input and dtype."""
         assert self.output is not None
-        ref = reference_forward(self.s.model, self.s.layers, self.x, self.s.seed)
+        ref = reference_forward(self.s.model, self.s.layers, x=self.x, seed=self.s.seed)
         out, ref32 = self.output.float(), ref.float()
         logits, ref_logits = last_token_logits(
-            self.s.model, torch.cat([self.output, ref]), self.s.seed
+            self.s.model, torch.cat([self.output, ref]), seed=self.s.seed
         ).chunk(2)
         d = (logits - ref_logits).abs()
         atol, rtol = self.s.tolerance(self.case.dtype)
@@ -219,19 +223,19 @@ class CaseRun:
 
 
 def run_case(
-    world: tpdist.World, s: SweepSettings, idx: int, case: Case, tick: Callable
+    world: tpdist.World, s: SweepSettings, *, idx: int, case: Case, tick: Callable
 ) -> Measurement | None:
     """Measure `case` on every rank; rank 0 returns the Measurement, the others None."""
     wait_s = IDLE_WAIT_FACTOR * s.timeout_s + 60
     c = CaseRun(world, s, idx, case)
     p = c.place
-    world.store_barrier(f"c{idx}/built", world.size, wait_s)
+    world.store_barrier(f"c{idx}/built", world.size, wait_s=wait_s)
     tick("built", 0, 0)
     alone = None
     if case.replicas > 1:  # replica 0 alone first, the others idle: the "R × one instance" baseline
         if p.replica == 0:
             alone = c.timed(tick, "alone")["step_ms"]
-        world.store_barrier(f"c{idx}/alone", world.size, wait_s)
+        world.store_barrier(f"c{idx}/alone", world.size, wait_s=wait_s)
     sampler = NvmlSampler(world.device.index or 0) if world.device.type == "cuda" else None
     if sampler:
         sampler.start()
@@ -259,11 +263,12 @@ def run_case(
     if world.rank == 0:
         samples = [json.loads(world.get(f"c{idx}/sample/{r}", wait_s)) for r in range(world.size)]
         drift = json.loads(world.get(f"c{idx}/drift", wait_s))
+        per_core, notes, mb = ranks_per_core(world), case_notes(s, case), c.microbatches
         result = collect.measurement(
-            s, case, samples, drift, ranks_per_core(world), c.microbatches, case_notes(s, case)
+            s, case, samples=samples, drift=drift, ranks_per_core=per_core, microbatches=mb, notes=notes
         )
     del c
-    world.store_barrier(f"c{idx}/done", world.size, wait_s)
+    world.store_barrier(f"c{idx}/done", world.size, wait_s=wait_s)
     return result
 
 
@@ -329,7 +334,7 @@ def run(job: SweepJob, sink: Callable[[Measurement], None], skip: set[str] | Non
         if skip and case.key in skip:
             continue
         try:
-            result = run_case(world, s, idx, case, tick)
+            result = run_case(world, s, idx=idx, case=case, tick=tick)
         except Exception as e:
             status, reason = faults.classify(e)
             _report_fault(world, s, idx, case, (status, f"rank {world.rank}: {reason}"), sink, local)
@@ -368,7 +373,7 @@ def _report_fault(
                 if world.store.check([f"c{idx}/fault/{r}"])
             ]
             status, reason = min(found, key=lambda f: faults.PRIORITY.index(f[0]))
-            sink(collect.failure(s, case, status, reason, ranks_per_core(world)))
+            sink(collect.failure(s, case, status=status, reason=reason, ranks_per_core=ranks_per_core(world)))
     except Exception:  # the store may be gone with the rank that hosted it; torchrun restarts the group
         pass
 

@@ -30,8 +30,8 @@ from . import cpu, graph, nvml, profile, sysfs
 def detect(
     bundled: list[HardwareProfile],
     nodes: int | None = None,
-    price_usd_per_gpu_hour: float | None = None,
     *,
+    price_usd_per_gpu_hour: float | None = None,
     nvml_module: Any = None,
     sysfs_root: Path | None = None,
     env: Mapping[str, str] = os.environ,
@@ -59,10 +59,12 @@ def detect(
         cpu_local = next((p for p in bundled if p.name == "cpu-local"), None)
         if cpu_local is None:
             raise TpplanError("bundled profile cpu-local is missing; reinstall tpplan") from None
-        found = cpu.cpu_profile(cpu.read_machine(host, proc), cpu_local, node_count, price, date, topo)
+        found = cpu.cpu_profile(
+            cpu.read_machine(host, proc), cpu_local, nodes=node_count, price=price, date=date, topo=topo
+        )
         return Detection(profile=found, gpu_found=False, fallback_reason=str(e), gpus_present=gpu_signs(root))
     topo = _gpu_topology(host, root, reading, ports, sys_errors)
-    found, warnings = profile.gpu_profile(topo, bundled, node_count, price, date)
+    found, warnings = profile.gpu_profile(topo, bundled, nodes=node_count, price=price, date=date)
     return Detection(profile=found, gpu_found=True, warnings=[*topo.warnings, *warnings])
 
 
@@ -89,7 +91,7 @@ def _gpu_topology(
     paths = [sysfs.pci_path(root, nvml.sysfs_bdf(g.pci_bus_id)) if g.pci_bus_id else None for g in gpus]
     n, links = len(gpus), reading.links
     assumed = graph.like_peers(gpus, links)  # up links to unread ends, taken like the peers'
-    counts = graph.nvlink_counts(n, links, assumed)
+    counts = graph.nvlink_counts(n, links, assumed=assumed)
     switches = {
         k.remote_bus_id for k in links if k.active and k.remote_kind == "nvswitch" and k.remote_bus_id
     }
@@ -100,14 +102,18 @@ def _gpu_topology(
         gpus=gpus,
         nvlinks=links,
         nvswitches=sorted(switches),
-        domains=graph.domains(n, links, assumed),
+        domains=graph.domains(n, links, assumed=assumed),
         matrix=graph.matrix(reading.pcie, counts),
         pairs=graph.pairs(counts, links),
         hcas=[_hca(p, [_level(p, g, path) for g, path in zip(gpus, paths, strict=True)]) for p in ports],
         warnings=[
             *graph.degraded_links(gpus, links),
             *graph.unknown_warnings(
-                gpus, links, reading.unanswered, reading.state_unknown, reading.remote_unknown
+                gpus,
+                links,
+                unanswered=reading.unanswered,
+                state_unknown=reading.state_unknown,
+                remote_unknown=reading.remote_unknown,
             ),
         ],
         errors=[*reading.errors, *sys_errors],
@@ -115,7 +121,7 @@ def _gpu_topology(
 
 
 def _level(port: sysfs.Port, gpu: GpuInfo, gpu_path: tuple[str, ...] | None) -> str:
-    return sysfs.pcie_level(port.pci_path, port.numa_node, gpu_path, gpu.numa_node)
+    return sysfs.pcie_level(port.pci_path, port.numa_node, b=gpu_path, numa_b=gpu.numa_node)
 
 
 def _numa_from_sysfs(root: Path, g: GpuInfo) -> GpuInfo:

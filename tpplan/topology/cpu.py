@@ -73,6 +73,7 @@ def _cpu_model(path: Path) -> str | None:
 def cpu_profile(
     m: Machine,
     cpu_local: HardwareProfile,
+    *,
     nodes: tuple[int, str],
     price: Sourced | None,
     date: str,

@@ -14,7 +14,7 @@ from ..specs.topology import PCIE_LEVELS
 Assumed = Mapping[tuple[int, int], str]  # (GPU, link) -> NVSwitch bus id taken from its peers
 
 
-def domains(n_gpus: int, links: list[NvlinkLink], assumed: Assumed | None = None) -> list[list[int]]:
+def domains(n_gpus: int, links: list[NvlinkLink], *, assumed: Assumed | None = None) -> list[list[int]]:
     """GPUs that reach each other over NVLink, directly or through NVSwitch: connected
     components of the graph whose nodes are GPUs and switches and whose edges are active links
     (an up link with an unread remote end counts with the switch `assumed` gives it)."""
@@ -112,7 +112,7 @@ def membership_unknown(gpus: list[GpuInfo], links: list[NvlinkLink]) -> set[int]
     return out
 
 
-def nvlink_counts(n_gpus: int, links: list[NvlinkLink], assumed: Assumed | None = None) -> list[list[int]]:
+def nvlink_counts(n_gpus: int, links: list[NvlinkLink], *, assumed: Assumed | None = None) -> list[list[int]]:
     """NV# of every GPU pair: direct links between them, plus, through NVSwitch, the links the
     weaker of the two has into the switches both reach (a degraded GPU gates its pairs)."""
     direct = [[0] * n_gpus for _ in range(n_gpus)]
@@ -183,6 +183,7 @@ def degraded_links(gpus: list[GpuInfo], links: list[NvlinkLink]) -> list[str]:
 def unknown_warnings(
     gpus: list[GpuInfo],
     links: list[NvlinkLink],
+    *,
     unanswered: Mapping[int, str],
     state_unknown: Mapping[tuple[int, int], str],
     remote_unknown: Mapping[tuple[int, int], str],

@@ -68,7 +68,7 @@ def _name_key(name: str) -> str:
     return " ".join(words[1:] if words[:1] == ["nvidia"] else words)
 
 
-def domain_size(n_gpus: int, found: list[list[int]], unknown: frozenset[int] = frozenset()) -> int:
+def domain_size(n_gpus: int, found: list[list[int]], *, unknown: frozenset[int] = frozenset()) -> int:
     """The largest d dividing the GPU count such that every aligned block of d GPUs lies in one
     domain: what HardwareProfile.domain_of(gpu) = gpu // d can say truthfully. GPUs that did not
     answer NVML (`unknown`) are left out of the test: their links are unknown, not absent."""
@@ -83,6 +83,7 @@ def domain_size(n_gpus: int, found: list[list[int]], unknown: frozenset[int] = f
 def gpu_profile(
     topo: Topology,
     bundled: list[HardwareProfile],
+    *,
     nodes: tuple[int, str],
     price: Sourced | None,
     date: str,
@@ -168,7 +169,7 @@ def _nvlink(topo: Topology, match: HardwareProfile | None, warnings: list[str]) 
     # links to ends NVML could not read) are unknown, neither separate nor joined.
     unknown = frozenset(graph.membership_unknown(topo.gpus, topo.nvlinks))
     assumed = sorted({g for g, _ in graph.like_peers(topo.gpus, topo.nvlinks)})
-    d = domain_size(n, topo.domains, unknown) if len(unknown) < n else 1
+    d = domain_size(n, topo.domains, unknown=unknown) if len(unknown) < n else 1
     if unknown:
         known = sorted(set(range(n)) - unknown)
         warnings.append(

@@ -107,7 +107,7 @@ def numa_node(root: Path, bdf: str) -> int | None:
 
 
 def pcie_level(
-    a: tuple[str, ...] | None, numa_a: int | None, b: tuple[str, ...] | None, numa_b: int | None
+    a: tuple[str, ...] | None, numa_a: int | None, *, b: tuple[str, ...] | None, numa_b: int | None
 ) -> str:
     """nvidia-smi's word for the PCIe path between two devices, from their sysfs PCI paths.
 
