@@ -174,30 +174,11 @@ def test_emit_refuses_a_bad_name(capsys, tmp_path: Path, flag, value):
 
 
 def test_the_bench_client_sends_the_served_name():
-    argv = client.command(
-        "vllm",
-        Path("/venv/bin"),
-        port=8000,
-        model_path="/models/l70b",
-        isl=128,
-        osl=16,
-        concurrency=4,
-        num_prompts=8,
-        result=Path("r.json"),
-        served_model_name="llama-70b",
-    )
+    point = {"port": 8000, "model_path": "/models/l70b", "isl": 128, "osl": 16, "concurrency": 4}
+    point |= {"num_prompts": 8, "result": Path("r.json")}
+    argv = client.command("vllm", Path("/venv/bin"), **point, served_model_name="llama-70b")
     assert argv[argv.index("--served-model-name") + 1] == "llama-70b"
-    assert "--served-model-name" not in client.command(
-        "vllm",
-        Path("/venv/bin"),
-        port=8000,
-        model_path="/models/l70b",
-        isl=128,
-        osl=16,
-        concurrency=4,
-        num_prompts=8,
-        result=Path("r.json"),
-    )
+    assert "--served-model-name" not in client.command("vllm", Path("/venv/bin"), **point)
 
 
 def test_search_writes_the_repo_id_and_served_name_into_the_plan(tmp_path):

@@ -82,95 +82,27 @@ def test_local_limit_is_four_cpu_ranks_per_core(monkeypatch):
     assert sorted({c.tp for c in cases}) == [1, 2]
 
 
+def layers_for(model, backend: str, **given) -> tuple[int, str]:
+    """auto_layers with one bf16 replica of 128x2 tokens on one rank unless `given` says otherwise."""
+    settings = {"min_tp": 1, "max_pp": 1, "dtypes": ["bf16"], "tokens": 128, "batch": 2, "ranks": 1}
+    return auto_layers(model, backend, **{**settings, "replicas": 1, **given})
+
+
 def test_auto_layers_sample_a_model_too_large_and_say_so():
     big = load_model("llama-3.1-70b")
     # one 80 GiB GPU at TP=1 holds ~50 bf16 layers of 0.86 G parameters; at TP=8 all 80
-    k, why = auto_layers(
-        big,
-        "nccl",
-        min_tp=1,
-        max_pp=1,
-        dtypes=["bf16"],
-        tokens=128,
-        batch=2,
-        memory_gib=80,
-        ranks=1,
-        replicas=1,
-        tflops=989,
-    )
+    k, why = layers_for(big, "nccl", memory_gib=80, tflops=989)
     assert 45 <= k <= 50 and why == f"{k} of 80 layers (limited by memory; set --layers to change)"
-    assert (
-        auto_layers(
-            big,
-            "nccl",
-            min_tp=8,
-            max_pp=1,
-            dtypes=["bf16"],
-            tokens=128,
-            batch=2,
-            memory_gib=80,
-            ranks=1,
-            replicas=1,
-            tflops=989,
-        )[0]
-        == 80
-    )
+    assert layers_for(big, "nccl", min_tp=8, memory_gib=80, tflops=989)[0] == 80
     # 8 CPU ranks: one ~2 s step, and ~30 s to draw 8 ranks' weights, are the limits
-    k, why = auto_layers(
-        big,
-        "gloo",
-        min_tp=8,
-        max_pp=1,
-        dtypes=["bf16"],
-        tokens=128,
-        batch=2,
-        memory_gib=16,
-        ranks=8,
-        replicas=1,
-        tflops=0.1,
-    )
+    k, why = layers_for(big, "gloo", min_tp=8, memory_gib=16, ranks=8, tflops=0.1)
     assert k == 1 and "TFLOP/s" in why
-    k, why = auto_layers(
-        big,
-        "gloo",
-        min_tp=8,
-        max_pp=1,
-        dtypes=["bf16"],
-        tokens=8,
-        batch=1,
-        memory_gib=16,
-        ranks=8,
-        replicas=1,
-        tflops=100,
-    )
+    k, why = layers_for(big, "gloo", min_tp=8, tokens=8, batch=1, memory_gib=16, ranks=8, tflops=100)
     assert k == 1 and "to draw the weights of 8 rank(s)" in why
     tiny = load_model("tiny")
-    assert auto_layers(
-        tiny,
-        "gloo",
-        min_tp=1,
-        max_pp=1,
-        dtypes=["fp32"],
-        tokens=128,
-        batch=2,
-        memory_gib=3.0,
-        ranks=4,
-        replicas=1,
-        tflops=0.1,
-    ) == (4, "all layers")
+    fp32 = {"dtypes": ["fp32"], "tflops": 0.1}
+    assert layers_for(tiny, "gloo", memory_gib=3.0, ranks=4, **fp32) == (4, "all layers")
     with pytest.raises(
         LayoutError, match="one layer of Llama-3.1-70B at tp 1 does not fit: 2.0 GiB available"
     ):
-        auto_layers(
-            big,
-            "gloo",
-            min_tp=1,
-            max_pp=1,
-            dtypes=["fp32"],
-            tokens=128,
-            batch=2,
-            memory_gib=2,
-            ranks=1,
-            replicas=1,
-            tflops=0.1,
-        )
+        layers_for(big, "gloo", memory_gib=2, **fp32)
