@@ -1,7 +1,7 @@
 """The cost model (pure Python, no torch): step times, collectives, serving steady state, calibration.
 
-estimate_allreduce(profile, bytes, ranks, fabric)          -> AllReduceEstimate
-price_deployment(model, profile, layout, workload, engine, deployment) -> ServeEstimate
+estimate_allreduce(profile, nbytes, ranks=..., fabric=...)  -> AllReduceEstimate
+price_deployment(model, profile, layout=..., workload=..., engine=..., dep=...) -> ServeEstimate
 read_source(path) + calibrate_nccl / calibrate_sweep / calibrate_serving -> calibrated profile, SourceFit
 deploy.price_layout(model, profile, layout=..., workload=..., engine=...) -> ServeEstimate of a layout as the
     engine deploys it (placement and memory judged once by the candidates stage)
