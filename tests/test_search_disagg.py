@@ -16,6 +16,15 @@ from tpplan.search.split import Split
 # every integer in test_search_batch), without scoring thousands of integers per setup here.
 
 
+def join(split: Split, agg: list, notes: list[str]) -> tuple:
+    """Both kinds by tokens/USD alone (rank_key, no intervals): (winner, ranked, every result), with
+    the search's notes on which kind won."""
+    feasible = sorted((r for r in split.results if r.feasible), key=search_stage.rank_key)
+    both = sorted([*agg, *feasible], key=search_stage.rank_key)
+    notes.extend(split.summary(agg[0], feasible[0] if feasible else None, winner=both[0]))
+    return both[0], both, [*agg, *split.results]
+
+
 def split_of(prep) -> Split:
     return Split(prep)
 
@@ -27,7 +36,7 @@ def both_best(model, gpus, isl, osl, **question):
     split = split_of(prep)
     agg = sorted((r for r in solved_setups(prep) if r.feasible), key=search_stage.rank_key)
     notes: list[str] = []
-    best, ranked, scored = split.join(agg[0], agg, scored=agg, rank_key=search_stage.rank_key, notes=notes)
+    best, ranked, scored = join(split, agg, notes)
     return split, agg, best, ranked, scored, notes
 
 
@@ -68,7 +77,7 @@ def test_megatron_gets_no_disaggregated_deployments():
     assert split.results == [] and split.pricer is None
     notes: list[str] = []
     agg = solved_setups(prep)[:3]
-    assert split.join(agg[0], agg, scored=agg, rank_key=search_stage.rank_key, notes=notes)[0] is agg[0]
+    assert join(split, agg, notes)[0] is agg[0]
     assert "Megatron-LM is a training framework" in notes[0]
 
 
@@ -137,7 +146,7 @@ def test_a_cpu_profile_gets_no_disaggregated_deployments():
     assert split.results == [] and split.pricer is None
     notes: list[str] = []
     agg = sorted((r for r in solved_setups(prep) if r.feasible), key=search_stage.rank_key)
-    assert split.join(agg[0], agg, scored=agg, rank_key=search_stage.rank_key, notes=notes)[0] is agg[0]
+    assert join(split, agg, notes)[0] is agg[0]
     assert "GPU profiles only" in notes[0]
 
 

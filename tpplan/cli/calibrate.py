@@ -72,7 +72,7 @@ def calibrate(
         allow_other_device=allow_other_device,
     )
     if as_json:
-        echo_json(cal.model_dump(mode="json"))
+        echo_json(cal)
         return
     rows = [
         (

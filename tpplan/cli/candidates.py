@@ -112,7 +112,7 @@ def candidates(
     if valid_only:
         found = [c for c in found if c.valid]
     if as_json:
-        echo_json([c.model_dump(mode="json") for c in found])
+        echo_json(found)
         return
     for note in spec.notes:
         click.echo(f"warning: {note}", err=True)

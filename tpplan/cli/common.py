@@ -100,8 +100,15 @@ def positive_int(name: str, value: int | None) -> int | None:
     return value
 
 
+def _jsonable(obj: Any) -> Any:
+    """A record (pydantic model) as its JSON dump, anything else json does not know as its text."""
+    dump = getattr(obj, "model_dump", None)
+    return dump(mode="json") if dump is not None else str(obj)
+
+
 def echo_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, default=str))
+    """`--json` output: records anywhere inside `data` are dumped as their JSON form."""
+    click.echo(json.dumps(data, indent=2, default=_jsonable))
 
 
 def table(rows: Iterable[Sequence[Any]], headers: Sequence[str], align: str | None = None) -> str:

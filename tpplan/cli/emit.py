@@ -119,7 +119,7 @@ def emit(
         if note.startswith("warning:"):
             click.echo(note, err=True)
     if as_json:
-        echo_json({"launch": launch.model_dump(mode="json"), "text": text, "out": str(out) if out else None})
+        echo_json({"launch": launch, "text": text, "out": str(out) if out else None})
     elif out is not None:
         click.echo(f"wrote {out} ({len(launch.processes)} process(es) on {launch.nodes} node(s))")
     else:

@@ -93,7 +93,7 @@ def allreduce(profile: str, size: str, ranks: int, as_json: bool) -> None:
     positive_int("--ranks", ranks)
     est = api.estimate_allreduce(profile, nbytes=parse_bytes(size), ranks=ranks)
     if as_json:
-        echo_json(est.model_dump(mode="json"))
+        echo_json(est)
         return
     rows = [
         (
@@ -222,7 +222,7 @@ def serve(
         price_usd_per_gpu_hour=price,
     )
     if as_json:
-        echo_json(est.model_dump(mode="json"))
+        echo_json(est)
         return
     where = f"TP over {est.tp_fabric}" + (", crosses the NVLink domain" if est.crosses_nvlink_domain else "")
     if est.nodes > 1:

@@ -62,7 +62,7 @@ def report(
         run_dir, out=out, formats=formats or ("md",), csv=csv, sweep_profile=sweep_profile, echo=progress
     )
     if as_json:
-        echo_json(done.model_dump(mode="json"))
+        echo_json(done)
         return
     for line in done.missing:
         click.echo(f"  missing: {line}")

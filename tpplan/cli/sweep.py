@@ -133,7 +133,7 @@ def sweep(
     if not found and os.environ.get("RANK", "0") != "0":
         return  # a torchrun rank other than 0: rank 0 reports
     if as_json:
-        echo_json([m.model_dump(mode="json") for m in found])
+        echo_json(found)
         return
     click.echo(
         f"{spec.name}: {found[0].layers_measured if found else '?'} layer(s) measured ({layers_why}); "

@@ -12,10 +12,11 @@ The façade (tpplan/api/search.py) validates the question, loads the records and
 """
 
 from .batch import Solved, every_integer, solve
-from .driver import assemble_plan, climb, exhaustive, no_winner, plan_paths, rank_key, run, solved_setups
+from .driver import assemble_plan, climb, exhaustive, no_winner, plan_paths, run, solved_setups
 from .explain import neighbours
 from .objective import CONSTRAINTS, Evaluate, Evaluation, Question, better, config_of, pareto_front, score
 from .problem import SEARCH_VERSION, Prepared, build_space, evaluator, fingerprint, pose
+from .rank import rank_key
 from .space import MAX_SEQS, Arm, Config, Setup, Space, dtype_pairs
 
 __all__ = [

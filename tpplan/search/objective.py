@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..records import Candidate, Provenance, Reason, ScoredConfig, ServeEstimate
-from .rank import near_duplicates_dropped
+from .rank import near_duplicates_dropped, rank_key
 from .space import Config
 
 CONSTRAINTS = ("budget", "engine", "placement", "memory", "kv_cache", "slo_tpot", "slo_ttft")
@@ -163,11 +163,7 @@ def objective_values(s: ScoredConfig, pareto: bool) -> tuple[float, ...]:
 def better(a: ScoredConfig, b: ScoredConfig) -> bool:
     """The study's running best (tokens/USD, then tokens/s: a bigger deployment of equal efficiency
     serves more, then TPOT); the final choice weighs the intervals too (search/rank.py)."""
-    return (a.output_tokens_per_usd, a.output_tokens_per_s, -a.tpot_ms) > (
-        b.output_tokens_per_usd,
-        b.output_tokens_per_s,
-        -b.tpot_ms,
-    )
+    return rank_key(a) < rank_key(b)
 
 
 def pareto_front(results: list[ScoredConfig]) -> list[ScoredConfig]:

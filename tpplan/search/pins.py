@@ -3,19 +3,13 @@ in one line that names the flag and the degrees that are possible (not an empty 
 
 from __future__ import annotations
 
-import math
-
 from ..errors import ConfigError
+from .space import pp_depths
 
 
 def depths(num_layers: int, budget_gpus: int, *, tps: tuple[int, ...]) -> set[int]:
-    """The PP depths the space holds for these TP degrees (space.Space.pps: doublings up to the
-    layers and what the budget leaves after TP)."""
-    out: set[int] = set()
-    for tp in tps:
-        limit = min(num_layers, budget_gpus // tp)
-        out |= {2**k for k in range(int(math.log2(limit)) + 1)} if limit >= 1 else set()
-    return out
+    """The PP depths the space holds for these TP degrees, before a --pp pin (space.pp_depths)."""
+    return {p for tp in tps for p in pp_depths(num_layers, budget_gpus, tp)}
 
 
 def keep(values: tuple[int, ...], pins: list[int] | None) -> tuple[int, ...]:

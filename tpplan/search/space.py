@@ -168,6 +168,13 @@ class Arm:
         return self.modes[ti] if self.modes else ((1, 1),)
 
 
+def pp_depths(max_pp: int, budget_gpus: int, tp: int) -> list[int]:
+    """The PP depths a TP degree can take: doublings (nodes hold 4 or 8 GPUs) up to `max_pp` (the
+    layers) and what the budget leaves after TP."""
+    limit = min(max_pp, budget_gpus // tp)
+    return [2**k for k in range(int(math.log2(limit)) + 1)] if limit >= 1 else []
+
+
 @dataclass(frozen=True)
 class Space:
     arms: tuple[Arm, ...]
@@ -177,8 +184,7 @@ class Space:
         return next(a for a in self.arms if a.profile == profile)
 
     def pps(self, arm: Arm, tp: int) -> list[int]:
-        limit = min(arm.max_pp, arm.budget_gpus // tp)
-        found = [2**k for k in range(int(math.log2(limit)) + 1)] if limit >= 1 else []
+        found = pp_depths(arm.max_pp, arm.budget_gpus, tp)
         return [p for p in found if not arm.pp_pins or p in arm.pp_pins]
 
     def replicas(self, arm: Arm, tp: int, *, pp: int) -> list[int]:

@@ -1,6 +1,6 @@
 """The disaggregated half of a search: judge each instance kind with the candidates stage, place the
 prefill and decode instances together, price the deployment with the cost model (costmodel/disagg.py),
-score it beside the aggregated configurations (search/disagg.py) and join the two rankings.
+score it like the aggregated configurations (search/disagg.py); search/driver.py chooses among both.
 
 Each instance kind is deployed and given its scheduler defaults by the same functions the aggregated
 estimate uses (costmodel.deployment, costmodel.engine_config), so both kinds are priced alike.
@@ -248,9 +248,6 @@ class Pricer:
         return out
 
 
-RankKey = Callable[[ScoredConfig], tuple]
-
-
 class Posed(Protocol):
     """The question as the search façade prepared it (its Prepared record)."""
 
@@ -262,8 +259,8 @@ class Posed(Protocol):
 
 class Split:
     """The disaggregated half of one search: every deployment scored (none for an engine without the
-    mode), then joined with the aggregated results so the ranking, the top list and the Pareto front
-    hold both kinds."""
+    mode); the driver adds them to the aggregated results, so the choice, the top list and the Pareto
+    front hold both kinds, and `summary` says which kind won."""
 
     def __init__(
         self,
@@ -301,21 +298,6 @@ class Split:
                 group_bound=p.group_bound if bounded else None,
                 aggregated_top=aggregated_top,
             )
-
-    def join(
-        self,
-        best: ScoredConfig,
-        ranked: list[ScoredConfig],
-        *,
-        scored: list[ScoredConfig],
-        rank_key: RankKey,
-        notes: list[str],
-    ) -> tuple[ScoredConfig, list[ScoredConfig], list[ScoredConfig]]:
-        """(winner of either kind, both kinds ranked, both kinds' results); says which kind won and why."""
-        feasible = sorted((r for r in self.results if r.feasible), key=rank_key)
-        both = sorted([*ranked, *feasible], key=rank_key)
-        notes.extend(self.summary(best, feasible[0] if feasible else None, winner=both[0]))
-        return both[0], both, [*scored, *self.results]
 
     def summary(
         self, aggregated: ScoredConfig | None, disaggregated: ScoredConfig | None, *, winner: ScoredConfig
