@@ -160,7 +160,12 @@ def test_search_and_topology_figures_show_the_winner(demo_report):
     trials = sum(len(s.x) for label, s in pareto.items() if label.startswith(("feasible", "infeasible")))
     assert trials >= 10  # every setup of the demo's study, each at its solved max_num_seqs
     front = pareto["Pareto front"]
-    assert front.y == sorted(front.y) and plan.estimate.output_tokens_per_usd == max(front.y)
+    assert front.y == sorted(front.y)
+    # the winner tops the front, or is tied with what does (inside its interval) and the caption says so
+    leader = max(front.y)
+    if plan.estimate.output_tokens_per_usd != leader:
+        caption = next(f.caption for f in report.figures if f.name == "pareto")
+        assert leader > plan.estimate.output_tokens_per_usd and "inside the estimates' uncertainty" in caption
     topo = series(report, "topology")
     groups = [s for label, s in topo.items() if label.endswith("TP group")]
     assert len(groups) == plan.layout.replicas * plan.layout.pp

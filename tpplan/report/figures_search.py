@@ -111,9 +111,19 @@ def pareto(data: RunData) -> Drawn | str:
     ax.legend(fontsize=7, loc="best")
     ax.set_title(f"Search: {len(pts)} configurations of study {st.name}{slo_note}", fontsize=9)
     if winner is not None:
+        more = [
+            r.output_tokens_per_usd for r in good if r.output_tokens_per_usd > winner.output_tokens_per_usd
+        ]
+        others = (
+            f"{len(more)} feasible configuration(s) earn more (up to {max(more) / winner.output_tokens_per_usd:.3f}x), "
+            "inside the estimates' uncertainty: ties go to lower TTFT, then TPOT, then fewer GPUs (the Verdict "
+            "names the runner-up); every other configuration earning more misses an SLO or does not fit"
+            if more
+            else "every configuration earning more misses an SLO or does not fit"
+        )
         read = (
             f"the star is the winner, {winner.output_tokens_per_usd:,.0f} tokens/USD at TPOT "
-            f"{winner.tpot_ms:.1f} ms; every configuration earning more misses an SLO or does not fit"
+            f"{winner.tpot_ms:.1f} ms; {others}"
         )
     else:
         read = "no plan.yaml in the run, so no winner is marked"

@@ -308,7 +308,9 @@ def compare(aggregated: ScoredConfig | None, disaggregated: ScoredConfig | None,
         f"{d.balanced_ratio:.2f} prefill per decode instance"
     )
     verdict = "wins" if won else "loses"
+    if won != (ratio > 1):  # more tokens/USD, inside the uncertainty: the tie went the other way
+        verdict += " a tie on latency or GPUs"
     return (
-        f"disaggregated prefill/decode {verdict} ({ratio:.3f}x the best aggregated tokens/USD, "
-        f"{aggregated.output_tokens_per_usd:,.0f}): {detail}"
+        f"disaggregated prefill/decode {verdict} ({ratio:.3f}x the tokens/USD of the aggregated plan "
+        f"chosen, {aggregated.output_tokens_per_usd:,.0f}): {detail}"
     )

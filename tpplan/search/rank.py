@@ -163,6 +163,11 @@ def _broken_by(a: ScoredConfig, b: ScoredConfig) -> str:
     return "GPUs" if a.gpus != b.gpus else "tokens/USD"
 
 
+def tie_reason(winner: ScoredConfig, other: ScoredConfig) -> str:
+    """What `winner` beat a tied `other` on, in words: "lower TTFT (864 vs 922 ms)"."""
+    return _lower(winner, other, _broken_by(winner, other))
+
+
 def _lower(a: ScoredConfig, b: ScoredConfig, by: str) -> str:
     if by == "TTFT":
         return f"lower TTFT ({a.ttft_ms:,.0f} vs {b.ttft_ms:,.0f} ms)"
