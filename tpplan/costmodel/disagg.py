@@ -37,7 +37,7 @@ from ..specs import HardwareProfile, ModelSpec
 from .collectives import p2p_time_us
 from .estimate import Deployment
 from .params import NIC_FRACTION, NVLINK_BUSBW_FRACTION, PCIE_BUSBW_FRACTION, Params
-from .serving import MAX_ITERATIONS, MAX_PREFILL_UTILIZATION, TOLERANCE, EngineConfig
+from .serving import MAX_ITERATIONS, MAX_PREFILL_UTILIZATION, TOLERANCE, EngineConfig, cohort_size
 from .step import Instance, step_cost
 from .work import Batch
 
@@ -234,7 +234,7 @@ def steady_state(
                 break
         tpot_guess[0] = tpot
         resident = rate / y * (kv_ms + o_tok * tpot)
-        cohort = max(1.0, (1.0 + cohort_fraction * max(0.0, resident - 1.0)) / x)  # spread over x
+        cohort = max(1.0, cohort_size(resident, fraction=cohort_fraction) / x)  # spread over x
         chunk = min(cohort * i_tok, budget)
         steps = max(math.ceil(i_tok / budget), (cohort + 1) / 2 * i_tok / budget)  # behind half its cohort
         own = steps * sides.prefill.prefill_ms(chunk)
