@@ -16,7 +16,7 @@ import dataclasses
 from ..records import Neighbour, ScoredConfig
 from .batch import solve
 from .objective import Evaluate, Evaluation, Question, config_of, score
-from .rank import tie_reason, within
+from .rank import tie_key, tie_reason, within
 from .space import Config, Space
 
 STEP_PARTS = {
@@ -107,7 +107,7 @@ def _judged(
         )
         text += f"at max_num_seqs {at_winner.max_num_seqs}, {why}; at its best, {s.max_num_seqs}: "
     text += f"{_cause(ev, w_ev, c)}{ratio:.2f}x tokens/USD"
-    if ratio > 1 and within(winner, s):
+    if ratio > 1 and within(winner, s) and tie_key(winner) <= tie_key(s):  # a tie the winner took
         text += f" - more than the winner, inside the estimates' uncertainty: the tie went to the winner's {tie_reason(winner, s)}"
     elif ratio > 1:
         text += (
