@@ -92,8 +92,8 @@ class EngineOverhead(Frozen):
         description="per-request latency outside the GPU (HTTP, tokenizing) added to TTFT"
     )
     cohort_fraction: Share = Field(
-        description="how bunched closed-loop arrivals are: a new request arrives with 1 + κ·(n − 1)^0.7 "
-        "others of the n resident requests (requests that finish together come back together)"
+        description="how bunched closed-loop arrivals are (κ): requests arrive in cohorts of 1 + κ·(n − 1)^0.7 "
+        "of the n resident requests (requests that finish together come back together)"
     )
 
 
