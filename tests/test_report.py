@@ -274,7 +274,12 @@ def test_a_foreign_study_db_is_named_left_untouched_and_its_old_figure_removed(d
 
     run_dir, _ = demo_run
     shutil.copy(run_dir / "plan.yaml", tmp_path / "plan.yaml")
-    shutil.copy(run_dir / "study.db", tmp_path / "study.db")
+    # through SQLite, not as a file: the demo's study is in WAL mode and its last commits may still
+    # sit in study.db-wal while this process holds the storage open
+    src, dst = sqlite3.connect(run_dir / "study.db"), sqlite3.connect(tmp_path / "study.db")
+    src.backup(dst)
+    src.close()
+    dst.close()
     api.report(tmp_path, formats=("md",), echo=lambda _: None)
     assert (tmp_path / "report" / "pareto.png").exists()
     (tmp_path / "study.db").unlink()

@@ -77,8 +77,8 @@ def pareto(data: RunData) -> Drawn | str:
     if st.slo_tpot_ms is not None:
         ax.axvline(st.slo_tpot_ms, color="#d62728", linestyle="--", label=f"TPOT SLO {st.slo_tpot_ms:g} ms")
         drawn.append(series("TPOT SLO", "tolerance", x=[st.slo_tpot_ms], y=[0.0]))
-    slo_note = (
-        f"; TTFT SLO {st.slo_ttft_ms:g} ms (not on these axes: its misses are among the infeasible)"
+    slo_note = (  # a second title line: one line this long runs off the figure
+        f"\nTTFT SLO {st.slo_ttft_ms:g} ms (not on these axes: its misses are among the infeasible)"
         if st.slo_ttft_ms is not None
         else ""
     )
