@@ -102,18 +102,21 @@ def held_apart() -> None:
             print(_row(f"  TTFT at concurrency {c} (pred/meas {ratio:.2f})", at))
 
 
-def _closest(points, size_b: int, concurrency: int, tp: int):
-    """The calibration point nearest in model size, then concurrency, then TP (log distances)."""
+def point_distance(p, size_b: int, concurrency: int, tp: int) -> tuple[float, float, float]:
+    """How far a calibration point is from a question: model size, then concurrency, then TP (log
+    distances, rounded so that equally near points compare equal)."""
     import math
 
-    def distance(p) -> tuple[float, float, float]:
-        return (
-            abs(math.log(SIZE_B.get(p.model, 1) / size_b)),
-            abs(math.log(p.concurrency / concurrency)),
-            abs(math.log(p.tp / tp)),
-        )
+    return (
+        round(abs(math.log(SIZE_B.get(p.model, 1) / size_b)), 6),
+        round(abs(math.log(p.concurrency / concurrency)), 6),
+        round(abs(math.log(p.tp / tp)), 6),
+    )
 
-    return min(points, key=distance)
+
+def _closest(points, size_b: int, concurrency: int, tp: int):
+    """The calibration point nearest to the question."""
+    return min(points, key=lambda p: point_distance(p, size_b, concurrency, tp))
 
 
 def headline_estimates() -> None:

@@ -55,7 +55,7 @@ def test_the_issues_command_returns_a_winner_that_fits_and_meets_the_slo(done_wh
     assert "search: trial" in stderr  # progress on stderr
 
 
-def test_no_evaluated_configuration_beats_the_winner(done_when):
+def test_only_a_tie_earns_more_than_the_winner(done_when):
     """More tokens/USD than the winner only inside the top's interval (a tie the estimates cannot
     settle), and then the winner is ahead on the tie rule: lower TTFT, then TPOT, then fewer GPUs."""
     _, data, _, _ = done_when
@@ -66,7 +66,6 @@ def test_no_evaluated_configuration_beats_the_winner(done_when):
         if t["output_tokens_per_usd"] > best["output_tokens_per_usd"]:
             assert (best["ttft_ms"], best["tpot_ms"], best["gpus"]) <= (t["ttft_ms"], t["tpot_ms"], t["gpus"])
             assert data["decision"]["within_uncertainty"]
-    assert top[0]["trial"] == best["trial"]
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ import pytest
 
 from tpplan.api.search import prepare
 from tpplan.search import Setup, every_integer, neighbours, solve
-from tpplan.search.rank import within
+from tpplan.search.rank import tie_key, within
 
 
 @pytest.fixture(scope="module")
@@ -48,12 +48,11 @@ def test_a_neighbour_infeasible_at_the_winners_seqs_is_judged_at_its_own_best(ex
     assert tp4.tokens_per_usd_ratio == pytest.approx(
         tp4.config.output_tokens_per_usd / tp8.output_tokens_per_usd, abs=1e-3
     )
-    # more than this winner: a tie inside the interval says what the tie went on; beyond it, the search missed it
-    assert tp4.tokens_per_usd_ratio > 1
-    if within(tp8, tp4.config):
-        assert "inside the estimates' uncertainty: the tie went to the winner's lower TTFT" in tp4.lost_on
-    else:
-        assert "better than the winner: the search did not reach it" in tp4.lost_on
+    # more than this winner, inside the interval, and behind it on TTFT: a tie the winner took, said so
+    assert tp4.tokens_per_usd_ratio > 1 and within(tp8, tp4.config)
+    assert tie_key(tp8) < tie_key(tp4.config) and tp8.ttft_ms < tp4.config.ttft_ms
+    said = f"the tie went to the winner's lower TTFT ({tp8.ttft_ms:,.0f} vs {tp4.config.ttft_ms:,.0f} ms)"
+    assert tp4.lost_on.endswith(said) and "did not reach it" not in tp4.lost_on
 
 
 def test_a_neighbour_over_the_budget_says_how_many_gpus_it_needs(explained):

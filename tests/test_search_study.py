@@ -146,7 +146,10 @@ SEARCH = [sys.executable, "-m", "tpplan", "search", "llama-3.1-70b", "--isl", "2
 def worker(tmp_path, trials: int) -> subprocess.Popen:
     argv = [
         *SEARCH,
-        *shlex.split("--profile dgx-h100 --gpus 8 --concurrency 64 --slo-tpot-ms 50 --study shared --json"),
+        *shlex.split(
+            "--profile dgx-h100 --profile dgx-a100-80g --gpus 16 --concurrency 64 --slo-tpot-ms 50 "
+            "--study shared --json --no-disaggregated"
+        ),
         "--trials",
         str(trials),
         "--storage",
@@ -159,7 +162,9 @@ def worker(tmp_path, trials: int) -> subprocess.Popen:
 
 @pytest.mark.slow
 def test_two_worker_processes_share_one_sqlite_study(tmp_path):
-    trials = 20  # fewer than the space's 26 setups: the workers sample, and claim before evaluating
+    # fewer than the space's 114 setups: the workers sample, and claim before evaluating; 40 of them
+    # (~2 s of trials) so a worker that starts a second late on a loaded machine still gets its share
+    trials = 40
     procs = [worker(tmp_path, trials), worker(tmp_path, trials)]
     outs = [p.communicate(timeout=300) for p in procs]
     assert all(p.returncode == 0 for p in procs), [err[-500:] for _, err in outs]

@@ -163,7 +163,8 @@ ENGINE_FIELDS = ("step_ms", "per_layer_us", "per_seq_us", "request_ms", "cohort_
 # including the prefill, so more than 10 ms would swamp concurrency 1 (issue 14: a fitted 42 ms made
 # it ~1.7x too high there). TensorRT-LLM's trtllm-serve is held to 150 ms only: its own points show a
 # floor of ~80-110 ms at TP 8 where the 8B prefill takes <10 ms (reference serving set).
-# cohort_fraction is a fraction; at least 2% keeps returning requests from being spread perfectly.
+# cohort_fraction is κ in the cohort size 1 + κ·(n − 1)^γ (costmodel/serving.py): at least 0.02 keeps
+# returning requests from being spread perfectly; at most 1, a whole load returning at once (γ = 1).
 FIELD_BOUNDS: dict[str, tuple[float, float]] = {"request_ms": (0.5, 10.0), "cohort_fraction": (0.02, 1.0)}
 ENGINE_FIELD_BOUNDS: dict[tuple[str, str], tuple[float, float]] = {("trtllm", "request_ms"): (0.5, 150.0)}
 

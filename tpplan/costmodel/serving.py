@@ -13,8 +13,11 @@ step). Requests that finished together come back together, so arrivals come in c
 k = 1 + κ·(n − 1)^γ (κ, cohort_fraction, fitted per engine; γ = COHORT_GROWTH, 0.7). Cohorts grow more
 slowly than the load: one larger than a step's budget finishes its prompts over several steps and so
 comes back split, and the splits re-merge only in part. γ was chosen by two-fold cross-validation on the
-H100 calibration set (γ = 1, the earlier linear law, under-predicted vLLM's TTFT at 8-16 clients by ~0.65x;
-0.5, 0.64, 0.7, 0.8 tried: 0.7 had the lowest out-of-fit TTFT error over both engines).
+H100 calibration set (scripts/choose_cohort_growth.py prints the sweep over 0.5-1): 0.7 gives vLLM its
+lowest out-of-fit TTFT median (16.3%, against 20.2% for γ = 1, the earlier linear law, which put its TTFT
+at 8-16 clients at ~0.65x) and its lowest decision regret (5.7% against 11.8%); for TensorRT-LLM, a
+calibration source tpplan does not plan for, it is about neutral on the median (13.8% against 13.5%) and
+worse on the tail (p90 72.5% against 69.5%; 9 picks that miss their SLO against 6).
 A cohort's k·I prompt tokens fill steps of c = min(k·I, B − d) tokens, and q = (λ/k)·T·(k·I / (B − d))
 of the steps carry such a chunk:
 

@@ -111,15 +111,25 @@ def pareto(data: RunData) -> Drawn | str:
     ax.legend(fontsize=7, loc="best")
     ax.set_title(f"Search: {len(pts)} configurations of study {st.name}{slo_note}", fontsize=9)
     if winner is not None:
-        more = [
-            r.output_tokens_per_usd for r in good if r.output_tokens_per_usd > winner.output_tokens_per_usd
-        ]
-        others = (
-            f"{len(more)} feasible configuration(s) earn more (up to {max(more) / winner.output_tokens_per_usd:.3f}x), "
-            "inside the estimates' uncertainty: ties go to lower TTFT, then TPOT, then fewer GPUs (the Verdict "
-            "names the runner-up); every other configuration earning more misses an SLO or does not fit"
-            if more
-            else "every configuration earning more misses an SLO or does not fit"
+        more = [r for r in good if r.output_tokens_per_usd > winner.output_tokens_per_usd]
+        if more:
+            top = max(more, key=lambda r: r.output_tokens_per_usd)
+            inside = winner.output_tokens_per_usd >= top.output_tokens_per_usd_low
+            others = (
+                f"{len(more)} of the study's feasible configurations earn more (up to "
+                f"{top.output_tokens_per_usd / winner.output_tokens_per_usd:.3f}x), "
+                + (
+                    "the winner inside the estimates' uncertainty of the most: ties go to lower TTFT, then "
+                    "TPOT, then fewer GPUs (the Verdict names the runner-up)"
+                    if inside
+                    else "beyond the estimates' uncertainty (the Verdict says why the winner stands)"
+                )
+            )
+        else:
+            others = "no configuration of the study that earns more meets the SLOs and fits"
+        others += (
+            "; disaggregated deployments the search weighed beside the study are not drawn, except a "
+            "disaggregated winner (the search's notes name the best)"
         )
         read = (
             f"the star is the winner, {winner.output_tokens_per_usd:,.0f} tokens/USD at TPOT "

@@ -292,8 +292,9 @@ def evaluate_all(
 
 
 def compare(aggregated: ScoredConfig | None, disaggregated: ScoredConfig | None, *, won: bool) -> str:
-    """One line: which kind won the search (`won`: the disaggregated one) and the two best's tokens per
-    USD (a kind can win with fewer inside the uncertainty, on latency: search/rank.py)."""
+    """One line: which kind won the search (`won`: the disaggregated one), the plan against the most
+    tokens/USD of the other kind (a kind can win with fewer inside the uncertainty, on latency:
+    search/rank.py)."""
     if disaggregated is None:
         return "disaggregated prefill/decode: no deployment of it fits and meets the SLOs"
     if aggregated is None:
@@ -310,7 +311,8 @@ def compare(aggregated: ScoredConfig | None, disaggregated: ScoredConfig | None,
     verdict = "wins" if won else "loses"
     if won != (ratio > 1):  # more tokens/USD, inside the uncertainty: the tie went the other way
         verdict += " a tie on latency or GPUs"
+    other = "the best aggregated configuration" if won else "the aggregated plan"
     return (
-        f"disaggregated prefill/decode {verdict} ({ratio:.3f}x the tokens/USD of the aggregated plan "
-        f"chosen, {aggregated.output_tokens_per_usd:,.0f}): {detail}"
+        f"disaggregated prefill/decode {verdict} ({ratio:.3f}x the tokens/USD of {other}, "
+        f"{aggregated.output_tokens_per_usd:,.0f}): {detail}"
     )

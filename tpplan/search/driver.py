@@ -130,10 +130,13 @@ def run(
         raise no_winner(collected.results, every, q=q, trials=collected.trials, study=name)
     scored = [*scored, *split.results]
     best, decision = rank.choose([*kinds[0], *kinds[1]])  # ties: lower latency wins
-    agg, dis = (rank.choose(k)[0] if k else None for k in kinds)
+    # the note weighs the plan against the most tokens/USD of the other kind (what it beat or tied with)
+    agg, dis = (min(k, key=rank.rank_key) if k else None for k in kinds)
+    agg, dis = (best, dis) if best.disaggregated is None else (agg, best)
     notes.extend(split.summary(agg, dis, winner=best))
     if best.disaggregated is None and best != top:
-        near = neighbours(prep.space, best, evaluate=prep.evaluate, q=q)
+        leader = min([*kinds[0], *kinds[1]], key=rank.rank_key)  # whose interval the tie was judged in
+        near = neighbours(prep.space, best, evaluate=prep.evaluate, q=q, tie_top=leader)
     elif best.disaggregated is not None and top is not None:  # what the best aggregated one's lost on
         tag = f"of the best aggregated ({top.label()})"
         near = [n.model_copy(update={"lost_on": f"{tag}: {n.lost_on}"}) for n in near]

@@ -42,7 +42,17 @@ def _steps(w: Config) -> list[tuple[str, int, int, int | None]]:
     return out
 
 
-def neighbours(space: Space, winner: ScoredConfig, *, evaluate: Evaluate, q: Question) -> list[Neighbour]:
+def neighbours(
+    space: Space,
+    winner: ScoredConfig,
+    *,
+    evaluate: Evaluate,
+    q: Question,
+    tie_top: ScoredConfig | None = None,
+) -> list[Neighbour]:
+    """The winner's neighbours, each at its best max_num_seqs, and what it lost on. `tie_top`: the
+    configuration with the most tokens/USD when the winner took a tie inside its interval (the tie is
+    judged in the top's interval, search/rank.py); None: the winner is the top."""
     w = config_of(winner)
     budget = space.arm(w.profile).budget_gpus
     w_ev = evaluate(w)
@@ -66,14 +76,14 @@ def neighbours(space: Space, winner: ScoredConfig, *, evaluate: Evaluate, q: Que
         ep, dpa = (tp if w.ep > 1 else 1), (tp if w.dp_attention > 1 else 1)
         seqs = space.seqs_upper(r, w.max_num_seqs)
         c = Config(w.profile, tp, pp, r, seqs, w.dtype, w.kv_cache_dtype, ep, dpa)
-        out.append(_judged(change, c, winner, w_ev, space, evaluate, q))
+        out.append(_judged(change, c, winner, w_ev, space, evaluate, q, tie_top=tie_top or winner))
     # MoE: the other way to run the same GPUs (plain TP against EP + DP attention)
     modes = space.arm(w.profile).modes_at(space.arm(w.profile).tps.index(w.tp))
     other = (1, 1) if (w.ep, w.dp_attention) != (1, 1) else (w.tp, w.tp)
     if other in modes and other != (w.ep, w.dp_attention):  # at TP=1 both ways are one layout
         change = "plain TP" if other == (1, 1) else "EP+DPA"
         alt = dataclasses.replace(w, ep=other[0], dp_attention=other[1])
-        out.append(_judged(change, alt, winner, w_ev, space, evaluate, q))
+        out.append(_judged(change, alt, winner, w_ev, space, evaluate, q, tie_top=tie_top or winner))
     return out
 
 
@@ -85,6 +95,8 @@ def _judged(
     space: Space,
     evaluate: Evaluate,
     q: Question,
+    *,
+    tie_top: ScoredConfig,
 ) -> Neighbour:
     """The neighbour at its best max_num_seqs (the winner's when that is feasible and as good)."""
     at_winner = score(c, evaluate(c), q=q)
@@ -107,7 +119,7 @@ def _judged(
         )
         text += f"at max_num_seqs {at_winner.max_num_seqs}, {why}; at its best, {s.max_num_seqs}: "
     text += f"{_cause(ev, w_ev, c)}{ratio:.2f}x tokens/USD"
-    if ratio > 1 and within(winner, s) and tie_key(winner) <= tie_key(s):  # a tie the winner took
+    if ratio > 1 and within(tie_top, s) and tie_key(winner) <= tie_key(s):  # a tie the winner took
         text += f" - more than the winner, inside the estimates' uncertainty: the tie went to the winner's {tie_reason(winner, s)}"
     elif ratio > 1:
         text += (

@@ -173,7 +173,9 @@ def _lower(a: ScoredConfig, b: ScoredConfig, by: str) -> str:
         return f"lower TTFT ({a.ttft_ms:,.0f} vs {b.ttft_ms:,.0f} ms)"
     if by == "TPOT":
         return f"lower TPOT ({a.tpot_ms:.1f} vs {b.tpot_ms:.1f} ms)"
-    return f"fewer GPUs ({a.gpus} vs {b.gpus})"
+    if by == "GPUs":
+        return f"fewer GPUs ({a.gpus} vs {b.gpus})"
+    return "place in the deterministic order (equal TTFT, TPOT and GPUs)"
 
 
 def near_duplicates_dropped(front: Sequence[ScoredConfig]) -> list[ScoredConfig]:
