@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
@@ -66,6 +67,14 @@ def _fit_and_judge(keep) -> list:
         return api.evaluate_serving(fitted, test_csv)
 
 
+@functools.cache
+def alternate_rows(fold: int) -> tuple:
+    """make bench's held-apart split: fitted on the rows i % 2 == fold, judged on the others. Cached:
+    the costmodel, regret and spread sections (and scripts/derive_spread.py) share the fit; clear it
+    (`alternate_rows.cache_clear()`) after changing the model in-process."""
+    return tuple(_fit_and_judge(lambda i, _: i % 2 == fold))
+
+
 def held_out_tp8() -> None:
     """Fit on the TP<8 points only, predict the TP=8 ones (a layout the fit never saw)."""
     rows = _fit_and_judge(lambda _, f: f["tp_size"] != "8")
@@ -85,7 +94,7 @@ def _subset(p) -> str:
 
 def held_apart() -> None:
     """Fit on every other row of the set, judge TPOT and TTFT per subset on the rows in between."""
-    rows = _fit_and_judge(lambda i, _: i % 2 == 0)
+    rows = alternate_rows(0)
     print("(a) held apart: fit on alternate rows, judged on the other half, per engine x GPU x model size")
     print("    (targets: TPOT <= 10%, TTFT <= 30% median |err| per subset)")
     for subset in sorted({_subset(p) for p, _, _ in rows}):

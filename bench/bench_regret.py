@@ -27,7 +27,7 @@ import statistics
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from bench.bench_costmodel import REFERENCE, SIZE_B, _fit_and_judge, _row, point_distance
+from bench.bench_costmodel import REFERENCE, SIZE_B, _row, alternate_rows, point_distance
 from tpplan.costmodel.spread import ratio_quantiles
 
 TPOT_QUANTILES = (0.3, 0.5, 0.7)
@@ -46,7 +46,7 @@ def cross_fit() -> list[Judged]:
     """Every calibration point predicted by a fit on the other half of the set."""
     out = []
     for fold in (0, 1):
-        for p, tpot, ttft in _fit_and_judge(lambda i, _, f=fold: i % 2 == f):
+        for p, tpot, ttft in alternate_rows(fold):
             out.append(Judged(p, tpot, ttft, fold))
     return out
 

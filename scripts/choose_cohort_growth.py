@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import bench_regret  # noqa: E402
+from bench import bench_costmodel, bench_regret  # noqa: E402
 from tpplan.costmodel import serving  # noqa: E402
 
 GAMMAS = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
@@ -43,6 +43,7 @@ def main(argv: list[str]) -> int:
     try:
         for g in gammas:
             serving.COHORT_GROWTH = g
+            bench_costmodel.alternate_rows.cache_clear()  # the fits of the previous γ
             judged = bench_regret.cross_fit()
             for engine in sorted({j.point.engine for j in judged}):
                 mine = [j for j in judged if j.point.engine == engine]
@@ -57,6 +58,7 @@ def main(argv: list[str]) -> int:
                 )
     finally:
         serving.COHORT_GROWTH = shipped
+        bench_costmodel.alternate_rows.cache_clear()
     return 0
 
 

@@ -4,7 +4,7 @@ estimate on bundled parameters carries (tpplan/costmodel/spread.py).
     .venv/bin/python scripts/derive_spread.py            # rewrite the file
     .venv/bin/python scripts/derive_spread.py --check    # exit 1 if it would change
 
-The split is `make bench`'s (bench/bench_costmodel.py `_fit_and_judge`): dgx-h100's serving parameters
+The split is `make bench`'s (bench/bench_costmodel.py `alternate_rows`): dgx-h100's serving parameters
 fitted afresh on every other row of ../shared/reference/serving/silicon_calibration.csv (the
 calibration set: vLLM 0.12.0 Qwen3-32B, TensorRT-LLM 1.0.0rc3 Llama-3.1-8B, H100 SXM) and judged on
 the rows in between. Per engine and pooled (`*`, for engines with no measurement of their own), the
@@ -22,7 +22,7 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.bench_costmodel import SILICON, _fit_and_judge  # noqa: E402
+from bench.bench_costmodel import SILICON, alternate_rows  # noqa: E402
 from tpplan.costmodel.spread import POOLED, SPREAD_DATA, spread_of  # noqa: E402
 
 SOURCE = (
@@ -39,7 +39,7 @@ HEADER = """\
 
 
 def derive() -> list[dict]:
-    rows = _fit_and_judge(lambda i, _: i % 2 == 0)  # (point, predicted TPOT, predicted TTFT)
+    rows = alternate_rows(0)  # (point, predicted TPOT, predicted TTFT)
     out = []
     for engine in (POOLED, *sorted({p.engine for p, _, _ in rows})):
         mine = [(p, tpot, ttft) for p, tpot, ttft in rows if engine in (POOLED, p.engine)]

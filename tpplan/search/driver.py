@@ -131,8 +131,9 @@ def run(
     scored = [*scored, *split.results]
     best, decision = rank.choose([*kinds[0], *kinds[1]])  # ties: lower latency wins
     # the note weighs the plan against the most tokens/USD of the other kind (what it beat or tied with)
-    agg, dis = (min(k, key=rank.rank_key) if k else None for k in kinds)
-    agg, dis = (best, dis) if best.disaggregated is None else (agg, best)
+    other = kinds[1] if best.disaggregated is None else kinds[0]
+    best_other = min(other, key=rank.rank_key) if other else None
+    agg, dis = (best, best_other) if best.disaggregated is None else (best_other, best)
     notes.extend(split.summary(agg, dis, winner=best))
     if best.disaggregated is None and best != top:
         leader = min([*kinds[0], *kinds[1]], key=rank.rank_key)  # whose interval the tie was judged in

@@ -53,7 +53,7 @@ def neighbours(
     """The winner's neighbours, each at its best max_num_seqs, and what it lost on. `tie_top`: the
     configuration with the most tokens/USD when the winner took a tie inside its interval (the tie is
     judged in the top's interval, search/rank.py); None: the winner is the top."""
-    w = config_of(winner)
+    w, top = config_of(winner), tie_top or winner
     budget = space.arm(w.profile).budget_gpus
     w_ev = evaluate(w)
     out = []
@@ -76,14 +76,14 @@ def neighbours(
         ep, dpa = (tp if w.ep > 1 else 1), (tp if w.dp_attention > 1 else 1)
         seqs = space.seqs_upper(r, w.max_num_seqs)
         c = Config(w.profile, tp, pp, r, seqs, w.dtype, w.kv_cache_dtype, ep, dpa)
-        out.append(_judged(change, c, winner, w_ev, space, evaluate, q, tie_top=tie_top or winner))
+        out.append(_judged(change, c, winner, w_ev, space, evaluate, q, tie_top=top))
     # MoE: the other way to run the same GPUs (plain TP against EP + DP attention)
     modes = space.arm(w.profile).modes_at(space.arm(w.profile).tps.index(w.tp))
     other = (1, 1) if (w.ep, w.dp_attention) != (1, 1) else (w.tp, w.tp)
     if other in modes and other != (w.ep, w.dp_attention):  # at TP=1 both ways are one layout
         change = "plain TP" if other == (1, 1) else "EP+DPA"
         alt = dataclasses.replace(w, ep=other[0], dp_attention=other[1])
-        out.append(_judged(change, alt, winner, w_ev, space, evaluate, q, tie_top=tie_top or winner))
+        out.append(_judged(change, alt, winner, w_ev, space, evaluate, q, tie_top=top))
     return out
 
 
